@@ -1,0 +1,140 @@
+/** Reading config.toml into GlobalConfig. */
+import { isAbsolute, resolve } from "node:path";
+import { parseCidr, type Cidr } from "../lib/cidr.ts";
+import type { Reader } from "./reader.ts";
+import type { Address, GlobalConfig, LogLevel, ProxyOptions } from "./types.ts";
+
+/** LOAD_BALANCE_POLICIES are the names `load_balance` accepts. */
+export const LOAD_BALANCE_POLICIES = ["round_robin", "least_requests"] as const;
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+const ADDRESS_EXPECTED = 'HOST:PORT such as "127.0.0.1:8080" or "[::1]:8443"';
+
+/** parseAddress reads "127.0.0.1:8080", "[::1]:8080" or ":8080" (all interfaces); undefined when malformed. */
+export function parseAddress(text: string): Address | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  const hostname = m[1] ?? (m[2] || "0.0.0.0");
+  return { text, hostname, port };
+}
+
+function address(r: Reader, key: string): Address | undefined {
+  const v = r.string(key);
+  if (v === undefined) return undefined;
+  const a = parseAddress(v);
+  if (!a) r.problem(key, `cannot read ${JSON.stringify(v)} as a listen address`, ADDRESS_EXPECTED);
+  return a;
+}
+
+/** DEFAULT_PROXY_OPTIONS are what a route gets when neither [proxy] nor the route says otherwise. */
+export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
+  loadBalance: "round_robin",
+  preserveHost: true,
+  maxBodySize: 100 * 1024 * 1024,
+  responseHeaderTimeout: 60_000,
+  idleTimeout: 60_000,
+  failCooldown: 10_000,
+};
+
+/** readProxyOptions reads the forwarding keys shared by [proxy], a route file and a [[paths]] entry, on top of base. */
+export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
+  return {
+    loadBalance: r.oneOf("load_balance", LOAD_BALANCE_POLICIES, base.loadBalance),
+    preserveHost: r.bool("preserve_host", base.preserveHost),
+    maxBodySize: r.size("max_body_size", base.maxBodySize),
+    responseHeaderTimeout: r.duration("response_header_timeout", base.responseHeaderTimeout),
+    idleTimeout: r.duration("idle_timeout", base.idleTimeout),
+    failCooldown: r.duration("fail_cooldown", base.failCooldown),
+  };
+}
+
+function path(dir: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(dir, p);
+}
+
+/** readGlobal reads every key of config.toml; problems go to the reader, defaults fill what is missing. */
+export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
+  const listenR = r.table("listen");
+  const listen = listenR
+    ? { http: address(listenR, "http"), https: address(listenR, "https"), admin: address(listenR, "admin") }
+    : { http: parseAddress("127.0.0.1:8080"), admin: parseAddress("127.0.0.1:9180") };
+  const idleTimeout = listenR?.duration("idle_timeout", 75_000) ?? 75_000;
+  if (idleTimeout < 1000 || idleTimeout > 255_000) listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
+  listenR?.done();
+  const seen = new Map<string, string>();
+  for (const [name, a] of Object.entries(listen)) {
+    if (!a) continue;
+    const key = `${a.hostname}:${a.port}`;
+    const other = seen.get(key);
+    if (other) listenR?.problem(name, `${a.text} is also listen.${other}`, "a different address for each listener");
+    seen.set(key, name);
+  }
+
+  const proxyR = r.table("proxy");
+  const trusted: Cidr[] = [];
+  let via = "gatehouse";
+  let proxy: ProxyOptions = DEFAULT_PROXY_OPTIONS;
+  if (proxyR) {
+    proxy = readProxyOptions(proxyR, DEFAULT_PROXY_OPTIONS);
+    (proxyR.stringList("trusted_proxies") ?? []).forEach((s, i) => {
+      const c = parseCidr(s);
+      if (c) trusted.push(c);
+      else proxyR.problem(`trusted_proxies[${i}]`, `cannot read ${JSON.stringify(s)} as an address or range`, 'an IP address or CIDR range such as "10.0.0.0/8"');
+    });
+    via = proxyR.string("via") ?? via;
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via)) proxyR.problem("via", `${JSON.stringify(via)} is not a token`, "a name without spaces, such as \"gatehouse\"");
+    proxyR.done();
+  }
+
+  const logR = r.table("log");
+  const log = { level: logR?.oneOf("level", LOG_LEVELS, "info") ?? "info", access: logR?.bool("access", true) ?? true };
+  logR?.done();
+
+  // [acme], [resolver] and [cache] are part of the contract; their keys are checked here so that a
+  // config written for them is accepted (or rejected with a precise message) today.
+  const acmeR = r.table("acme");
+  const acme: Record<string, unknown> = {};
+  if (acmeR) {
+    acme.directory = acmeR.string("directory");
+    acme.email = acmeR.string("email");
+    acme.ca_file = acmeR.string("ca_file");
+    acme.challenge = acmeR.oneOf("challenge", ["http-01", "dns-01"], "http-01");
+    const dnsR = acmeR.table("dns");
+    if (dnsR) {
+      acme.dns = {
+        server: dnsR.string("server"), tsig_key_name: dnsR.string("tsig_key_name"),
+        tsig_algorithm: dnsR.oneOf("tsig_algorithm", ["hmac-sha256", "hmac-sha512"], "hmac-sha256"),
+        tsig_secret: dnsR.string("tsig_secret"), tsig_secret_file: dnsR.string("tsig_secret_file"),
+      };
+      dnsR.done();
+    }
+    acmeR.done();
+  }
+  const resolverR = r.table("resolver");
+  const servers = resolverR?.stringList("servers") ?? [];
+  servers.forEach((s, i) => {
+    if (!parseAddress(s)) resolverR?.problem(`servers[${i}]`, `cannot read ${JSON.stringify(s)} as a DNS server address`, 'HOST:PORT such as "10.96.0.10:53"');
+  });
+  resolverR?.done();
+  const cacheR = r.table("cache");
+  const cache = { maxSize: cacheR?.size("max_size", 256 * 1024 ** 2) ?? 256 * 1024 ** 2, maxObjectSize: cacheR?.size("max_object_size", 8 * 1024 ** 2) ?? 8 * 1024 ** 2 };
+  cacheR?.done();
+
+  const global: GlobalConfig = {
+    file,
+    dir,
+    routesDir: path(dir, r.string("routes_dir") ?? "routes"),
+    certsDir: path(dir, r.string("certs_dir") ?? "certs"),
+    pidFile: path(dir, r.string("pid_file") ?? "gatehouse.pid"),
+    shutdownGrace: r.duration("shutdown_grace", 30_000),
+    listen: { ...listen, idleTimeout },
+    proxy: { ...proxy, trustedProxies: trusted, via },
+    log,
+    acme,
+    resolver: { servers },
+    cache,
+  };
+  r.done();
+  return global;
+}

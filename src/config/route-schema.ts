@@ -1,0 +1,134 @@
+/** Reading one routes/NAME.toml file into a SiteConfig. */
+import { existsSync, statSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { readProxyOptions } from "./global-schema.ts";
+import type { Reader } from "./reader.ts";
+import type { Action, GlobalConfig, PathRoute, ProxyOptions, SiteConfig, TlsMode, Upstream } from "./types.ts";
+
+const TLS_MODES: readonly TlsMode[] = ["acme", "internal", "manual", "off"];
+const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+const HOST_RE = new RegExp(`^(?:\\*\\.)?${LABEL}(?:\\.${LABEL})*$`);
+const HOST_EXPECTED = 'a host name such as "example.com", "*.example.com" (one label) or an IP address';
+const SITE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** BUILTIN_PREFIX marks a static root compiled into the binary ("builtin:welcome"). */
+export const BUILTIN_PREFIX = "builtin:";
+/** BUILTIN_SITES are the names `static = "builtin:NAME"` accepts. */
+export const BUILTIN_SITES: readonly string[] = ["welcome"];
+
+/** normalizeHost lowercases a host and drops a trailing dot, the form the router keys on. */
+export function normalizeHost(host: string): string {
+  const h = host.toLowerCase();
+  return h.endsWith(".") ? h.slice(0, -1) : h;
+}
+
+function readUpstreams(r: Reader, list: string[]): Upstream[] {
+  const out: Upstream[] = [];
+  const expected = 'a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path)';
+  list.forEach((text, i) => {
+    const key = `upstreams[${i}]`;
+    let u: URL;
+    try {
+      u = new URL(text);
+    } catch {
+      r.problem(key, `cannot read ${JSON.stringify(text)} as a URL`, expected);
+      return;
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") r.problem(key, `scheme ${u.protocol} is not supported`, "http:// or https://");
+    else if ((u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) r.problem(key, `${JSON.stringify(text)} has a path or query`, expected);
+    else if (u.username || u.password) r.problem(key, "credentials in the URL are not supported", expected);
+    else out.push({ url: `${u.protocol}//${u.host}`, origin: `${u.protocol}//${u.host}` });
+  });
+  if (list.length > 0 && out.length === list.length && new Set(out.map((u) => u.url)).size !== out.length) {
+    r.problem("upstreams", "lists the same endpoint twice", "each endpoint once");
+  }
+  return out;
+}
+
+/** readAction reads upstreams / static / redirect at one level; at most one of them may be set. */
+function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix: boolean): Action | undefined {
+  const ups = r.stringList("upstreams");
+  const stat = r.string("static");
+  const redirect = r.string("redirect");
+  const index = r.stringList("index") ?? ["index.html"];
+  const cacheControl = r.string("cache_control");
+  const status = r.integer("redirect_status", 308, 300, 399);
+  const keepPath = r.bool("keep_path", true);
+  const set = [ups && "upstreams", stat !== undefined && "static", redirect !== undefined && "redirect"].filter(Boolean);
+  if (set.length > 1) {
+    r.problem(set[1] as string, `cannot be combined with ${set[0]}`, "exactly one of upstreams, static, redirect");
+    return undefined;
+  }
+  if (ups) {
+    if (ups.length === 0) r.problem("upstreams", "is empty", "at least one upstream URL");
+    const upstreams = readUpstreams(r, ups);
+    return upstreams.length ? { kind: "proxy", upstreams, stripPrefix, options: proxy } : undefined;
+  }
+  if (stat !== undefined) {
+    const builtin = stat.startsWith(BUILTIN_PREFIX);
+    const root = builtin || isAbsolute(stat) ? stat : resolve(g.dir, stat);
+    if (builtin && !BUILTIN_SITES.includes(stat.slice(BUILTIN_PREFIX.length))) {
+      r.problem("static", `${JSON.stringify(stat)} is not a built-in site`, BUILTIN_SITES.map((n) => `"${BUILTIN_PREFIX}${n}"`).join(", ") + " or a directory");
+    } else if (!builtin && (!existsSync(root) || !statSync(root).isDirectory())) {
+      r.problem("static", `${root} is not a directory`, "a directory to serve (relative paths start at the directory of config.toml)");
+    }
+    return { kind: "static", root, index, cacheControl, stripPrefix };
+  }
+  if (redirect !== undefined) {
+    if (![301, 302, 307, 308].includes(status)) r.problem("redirect_status", `${status} is not a redirect status`, "301, 302, 307 or 308");
+    if (!/^https?:\/\/[^/\s]+/.test(redirect)) r.problem("redirect", `${JSON.stringify(redirect)} is not an absolute http(s) URL`, 'a URL such as "https://www.example.com"');
+    const to = keepPath && redirect.endsWith("/") ? redirect.slice(0, -1) : redirect;
+    return { kind: "redirect", to, status: status as 301 | 302 | 307 | 308, keepPath };
+  }
+  return undefined;
+}
+
+function hasAction(r: Reader): boolean {
+  return r.has("upstreams") || r.has("static") || r.has("redirect");
+}
+
+/** normalizePrefix turns "/api/" into "/api": prefixes match whole path segments. */
+export function normalizePrefix(p: string): string {
+  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
+}
+
+/** readSite reads a route file; name is the file name without .toml. */
+export function readSite(r: Reader, g: GlobalConfig, name: string, file: string): SiteConfig {
+  if (!SITE_NAME_RE.test(name)) r.problem("", `file name ${JSON.stringify(name)} cannot be a route name`, "letters, digits, '-', '_' and '.'");
+  const hostsRaw = r.stringList("hosts");
+  if (!hostsRaw) r.problem("hosts", "missing", 'a list of host names such as ["example.com"]');
+  else if (hostsRaw.length === 0) r.problem("hosts", "is empty", "at least one host name");
+  const hosts: string[] = [];
+  (hostsRaw ?? []).forEach((h, i) => {
+    const host = normalizeHost(h);
+    if (!HOST_RE.test(host) && !/^\[[0-9a-f:.]+\]$/.test(host)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is not a valid host`, HOST_EXPECTED);
+    else if (hosts.includes(host)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is listed twice`, "each host once");
+    else hosts.push(host);
+  });
+  const tls = r.oneOf("tls", TLS_MODES, "off");
+  if (tls === "manual") {
+    r.requiredString("cert", 'a certificate chain file, with tls = "manual"');
+    r.requiredString("key", 'a private key file, with tls = "manual"');
+  } else {
+    for (const k of ["cert", "key"]) if (r.has(k)) r.problem(k, `is only used with tls = "manual" (tls is "${tls}")`, 'tls = "manual", or no cert/key');
+  }
+
+  const proxy = readProxyOptions(r, g.proxy);
+  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize }];
+  const prefixes = new Set<string>(["/"]);
+  for (const p of r.tableList("paths")) {
+    const raw = p.requiredString("prefix", 'a path prefix such as "/api/"') ?? "/";
+    const prefix = normalizePrefix(raw);
+    if (!raw.startsWith("/")) p.problem("prefix", `${JSON.stringify(raw)} does not start with "/"`, 'a path prefix such as "/api/"');
+    else if (prefixes.has(prefix)) p.problem("prefix", `${JSON.stringify(raw)} is already routed in this file`, "each prefix once");
+    prefixes.add(prefix);
+    const routeName = p.string("name") ?? `${name}${prefix}`;
+    const options = readProxyOptions(p, proxy);
+    const action = readAction(p, g, options, p.bool("strip_prefix", false));
+    if (!action && !hasAction(p)) p.problem("", "does nothing", "one of upstreams, static, redirect");
+    p.done();
+    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize });
+  }
+  if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
+  r.done();
+  return { name, file, hosts, tls, routes };
+}

@@ -1,0 +1,157 @@
+/** The running gateway: loads config, owns the live generation and the listeners, reloads atomically and drains on shutdown. */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { loadConfig, type ConfigFiles } from "./config/load.ts";
+import { ConfigError, formatProblem } from "./config/problems.ts";
+import type { Config } from "./config/types.ts";
+import { buildGeneration, type Generation } from "./generation.ts";
+import { writeFileAtomic } from "./lib/atomic-write.ts";
+import { adminApp } from "./observability/admin.ts";
+import { configLastReloadSuccess, configLastReloadTime, configReloads, setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
+import { log } from "./observability/log.ts";
+import { createFetchHandler } from "./proxy/handler.ts";
+import { openSockets } from "./proxy/websocket.ts";
+import { Listeners } from "./server.ts";
+import { EndpointRegistry } from "./upstream/endpoint.ts";
+
+/** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
+export type ReloadStatus = { pid: number; seq: number; result: "success" | "failure"; time: string; problems: string[] };
+
+/** statusPath is where the reload status of the instance with this pid file lives. */
+export function statusPath(pidFile: string): string {
+  return `${pidFile}.status`;
+}
+
+/** GatewayOptions say where the config is and, for the built-in default, its text. */
+export type GatewayOptions = { readonly configPath: string; readonly files?: ConfigFiles; readonly pid: number };
+
+function problemsOf(e: unknown): string[] {
+  return e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+}
+
+/** Gateway is the process's one instance: start(), reload() any number of times, then shutdown(). */
+export class Gateway {
+  private gen: Generation | undefined;
+  private nextId = 1;
+  private draining = false;
+  private seq = 0;
+  private pidFile: string | undefined;
+  private reloadChain: Promise<unknown> = Promise.resolve();
+  private readonly endpoints = new EndpointRegistry();
+  private readonly listeners: Listeners;
+
+  constructor(private readonly opts: GatewayOptions) {
+    const admin = adminApp({ ready: () => this.gen !== undefined && !this.draining });
+    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), admin: admin.fetch });
+    setHealthCollector((g) => {
+      g.retain(() => false);
+      const now = performance.now();
+      for (const e of this.endpoints.all()) g.labels(e.route, e.url).value = e.available(now) ? 1 : 0;
+    });
+    setInflightCollector((g) => (g.labels().value = this.listeners.pending()));
+  }
+
+  /** config is the live configuration. */
+  get config(): Config | undefined {
+    return this.gen?.config;
+  }
+
+  private load(): Config {
+    return loadConfig(this.opts.configPath, this.opts.files);
+  }
+
+  private activate(config: Config): Generation {
+    const g = config.global;
+    const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout }, this.nextId++);
+    this.listeners.apply(g.listen);
+    this.gen = gen; // the swap: requests that arrive from now on see the new generation
+    this.endpoints.retain(gen.endpoints);
+    log.setLevel(g.log.level);
+    log.access = g.log.access;
+    if (g.listen.https) log.warn("listen.https is set but this build does not terminate TLS yet; the HTTPS listener is not started", { address: g.listen.https.text });
+    for (const site of config.sites) {
+      if (site.tls !== "off") log.warn("site asks for TLS, which this build does not provide yet; it is served over plain HTTP", { site: site.name, tls: site.tls });
+    }
+    return gen;
+  }
+
+  private writeStatus(result: "success" | "failure", problems: string[]): void {
+    configReloads.labels(result).value += this.seq === 0 ? 0 : 1;
+    configLastReloadSuccess.labels().value = result === "success" ? 1 : 0;
+    configLastReloadTime.labels().value = Date.now() / 1000;
+    if (!this.pidFile) return;
+    const status: ReloadStatus = { pid: this.opts.pid, seq: this.seq, result, time: new Date().toISOString(), problems };
+    try {
+      writeFileAtomic(statusPath(this.pidFile), JSON.stringify(status) + "\n");
+    } catch (e) {
+      log.warn("cannot write the reload status file", { path: statusPath(this.pidFile), error: String(e) });
+    }
+  }
+
+  /** start loads the config and binds the listeners; throws ConfigError (or a bind error) and binds nothing when that fails. */
+  start(): void {
+    const config = this.load();
+    const gen = this.activate(config);
+    this.pidFile = config.global.pidFile;
+    try {
+      writeFileAtomic(this.pidFile, `${this.opts.pid}\n`);
+    } catch (e) {
+      log.warn("cannot write the pid file; `gatehouse reload` will not find this instance", { path: this.pidFile, error: String(e) });
+      this.pidFile = undefined;
+    }
+    this.writeStatus("success", []);
+    log.info("started", { config: config.global.file, sites: config.sites.length, routes: gen.routeNames.size, generation: gen.id });
+  }
+
+  /** reload re-reads everything and swaps atomically; on any problem the running config stays and the problems are logged in `gatehouse check` format. Reloads run one at a time. */
+  reload(): Promise<boolean> {
+    const run = this.reloadChain.then(() => this.reloadNow());
+    this.reloadChain = run;
+    return run;
+  }
+
+  private reloadNow(): boolean {
+    if (this.draining) return false;
+    const t0 = performance.now();
+    this.seq++;
+    try {
+      const gen = this.activate(this.load());
+      this.writeStatus("success", []);
+      log.info("config reloaded", { generation: gen.id, sites: gen.config.sites.length, routes: gen.routeNames.size, ms: Math.round((performance.now() - t0) * 10) / 10 });
+      return true;
+    } catch (e) {
+      const problems = problemsOf(e);
+      this.writeStatus("failure", problems);
+      log.error("config rejected; the running config stays", { problems, generation: this.gen?.id });
+      return false;
+    }
+  }
+
+  /** shutdown stops accepting, lets in-flight requests finish within graceMs, closes WebSockets with 1001, then everything. */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size, grace_ms: graceMs });
+    for (const ws of openSockets) ws.close(1001, "gateway shutting down");
+    let timer: Timer | undefined;
+    const expired = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)));
+    const timedOut = await Promise.race([this.listeners.closePublic(false).then(() => false), expired]);
+    clearTimeout(timer);
+    if (timedOut) {
+      log.warn("grace period over; closing the remaining connections", { inflight: this.listeners.pending() });
+      await this.listeners.closePublic(true);
+    }
+    await this.listeners.closeAll();
+    if (this.pidFile && existsSync(this.pidFile) && readFileSync(this.pidFile, "utf8").trim() === String(this.opts.pid)) {
+      rmSync(this.pidFile, { force: true });
+      rmSync(statusPath(this.pidFile), { force: true });
+    }
+    log.info("stopped");
+    log.flushNow();
+  }
+
+  /** inflight is the number of requests being answered now. */
+  inflight(): number {
+    return this.listeners.pending();
+  }
+}
+

@@ -1,0 +1,172 @@
+/** gatehouse's command line: run, check, reload, version. The only file that touches process (argv, signals, exit). */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import defaultConfigText from "../config.toml" with { type: "text" };
+import welcomeRouteText from "../routes/welcome.toml" with { type: "text" };
+import { loadConfig, type ConfigFiles } from "./config/load.ts";
+import { ConfigError, formatProblem } from "./config/problems.ts";
+import { Gateway, statusPath, type ReloadStatus } from "./gateway.ts";
+import { log } from "./observability/log.ts";
+import { VERSION } from "./version.ts";
+
+const USAGE = `usage: gatehouse [command] [-c FILE]
+
+commands:
+  run      start the gateway in the foreground (the default)
+  check    validate the config and every route file; exit 1 with one line per problem
+  reload   make the running instance reload its config; exit 0 once the new config is live
+  version  print version and build info
+
+options:
+  -c, --config FILE   config file (default ./config.toml; when it is missing, run and check
+                      use the built-in default: a welcome page on http://127.0.0.1:8080)
+`;
+
+type Args = { command: string; config: string; explicitConfig: boolean };
+
+function parseArgs(argv: string[]): Args | string {
+  let command: string | undefined;
+  let config: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "-c" || a === "--config") {
+      config = argv[++i];
+      if (config === undefined) return `${a} needs a file name`;
+    } else if (a.startsWith("--config=")) config = a.slice(9);
+    else if (a === "-h" || a === "--help" || a === "help") command = "help";
+    else if (a === "-v" || a === "--version") command = "version";
+    else if (a.startsWith("-")) return `unknown option ${a}`;
+    else if (command === undefined) command = a;
+    else return `unexpected argument ${a}`;
+  }
+  return { command: command ?? "run", config: config ?? "config.toml", explicitConfig: config !== undefined };
+}
+
+/** builtinFiles is the built-in default config, used when no config file exists at the default path. */
+function builtinFiles(path: string): ConfigFiles | undefined {
+  if (existsSync(path)) return undefined;
+  return { path, main: { file: "(built-in) config.toml", text: defaultConfigText }, routes: [{ file: "(built-in) routes/welcome.toml", text: welcomeRouteText }] };
+}
+
+function check(args: Args): number {
+  const files = args.explicitConfig ? undefined : builtinFiles(resolve(args.config));
+  try {
+    const c = loadConfig(args.config, files);
+    const routes = c.sites.reduce((n, s) => n + s.routes.filter((r) => r.action).length, 0);
+    console.log(`${files ? files.main.file : args.config}: ok (${c.sites.length} sites, ${routes} routes)`);
+    return 0;
+  } catch (e) {
+    const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String(e)];
+    for (const p of problems) console.error(p);
+    return 1;
+  }
+}
+
+/** pidFileOf finds the pid file even when the config has problems (the instance must still hear about them). */
+function pidFileOf(configPath: string): string {
+  const path = resolve(configPath);
+  const dir = dirname(path);
+  let pidFile = "gatehouse.pid";
+  try {
+    const data = Bun.TOML.parse(readFileSync(path, "utf8")) as { pid_file?: unknown };
+    if (typeof data.pid_file === "string") pidFile = data.pid_file;
+  } catch {
+    // a broken or missing config.toml still has the default pid file
+  }
+  return isAbsolute(pidFile) ? pidFile : resolve(dir, pidFile);
+}
+
+function readStatus(path: string): ReloadStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as ReloadStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+async function reload(args: Args): Promise<number> {
+  const pidFile = pidFileOf(args.config);
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+    process.kill(pid, 0);
+  } catch {
+    console.error(`gatehouse reload: no running instance (pid file ${pidFile} missing or stale)`);
+    return 1;
+  }
+  const before = readStatus(statusPath(pidFile))?.seq ?? -1;
+  process.kill(pid, "SIGHUP");
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    await Bun.sleep(25);
+    const s = readStatus(statusPath(pidFile));
+    if (s && s.pid === pid && s.seq > before) {
+      if (s.result === "success") {
+        console.log(`gatehouse reload: new config is live (pid ${pid})`);
+        return 0;
+      }
+      console.error(`gatehouse reload: config rejected; the running config stays (pid ${pid})`);
+      for (const p of s.problems) console.error(p);
+      return 1;
+    }
+  }
+  console.error(`gatehouse reload: no answer from pid ${pid} within 15s`);
+  return 1;
+}
+
+async function run(args: Args): Promise<number> {
+  const path = resolve(args.config);
+  const files = args.explicitConfig ? undefined : builtinFiles(path);
+  if (files) log.info("no config.toml here; running the built-in default config", { path });
+  const gateway = new Gateway({ configPath: path, files, pid: process.pid });
+  try {
+    gateway.start();
+  } catch (e) {
+    const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+    log.error("cannot start", { problems });
+    log.flushNow();
+    for (const p of problems) console.error(p);
+    return 1;
+  }
+  process.on("SIGHUP", () => void gateway.reload());
+  const grace = gateway.config!.global.shutdownGrace;
+  return new Promise((resolveExit) => {
+    const stop = (signal: string) => {
+      log.info("signal received", { signal });
+      void gateway.shutdown(gateway.config?.global.shutdownGrace ?? grace).then(() => resolveExit(0));
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (typeof args === "string") {
+    console.error(`gatehouse: ${args}\n\n${USAGE}`);
+    return 2;
+  }
+  switch (args.command) {
+    case "run":
+      return run(args);
+    case "check":
+      return check(args);
+    case "reload":
+      return reload(args);
+    case "version":
+      console.log(`gatehouse ${VERSION} (bun ${Bun.version}, ${process.platform}/${process.arch}${Bun.main.includes("$bunfs") ? ", compiled" : ""})`);
+      return 0;
+    case "help":
+      console.log(USAGE);
+      return 0;
+    default:
+      console.error(`gatehouse: unknown command ${args.command}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e?.stack ?? e) }));
+process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String((e as Error)?.stack ?? e) }));
+process.exitCode = await main();
+log.flushNow();
+if (process.exitCode !== undefined) process.exit(process.exitCode);

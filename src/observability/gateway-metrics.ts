@@ -1,0 +1,76 @@
+/** The gateway's metrics, by the names in the operator contract; one registry per process, surviving reloads. */
+import { Counter, Gauge, Histogram, Registry, type Cell, type HistogramCell } from "./metrics.ts";
+import { VERSION } from "../version.ts";
+
+/** registry is the process-wide metrics registry rendered at /metrics. */
+export const registry = new Registry();
+
+export const requestsTotal = registry.register(new Counter("gatehouse_requests_total", "Requests answered, by route and status code.", ["route", "code"]));
+export const requestDuration = registry.register(new Histogram("gatehouse_request_duration_seconds", "Time from request to the end of the response, by route.", ["route"]));
+export const upstreamRequests = registry.register(new Counter("gatehouse_upstream_requests_total", "Attempts to reach an upstream endpoint, by outcome (response, refused, error, timeout, aborted).", ["route", "upstream", "outcome"]));
+/** upstreamHealthy is refreshed at scrape time by the collector that the upstream registry installs. */
+export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) => healthCollector?.(g)));
+export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
+export const cacheSize = registry.register(new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache."));
+export const certificateExpiry = registry.register(new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]));
+export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result.", ["result"]));
+export const configReloads = registry.register(new Counter("gatehouse_config_reloads_total", "Config reloads, by result (success, failure).", ["result"]));
+export const configLastReloadSuccess = registry.register(new Gauge("gatehouse_config_last_reload_success", "1 when the last reload (or the start) applied its config, 0 when it was rejected."));
+export const configLastReloadTime = registry.register(new Gauge("gatehouse_config_last_reload_timestamp_seconds", "Unix time of the last reload attempt."));
+export const inflightRequests = registry.register(new Gauge("gatehouse_inflight_requests", "Requests being answered now, over all listeners.", [], (g) => inflightCollector?.(g)));
+export const websocketsOpen = registry.register(new Gauge("gatehouse_websockets_open", "Proxied WebSocket connections open now."));
+export const buildInfo = registry.register(new Gauge("gatehouse_build_info", "Always 1; the labels say which build runs.", ["version", "bun"]));
+const startTime = registry.register(new Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds."));
+registry.register(new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", [], (g) => { g.labels().value = process.memoryUsage.rss(); }));
+
+buildInfo.labels(VERSION, Bun.version).value = 1;
+startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 1000);
+cacheSize.labels().value = 0;
+configReloads.labels("success");
+configReloads.labels("failure");
+
+let healthCollector: ((g: Gauge) => void) | undefined;
+let inflightCollector: ((g: Gauge) => void) | undefined;
+
+/** setHealthCollector installs the function that fills gatehouse_upstream_healthy at scrape time. */
+export function setHealthCollector(fn: (g: Gauge) => void): void {
+  healthCollector = fn;
+}
+
+/** setInflightCollector installs the function that fills gatehouse_inflight_requests at scrape time. */
+export function setInflightCollector(fn: (g: Gauge) => void): void {
+  inflightCollector = fn;
+}
+
+/** RouteStats are one route's metric cells, looked up once per route and kept by it, so counting a request is a Map hit on the status code. */
+export class RouteStats {
+  private readonly codes = new Map<number, Cell>();
+  readonly duration: HistogramCell;
+
+  constructor(readonly route: string) {
+    this.duration = requestDuration.labels(route);
+  }
+
+  /** record counts one finished request. */
+  record(status: number, seconds: number): void {
+    let c = this.codes.get(status);
+    if (!c) {
+      c = requestsTotal.labels(this.route, String(status));
+      this.codes.set(status, c);
+    }
+    c.value++;
+    this.duration.observe(seconds);
+  }
+}
+
+const routeStats = new Map<string, RouteStats>();
+
+/** statsFor returns the route's stats, the same object across reloads while the route name stays. */
+export function statsFor(route: string): RouteStats {
+  let s = routeStats.get(route);
+  if (!s) {
+    s = new RouteStats(route);
+    routeStats.set(route, s);
+  }
+  return s;
+}

@@ -1,0 +1,56 @@
+/** JSON-lines logging to stdout: lifecycle events, errors and the access log, batched per event-loop turn. */
+import type { LogLevel } from "../config/types.ts";
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** LogSink receives finished lines; the default writes to stdout. */
+export type LogSink = (chunk: string) => void;
+
+/** Logger writes one JSON object per line: `time`, `level`, `msg`, then the fields given. */
+export class Logger {
+  private pending: string[] = [];
+  private scheduled = false;
+  private threshold = LEVELS.info;
+  access = true;
+
+  constructor(private readonly sink: LogSink = (s) => process.stdout.write(s)) {}
+
+  /** setLevel changes the lowest level written (the access log is written whatever the level, unless access is false). */
+  setLevel(level: LogLevel): void {
+    this.threshold = LEVELS[level];
+  }
+
+  /** log writes one event if its level is enabled; fields must be JSON-serialisable. */
+  log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
+    if (LEVELS[level] < this.threshold) return;
+    const head = `{"time":"${new Date().toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}`;
+    const body = fields ? JSON.stringify(fields) : "{}";
+    this.push(body.length > 2 ? `${head},${body.slice(1)}\n` : `${head}}\n`);
+  }
+
+  debug(msg: string, fields?: Record<string, unknown>): void { this.log("debug", msg, fields); }
+  info(msg: string, fields?: Record<string, unknown>): void { this.log("info", msg, fields); }
+  warn(msg: string, fields?: Record<string, unknown>): void { this.log("warn", msg, fields); }
+  error(msg: string, fields?: Record<string, unknown>): void { this.log("error", msg, fields); }
+
+  /** line queues a pre-built JSON line (the access log builds its own, for speed). */
+  push(line: string): void {
+    this.pending.push(line);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
+  }
+
+  /** flushNow writes everything queued; called per event-loop turn and at exit. */
+  readonly flushNow = (): void => {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const chunk = this.pending.join("");
+    this.pending = [];
+    this.sink(chunk);
+  };
+}
+
+/** log is the process-wide logger. */
+export const log = new Logger();

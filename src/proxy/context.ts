@@ -1,0 +1,50 @@
+/** The per-request context that every phase reads and writes, and the route shape the pipeline dispatches to. */
+import type { Server } from "bun";
+import type { ProxyOptions } from "../config/types.ts";
+import type { RouteStats } from "../observability/gateway-metrics.ts";
+import type { Pool } from "../upstream/pool.ts";
+
+/** ProxyTarget is a compiled proxy route: its pool and forwarding settings. */
+export type ProxyTarget = {
+  readonly pool: Pool;
+  readonly options: ProxyOptions;
+  readonly stripPrefix: string | undefined;
+  /** listenerIdleSeconds is set when this route's timeouts outlast the listener's idle timeout, so the request's own timeout must be raised. */
+  readonly requestIdleSeconds: number | undefined;
+};
+
+/** CompiledRoute is one route of a site, ready to answer: its handler, stats and limits. */
+export type CompiledRoute = {
+  readonly name: string;
+  readonly prefix: string;
+  readonly stats: RouteStats;
+  readonly maxBodySize: number;
+  readonly proxy: ProxyTarget | undefined;
+  readonly handle: (ctx: RequestContext) => Response | Promise<Response>;
+};
+
+/** Site is a compiled route file: its routes by path prefix. */
+export type Site = { readonly name: string; lookup(path: string): CompiledRoute | undefined };
+
+/** Hop is how this gateway describes itself and judges clients: Via pseudonym, trusted proxies. */
+export type Hop = { readonly via: string; readonly trusted: (ip: string) => boolean };
+
+/** RequestContext travels through the phases of one request; `finish` must be called exactly once, when the response has ended. */
+export type RequestContext = {
+  readonly req: Request;
+  readonly server: Server<unknown>;
+  readonly id: string;
+  readonly start: number;
+  readonly client: string;
+  readonly scheme: "http" | "https";
+  readonly host: string;
+  readonly path: string;
+  readonly query: string;
+  readonly hop: Hop;
+  route: CompiledRoute | undefined;
+  upstream: string | undefined;
+  upstreamMs: number;
+  bytesIn: number;
+  finished: boolean;
+  error: string | undefined;
+};

@@ -1,0 +1,31 @@
+/** The logging phase: metrics and one access-log line per request, written once when the response has ended. */
+import { log } from "../observability/log.ts";
+import type { RequestContext } from "./context.ts";
+import { unroutedStats } from "./unrouted.ts";
+
+/** finish records a finished request: status counter and duration histogram of its route, and the access-log line. Calling it twice is a no-op. */
+export function finish(ctx: RequestContext, status: number, bytesOut: number, problem: string | undefined): void {
+  if (ctx.finished) return;
+  ctx.finished = true;
+  const ms = performance.now() - ctx.start;
+  (ctx.route?.stats ?? unroutedStats()).record(status, ms / 1000);
+  if (!log.access) return;
+  log.push(JSON.stringify({
+    time: new Date().toISOString(),
+    level: "info",
+    msg: "access",
+    request_id: ctx.id,
+    client: ctx.client,
+    host: ctx.host,
+    route: ctx.route?.name ?? null,
+    method: ctx.req.method,
+    path: ctx.path,
+    status,
+    bytes_in: ctx.bytesIn,
+    bytes_out: bytesOut,
+    duration_ms: Math.round(ms * 1000) / 1000,
+    upstream: ctx.upstream ?? null,
+    upstream_ms: ctx.upstream === undefined ? null : Math.round(ctx.upstreamMs * 1000) / 1000,
+    error: problem ?? ctx.error ?? undefined,
+  }) + "\n");
+}

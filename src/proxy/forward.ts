@@ -1,0 +1,140 @@
+/** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
+import { upstreamRequests } from "../observability/gateway-metrics.ts";
+import type { Endpoint } from "../upstream/endpoint.ts";
+import { limitBody, trackBody, type LimitedBody } from "./body.ts";
+import type { ProxyTarget, RequestContext } from "./context.ts";
+import { GatewayError } from "./errors.ts";
+import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
+import { finish } from "./finish.ts";
+
+const TIMEOUT = "response header timeout";
+const CLIENT_GONE = "client closed the connection";
+
+/** Finish records the end of a request: status, bytes sent, and a problem for the log. */
+type Finish = typeof finish;
+
+function abortForTimeout(ctrl: AbortController): void {
+  ctrl.abort(TIMEOUT);
+}
+
+function outcome(route: string, ep: Endpoint, what: string): void {
+  upstreamRequests.labels(route, ep.url, what).value++;
+}
+
+/** upstreamPath maps the client's path to the upstream's: the prefix removed when the route strips it. */
+function upstreamPath(ctx: RequestContext, strip: string | undefined): string {
+  if (strip === undefined) return ctx.path + ctx.query;
+  const rest = ctx.path.slice(strip.length);
+  return (rest.startsWith("/") ? rest : `/${rest}`) + ctx.query;
+}
+
+/** prepareHeaders turns the client's headers into the upstream's, in place (the request object is ours alone). */
+export function prepareHeaders(ctx: RequestContext, preserveHost: boolean): Headers {
+  const h = ctx.req.headers;
+  stripHopByHop(h);
+  appendVia(h, ctx.hop.via);
+  setForwarded(h, { client: ctx.client, proto: ctx.scheme, host: ctx.host }, ctx.hop.trusted(ctx.client));
+  h.set("x-request-id", ctx.id);
+  if (!preserveHost) h.delete("host");
+  return h;
+}
+
+/** forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and, since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts. */
+export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish = finish): Promise<Response> {
+  const req = ctx.req;
+  const route = ctx.route!;
+  const o = t.options;
+  let limited: LimitedBody | undefined;
+  const declared = req.headers.get("content-length");
+  if (declared !== null) {
+    ctx.bytesIn = Number(declared);
+    if (ctx.bytesIn > route.maxBodySize) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
+  }
+  if (req.body !== null) limited = limitBody(req.body, route.maxBodySize);
+  if (t.requestIdleSeconds !== undefined) ctx.server.timeout(req, t.requestIdleSeconds);
+
+  const headers = prepareHeaders(ctx, o.preserveHost);
+  const path = upstreamPath(ctx, t.stripPrefix);
+  const ctrl = new AbortController();
+  req.signal.addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
+  const timer = setTimeout(abortForTimeout, o.responseHeaderTimeout, ctrl);
+  const tried: Endpoint[] = [];
+  let lastProblem = "";
+  try {
+    for (;;) {
+      const ep = t.pool.select(performance.now(), tried);
+      if (ep === undefined) {
+        if (tried.length === 0) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
+        throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
+      }
+      ep.inflight++;
+      const t0 = performance.now();
+      let res: Response;
+      try {
+        res = await fetch(ep.url + path, {
+          method: req.method,
+          headers,
+          body: limited?.stream ?? null,
+          redirect: "manual",
+          decompress: false,
+          signal: ctrl.signal,
+          timeout: o.idleTimeout,
+        });
+      } catch (err) {
+        ep.inflight--;
+        ctx.upstream = ep.url;
+        ctx.upstreamMs = performance.now() - t0;
+        const code = (err as { code?: string }).code ?? (err as Error).name;
+        if (limited?.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
+        if (ctrl.signal.aborted) {
+          if (ctrl.signal.reason === TIMEOUT) {
+            outcome(route.name, ep, "timeout");
+            throw new GatewayError(504, "upstream did not answer in time", "upstream", `no response headers within ${o.responseHeaderTimeout}ms`);
+          }
+          outcome(route.name, ep, "aborted");
+          throw new GatewayError(499, CLIENT_GONE, "downstream");
+        }
+        if (code === "ECONNREFUSED") {
+          outcome(route.name, ep, "refused");
+          ep.markDown(performance.now(), o.failCooldown, "connection refused");
+          lastProblem = `${ep.url}: connection refused`;
+          tried.push(ep);
+          // Nothing reached the endpoint, so even a POST may go to the next one, if its body was not read yet.
+          if (limited === undefined || !limited.state.started) continue;
+          throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
+        }
+        outcome(route.name, ep, code === "ETIMEDOUT" || code === "TimeoutError" ? "timeout" : "error");
+        ep.lastError = code;
+        throw new GatewayError(code === "ETIMEDOUT" || code === "TimeoutError" ? 504 : 502, "upstream failed", "upstream", `${ep.url}: ${code}: ${(err as Error).message}`);
+      }
+      clearTimeout(timer);
+      ctx.upstream = ep.url;
+      ctx.upstreamMs = performance.now() - t0;
+      ep.markUp();
+      outcome(route.name, ep, "response");
+      return respond(ctx, res, ep, done);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** respond passes the upstream's status, headers and streamed body to the client, finishing the request when the body ends. */
+function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish): Response {
+  const h = res.headers;
+  stripHopByHop(h);
+  appendVia(h, ctx.hop.via);
+  h.set("x-request-id", ctx.id);
+  const status = res.status;
+  if (res.body === null) {
+    ep.inflight--;
+    done(ctx, status, 0, undefined);
+    return new Response(null, { status, statusText: res.statusText, headers: h });
+  }
+  const body = trackBody(res.body, (bytes, problem) => {
+    ep.inflight--;
+    if (problem?.startsWith("upstream")) ep.lastError = problem;
+    done(ctx, status, bytes, problem);
+  });
+  return new Response(body, { status, statusText: res.statusText, headers: h });
+}

@@ -1,0 +1,97 @@
+/** Listeners: the Bun.serve instances built from the live generation's addresses; rebound only when an address changes. */
+import type { Server } from "bun";
+import type { Address, GlobalConfig } from "./config/types.ts";
+import { log } from "./observability/log.ts";
+import { websocketHandlers, type WsData } from "./proxy/websocket.ts";
+
+type Kind = "http" | "https" | "admin";
+type Bound = { readonly address: Address; readonly server: Server<WsData> | Server<undefined> };
+
+/** ListenerHandlers are the fetch functions listeners call; they read the live generation themselves. */
+export type ListenerHandlers = {
+  readonly http: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
+  readonly admin: (req: Request) => Response | Promise<Response>;
+};
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.hostname === b.hostname && a.port === b.port;
+}
+
+/** Listeners owns the sockets; apply() binds what a new config needs before anything old is closed, so a bind failure leaves the old listeners serving. */
+export class Listeners {
+  private readonly bound = new Map<Kind, Bound>();
+  private idleSeconds = 75;
+
+  constructor(private readonly handlers: ListenerHandlers) {}
+
+  private start(kind: Kind, address: Address): Bound {
+    const common = { hostname: address.hostname, port: address.port, development: false };
+    if (kind === "admin") {
+      return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
+    }
+    const server = Bun.serve<WsData>({
+      ...common,
+      fetch: this.handlers.http as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
+      websocket: websocketHandlers,
+      // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+      idleTimeout: this.idleSeconds,
+      error(err) {
+        log.error("listener error", { listener: kind, error: String(err?.stack ?? err) });
+        return new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
+      },
+    });
+    return { address, server };
+  }
+
+  /** apply binds new or moved listeners, then closes the ones no longer wanted (gracefully). Throws, having closed whatever it bound, if a bind fails. */
+  apply(listen: GlobalConfig["listen"]): void {
+    this.idleSeconds = Math.round(listen.idleTimeout / 1000);
+    const wanted: [Kind, Address | undefined][] = [["http", listen.http], ["https", listen.https], ["admin", listen.admin]];
+    const started: [Kind, Bound][] = [];
+    try {
+      for (const [kind, address] of wanted) {
+        const cur = this.bound.get(kind);
+        if (address === undefined || kind === "https") continue; // HTTPS listeners come with TLS support
+        if (cur && sameAddress(cur.address, address)) continue;
+        started.push([kind, this.start(kind, address)]);
+      }
+    } catch (e) {
+      for (const [, b] of started) b.server.stop(true);
+      throw e;
+    }
+    for (const [kind, address] of wanted) {
+      const cur = this.bound.get(kind);
+      const replaced = started.find(([k]) => k === kind);
+      if (cur && (address === undefined || replaced)) {
+        this.bound.delete(kind);
+        void cur.server.stop(false);
+        log.info("listener closed", { listener: kind, address: cur.address.text });
+      }
+      if (replaced) {
+        this.bound.set(kind, replaced[1]);
+        log.info("listening", { listener: kind, address: `${replaced[1].address.hostname}:${replaced[1].server.port}` });
+      }
+    }
+  }
+
+  /** pending counts requests in flight on the public listeners. */
+  pending(): number {
+    let n = 0;
+    for (const [kind, b] of this.bound) if (kind !== "admin") n += b.server.pendingRequests;
+    return n;
+  }
+
+  /** closePublic stops accepting on the public listeners and resolves when their in-flight requests have finished (or force is set). */
+  async closePublic(force: boolean): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [kind, b] of this.bound) if (kind !== "admin") closing.push(b.server.stop(force));
+    await Promise.all(closing);
+  }
+
+  /** closeAll stops everything at once, admin included. */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.bound.values()].map((b) => b.server.stop(true)));
+    this.bound.clear();
+  }
+}

@@ -1,0 +1,2 @@
+/** VERSION is the gatehouse release, kept in step with package.json. */
+export const VERSION = "0.1.0";
