@@ -44,8 +44,8 @@ function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"]
   const source = a.root.startsWith(BUILTIN_PREFIX) ? builtinSource(a.root.slice(BUILTIN_PREFIX.length)) : directorySource(a.root);
   const serve = staticHandler(source, { index: [...a.index], cacheControl: a.cacheControl });
   const cut = a.stripPrefix && route.prefix !== "/" ? route.prefix.length : 0;
-  return async (ctx: RequestContext) => {
-    const res = await serve(ctx.req, cut ? ctx.path.slice(cut) || "/" : ctx.path);
+  return (ctx: RequestContext) => {
+    const res = serve(ctx.req, cut ? ctx.path.slice(cut) || "/" : ctx.path);
     res.headers.set("x-request-id", ctx.id);
     finish(ctx, res.status, Number(res.headers.get("content-length") ?? 0), undefined);
     return res;
