@@ -19,6 +19,14 @@ function displayName(p: string): string {
   return rel && !rel.startsWith("..") ? rel : p;
 }
 
+/** sortProblems orders problems by file (in the order files were read), then line; file-wide problems (line 0) come last in their file. */
+function sortProblems(problems: Problem[]): Problem[] {
+  const fileOrder = new Map<string, number>();
+  problems.forEach((p) => fileOrder.has(p.file) || fileOrder.set(p.file, fileOrder.size));
+  const line = (p: Problem) => p.line || Number.MAX_SAFE_INTEGER;
+  return problems.map((p, i) => ({ p, i })).sort((x, y) => fileOrder.get(x.p.file)! - fileOrder.get(y.p.file)! || line(x.p) - line(y.p) || x.i - y.i).map((x) => x.p);
+}
+
 /** loadConfig reads and validates everything; it returns the Config or throws a ConfigError listing every problem. */
 export function loadConfig(configPath: string, files?: ConfigFiles): Config {
   const path = resolve(configPath);
@@ -69,6 +77,6 @@ export function loadConfig(configPath: string, files?: ConfigFiles): Config {
     });
     sites.push(site);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(sortProblems(problems));
   return { global, sites };
 }

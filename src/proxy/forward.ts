@@ -28,9 +28,8 @@ function upstreamPath(ctx: RequestContext, strip: string | undefined): string {
   return (rest.startsWith("/") ? rest : `/${rest}`) + ctx.query;
 }
 
-/** prepareHeaders turns the client's headers into the upstream's, in place (the request object is ours alone). */
-export function prepareHeaders(ctx: RequestContext, preserveHost: boolean): Headers {
-  const h = ctx.req.headers;
+/** prepareHeaders turns the client's headers into the upstream's, in place: h is the request's own Headers (ours alone) or a copy. */
+export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: boolean): Headers {
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
   setForwarded(h, { client: ctx.client, proto: ctx.scheme, host: ctx.host }, ctx.hop.trusted(ctx.client));
@@ -53,7 +52,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
   if (req.body !== null) limited = limitBody(req.body, route.maxBodySize);
   if (t.requestIdleSeconds !== undefined) ctx.server.timeout(req, t.requestIdleSeconds);
 
-  const headers = prepareHeaders(ctx, o.preserveHost);
+  const headers = prepareHeaders(ctx, req.headers, o.preserveHost);
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
   req.signal.addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });

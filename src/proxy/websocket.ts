@@ -64,7 +64,8 @@ function connect(url: string, headers: Record<string, string>, protocols: string
 export async function proxyWebSocket(ctx: RequestContext, t: ProxyTarget): Promise<Response | undefined> {
   const ep = t.pool.select(performance.now());
   if (ep === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
-  const h = prepareHeaders(ctx, t.options.preserveHost);
+  // A copy: the client's own headers must stay intact for server.upgrade() below.
+  const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);
   const protocols = (h.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
   for (const name of HANDSHAKE_HEADERS) h.delete(name);
   const headers: Record<string, string> = {};
