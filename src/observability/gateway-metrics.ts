@@ -26,6 +26,7 @@ registry.register(new Gauge("process_resident_memory_bytes", "Resident memory si
 buildInfo.labels(VERSION, Bun.version).value = 1;
 startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 1000);
 cacheSize.labels().value = 0;
+websocketsOpen.labels().value = 0;
 configReloads.labels("success");
 configReloads.labels("failure");
 

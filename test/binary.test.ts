@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { BUN, ROOT, freePort, tempDir } from "./harness.ts";
+
+// Build the single executable exactly as `npm run build` does, then run it from a directory that
+// holds nothing but the binary: it must start on its built-in default config.
+let dir: string;
+let binary: string;
+
+beforeAll(() => {
+  const build = Bun.spawnSync([BUN, "build", "--compile", "--minify", "src/main.ts", "--outfile", "dist/gatehouse"], { cwd: ROOT });
+  if (build.exitCode !== 0) throw new Error(build.stderr.toString());
+  dir = tempDir();
+  binary = join(dir, "gatehouse");
+  copyFileSync(join(ROOT, "dist/gatehouse"), binary);
+  Bun.spawnSync(["chmod", "+x", binary]);
+}, 60_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+test("the compiled binary reports its version", () => {
+  const r = Bun.spawnSync([binary, "version"]);
+  expect(r.exitCode).toBe(0);
+  expect(r.stdout.toString()).toContain("compiled");
+});
+
+test("the compiled binary serves the welcome page on its built-in default config", async () => {
+  const proc = Bun.spawn([binary], { cwd: dir, stdout: "pipe", stderr: "pipe" });
+  try {
+    let res: Response | undefined;
+    for (let i = 0; i < 100 && !res; i++) {
+      res = await fetch("http://127.0.0.1:8080/", { headers: { host: "localhost" } }).catch(() => undefined);
+      if (!res) await Bun.sleep(30);
+    }
+    expect(res?.status).toBe(200);
+    expect(await res!.text()).toContain("gatehouse");
+    expect((await fetch("http://127.0.0.1:9180/readyz")).status).toBe(200);
+  } finally {
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+  }
+});
+
+test("the compiled binary runs a config from another directory", async () => {
+  const cfgDir = join(dir, "etc");
+  mkdirSync(join(cfgDir, "routes"), { recursive: true });
+  const http = freePort();
+  const admin = freePort();
+  await Bun.write(join(cfgDir, "config.toml"), `[listen]\nhttp = "127.0.0.1:${http}"\nadmin = "127.0.0.1:${admin}"\n`);
+  await Bun.write(join(cfgDir, "routes", "w.toml"), `hosts = ["w.example"]\nstatic = "builtin:welcome"\n`);
+  const proc = Bun.spawn([binary, "run", "-c", join(cfgDir, "config.toml")], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  try {
+    let ready = false;
+    for (let i = 0; i < 100 && !ready; i++) {
+      ready = (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200;
+      if (!ready) await Bun.sleep(30);
+    }
+    expect(ready).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${http}/`, { headers: { host: "w.example" } })).status).toBe(200);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+});

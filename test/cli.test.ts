@@ -1,0 +1,80 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BUN, MAIN, ROOT, tempDir } from "./harness.ts";
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function layout(main: string, routes: Record<string, string>): string {
+  const dir = tempDir();
+  dirs.push(dir);
+  mkdirSync(join(dir, "routes"));
+  writeFileSync(join(dir, "config.toml"), main);
+  for (const [n, t] of Object.entries(routes)) writeFileSync(join(dir, "routes", `${n}.toml`), t);
+  return dir;
+}
+
+function gatehouse(args: string[], cwd = ROOT) {
+  const r = Bun.spawnSync([BUN, MAIN, ...args], { cwd });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+test("check accepts the repository's own config", () => {
+  const r = gatehouse(["check"]);
+  expect(r.err).toBe("");
+  expect(r.code).toBe(0);
+  expect(r.out).toContain("ok (1 sites, 1 routes)");
+});
+
+test("check prints every problem as FILE:LINE: key: what (expected …) and exits 1", () => {
+  const dir = layout('[listen]\nhttp = "127.0.0.1:99999"\n[log]\nlevel = "verbose"\n', {
+    a: 'hosts = ["a.example"]\nupstreams = ["http://127.0.0.1:1"]\nmax_body_size = "huge"\n',
+    b: 'hosts = ["a.example"]\nredirect = "https://x.example"\nredirect_status = 200\n',
+  });
+  const r = gatehouse(["check", "-c", "config.toml"], dir);
+  expect(r.code).toBe(1);
+  expect(r.err.trim().split("\n")).toEqual([
+    'config.toml:2: listen.http: cannot read "127.0.0.1:99999" as a listen address (expected HOST:PORT such as "127.0.0.1:8080" or "[::1]:8443")',
+    'config.toml:4: log.level: "verbose" is not allowed (expected one of "debug", "info", "warn", "error")',
+    'routes/a.toml:3: max_body_size: cannot read "huge" as a size (expected a size such as "512KiB", "8MiB" or "1GB")',
+    'routes/b.toml:1: hosts: host "a.example" is also claimed by routes/a.toml (expected each host in one route file only)',
+    "routes/b.toml:3: redirect_status: 200 is out of range (expected a whole number from 300 to 399)",
+  ]);
+});
+
+test("run refuses to start on a bad config, with the same messages, exit 1", () => {
+  const dir = layout('[listen]\nhttp = "127.0.0.1:0"\nadmn = "x"\n', {});
+  const r = gatehouse(["run", "-c", "config.toml"], dir);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain('config.toml:3: listen.admn: unknown key, did you mean "admin"?');
+});
+
+test("a missing config file given with -c is an error; unknown commands and options are refused", () => {
+  const r = gatehouse(["check", "-c", "/nonexistent/config.toml"]);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain("/nonexistent/config.toml: cannot read: ENOENT");
+  expect(gatehouse(["frobnicate"]).code).toBe(2);
+  expect(gatehouse(["run", "--colour"]).code).toBe(2);
+});
+
+test("without config.toml, check uses the built-in default", () => {
+  const dir = tempDir();
+  dirs.push(dir);
+  const r = gatehouse(["check"], dir);
+  expect(r.code).toBe(0);
+  expect(r.out).toContain("(built-in) config.toml: ok");
+});
+
+test("version prints the version and the Bun it runs on", () => {
+  const r = gatehouse(["version"]);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/^gatehouse \d+\.\d+\.\d+ \(bun \d+\.\d+\.\d+/);
+});
+
+test("reload without a running instance says so and exits 1", () => {
+  const dir = layout('[listen]\nhttp = "127.0.0.1:1"\n', {});
+  const r = gatehouse(["reload", "-c", "config.toml"], dir);
+  expect(r.code).toBe(1);
+  expect(r.err).toContain("no running instance");
+});
