@@ -2,6 +2,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { freePort, origin, rawRequest, startGateway, type TestGateway } from "./harness.ts";
 
 const ok = origin(() => new Response("fine"));
+// Reads the whole request body before answering, as an upload handler does.
+const reader = origin(async (req) => new Response(`got ${(await req.arrayBuffer()).byteLength}`));
 let hits = { slow: 0 };
 const slow = origin(async () => {
   hits.slow++;
@@ -27,7 +29,7 @@ beforeAll(async () => {
       slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\nresponse_header_timeout = "500ms"\n`,
       garbage: `hosts = ["garbage.example"]\nupstreams = ["http://127.0.0.1:${garbage.port}"]\n`,
       truncating: `hosts = ["truncating.example"]\nupstreams = ["http://127.0.0.1:${truncating.port}"]\n`,
-      small: `hosts = ["small.example"]\nupstreams = ["http://127.0.0.1:${ok.port}"]\nmax_body_size = "1KiB"\n`,
+      small: `hosts = ["small.example"]\nupstreams = ["http://127.0.0.1:${reader.port}"]\nmax_body_size = "1KiB"\n`,
     },
   });
 });
@@ -35,6 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw.cleanup();
   ok.stop(true);
+  reader.stop(true);
   slow.stop(true);
   garbage.stop(true);
   truncating.stop(true);
@@ -103,6 +106,7 @@ test("a body over the route's limit gets 413, declared or streamed", async () =>
   expect(streamed.status).toBe(413);
   const fits = await gw.request("small.example", "/", { method: "POST", body: "x".repeat(100) });
   expect(fits.status).toBe(200);
+  expect(await fits.text()).toBe("got 100");
 });
 
 test("malformed requests get 400 or 431 and the process keeps serving", async () => {
