@@ -17,6 +17,11 @@ const truncating = Bun.listen({
   hostname: "127.0.0.1", port: 0,
   socket: { data(s) { s.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: text/plain\r\n\r\nhello"); setTimeout(() => s.end(), 50); } },
 });
+// The same with a small declared length, which the gateway reads whole before answering.
+const truncatingSmall = Bun.listen({
+  hostname: "127.0.0.1", port: 0,
+  socket: { data(s) { s.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhello"); setTimeout(() => s.end(), 50); } },
+});
 const dead1 = freePort();
 const dead2 = freePort();
 let gw: TestGateway;
@@ -29,6 +34,7 @@ beforeAll(async () => {
       slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\nresponse_header_timeout = "500ms"\n`,
       garbage: `hosts = ["garbage.example"]\nupstreams = ["http://127.0.0.1:${garbage.port}"]\n`,
       truncating: `hosts = ["truncating.example"]\nupstreams = ["http://127.0.0.1:${truncating.port}"]\n`,
+      "truncating-small": `hosts = ["truncating-small.example"]\nupstreams = ["http://127.0.0.1:${truncatingSmall.port}"]\n`,
       small: `hosts = ["small.example"]\nupstreams = ["http://127.0.0.1:${reader.port}"]\nmax_body_size = "1KiB"\n`,
     },
   });
@@ -41,6 +47,7 @@ afterAll(async () => {
   slow.stop(true);
   garbage.stop(true);
   truncating.stop(true);
+  truncatingSmall.stop(true);
 });
 
 test("a refused endpoint is skipped and the request goes to the next one", async () => {
@@ -91,6 +98,14 @@ test("an upstream that closes mid-response aborts the client's response instead 
   const line = await gw.waitForLog((l) => l.msg === "access" && l.host === "truncating.example");
   expect(String(line.error)).toContain("upstream body failed");
   expect((await gw.request("failover.example")).status).toBe(200);
+});
+
+test("a small response that breaks off before its declared length becomes a clean 502", async () => {
+  const res = await gw.request("truncating-small.example", "/", { headers: { "x-request-id": "cut-short" } });
+  expect(res.status).toBe(502);
+  expect(await res.text()).toContain("upstream response broke off");
+  const line = await gw.waitForLog((l) => l.msg === "access" && l.request_id === "cut-short");
+  expect(String(line.error)).toContain("upstream body failed");
 });
 
 test("a body over the route's limit gets 413, declared or streamed", async () => {

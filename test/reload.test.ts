@@ -4,7 +4,7 @@ import { BUN, MAIN, freePort, origin, startGateway, type TestGateway } from "./h
 
 const a = origin(() => new Response("a"));
 const b = origin(() => new Response("b"));
-const wsOrigin = origin((req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })), {
+const wsOrigin = origin((req, server) => (server.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })), {
   websocket: { message(ws: import("bun").ServerWebSocket<unknown>, m: string | Buffer) { ws.send(m); } },
 });
 let gw: TestGateway;

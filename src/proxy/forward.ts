@@ -8,6 +8,8 @@ import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
 
 const TIMEOUT = "response header timeout";
+/** BUFFER_LIMIT: bodies of declared length up to this are read whole before answering. A JS stream wrapper per response costs about 40% of a small request's throughput; reading the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502. */
+const BUFFER_LIMIT = 64 * 1024;
 const CLIENT_GONE = "client closed the connection";
 
 /** Finish records the end of a request: status, bytes sent, and a problem for the log. */
@@ -118,8 +120,8 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
   }
 }
 
-/** respond passes the upstream's status, headers and streamed body to the client, finishing the request when the body ends. */
-function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish): Response {
+/** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
+async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish): Promise<Response> {
   const h = res.headers;
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
@@ -129,6 +131,22 @@ function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish)
     ep.inflight--;
     done(ctx, status, 0, undefined);
     return new Response(null, { status, statusText: res.statusText, headers: h });
+  }
+  const declared = h.get("content-length");
+  if (declared !== null && Number(declared) <= BUFFER_LIMIT) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await res.bytes();
+    } catch (err) {
+      ep.inflight--;
+      const code = (err as { code?: string }).code ?? (err as Error).name;
+      ep.lastError = code;
+      outcome(ctx.route!.name, ep, "error");
+      throw new GatewayError(502, "upstream response broke off", "upstream", `${ep.url}: upstream body failed: ${code}`);
+    }
+    ep.inflight--;
+    done(ctx, status, bytes.byteLength, undefined);
+    return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
   const body = trackBody(res.body, (bytes, problem) => {
     ep.inflight--;
