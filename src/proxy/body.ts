@@ -42,8 +42,8 @@ export function limitBody(src: ReadableStream<Uint8Array>, limit: number): Limit
 /** BodyEnd reports how a response body ended: bytes sent, and why it stopped early if it did. */
 export type BodyEnd = (bytes: number, problem: string | undefined) => void;
 
-/** trackBody passes a response body through chunk by chunk (the consumer's pace sets the upstream's, so memory stays bounded) and calls onEnd once: at the end, on an upstream error, or when the client goes away. */
-export function trackBody(src: ReadableStream<Uint8Array>, onEnd: BodyEnd): ReadableStream<Uint8Array> {
+/** trackBody passes a response body through chunk by chunk (the consumer's pace sets the upstream's, so memory stays bounded) and calls onEnd once: at the end, on an upstream error, or when the client goes away. `progress`, when given, has its `last` set to the time of each chunk (for the idle watch). */
+export function trackBody(src: ReadableStream<Uint8Array>, onEnd: BodyEnd, progress?: { last: number }): ReadableStream<Uint8Array> {
   const reader = src.getReader() as ChunkReader;
   let bytes = 0;
   let ended = false;
@@ -66,6 +66,7 @@ export function trackBody(src: ReadableStream<Uint8Array>, onEnd: BodyEnd): Read
         end(undefined);
         c.close();
       } else {
+        if (progress !== undefined) progress.last = performance.now();
         bytes += r.value.byteLength;
         c.enqueue(r.value);
       }

@@ -6,11 +6,13 @@ import type { ProxyTarget, RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
+import { unwatch, watch, type Watched } from "./idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
 /** BUFFER_LIMIT: bodies of declared length up to this are read whole before answering. A JS stream wrapper per response costs about 40% of a small request's throughput; reading the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502. */
 const BUFFER_LIMIT = 64 * 1024;
 const CLIENT_GONE = "client closed the connection";
+const IDLE = "upstream idle";
 
 /** Finish records the end of a request: status, bytes sent, and a problem for the log. */
 type Finish = typeof finish;
@@ -113,7 +115,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
       ctx.upstreamMs = performance.now() - t0;
       ep.markUp();
       outcome(route.name, ep, "response");
-      return respond(ctx, res, ep, done);
+      return respond(ctx, res, ep, done, ctrl, o.idleTimeout);
     }
   } finally {
     clearTimeout(timer);
@@ -121,7 +123,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
 }
 
 /** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
-async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish): Promise<Response> {
+async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish, ctrl: AbortController, idleTimeout: number): Promise<Response> {
   const h = res.headers;
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
@@ -132,26 +134,33 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: F
     done(ctx, status, 0, undefined);
     return new Response(null, { status, statusText: res.statusText, headers: h });
   }
+  // The body may rest at most idleTimeout between chunks (a buffered body: in all).
+  const idle: Watched = { last: performance.now(), limit: idleTimeout, expire: () => ctrl.abort(IDLE) };
+  watch(idle);
   const declared = h.get("content-length");
   if (declared !== null && Number(declared) <= BUFFER_LIMIT) {
     let bytes: Uint8Array;
     try {
       bytes = await res.bytes();
     } catch (err) {
+      unwatch(idle);
       ep.inflight--;
-      const code = (err as { code?: string }).code ?? (err as Error).name;
+      const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : (err as { code?: string }).code ?? (err as Error).name;
       ep.lastError = code;
       outcome(ctx.route!.name, ep, "error");
       throw new GatewayError(502, "upstream response broke off", "upstream", `${ep.url}: upstream body failed: ${code}`);
     }
+    unwatch(idle);
     ep.inflight--;
     done(ctx, status, bytes.byteLength, undefined);
     return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
   const body = trackBody(res.body, (bytes, problem) => {
+    unwatch(idle);
     ep.inflight--;
+    if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
     if (problem?.startsWith("upstream")) ep.lastError = problem;
     done(ctx, status, bytes, problem);
-  });
+  }, idle);
   return new Response(body, { status, statusText: res.statusText, headers: h });
 }
