@@ -43,7 +43,7 @@ pid_file = "gatehouse.pid"
 http = "127.0.0.1:$GH_PORT"
 admin = "127.0.0.1:$GH_ADMIN"
 [log]
-access = false
+access = ${GH_ACCESS_LOG:-false}
 TOML
 printf 'hosts = ["127.0.0.1"]\nupstreams = ["http://127.0.0.1:%s"]\n' "$ORIGIN_PORT" > "$WORK/routes/bench.toml"
 

@@ -135,6 +135,23 @@ test("preserve_host = false sends the upstream's own host", async () => {
   expect(got["x-forwarded-host"]).toBe("x.apps.example");
 });
 
+test("upstream connections are reused (keep-alive)", async () => {
+  const ports = new Set<number>();
+  const counting = origin((req, server) => {
+    ports.add(server.requestIP(req)!.port);
+    return new Response("ok");
+  });
+  try {
+    gw.writeRoute("ka", `hosts = ["ka.example"]\nupstreams = ["http://127.0.0.1:${counting.port}"]\n`);
+    await gw.reload();
+    for (let i = 0; i < 50; i++) expect(await (await gw.request("ka.example")).text()).toBe("ok");
+    // 50 sequential requests; a new connection each time would show 50 source ports.
+    expect(ports.size).toBeLessThanOrEqual(2);
+  } finally {
+    counting.stop(true);
+  }
+});
+
 test("the access log has one JSON line per request with route, status and upstream", async () => {
   await gw.request("shop.example", "/api/logged", { headers: { "x-request-id": "log-me-1" } });
   const line = await gw.waitForLog((l) => l.msg === "access" && l.request_id === "log-me-1");
