@@ -38,6 +38,8 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
   appendVia(h, ctx.hop.via);
   setForwarded(h, { client: ctx.client, proto: ctx.scheme, host: ctx.host }, ctx.hop.trusted(ctx.client));
   h.set("x-request-id", ctx.id);
+  // 100-continue is between the client and us (Bun's server answers it); the upstream gets the body outright.
+  h.delete("expect");
   if (!preserveHost) h.delete("host");
   return h;
 }
@@ -145,6 +147,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: F
     } catch (err) {
       unwatch(idle);
       ep.inflight--;
+      if (ctrl.signal.reason === CLIENT_GONE) throw new GatewayError(499, CLIENT_GONE, "downstream");
       const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : (err as { code?: string }).code ?? (err as Error).name;
       ep.lastError = code;
       outcome(ctx.route!.name, ep, "error");
