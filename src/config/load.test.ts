@@ -108,3 +108,12 @@ test("a missing routes directory and the same address twice are reported", () =>
   expect(p.find((l) => l.startsWith("config.toml:1: routes_dir:"))).toContain("is not a directory");
   expect(p.find((l) => l.startsWith("config.toml:4: listen.admin:"))).toContain("is also listen.http");
 });
+
+test("a sub-route name that collides with another route is refused", () => {
+  const p = problemsFor("", {
+    shop: OK_SITE,
+    other: 'hosts = ["o.example"]\nupstreams = ["http://127.0.0.1:1"]\n[[paths]]\nprefix = "/x"\nname = "shop"\nupstreams = ["http://127.0.0.1:2"]\n',
+  });
+  // Files are read in name order, so other.toml claims "shop" first.
+  expect(p).toEqual(['routes/shop.toml:1: route name "shop" is also used in routes/other.toml (expected a route name used once)']);
+});

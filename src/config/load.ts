@@ -63,6 +63,7 @@ export function loadConfig(configPath: string, files?: ConfigFiles): Config {
 
   const sites: SiteConfig[] = [];
   const owner = new Map<string, string>();
+  const routeOwner = new Map<string, string>();
   for (const rf of routeFiles) {
     const parsed = parseToml(rf.file, rf.text);
     if (!("data" in parsed)) {
@@ -74,6 +75,12 @@ export function loadConfig(configPath: string, files?: ConfigFiles): Config {
       const other = owner.get(h);
       if (other) problems.push({ file: rf.file, line: parsed.lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
       else owner.set(h, rf.file);
+    });
+    site.routes.forEach((r, i) => {
+      const other = routeOwner.get(r.name);
+      // Route names are metric labels and log fields: two routes under one name would be counted as one.
+      if (other) problems.push({ file: rf.file, line: parsed.lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
+      else routeOwner.set(r.name, rf.file);
     });
     sites.push(site);
   }
