@@ -89,6 +89,9 @@ ratio=$(awk -v g="$g_rps" -v n="$n_rps" 'BEGIN {printf "%.2f", g/n}')
   echo "| --- | ---: | ---: | ---: | --- | --- | ---: |"
   echo "| proxied 1 KB | $n_rps | $g_rps | $ratio | $n_p50 / $n_p99 | $g_p50 / $g_p99 | $((RSS / 1024)) MiB |"
   echo
+  echo "Gatehouse's access log was ${GH_ACCESS_LOG:-false} in this run (nginx's is off); \`GH_ACCESS_LOG=true bench/proxy.sh\` measures it on."
+  echo "Rerun: \`bench/proxy.sh [ROUNDS] [SECONDS]\` (needs Debian's nginx and wrk)."
+  echo
   echo "Rounds (req/s p50 p99):"
   echo
   paste -d'|' "$WORK/nginx.txt" "$WORK/gh.txt" | awk -F'|' '{print "- nginx " $1 " · gatehouse " $2}'
