@@ -75,7 +75,7 @@ export class Gateway {
   }
 
   private writeStatus(result: "success" | "failure", problems: string[]): void {
-    configReloads.labels(result).value += this.seq === 0 ? 0 : 1;
+    if (this.seq > 0) configReloads.labels(result).value++; // the start (seq 0) is not a reload
     configLastReloadSuccess.labels().value = result === "success" ? 1 : 0;
     configLastReloadTime.labels().value = Date.now() / 1000;
     if (!this.pidFile) return;

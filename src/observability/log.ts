@@ -33,7 +33,7 @@ export class Logger {
   warn(msg: string, fields?: Record<string, unknown>): void { this.log("warn", msg, fields); }
   error(msg: string, fields?: Record<string, unknown>): void { this.log("error", msg, fields); }
 
-  /** line queues a pre-built JSON line (the access log builds its own, for speed). */
+  /** push queues a pre-built JSON line (the access log builds its own, for speed). */
   push(line: string): void {
     this.pending.push(line);
     if (!this.scheduled) {

@@ -9,7 +9,7 @@ export type ProxyTarget = {
   readonly pool: Pool;
   readonly options: ProxyOptions;
   readonly stripPrefix: string | undefined;
-  /** listenerIdleSeconds is set when this route's timeouts outlast the listener's idle timeout, so the request's own timeout must be raised. */
+  /** requestIdleSeconds is set when this route's timeouts outlast the listener's idle timeout, so the request's own idle timeout must be raised. */
   readonly requestIdleSeconds: number | undefined;
 };
 

@@ -14,9 +14,6 @@ const BUFFER_LIMIT = 64 * 1024;
 const CLIENT_GONE = "client closed the connection";
 const IDLE = "upstream idle";
 
-/** Finish records the end of a request: status, bytes sent, and a problem for the log. */
-type Finish = typeof finish;
-
 function abortForTimeout(ctrl: AbortController): void {
   ctrl.abort(TIMEOUT);
 }
@@ -45,7 +42,7 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
 }
 
 /** forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and, since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts. */
-export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish = finish): Promise<Response> {
+export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Response> {
   const req = ctx.req;
   const route = ctx.route!;
   const o = t.options;
@@ -117,7 +114,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
       ctx.upstreamMs = performance.now() - t0;
       ep.markUp();
       outcome(route.name, ep, "response");
-      return respond(ctx, res, ep, done, ctrl, o.idleTimeout);
+      return respond(ctx, res, ep, ctrl, o.idleTimeout);
     }
   } finally {
     clearTimeout(timer);
@@ -125,7 +122,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget, done: Finish 
 }
 
 /** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
-async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: Finish, ctrl: AbortController, idleTimeout: number): Promise<Response> {
+async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number): Promise<Response> {
   const h = res.headers;
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
@@ -133,7 +130,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: F
   const status = res.status;
   if (res.body === null) {
     ep.inflight--;
-    done(ctx, status, 0, undefined);
+    finish(ctx, status, 0, undefined);
     return new Response(null, { status, statusText: res.statusText, headers: h });
   }
   // The body may rest at most idleTimeout between chunks (a buffered body: in all).
@@ -155,7 +152,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: F
     }
     unwatch(idle);
     ep.inflight--;
-    done(ctx, status, bytes.byteLength, undefined);
+    finish(ctx, status, bytes.byteLength, undefined);
     return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
   const body = trackBody(res.body, (bytes, problem) => {
@@ -163,7 +160,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, done: F
     ep.inflight--;
     if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
     if (problem?.startsWith("upstream")) ep.lastError = problem;
-    done(ctx, status, bytes, problem);
+    finish(ctx, status, bytes, problem);
   }, idle);
   return new Response(body, { status, statusText: res.statusText, headers: h });
 }
