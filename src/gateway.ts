@@ -11,7 +11,10 @@ import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/handler.ts";
 import { openSockets } from "./proxy/websocket.ts";
 import { Listeners } from "./server.ts";
+import { CertManager } from "./tls/cert-manager.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
+import { createHash } from "node:crypto";
+import type { TlsSet } from "./server.ts";
 
 /** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
 export type ReloadStatus = { pid: number; seq: number; result: "success" | "failure"; time: string; problems: string[] };
@@ -38,10 +41,15 @@ export class Gateway {
   private reloadChain: Promise<unknown> = Promise.resolve();
   private readonly endpoints = new EndpointRegistry();
   private readonly listeners: Listeners;
+  private readonly certs = new CertManager(() => void this.certificatesChanged());
 
   constructor(private readonly opts: GatewayOptions) {
-    const admin = adminApp({ ready: () => this.gen !== undefined && !this.draining });
-    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), admin: admin.fetch });
+    const admin = adminApp({
+      ready: () => this.gen !== undefined && !this.draining,
+      certificates: () => this.certs.describe(),
+      renewCertificate: (name) => this.certs.renewNow(name),
+    });
+    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch });
     setHealthCollector((g) => {
       g.retain(() => false);
       const now = performance.now();
@@ -59,18 +67,36 @@ export class Gateway {
     return loadConfig(this.opts.configPath, this.opts.files);
   }
 
-  private activate(config: Config): Generation {
+  private tlsSet(): TlsSet {
+    const entries = this.certs.entries();
+    const h = createHash("sha256");
+    for (const e of entries) h.update(`${e.serverName ?? ""}\0${e.cert}\0`);
+    return { entries, digest: h.digest("hex") };
+  }
+
+  /** certificatesChanged swaps the HTTPS listener to the certificates the registry serves now (after a renewal or a first issuance); it waits for any reload in progress. */
+  private certificatesChanged(): Promise<unknown> {
+    const run = this.reloadChain.then(() => {
+      if (!this.gen || this.draining) return;
+      try {
+        this.listeners.apply(this.gen.config.global.listen, this.tlsSet());
+      } catch (e) {
+        log.error("cannot start the HTTPS listener with the new certificates; the old one keeps serving", { error: String((e as Error).message ?? e) });
+      }
+    });
+    this.reloadChain = run;
+    return run;
+  }
+
+  private async activate(config: Config): Promise<Generation> {
     const g = config.global;
     const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout }, this.nextId++);
-    this.listeners.apply(g.listen);
+    await this.certs.prepare(config);
+    this.listeners.apply(g.listen, g.listen.https ? this.tlsSet() : undefined);
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
     this.endpoints.retain(gen.endpoints);
     log.setLevel(g.log.level);
     log.access = g.log.access;
-    if (g.listen.https) log.warn("listen.https is set but this build does not terminate TLS yet; the HTTPS listener is not started", { address: g.listen.https.text });
-    for (const site of config.sites) {
-      if (site.tls !== "off") log.warn("site asks for TLS, which this build does not provide yet; it is served over plain HTTP", { site: site.name, tls: site.tls });
-    }
     return gen;
   }
 
@@ -88,9 +114,9 @@ export class Gateway {
   }
 
   /** start loads the config and binds the listeners; throws ConfigError (or a bind error) and binds nothing when that fails. */
-  start(): void {
+  async start(): Promise<void> {
     const config = this.load();
-    const gen = this.activate(config);
+    const gen = await this.activate(config);
     this.pidFile = config.global.pidFile;
     try {
       writeFileAtomic(this.pidFile, `${this.opts.pid}\n`);
@@ -109,12 +135,12 @@ export class Gateway {
     return run;
   }
 
-  private reloadNow(): boolean {
+  private async reloadNow(): Promise<boolean> {
     if (this.draining) return false;
     const t0 = performance.now();
     this.seq++;
     try {
-      const gen = this.activate(this.load());
+      const gen = await this.activate(this.load());
       this.writeStatus("success", []);
       log.info("config reloaded", { generation: gen.id, sites: gen.config.sites.length, routes: gen.routeNames.size, ms: Math.round((performance.now() - t0) * 10) / 10 });
       return true;
@@ -130,6 +156,7 @@ export class Gateway {
   async shutdown(graceMs: number): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.certs.dispose();
     log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size, grace_ms: graceMs });
     for (const ws of openSockets) ws.close(1001, "gateway shutting down");
     let timer: Timer | undefined;

@@ -69,7 +69,7 @@ function compileRoute(route: PathRoute, deps: GenerationDeps, used: Set<Endpoint
   return { ...base, proxy: undefined, handle: redirectRoute(a) };
 }
 
-function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>, names: Set<string>): Site {
+function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>, names: Set<string>, https: boolean): Site {
   const [root, ...subs] = site.routes;
   const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, used) : undefined);
   if (root?.action) names.add(root.name);
@@ -80,7 +80,10 @@ function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>
       names.add(r.name);
     }
   }
-  return { name: site.name, lookup: (path) => paths.lookup(path) };
+  const h = site.tls.hsts;
+  const hsts = h ? `max-age=${h.maxAge}${h.includeSubDomains ? "; includeSubDomains" : ""}${h.preload ? "; preload" : ""}` : undefined;
+  const secure = site.tls.mode !== "off" && https;
+  return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect, hsts };
 }
 
 /** buildGeneration compiles a validated Config; it touches no sockets, so a failure leaves nothing to clean up. */
@@ -89,10 +92,12 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
   const used = new Set<Endpoint>();
   const names = new Set<string>();
   for (const site of config.sites) {
-    const compiled = compileSite(site, deps, used, names);
+    const compiled = compileSite(site, deps, used, names, config.global.listen.https !== undefined);
     for (const host of site.hosts) router.add(host, compiled);
   }
   const p = config.global.proxy;
   const via = `1.1 ${p.via}`;
-  return { id, config, view: { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) } }, endpoints: used, routeNames: names };
+  const hp = config.global.listen.https?.port;
+  const view = { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
+  return { id, config, view, endpoints: used, routeNames: names };
 }

@@ -120,7 +120,7 @@ async function run(args: Args): Promise<number> {
   if (files) log.info("no config.toml here; running the built-in default config", { path });
   const gateway = new Gateway({ configPath: path, files, pid: process.pid });
   try {
-    gateway.start();
+    await gateway.start();
   } catch (e) {
     const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
     log.error("cannot start", { problems });

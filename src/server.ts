@@ -2,16 +2,22 @@
 import type { Server } from "bun";
 import type { Address, GlobalConfig } from "./config/types.ts";
 import { log } from "./observability/log.ts";
+import { tlsSwaps } from "./observability/gateway-metrics.ts";
 import { websocketHandlers, type WsData } from "./proxy/websocket.ts";
+import type { TlsEntry } from "./tls/cert-manager.ts";
 
 type Kind = "http" | "https" | "admin";
-type Bound = { readonly address: Address; readonly server: Server<WsData> | Server<undefined> };
+type Bound = { readonly address: Address; readonly server: Server<WsData> | Server<undefined>; readonly tlsDigest?: string };
 
 /** ListenerHandlers are the fetch functions listeners call; they read the live generation themselves. */
 export type ListenerHandlers = {
   readonly http: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
+  readonly https: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
   readonly admin: (req: Request) => Response | Promise<Response>;
 };
+
+/** TlsSet is what the HTTPS listener serves: Bun.serve `tls` entries (fallback first) and a digest that changes when any of them does. */
+export type TlsSet = { readonly entries: readonly TlsEntry[]; readonly digest: string };
 
 function sameAddress(a: Address, b: Address): boolean {
   return a.hostname === b.hostname && a.port === b.port;
@@ -24,14 +30,17 @@ export class Listeners {
 
   constructor(private readonly handlers: ListenerHandlers) {}
 
-  private start(kind: Kind, address: Address): Bound {
+  private start(kind: Kind, address: Address, tls?: TlsSet): Bound {
     const common = { hostname: address.hostname, port: address.port, development: false };
     if (kind === "admin") {
       return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
     }
+    const handler = kind === "https" ? this.handlers.https : this.handlers.http;
     const server = Bun.serve<WsData>({
       ...common,
-      fetch: this.handlers.http as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
+      // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.
+      ...(tls ? { tls: tls.entries.map((e) => ({ ...e })), reusePort: true } : {}),
+      fetch: handler as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
       websocket: websocketHandlers,
       // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
@@ -41,20 +50,20 @@ export class Listeners {
         return new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
       },
     });
-    return { address, server };
+    return { address, server, tlsDigest: tls?.digest };
   }
 
   /** apply binds new or moved listeners, then closes the ones no longer wanted (gracefully). Throws, having closed whatever it bound, if a bind fails. */
-  apply(listen: GlobalConfig["listen"]): void {
+  apply(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
     this.idleSeconds = Math.round(listen.idleTimeout / 1000);
     const wanted: [Kind, Address | undefined][] = [["http", listen.http], ["https", listen.https], ["admin", listen.admin]];
     const started: [Kind, Bound][] = [];
     try {
       for (const [kind, address] of wanted) {
         const cur = this.bound.get(kind);
-        if (address === undefined || kind === "https") continue; // HTTPS listeners come with TLS support
-        if (cur && sameAddress(cur.address, address)) continue;
-        started.push([kind, this.start(kind, address)]);
+        if (address === undefined || (kind === "https" && tls === undefined)) continue;
+        if (cur && sameAddress(cur.address, address) && (kind !== "https" || cur.tlsDigest === tls!.digest)) continue;
+        started.push([kind, this.start(kind, address, kind === "https" ? tls : undefined)]);
       }
     } catch (e) {
       for (const [, b] of started) b.server.stop(true);
@@ -63,14 +72,18 @@ export class Listeners {
     for (const [kind, address] of wanted) {
       const cur = this.bound.get(kind);
       const replaced = started.find(([k]) => k === kind);
+      const swap = kind === "https" && cur !== undefined && replaced !== undefined && sameAddress(cur.address, replaced[1].address);
       if (cur && (address === undefined || replaced)) {
         this.bound.delete(kind);
         void cur.server.stop(false);
-        log.info("listener closed", { listener: kind, address: cur.address.text });
+        if (!swap) log.info("listener closed", { listener: kind, address: cur.address.text });
       }
       if (replaced) {
         this.bound.set(kind, replaced[1]);
-        log.info("listening", { listener: kind, address: `${replaced[1].address.hostname}:${replaced[1].server.port}` });
+        if (swap) {
+          tlsSwaps.labels().value++;
+          log.info("https listener now serves the new certificates", { address: cur.address.text, certificates: tls!.entries.length });
+        } else log.info("listening", { listener: kind, address: `${replaced[1].address.hostname}:${replaced[1].server.port}` });
       }
     }
   }

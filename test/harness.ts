@@ -27,10 +27,14 @@ export type GatewayOptions = {
   routes?: Record<string, string>;
   /** extra TOML appended to config.toml (after [listen]); use tables like [proxy] */
   extra?: string;
+  /** top-level keys of config.toml (before [listen]) */
+  top?: string;
   /** extra lines inside [listen] */
   listenExtra?: string;
   env?: Record<string, string>;
   cmd?: string[];
+  /** httpPort fixes the plain HTTP listener's port (ACME HTTP-01 needs the port the CA connects to) */
+  httpPort?: number;
 };
 
 /** TestGateway is a running gateway process and what a test needs to talk to it. */
@@ -135,6 +139,7 @@ export function writeConfig(dir: string, httpPort: number, adminPort: number, op
   const config = `routes_dir = "routes"
 pid_file = "gatehouse.pid"
 shutdown_grace = "5s"
+${opts.top ?? ""}
 
 [listen]
 http = "127.0.0.1:${httpPort}"
@@ -151,7 +156,7 @@ ${opts.extra ?? ""}
 /** startGateway writes a config, starts `gatehouse run` and waits until /readyz answers 200. */
 export async function startGateway(opts: GatewayOptions = {}): Promise<TestGateway> {
   const dir = tempDir();
-  const httpPort = freePort();
+  const httpPort = opts.httpPort ?? freePort();
   const adminPort = freePort();
   const configPath = writeConfig(dir, httpPort, adminPort, opts);
   const proc = Bun.spawn(opts.cmd ?? [BUN, MAIN, "run", "-c", configPath], {

@@ -1,6 +1,7 @@
 /** Reading config.toml into GlobalConfig. */
 import { isAbsolute, resolve } from "node:path";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
+import { readAcme } from "./acme-schema.ts";
 import type { Reader } from "./reader.ts";
 import type { Address, GlobalConfig, LogLevel, ProxyOptions } from "./types.ts";
 
@@ -91,26 +92,9 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   const log = { level: logR?.oneOf("level", LOG_LEVELS, "info") ?? "info", access: logR?.bool("access", true) ?? true };
   logR?.done();
 
-  // [acme], [resolver] and [cache] are part of the contract; their keys are checked here so that a
+  // [resolver] and [cache] are part of the contract; their keys are checked here so that a
   // config written for them is accepted (or rejected with a precise message) today.
-  const acmeR = r.table("acme");
-  const acme: Record<string, unknown> = {};
-  if (acmeR) {
-    acme.directory = acmeR.string("directory");
-    acme.email = acmeR.string("email");
-    acme.ca_file = acmeR.string("ca_file");
-    acme.challenge = acmeR.oneOf("challenge", ["http-01", "dns-01"], "http-01");
-    const dnsR = acmeR.table("dns");
-    if (dnsR) {
-      acme.dns = {
-        server: dnsR.string("server"), tsig_key_name: dnsR.string("tsig_key_name"),
-        tsig_algorithm: dnsR.oneOf("tsig_algorithm", ["hmac-sha256", "hmac-sha512"], "hmac-sha256"),
-        tsig_secret: dnsR.string("tsig_secret"), tsig_secret_file: dnsR.string("tsig_secret_file"),
-      };
-      dnsR.done();
-    }
-    acmeR.done();
-  }
+  const acme = readAcme(r.table("acme"), dir);
   const resolverR = r.table("resolver");
   const servers = resolverR?.stringList("servers") ?? [];
   servers.forEach((s, i) => {

@@ -1,9 +1,10 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { CertProblem, inspectBundle, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { isAbsolute, resolve } from "node:path";
 import { readProxyOptions } from "./global-schema.ts";
 import type { Reader } from "./reader.ts";
-import type { Action, GlobalConfig, PathRoute, ProxyOptions, SiteConfig, TlsMode, Upstream } from "./types.ts";
+import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
 
 const TLS_MODES: readonly TlsMode[] = ["acme", "internal", "manual", "off"];
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
@@ -91,6 +92,70 @@ export function normalizePrefix(p: string): string {
   return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
 }
 
+function file(g: GlobalConfig, p: string | undefined): string | undefined {
+  return p === undefined ? undefined : isAbsolute(p) ? p : resolve(g.dir, p);
+}
+
+/** readManual reads and checks a tls = "manual" pair: both files readable, the key matching, every host covered. Files are read again on every reload, so a replaced certificate is picked up by SIGHUP. */
+function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonly string[]): CertBundle | undefined {
+  const read = (key: string, path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      r.problem(key, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, key === "cert" ? "a readable PEM certificate chain" : "a readable PEM private key");
+      return undefined;
+    }
+  };
+  const certPem = read("cert", certFile);
+  const keyPem = read("key", keyFile);
+  if (certPem === undefined || keyPem === undefined) return undefined;
+  try {
+    const b = inspectBundle(certPem, keyPem);
+    const missing = hosts.filter((h) => !b.names.some((n) => nameCovers(n, h)));
+    if (missing.length) r.problem("cert", `${certFile} does not cover ${missing.join(", ")} (it names ${b.names.join(", ")})`, "a certificate for every host of the site");
+    return b;
+  } catch (e) {
+    r.problem(e instanceof CertProblem && /key/.test(e.message) ? "key" : "cert", `${certFile}: ${(e as Error).message}`, "a PEM certificate chain (leaf first) and the private key that belongs to it");
+    return undefined;
+  }
+}
+
+/** readSiteTls reads tls, cert, key, https_redirect and [hsts] of a route file, and checks that the global config can serve them. */
+function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): SiteTls {
+  const mode = r.oneOf("tls", TLS_MODES, "off");
+  let certFile: string | undefined;
+  let keyFile: string | undefined;
+  let manual: CertBundle | undefined;
+  if (mode === "manual") {
+    certFile = file(g, r.requiredString("cert", 'a certificate chain file, with tls = "manual"'));
+    keyFile = file(g, r.requiredString("key", 'a private key file, with tls = "manual"'));
+    if (certFile && keyFile) manual = readManual(r, certFile, keyFile, hosts);
+  } else {
+    for (const k of ["cert", "key"]) if (r.has(k)) r.problem(k, `is only used with tls = "manual" (tls is "${mode}")`, 'tls = "manual", or no cert/key');
+  }
+  const redirect = r.bool("https_redirect", mode !== "off");
+  let hsts: Hsts | undefined;
+  const hstsR = r.table("hsts");
+  if (hstsR) {
+    // RFC 6797 §6.1.1: max-age in seconds; 0 tells browsers to forget the policy.
+    const maxAge = Math.round(hstsR.duration("max_age", 365 * 86_400_000) / 1000);
+    hsts = { maxAge, includeSubDomains: hstsR.bool("include_subdomains", false), preload: hstsR.bool("preload", false) };
+    if (hsts.preload && (!hsts.includeSubDomains || maxAge < 31_536_000)) hstsR.problem("preload", "needs include_subdomains = true and max_age of at least 1 year", "what the browsers' preload lists require");
+    hstsR.done();
+    if (mode === "off") r.problem("hsts", 'is only sent over HTTPS (tls is "off")', 'tls = "acme", "internal" or "manual"');
+  }
+  if (mode !== "off" && g.listen.https === undefined) r.problem("tls", `"${mode}" needs an HTTPS listener`, 'listen.https in config.toml, or tls = "off"');
+  if (mode === "acme") {
+    const a = g.acme;
+    hosts.forEach((h, i) => {
+      if (/^\[|^[0-9.]+$/.test(h)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`, 'host names with tls = "acme", or tls = "internal"/"manual" for addresses');
+      else if (h.startsWith("*.") && a.challenge !== "dns-01") r.problem(`hosts[${i}]`, `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3)`, 'acme.challenge = "dns-01" with [acme.dns] in config.toml');
+    });
+    if (a.challenge === "http-01" && g.listen.http === undefined) r.problem("tls", '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)', 'listen.http in config.toml, or acme.challenge = "dns-01"');
+  }
+  return { mode, certFile, keyFile, manual, redirect, hsts };
+}
+
 /** readSite reads a route file; name is the file name without .toml. */
 export function readSite(r: Reader, g: GlobalConfig, name: string, file: string): SiteConfig {
   if (!SITE_NAME_RE.test(name)) r.problem("", `file name ${JSON.stringify(name)} cannot be a route name`, "letters, digits, '-', '_' and '.'");
@@ -104,14 +169,7 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else if (hosts.includes(host)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is listed twice`, "each host once");
     else hosts.push(host);
   });
-  const tls = r.oneOf("tls", TLS_MODES, "off");
-  if (tls === "manual") {
-    r.requiredString("cert", 'a certificate chain file, with tls = "manual"');
-    r.requiredString("key", 'a private key file, with tls = "manual"');
-  } else {
-    for (const k of ["cert", "key"]) if (r.has(k)) r.problem(k, `is only used with tls = "manual" (tls is "${tls}")`, 'tls = "manual", or no cert/key');
-  }
-
+  const tls = readSiteTls(r, g, hosts);
   const proxy = readProxyOptions(r, g.proxy);
   const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize }];
   const prefixes = new Set<string>(["/"]);

@@ -1,4 +1,5 @@
 /** The internal model that config files compile to; everything here is plain data, validated. */
+import type { CertBundle } from "../lib/cert-info.ts";
 import type { Cidr } from "../lib/cidr.ts";
 
 /** Address is a listener address as written ("127.0.0.1:8080") and as Bun.serve needs it. */
@@ -30,13 +31,44 @@ export type Action = ProxyAction | StaticAction | RedirectAction;
 /** PathRoute is one route of a site: the site's default (prefix "/") or a [[paths]] sub-route. */
 export type PathRoute = { readonly name: string; readonly prefix: string; readonly action: Action | undefined; readonly maxBodySize: number };
 
+/** Hsts is a site's Strict-Transport-Security policy (RFC 6797 §6.1), sent on its HTTPS responses. */
+export type Hsts = { readonly maxAge: number; readonly includeSubDomains: boolean; readonly preload: boolean };
+
+/** SiteTls is how a site's HTTPS is served: where its certificate comes from, whether plain HTTP redirects, HSTS. */
+export type SiteTls = {
+  readonly mode: TlsMode;
+  /** certFile and keyFile are set with mode "manual" (absolute paths). */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** manual is the checked certificate of a "manual" site, read at load time. */
+  readonly manual?: CertBundle;
+  /** redirect: plain HTTP requests get a 308 to https:// (except ACME challenge paths). */
+  readonly redirect: boolean;
+  readonly hsts: Hsts | undefined;
+};
+
 /** SiteConfig is one routes/NAME.toml file. */
 export type SiteConfig = {
   readonly name: string;
   readonly file: string;
   readonly hosts: readonly string[];
-  readonly tls: TlsMode;
+  readonly tls: SiteTls;
   readonly routes: readonly PathRoute[];
+};
+
+/** TsigConfig is the key that signs RFC 2136 updates (RFC 8945). */
+export type TsigConfig = { readonly name: string; readonly algorithm: "hmac-sha256" | "hmac-sha512"; readonly secret: Uint8Array };
+
+/** AcmeConfig is [acme]: which CA, which account, which challenge. */
+export type AcmeConfig = {
+  readonly directory: string;
+  readonly email: string | undefined;
+  /** caFile is extra trust for the ACME API's own TLS (a test CA such as Pebble's). */
+  readonly caFile: string | undefined;
+  readonly challenge: "http-01" | "dns-01";
+  readonly dns: { readonly server: Address; readonly tsig: TsigConfig } | undefined;
+  /** renewFraction is how far into a certificate's lifetime it is renewed when the CA gives no ARI window. */
+  readonly renewFraction: number;
 };
 
 /** GlobalConfig is config.toml, with relative paths resolved against its directory. */
@@ -50,7 +82,7 @@ export type GlobalConfig = {
   readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number };
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };
-  readonly acme: Record<string, unknown>;
+  readonly acme: AcmeConfig;
   readonly resolver: { readonly servers: readonly string[] };
   readonly cache: { readonly maxSize: number; readonly maxObjectSize: number };
 };

@@ -13,7 +13,9 @@ export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_h
 export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
 export const cacheSize = registry.register(new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache."));
 export const certificateExpiry = registry.register(new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]));
-export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result.", ["result"]));
+export const certificateRenewal = registry.register(new Gauge("gatehouse_certificate_renewal_timestamp_seconds", "When the next renewal attempt (or check of the CA's renewal window) of each certificate is due, as a Unix time.", ["name"]));
+export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
+export const tlsSwaps = registry.register(new Counter("gatehouse_tls_listener_swaps_total", "Times the HTTPS listener was replaced to serve a changed set of certificates."));
 export const configReloads = registry.register(new Counter("gatehouse_config_reloads_total", "Config reloads, by result (success, failure).", ["result"]));
 export const configLastReloadSuccess = registry.register(new Gauge("gatehouse_config_last_reload_success", "1 when the last reload (or the start) applied its config, 0 when it was rejected."));
 export const configLastReloadTime = registry.register(new Gauge("gatehouse_config_last_reload_timestamp_seconds", "Unix time of the last reload attempt."));
@@ -28,6 +30,8 @@ startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 10
 cacheSize.labels().value = 0;
 websocketsOpen.labels().value = 0;
 configReloads.labels("success");
+acmeOrders.labels("success");
+acmeOrders.labels("failure");
 configReloads.labels("failure");
 
 let healthCollector: ((g: Gauge) => void) | undefined;

@@ -23,8 +23,17 @@ export type CompiledRoute = {
   readonly handle: (ctx: RequestContext) => Response | Promise<Response>;
 };
 
-/** Site is a compiled route file: its routes by path prefix. */
-export type Site = { readonly name: string; lookup(path: string): CompiledRoute | undefined };
+/** Site is a compiled route file: its routes by path prefix, and how it is served over TLS. */
+export type Site = {
+  readonly name: string;
+  lookup(path: string): CompiledRoute | undefined;
+  /** secure is true for sites with TLS; others get 421 on the HTTPS listener. */
+  readonly secure: boolean;
+  /** redirectHttps is set when plain HTTP requests get a 308 to HTTPS. */
+  readonly redirectHttps: boolean;
+  /** hsts is the Strict-Transport-Security value for HTTPS responses, when the site has one. */
+  readonly hsts: string | undefined;
+};
 
 /** Hop is how this gateway describes itself and judges clients: Via pseudonym, trusted proxies. */
 export type Hop = { readonly via: string; readonly trusted: (ip: string) => boolean };

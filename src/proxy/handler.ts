@@ -5,11 +5,12 @@ import type { Hop, RequestContext, Site } from "./context.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { finish } from "./finish.ts";
 import { requestId } from "./request-id.ts";
-import { HOST_INVALID, type HostRouter } from "./router.ts";
+import { HOST_INVALID, normalizeHostHeader, type HostRouter } from "./router.ts";
+import { answerChallenge } from "../acme/http01.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
 /** HandlerView is the part of a config generation the pipeline reads; one is taken per request, so a reload never changes a request's config midway. */
-export type HandlerView = { readonly router: HostRouter<Site>; readonly hop: Hop };
+export type HandlerView = { readonly router: HostRouter<Site>; readonly hop: Hop; readonly httpsPortSuffix: string };
 
 /** failWith turns any error into the response the client gets, and finishes the request. */
 export function failWith(ctx: RequestContext, err: unknown): Response {
@@ -23,6 +24,20 @@ export function failWith(ctx: RequestContext, err: unknown): Response {
   log.error("request failed", { request_id: ctx.id, route: ctx.route?.name, error: String((err as Error)?.stack ?? err) });
   finish(ctx, 500, 0, String(err));
   return errorResponse(500, "internal error", ctx.id);
+}
+
+function finishUnrouted(ctx: RequestContext, res: Response): Response {
+  finish(ctx, res.status, 0, undefined);
+  return res;
+}
+
+/** withHsts adds Strict-Transport-Security (RFC 6797 §7.1) to a response of an HTTPS site, including the gateway's own error responses. */
+function withHsts(res: Response | Promise<Response>, value: string, ctx: RequestContext): Response | Promise<Response> {
+  const set = (r: Response) => {
+    r.headers.set("strict-transport-security", value);
+    return r;
+  };
+  return res instanceof Promise ? res.catch((e) => failWith(ctx, e)).then(set) : set(res);
 }
 
 function splitTarget(url: string): [string, string] {
@@ -55,11 +70,20 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
       finished: false,
       error: undefined,
     };
+    if (scheme === "http") {
+      // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.
+      const challenge = answerChallenge(path);
+      if (challenge !== undefined) return finishUnrouted(ctx, challenge);
+    }
     const site = v.router.lookup(ctx.host);
     if (site === HOST_INVALID) return failWith(ctx, new GatewayError(400, "invalid Host header", "downstream"));
-    if (site === undefined) {
+    if (site === undefined || (scheme === "https" && !site.secure)) {
       // RFC 9110 §15.5.20: over TLS the connection was made for a name we do not serve.
       return failWith(ctx, scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"));
+    }
+    if (scheme === "http" && site.redirectHttps) {
+      const host = normalizeHostHeader(ctx.host)!;
+      return finishUnrouted(ctx, new Response(null, { status: 308, headers: { location: `https://${host}${v.httpsPortSuffix}${path}${query}`, "x-request-id": ctx.id } }));
     }
     const route = site.lookup(path);
     if (route === undefined) return failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
@@ -67,6 +91,7 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
     try {
       if (route.proxy !== undefined && isWebSocketUpgrade(req)) return proxyWebSocket(ctx, route.proxy).catch((e) => failWith(ctx, e));
       const res = route.handle(ctx);
+      if (site.hsts !== undefined && scheme === "https") return withHsts(res, site.hsts, ctx);
       return res instanceof Promise ? res.catch((e) => failWith(ctx, e)) : res;
     } catch (e) {
       return failWith(ctx, e);

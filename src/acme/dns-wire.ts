@@ -1,0 +1,243 @@
+/** DNS wire format (RFC 1035 §4) for the ACME DNS-01 client: names, header, questions, RRs, TXT data, and TSIG signing and verification (RFC 8945). Pure: no sockets. */
+import { createHmac, timingSafeEqual } from "node:crypto";
+
+/** TYPE holds the RR type codes the client uses (RFC 1035 §3.2.2, RFC 8945 §4.2). */
+export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, TSIG: 250, ANY: 255 } as const;
+/** CLASS holds class codes; NONE deletes one RR in an update (RFC 2136 §2.5.4), ANY marks TSIG (RFC 8945 §4.2). */
+export const CLASS = { IN: 1, NONE: 254, ANY: 255 } as const;
+/** OPCODE holds the two opcodes used: standard query and UPDATE (RFC 2136 §2.2). */
+export const OPCODE = { QUERY: 0, UPDATE: 5 } as const;
+
+/** RCODE_NAMES maps header rcodes to their mnemonics (RFC 1035 §4.1.1, RFC 2136 §2.2). */
+export const RCODE_NAMES: readonly string[] = [
+  "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE",
+];
+/** TSIG_ERROR_NAMES maps TSIG error fields to their mnemonics (RFC 8945 §3, assigned numbers). */
+export const TSIG_ERROR_NAMES: Readonly<Record<number, string>> = { 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC" };
+
+/** rcodeName names a header rcode, "RCODE<n>" when it has no mnemonic here. */
+export function rcodeName(rcode: number): string {
+  return RCODE_NAMES[rcode] ?? `RCODE${rcode}`;
+}
+
+/** tsigErrorName names a TSIG error field (which may also hold an rcode), undefined for 0 (no error). */
+export function tsigErrorName(error: number): string | undefined {
+  return error === 0 ? undefined : (TSIG_ERROR_NAMES[error] ?? RCODE_NAMES[error] ?? `TSIGERR${error}`);
+}
+
+/** Question is one entry of the question section; in an UPDATE it is the zone section (RFC 2136 §2.3). */
+export type Question = { readonly name: string; readonly type: number; readonly class: number };
+/** ResourceRecord is an RR with raw rdata; offset is where rdata starts in the decoded message (for compressed names inside it). */
+export type ResourceRecord = { readonly name: string; readonly type: number; readonly class: number; readonly ttl: number; readonly data: Uint8Array; readonly offset?: number };
+/** Header is the fixed 12-byte header without the counts (RFC 1035 §4.1.1). */
+export type Header = { readonly id: number; readonly qr: boolean; readonly opcode: number; readonly aa: boolean; readonly tc: boolean; readonly rd: boolean; readonly ra: boolean; readonly rcode: number };
+/** Message is a whole message; for an UPDATE the sections are zone, prerequisite, update, additional (RFC 2136 §2). */
+export type Message = Header & {
+  readonly questions: readonly Question[];
+  readonly answers: readonly ResourceRecord[];
+  readonly authorities: readonly ResourceRecord[];
+  readonly additionals: readonly ResourceRecord[];
+};
+/** DecodedMessage is a Message plus the offset of its last RR, where a TSIG must sit (RFC 8945 §5.2). */
+export type DecodedMessage = Message & { readonly lastRecordOffset: number };
+
+/** normalizeName lower-cases an ASCII name and drops the trailing dot ("" is the root); it throws on non-ASCII or bad label lengths (RFC 1035 §2.3.4). */
+export function normalizeName(name: string): string {
+  if (!/^[\x21-\x7e]*$/.test(name)) throw new Error(`dns name ${JSON.stringify(name)} must be printable ascii (use punycode)`);
+  const n = name.toLowerCase().replace(/\.$/, "");
+  if (n === "") return "";
+  if (n.length > 253 || n.split(".").some((l) => l.length === 0 || l.length > 63)) throw new Error(`dns name ${JSON.stringify(name)} has an empty or too long label`);
+  return n;
+}
+
+/** isSubdomain tells whether name equals zone or lies under it; both normalized. */
+export function isSubdomain(name: string, zone: string): boolean {
+  return zone === "" || name === zone || name.endsWith(`.${zone}`);
+}
+
+/** encodeName writes a name uncompressed and lower-cased: the canonical form TSIG digests (RFC 8945 §4.3.3). */
+export function encodeName(name: string): Uint8Array {
+  const n = normalizeName(name);
+  const out: number[] = [];
+  for (const label of n === "" ? [] : n.split(".")) out.push(label.length, ...Buffer.from(label, "latin1"));
+  out.push(0);
+  return Uint8Array.from(out);
+}
+
+/** Writer appends big-endian fields to a growing byte list. */
+class Writer {
+  private readonly bytes: number[] = [];
+  u8(v: number): this { this.bytes.push(v & 0xff); return this; }
+  u16(v: number): this { return this.u8(v >>> 8).u8(v); }
+  u32(v: number): this { return this.u16(Math.floor(v / 0x10000)).u16(v); }
+  u48(v: number): this { return this.u16(Math.floor(v / 0x100000000)).u32(v % 0x100000000); } // RFC 8945 §4.2: Time Signed
+  raw(b: Uint8Array): this { for (const x of b) this.bytes.push(x); return this; }
+  done(): Uint8Array { return Uint8Array.from(this.bytes); }
+}
+
+/** encodeMessage writes a message without name compression; the counts come from the section lengths. */
+export function encodeMessage(m: Message): Uint8Array {
+  const flags = (m.qr ? 0x8000 : 0) | ((m.opcode & 0xf) << 11) | (m.aa ? 0x400 : 0) | (m.tc ? 0x200 : 0) | (m.rd ? 0x100 : 0) | (m.ra ? 0x80 : 0) | (m.rcode & 0xf);
+  const w = new Writer().u16(m.id).u16(flags).u16(m.questions.length).u16(m.answers.length).u16(m.authorities.length).u16(m.additionals.length);
+  for (const q of m.questions) w.raw(encodeName(q.name)).u16(q.type).u16(q.class);
+  for (const rr of [...m.answers, ...m.authorities, ...m.additionals]) {
+    w.raw(encodeName(rr.name)).u16(rr.type).u16(rr.class).u32(rr.ttl).u16(rr.data.length).raw(rr.data);
+  }
+  return w.done();
+}
+
+/** Reader reads big-endian fields with bounds checks; it throws "malformed dns message" past the end. */
+class Reader {
+  constructor(readonly buf: Uint8Array, public pos = 0) {}
+  need(n: number): void { if (this.pos + n > this.buf.length) throw new Error("malformed dns message: truncated"); }
+  u8(): number { this.need(1); return this.buf[this.pos++]!; }
+  u16(): number { return (this.u8() << 8) | this.u8(); }
+  u32(): number { return this.u16() * 0x10000 + this.u16(); }
+  u48(): number { return this.u16() * 0x100000000 + this.u32(); }
+  bytes(n: number): Uint8Array { this.need(n); return this.buf.subarray(this.pos, (this.pos += n)); }
+  /** name follows compression pointers (RFC 1035 §4.1.4); each must point strictly backwards, so loops are impossible. */
+  name(): string {
+    const labels: string[] = [];
+    let pos = this.pos;
+    let jumped = false;
+    for (;;) {
+      if (pos >= this.buf.length) throw new Error("malformed dns message: name runs past the end");
+      const len = this.buf[pos]!;
+      if ((len & 0xc0) === 0xc0) {
+        if (pos + 1 >= this.buf.length) throw new Error("malformed dns message: truncated pointer");
+        const target = ((len & 0x3f) << 8) | this.buf[pos + 1]!;
+        if (target >= pos) throw new Error("malformed dns message: forward compression pointer");
+        if (!jumped) this.pos = pos + 2;
+        jumped = true;
+        pos = target;
+      } else if (len & 0xc0) {
+        throw new Error("malformed dns message: unknown label type");
+      } else if (len === 0) {
+        if (!jumped) this.pos = pos + 1;
+        return labels.join(".").toLowerCase();
+      } else {
+        if (pos + 1 + len > this.buf.length) throw new Error("malformed dns message: label runs past the end");
+        labels.push(Buffer.from(this.buf.subarray(pos + 1, pos + 1 + len)).toString("latin1"));
+        pos += 1 + len;
+      }
+    }
+  }
+}
+
+/** decodeHeader reads the id and flags, or undefined when buf is shorter than a header. */
+export function decodeHeader(buf: Uint8Array): Header | undefined {
+  if (buf.length < 12) return undefined;
+  const id = (buf[0]! << 8) | buf[1]!;
+  const f = (buf[2]! << 8) | buf[3]!;
+  return { id, qr: (f & 0x8000) !== 0, opcode: (f >> 11) & 0xf, aa: (f & 0x400) !== 0, tc: (f & 0x200) !== 0, rd: (f & 0x100) !== 0, ra: (f & 0x80) !== 0, rcode: f & 0xf };
+}
+
+/** decodeMessage parses a whole message, names decompressed and lower-cased; it throws "malformed dns message: ..." on bad input. */
+export function decodeMessage(buf: Uint8Array): DecodedMessage {
+  const header = decodeHeader(buf);
+  if (!header) throw new Error("malformed dns message: shorter than a header");
+  const r = new Reader(buf, 4);
+  const counts = [r.u16(), r.u16(), r.u16(), r.u16()] as const;
+  const questions: Question[] = [];
+  for (let i = 0; i < counts[0]; i++) questions.push({ name: r.name(), type: r.u16(), class: r.u16() });
+  let lastRecordOffset = -1;
+  const section = (n: number): ResourceRecord[] => {
+    const out: ResourceRecord[] = [];
+    for (let i = 0; i < n; i++) {
+      lastRecordOffset = r.pos;
+      const name = r.name(), type = r.u16(), klass = r.u16(), ttl = r.u32(), len = r.u16();
+      const offset = r.pos;
+      out.push({ name, type, class: klass, ttl, data: r.bytes(len), offset });
+    }
+    return out;
+  };
+  const answers = section(counts[1]), authorities = section(counts[2]), additionals = section(counts[3]);
+  return { ...header, questions, answers, authorities, additionals, lastRecordOffset };
+}
+
+/** txtData encodes a TXT value as rdata, split into character-strings of at most 255 bytes (RFC 1035 §3.3.14). */
+export function txtData(value: string): Uint8Array {
+  const bytes = Buffer.from(value, "utf8");
+  const w = new Writer();
+  if (bytes.length === 0) w.u8(0);
+  for (let i = 0; i < bytes.length; i += 255) {
+    const chunk = bytes.subarray(i, i + 255);
+    w.u8(chunk.length).raw(chunk);
+  }
+  return w.done();
+}
+
+/** parseTxt joins the character-strings of one TXT RR into one value, undoing txtData's split (RFC 1035 §3.3.14). */
+export function parseTxt(data: Uint8Array): string {
+  const r = new Reader(data);
+  const parts: Uint8Array[] = [];
+  while (r.pos < data.length) parts.push(r.bytes(r.u8()));
+  return Buffer.concat(parts).toString("utf8");
+}
+
+/** TsigKey is a shared secret named as in named.conf's key statement. */
+export type TsigKey = { readonly name: string; readonly algorithm: "hmac-sha256" | "hmac-sha512"; readonly secret: Uint8Array };
+/** Tsig is a decoded TSIG RR (RFC 8945 §4.2). */
+export type Tsig = { readonly keyName: string; readonly algorithm: string; readonly timeSigned: number; readonly fudge: number; readonly mac: Uint8Array; readonly originalId: number; readonly error: number; readonly other: Uint8Array };
+
+/** TSIG_FUDGE is the allowed clock skew in seconds, the 300 RFC 8945 recommends. */
+export const TSIG_FUDGE = 300;
+
+/** tsigMac computes the HMAC over [request MAC], message and TSIG variables (RFC 8945 §4.3.1-4.3.3); unsigned is the message as if the TSIG were absent. */
+export function tsigMac(key: TsigKey, unsigned: Uint8Array, t: Omit<Tsig, "mac" | "originalId">, requestMac?: Uint8Array): Uint8Array {
+  const hash = ({ "hmac-sha256": "sha256", "hmac-sha512": "sha512" } as const)[key.algorithm];
+  if (!hash) throw new Error(`tsig algorithm ${String(key.algorithm)} is not supported: use hmac-sha256 or hmac-sha512`);
+  const hmac = createHmac(hash, key.secret);
+  if (requestMac) hmac.update(new Writer().u16(requestMac.length).raw(requestMac).done()); // §4.3.1: MAC Size + MAC
+  hmac.update(unsigned);
+  // §4.3.3: key name and algorithm in canonical form, class ANY, TTL 0, then the fields after the MAC.
+  hmac.update(new Writer().raw(encodeName(t.keyName)).u16(CLASS.ANY).u32(0).raw(encodeName(t.algorithm))
+    .u48(t.timeSigned).u16(t.fudge).u16(t.error).u16(t.other.length).raw(t.other).done());
+  return new Uint8Array(hmac.digest());
+}
+
+/** signMessage appends a TSIG RR to an encoded message (ARCOUNT+1) and returns it with its MAC; a response passes the request's MAC (RFC 8945 §4.3.1). */
+export function signMessage(msg: Uint8Array, key: TsigKey, timeSigned: number, requestMac?: Uint8Array, error = 0): { wire: Uint8Array; mac: Uint8Array } {
+  const t = { keyName: key.name, algorithm: `${key.algorithm}.`, timeSigned, fudge: TSIG_FUDGE, error, other: new Uint8Array(0) };
+  const mac = tsigMac(key, msg, t, requestMac);
+  const rdata = new Writer().raw(encodeName(t.algorithm)).u48(timeSigned).u16(TSIG_FUDGE).u16(mac.length).raw(mac)
+    .u16((msg[0]! << 8) | msg[1]!).u16(error).u16(0).done();
+  const wire = new Writer().raw(msg).raw(encodeName(key.name)).u16(TYPE.TSIG).u16(CLASS.ANY).u32(0).u16(rdata.length).raw(rdata).done();
+  const arcount = ((wire[10]! << 8) | wire[11]!) + 1;
+  wire[10] = arcount >> 8;
+  wire[11] = arcount & 0xff;
+  return { wire, mac };
+}
+
+/** TsigCheck is the outcome of checking a message's TSIG: verified, unsigned, an error the signer reported without a MAC, or a failed check. */
+export type TsigCheck =
+  | { readonly status: "verified"; readonly tsig: Tsig }
+  | { readonly status: "unsigned" }
+  | { readonly status: "unverifiable"; readonly tsig: Tsig }
+  | { readonly status: "bad"; readonly error: number; readonly reason: string };
+
+/** verifyTsig checks the TSIG RR that must end msg (RFC 8945 §5.2, §5.4) against key, the request MAC and the clock; it never throws on a bad MAC. */
+export function verifyTsig(wire: Uint8Array, msg: DecodedMessage, key: TsigKey, requestMac: Uint8Array | undefined, nowSec: number): TsigCheck {
+  const all = [...msg.answers, ...msg.authorities, ...msg.additionals];
+  const last = msg.additionals.at(-1);
+  if (!last || last.type !== TYPE.TSIG) {
+    return all.some((rr) => rr.type === TYPE.TSIG) ? { status: "bad", error: 1, reason: "the tsig record is not the last record" } : { status: "unsigned" };
+  }
+  if (all.filter((rr) => rr.type === TYPE.TSIG).length > 1) return { status: "bad", error: 1, reason: "more than one tsig record" }; // §5.2: FORMERR
+  const r = new Reader(wire, last.offset);
+  const tsig: Tsig = { keyName: last.name, algorithm: r.name(), timeSigned: r.u48(), fudge: r.u16(), mac: r.bytes(r.u16()), originalId: r.u16(), error: r.u16(), other: r.bytes(r.u16()) };
+  if (tsig.keyName !== normalizeName(key.name)) return { status: "bad", error: 17, reason: `signed with key "${tsig.keyName}", not "${normalizeName(key.name)}"` };
+  if (tsig.algorithm !== key.algorithm) return { status: "bad", error: 17, reason: `signed with algorithm ${tsig.algorithm}, not ${key.algorithm}` };
+  // §5.3.2: BADSIG and BADKEY answers carry no MAC; nothing can be verified, only reported.
+  if (tsig.mac.length === 0 && tsig.error !== 0) return { status: "unverifiable", tsig };
+  const unsigned = Uint8Array.from(wire.subarray(0, msg.lastRecordOffset));
+  const arcount = msg.additionals.length - 1;
+  unsigned[0] = tsig.originalId >> 8; // §4.3.2: digest with the original ID and ARCOUNT without the TSIG
+  unsigned[1] = tsig.originalId & 0xff;
+  unsigned[10] = arcount >> 8;
+  unsigned[11] = arcount & 0xff;
+  const expected = tsigMac(key, unsigned, tsig, requestMac);
+  if (tsig.mac.length !== expected.length || !timingSafeEqual(tsig.mac, expected)) return { status: "bad", error: 16, reason: "the mac does not verify" };
+  if (tsig.error === 0 && Math.abs(nowSec - tsig.timeSigned) > tsig.fudge) return { status: "bad", error: 18, reason: `it was signed ${nowSec - tsig.timeSigned} s from this host's clock (fudge ${tsig.fudge} s)` };
+  return { status: "verified", tsig };
+}

@@ -1,0 +1,168 @@
+/** Obtaining certificates from an RFC 8555 CA with acme-client: account reuse, one order per site, HTTP-01 or DNS-01, each step's failure logged with the CA's detail. */
+import * as acme from "acme-client";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import { rootCertificates } from "node:tls";
+import type { AcmeConfig } from "../config/types.ts";
+import { log } from "../observability/log.ts";
+import type { Storage } from "../tls/storage.ts";
+import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
+import { addToken, removeToken } from "./http01.ts";
+
+/** AcmeError is a failed order: the step that failed, the CA's problem type and detail, and whether the CA asked us to wait. */
+export class AcmeError extends Error {
+  constructor(
+    readonly step: string,
+    message: string,
+    readonly problemType?: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+
+  /** rateLimited is true for the CA's rateLimited problem (RFC 8555 §6.7). */
+  get rateLimited(): boolean {
+    return this.problemType === "urn:ietf:params:acme:error:rateLimited";
+  }
+}
+
+/** Directory is the part of the CA's directory object we use. */
+export type Directory = { readonly newOrder: string; readonly renewalInfo?: string; readonly meta?: { readonly termsOfService?: string } };
+
+/** Issued is a certificate chain (leaf first) and its new key, as PEM. */
+export type Issued = { readonly certPem: string; readonly keyPem: string };
+
+function storageDir(directory: string): string {
+  const u = new URL(directory);
+  const h = createHash("sha256").update(directory).digest("hex").slice(0, 8);
+  return `acme/${u.host.replace(/[^A-Za-z0-9.-]/g, "_")}-${h}`;
+}
+
+function problemOf(e: unknown): { type?: string; detail: string; retryAfterMs?: number } {
+  const err = e as { message?: string; response?: { data?: { type?: string; detail?: string }; headers?: Record<string, string> } };
+  const data = err.response?.data;
+  const ra = Number(err.response?.headers?.["retry-after"]);
+  const type = data?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(err.message ?? "")?.[0];
+  return { type, detail: data?.detail ?? err.message ?? String(e), retryAfterMs: Number.isFinite(ra) && ra > 0 ? ra * 1000 : undefined };
+}
+
+/** challengeName is the DNS-01 record name for an identifier (RFC 8555 §8.4): a wildcard's base name. */
+export function challengeName(identifier: string): string {
+  return `_acme-challenge.${identifier.replace(/^\*\./, "")}`;
+}
+
+/** AcmeIssuer obtains certificates from one directory for one account; it holds no certificate state itself. */
+export class AcmeIssuer {
+  private directoryCache: Directory | undefined;
+  private readonly ca: string | undefined;
+
+  constructor(
+    private readonly cfg: AcmeConfig,
+    private readonly storage: Storage,
+  ) {
+    this.ca = cfg.caFile ? readFileSync(cfg.caFile, "utf8") : undefined;
+    // acme-client talks through its own axios instance; extra trust goes there, on top of the system roots.
+    acme.axios.defaults.httpsAgent = this.ca ? new https.Agent({ ca: [...rootCertificates, this.ca], keepAlive: true }) : new https.Agent({ keepAlive: true });
+  }
+
+  /** directory fetches (once) the CA's directory; a TLS trust problem becomes a clear error at once instead of acme-client's minute of retries. */
+  async directory(): Promise<Directory> {
+    if (this.directoryCache) return this.directoryCache;
+    let res: Response;
+    try {
+      res = await fetch(this.cfg.directory, { tls: this.ca ? { ca: [...rootCertificates, this.ca] } : undefined, signal: AbortSignal.timeout(15_000) });
+    } catch (e) {
+      const msg = String((e as Error).message ?? e);
+      const hint = /certificate|verify|self.signed|UNABLE_TO/i.test(msg) || /CERT|SELF_SIGNED|UNABLE/.test((e as { code?: string }).code ?? "") ? " (the CA's TLS certificate is not trusted: set acme.ca_file to its CA)" : "";
+      throw new AcmeError("directory", `cannot fetch the ACME directory ${this.cfg.directory}: ${(e as { code?: string }).code ?? msg}${hint}`);
+    }
+    if (!res.ok) throw new AcmeError("directory", `the ACME directory ${this.cfg.directory} answered ${res.status}`);
+    const d = (await res.json()) as Directory;
+    if (typeof d.newOrder !== "string") throw new AcmeError("directory", `${this.cfg.directory} is not an ACME directory (no newOrder)`);
+    return (this.directoryCache = d);
+  }
+
+  private async client(): Promise<acme.Client> {
+    const dir = storageDir(this.cfg.directory);
+    let accountKey = await this.storage.load(`${dir}/account.key`);
+    if (!accountKey) {
+      accountKey = (await acme.crypto.createPrivateEcdsaKey()).toString();
+      await this.storage.store(`${dir}/account.key`, accountKey, { secret: true });
+      log.info("acme account key created", { path: this.storage.describe(`${dir}/account.key`) });
+    }
+    const client = new acme.Client({ directoryUrl: this.cfg.directory, accountKey, backoffMin: 250, backoffMax: 5000, backoffAttempts: 12 });
+    try {
+      // With a known key, newAccount returns the existing account (RFC 8555 §7.3.1): no duplicate.
+      await client.createAccount({ termsOfServiceAgreed: true, contact: this.cfg.email ? [`mailto:${this.cfg.email}`] : undefined });
+    } catch (e) {
+      const p = problemOf(e);
+      throw new AcmeError("account", `account registration failed: ${p.detail}`, p.type, p.retryAfterMs);
+    }
+    const url = client.getAccountUrl();
+    const stored = await this.storage.load(`${dir}/account.json`);
+    if (!stored || (JSON.parse(stored) as { url?: string }).url !== url) {
+      await this.storage.store(`${dir}/account.json`, JSON.stringify({ url, directory: this.cfg.directory, email: this.cfg.email ?? null }, null, 2) + "\n");
+      log.info("acme account registered", { account: url, directory: this.cfg.directory });
+    }
+    return client;
+  }
+
+  private dnsOptions(): DnsUpdateOptions {
+    const d = this.cfg.dns!;
+    return { server: { host: d.server.hostname, port: d.server.port }, key: { name: d.tsig.name, algorithm: d.tsig.algorithm, secret: d.tsig.secret } };
+  }
+
+  /** obtain runs one order for names and returns the chain with a new P-256 key; each failed step throws AcmeError with the CA's detail, after removing the challenge answers it published. */
+  async obtain(site: string, names: readonly string[]): Promise<Issued> {
+    await this.directory();
+    const client = await this.client();
+    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (e) {
+        if (e instanceof AcmeError) throw e;
+        const p = problemOf(e);
+        log.warn("acme order step failed", { site, step: name, problem: p.type, detail: p.detail });
+        throw new AcmeError(name, `${name}: ${p.detail}`, p.type, p.retryAfterMs);
+      }
+    };
+    const order = await step("new-order", () => client.createOrder({ identifiers: names.map((value) => ({ type: "dns", value })) }));
+    const authzs = await step("authorizations", () => client.getAuthorizations(order));
+    const cleanups: (() => Promise<void>)[] = [];
+    try {
+      for (const authz of authzs) {
+        if (authz.status === "valid") continue;
+        const wanted = this.cfg.challenge;
+        const challenge = authz.challenges.find((c) => c.type === wanted);
+        const id = (authz.wildcard ? "*." : "") + authz.identifier.value;
+        if (!challenge) throw new AcmeError("challenge", `the CA offers no ${wanted} challenge for ${id} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
+        const keyAuth = await client.getChallengeKeyAuthorization(challenge);
+        if (challenge.type === "http-01") {
+          addToken(challenge.token, keyAuth);
+          cleanups.push(async () => removeToken(challenge.token));
+        } else {
+          const name = challengeName(authz.identifier.value);
+          const opts = this.dnsOptions();
+          await step("dns-update", () => addTxt(opts, name, keyAuth, 60));
+          cleanups.push(() => deleteTxt(opts, name, keyAuth).catch((e) => log.warn("cannot remove the dns-01 record", { site, name, error: String((e as Error).message ?? e) })));
+          await step("dns-check", async () => {
+            const deadline = Date.now() + 30_000;
+            while (!(await queryTxt(opts.server, name)).includes(keyAuth)) {
+              if (Date.now() > deadline) throw new Error(`${name} TXT is not visible on ${opts.server.host}:${opts.server.port} 30 s after the update`);
+              await Bun.sleep(250);
+            }
+          });
+        }
+        await step("challenge", () => client.completeChallenge(challenge));
+        await step("validation", () => client.waitForValidStatus(challenge));
+      }
+      const [key, csr] = await acme.crypto.createCsr({ commonName: names.find((n) => n.length <= 64), altNames: [...names] }, await acme.crypto.createPrivateEcdsaKey());
+      const finalized = await step("finalize", () => client.finalizeOrder(order, csr));
+      const certPem = await step("certificate", () => client.getCertificate(finalized));
+      return { certPem, keyPem: key.toString() };
+    } finally {
+      for (const c of cleanups) await c();
+    }
+  }
+}

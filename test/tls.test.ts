@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, origin, startGateway, tempDir, type TestGateway } from "./harness.ts";
+import { TlsConn, tlsGet } from "./tls-client.ts";
+
+const up = origin((req) => new Response(`origin saw ${new URL(req.url).pathname}`));
+let gw: TestGateway;
+let httpsPort: number;
+let caPem: string;
+const certDir = tempDir("gatehouse-manual-");
+
+/** selfSigned makes a certificate and key for names with openssl; returns the file paths. */
+function selfSigned(name: string, names: string[]): { cert: string; key: string } {
+  const cert = join(certDir, `${name}.pem`);
+  const key = join(certDir, `${name}.key`);
+  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-keyout", key, "-out", cert, "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`]);
+  if (r.exitCode !== 0) throw new Error(r.stderr.toString());
+  return { cert, key };
+}
+
+const manual = selfSigned("manual", ["manual.test"]);
+
+beforeAll(async () => {
+  httpsPort = freePort();
+  gw = await startGateway({
+    listenExtra: `https = "127.0.0.1:${httpsPort}"`,
+    routes: {
+      secure: `hosts = ["secure.test", "*.wild.test"]\ntls = "internal"\nupstreams = ["http://127.0.0.1:${up.port}"]\n[hsts]\nmax_age = "1h"\ninclude_subdomains = true\n`,
+      plain: `hosts = ["plain.test"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`,
+      manual: `hosts = ["manual.test"]\ntls = "manual"\ncert = "${manual.cert}"\nkey = "${manual.key}"\nstatic = "builtin:welcome"\n`,
+    },
+  });
+  caPem = readFileSync(join(gw.dir, "certs/internal-ca/ca.pem"), "utf8");
+});
+
+afterAll(async () => {
+  await gw.cleanup();
+  up.stop(true);
+});
+
+test("an internal site is served over HTTPS with a certificate that verifies against the internal CA, whose path is logged", async () => {
+  const res = await tlsGet(httpsPort, "secure.test", "secure.test", "/hello", caPem);
+  expect(res.authorizationError).toBeUndefined();
+  expect(res.authorized).toBe(true);
+  expect(res.status).toBe(200);
+  expect(res.body).toBe("origin saw /hello");
+  expect(res.cert.subjectaltname).toContain("DNS:secure.test");
+  const line = gw.logs.find((l) => l.msg.startsWith("internal CA ready"));
+  expect(line?.ca_cert).toBe(join(gw.dir, "certs/internal-ca/ca.pem"));
+});
+
+test("a wildcard host gets the site's certificate for any one label", async () => {
+  const res = await tlsGet(httpsPort, "a.wild.test", "a.wild.test", "/", caPem);
+  expect(res.authorized).toBe(true);
+  expect(res.status).toBe(200);
+});
+
+test("keys are stored 0600 in certs/, with the chain and metadata beside them", () => {
+  const dir = join(gw.dir, "certs/sites/secure");
+  expect(statSync(join(dir, "key.pem")).mode & 0o777).toBe(0o600);
+  expect(statSync(join(gw.dir, "certs/internal-ca/ca.key")).mode & 0o777).toBe(0o600);
+  expect(readFileSync(join(dir, "cert.pem"), "utf8")).toContain("BEGIN CERTIFICATE");
+  expect(JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")).names).toEqual(["secure.test", "*.wild.test"]);
+});
+
+test("an unknown or missing SNI name gets the fallback certificate, never a site's, and the request gets 421", async () => {
+  for (const sni of ["unknown.test", undefined]) {
+    const res = await tlsGet(httpsPort, sni, "unknown.test");
+    expect(res.cert.subjectaltname).toBe("DNS:gatehouse.invalid");
+    expect(res.status).toBe(421);
+  }
+});
+
+test("a Host of a site without TLS gets 421 on the HTTPS listener", async () => {
+  const res = await tlsGet(httpsPort, "secure.test", "plain.test");
+  expect(res.status).toBe(421);
+});
+
+test("HSTS is sent over HTTPS only", async () => {
+  const res = await tlsGet(httpsPort, "secure.test", "secure.test", "/", caPem);
+  expect(res.headers["strict-transport-security"]).toBe("max-age=3600; includeSubDomains");
+  const plain = await gw.request("plain.test");
+  expect(plain.headers.get("strict-transport-security")).toBeNull();
+});
+
+test("plain HTTP to a TLS site redirects with 308, keeping path and query; ACME challenge paths are not redirected; a site without TLS is served", async () => {
+  const res = await gw.request("secure.test", "/a/b?x=1");
+  expect(res.status).toBe(308);
+  expect(res.headers.get("location")).toBe(`https://secure.test:${httpsPort}/a/b?x=1`);
+  const challenge = await gw.request("secure.test", "/.well-known/acme-challenge/unknown-token");
+  expect(challenge.status).toBe(404);
+  expect(await challenge.text()).toBe("no such challenge\n");
+  expect((await gw.request("plain.test", "/x")).status).toBe(200);
+});
+
+test("a manual certificate is served for its site", async () => {
+  const res = await tlsGet(httpsPort, "manual.test", "manual.test", "/", readFileSync(manual.cert, "utf8"));
+  expect(res.authorized).toBe(true);
+  expect(res.status).toBe(200);
+});
+
+test("a broken manual certificate is rejected on reload, naming the file and key, and the old one keeps serving; a good replacement is picked up by SIGHUP", async () => {
+  const before = await tlsGet(httpsPort, "manual.test", "manual.test");
+
+  const good = readFileSync(manual.cert, "utf8");
+  writeFileSync(manual.cert, "not a certificate\n");
+  const rejected = await gw.reload();
+  expect(rejected.msg).toStartWith("config rejected");
+  expect(JSON.stringify(rejected.problems)).toContain("manual.toml:3: cert:");
+  expect((await tlsGet(httpsPort, "manual.test", "manual.test")).cert.fingerprint256).toBe(before.cert.fingerprint256);
+
+  writeFileSync(manual.cert, good);
+  const other = selfSigned("manual2", ["manual.test"]);
+  writeFileSync(manual.cert, readFileSync(other.cert));
+  writeFileSync(manual.key, readFileSync(other.key));
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  await gw.waitForLog((l) => l.msg === "https listener now serves the new certificates");
+  const after = await tlsGet(httpsPort, "manual.test", "manual.test");
+  expect(after.cert.fingerprint256).not.toBe(before.cert.fingerprint256);
+});
+
+test("a restart reuses the stored certificates", async () => {
+  const first = await tlsGet(httpsPort, "secure.test", "secure.test");
+  const gw2 = await startGateway({
+    listenExtra: `https = "127.0.0.1:${freePort()}"`,
+    top: `certs_dir = "${join(gw.dir, "certs")}"`,
+    routes: { secure: `hosts = ["secure.test", "*.wild.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` },
+  });
+  try {
+    const port = Number(/https = "127.0.0.1:(\d+)"/.exec(readFileSync(join(gw2.dir, "config.toml"), "utf8"))![1]);
+    const again = await tlsGet(port, "secure.test", "secure.test");
+    expect(again.cert.fingerprint256).toBe(first.cert.fingerprint256);
+    expect(gw2.logs.some((l) => l.msg === "certificate obtained")).toBe(false);
+  } finally {
+    await gw2.cleanup();
+  }
+});
+
+test("a corrupt stored certificate is reported, kept on disk, and replaced by a new one", async () => {
+  const dir = tempDir("gatehouse-corrupt-");
+  mkdirSync(join(dir, "sites/secure"), { recursive: true });
+  writeFileSync(join(dir, "sites/secure/cert.pem"), "garbage\n");
+  writeFileSync(join(dir, "sites/secure/key.pem"), "garbage\n");
+  const port = freePort();
+  const gw3 = await startGateway({
+    listenExtra: `https = "127.0.0.1:${port}"`,
+    top: `certs_dir = "${dir}"`,
+    routes: { secure: `hosts = ["secure.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` },
+  });
+  try {
+    const line = gw3.logs.find((l) => l.msg.startsWith("stored certificate is unusable"));
+    expect(line?.path).toBe(join(dir, "sites/secure/cert.pem"));
+    expect((await tlsGet(port, "secure.test", "secure.test")).status).toBe(200);
+    const kept = (await Array.fromAsync(new Bun.Glob("sites/secure/cert.pem.corrupt-*").scan(dir)));
+    expect(kept.length).toBe(1);
+    expect(readFileSync(join(dir, kept[0]!), "utf8")).toBe("garbage\n");
+    expect(existsSync(join(dir, "sites/secure/key.pem"))).toBe(true);
+  } finally {
+    await gw3.cleanup();
+  }
+});
