@@ -27,6 +27,7 @@ function sameAddress(a: Address, b: Address): boolean {
 export class Listeners {
   private readonly bound = new Map<Kind, Bound>();
   private idleSeconds = 75;
+  private http2 = false;
 
   constructor(private readonly handlers: ListenerHandlers) {}
 
@@ -39,7 +40,7 @@ export class Listeners {
     const server = Bun.serve<WsData>({
       ...common,
       // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.
-      ...(tls ? { tls: tls.entries.map((e) => ({ ...e })), reusePort: true } : {}),
+      ...(tls ? { tls: tls.entries.map((e) => ({ ...e })), reusePort: true, http2: this.http2 } : {}),
       fetch: handler as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
       websocket: websocketHandlers,
       // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.
@@ -56,13 +57,15 @@ export class Listeners {
   /** apply binds new or moved listeners, then closes the ones no longer wanted (gracefully). Throws, having closed whatever it bound, if a bind fails. */
   apply(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
     this.idleSeconds = Math.round(listen.idleTimeout / 1000);
+    const http2Changed = this.http2 !== listen.http2;
+    this.http2 = listen.http2;
     const wanted: [Kind, Address | undefined][] = [["http", listen.http], ["https", listen.https], ["admin", listen.admin]];
     const started: [Kind, Bound][] = [];
     try {
       for (const [kind, address] of wanted) {
         const cur = this.bound.get(kind);
         if (address === undefined || (kind === "https" && tls === undefined)) continue;
-        if (cur && sameAddress(cur.address, address) && (kind !== "https" || cur.tlsDigest === tls!.digest)) continue;
+        if (cur && sameAddress(cur.address, address) && (kind !== "https" || (cur.tlsDigest === tls!.digest && !http2Changed))) continue;
         started.push([kind, this.start(kind, address, kind === "https" ? tls : undefined)]);
       }
     } catch (e) {

@@ -147,6 +147,63 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
   }
 });
 
+/** ariDirectory plays a CA whose directory offers renewalInfo (RFC 9773): Pebble's directory plus our endpoint, which answers `window` and records the certificate ids asked for. */
+async function ariDirectory(window: { start: Date; end: Date }) {
+  const pebbleDir = (await (await fetch(tb.env.ACME_DIRECTORY_URL, { tls: { ca: readFileSync(tb.env.ACME_API_CA_CERT, "utf8") } })).json()) as Record<string, unknown>;
+  const asked: string[] = [];
+  const server: import("bun").Server<undefined> = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req): Response {
+      const path = new URL(req.url).pathname;
+      if (path === "/dir") return Response.json({ ...pebbleDir, renewalInfo: `http://127.0.0.1:${server.port}/renewal-info` });
+      if (path.startsWith("/renewal-info/")) {
+        asked.push(path.slice("/renewal-info/".length));
+        return Response.json({ suggestedWindow: { start: window.start.toISOString(), end: window.end.toISOString() } }, { headers: { "retry-after": "3600" } });
+      }
+      return new Response("not found", { status: 404 });
+    },
+  });
+  return { server, asked, url: `http://127.0.0.1:${server.port}/dir` };
+}
+
+test("ARI: a renewal window in the past (a revoked certificate, say) makes the gateway replace a valid certificate at once; a future window is kept", async () => {
+  const { certId } = await import("../src/acme/ari.ts");
+  for (const past of [true, false]) {
+    const now = Date.now();
+    const ca = await ariDirectory(past ? { start: new Date(now - 7200_000), end: new Date(now - 3600_000) } : { start: new Date(now + 86_400_000), end: new Date(now + 2 * 86_400_000) });
+    const certs = tempDir("gatehouse-ari-");
+    cpSync(join(gw.dir, "certs"), certs, { recursive: true });
+    const oldCert = readFileSync(join(certs, "sites/app/cert.pem"), "utf8");
+    const g = await startGateway({
+      top: `certs_dir = "${certs}"`,
+      listenExtra: `https = "127.0.0.1:${freePort()}"`,
+      extra: `[acme]\ndirectory = "${ca.url}"\nca_file = "${tb.env.ACME_API_CA_CERT}"\nchallenge = "dns-01"\n${dnsTable().split("\n").slice(1).join("\n")}`,
+      routes: { app: `hosts = ["app.test"]\ntls = "acme"\nupstreams = ["http://127.0.0.1:${up.port}"]\n` },
+    });
+    try {
+      if (past) {
+        await g.waitForLog((l) => l.msg === "certificate obtained", 20_000);
+        expect(readFileSync(join(certs, "sites/app/cert.pem"), "utf8")).not.toBe(oldCert);
+      } else {
+        const deadline = Date.now() + 5000;
+        while (ca.asked.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+        await Bun.sleep(200);
+        const [state] = (await (await fetch(`${g.admin}/certificates`)).json()) as { renewal_window: { start: string } | null; next_check: string }[];
+        expect(Date.parse(state!.renewal_window!.start)).toBe(now + 86_400_000);
+        // Before the window, the next look is when the CA's Retry-After (1 h) says, plus up to a minute of jitter.
+        expect(Date.parse(state!.next_check)).toBeGreaterThanOrEqual(now + 3600_000);
+        expect(Date.parse(state!.next_check)).toBeLessThanOrEqual(Date.now() + 3661_000);
+        expect(g.logs.some((l) => l.msg === "certificate obtained")).toBe(false);
+      }
+      expect(ca.asked[0]).toBe(certId(oldCert));
+    } finally {
+      await g.cleanup();
+      ca.server.stop(true);
+    }
+  }
+});
+
 test("DNS-01: a wildcard certificate through RFC 2136 updates to bind, records cleaned up afterwards", async () => {
   const port = freePort();
   const gw4 = await startGateway({

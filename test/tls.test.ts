@@ -160,3 +160,34 @@ test("a corrupt stored certificate is reported, kept on disk, and replaced by a 
     await gw3.cleanup();
   }
 });
+
+test("TLS 1.2 is the minimum: a TLS 1.1 handshake is refused, 1.2 and 1.3 succeed", async () => {
+  const { connect } = await import("node:tls");
+  const hello = (minVersion: "TLSv1" | "TLSv1.2" | "TLSv1.3", maxVersion: "TLSv1.1" | "TLSv1.2" | "TLSv1.3") =>
+    new Promise<string>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port: httpsPort, servername: "secure.test", rejectUnauthorized: false, minVersion, maxVersion }, () => {
+        resolve(s.getProtocol() ?? "?");
+        s.destroy();
+      });
+      s.on("error", (e) => resolve(`refused: ${e.message}`));
+    });
+  expect(await hello("TLSv1", "TLSv1.1")).toStartWith("refused");
+  expect(await hello("TLSv1.2", "TLSv1.2")).toBe("TLSv1.2");
+  expect(await hello("TLSv1.3", "TLSv1.3")).toBe("TLSv1.3");
+});
+
+test("listen.http2 = true negotiates HTTP/2 by ALPN, and HTTP/1.1 clients keep working on the same listener", async () => {
+  const port = freePort();
+  const g = await startGateway({
+    listenExtra: `https = "127.0.0.1:${port}"\nhttp2 = true`,
+    routes: { secure: `hosts = ["h2.test"]\ntls = "internal"\nupstreams = ["http://127.0.0.1:${up.port}"]\n` },
+  });
+  try {
+    // Asynchronous: the origin runs in this process and must keep answering while curl waits.
+    const curl = (flag: string) => new Response(Bun.spawn(["curl", "-sk", "--max-time", "5", flag, "--resolve", `h2.test:${port}:127.0.0.1`, "-w", "\n%{http_version} %{http_code}", `https://h2.test:${port}/via-h2`]).stdout).text();
+    expect(await curl("--http2")).toBe("origin saw /via-h2\n2 200");
+    expect(await curl("--http1.1")).toBe("origin saw /via-h2\n1.1 200");
+  } finally {
+    await g.cleanup();
+  }
+});

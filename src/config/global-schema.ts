@@ -62,6 +62,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     : { http: parseAddress("127.0.0.1:8080"), admin: parseAddress("127.0.0.1:9180") };
   const idleTimeout = listenR?.duration("idle_timeout", 75_000) ?? 75_000;
   if (idleTimeout < 1000 || idleTimeout > 255_000) listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
+  const http2 = listenR?.bool("http2", false) ?? false;
   listenR?.done();
   const seen = new Map<string, string>();
   for (const [name, a] of Object.entries(listen)) {
@@ -112,7 +113,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     certsDir: path(dir, r.string("certs_dir") ?? "certs"),
     pidFile: path(dir, r.string("pid_file") ?? "gatehouse.pid"),
     shutdownGrace: r.duration("shutdown_grace", 30_000),
-    listen: { ...listen, idleTimeout },
+    listen: { ...listen, idleTimeout, http2 },
     proxy: { ...proxy, trustedProxies: trusted, via },
     log,
     acme,

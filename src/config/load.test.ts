@@ -45,7 +45,7 @@ test("a valid config loads with defaults filled in", () => {
 test("an unknown key is named with its line and a did-you-mean hint", () => {
   const p = problemsFor("[listen]\nhttp = \"127.0.0.1:8080\"\nadmn = \"127.0.0.1:9180\"\n");
   expect(p).toHaveLength(1);
-  expect(p[0]).toMatch(/^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, https, idle_timeout\)$/);
+  expect(p[0]).toMatch(/^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, http2, https, idle_timeout\)$/);
 });
 
 test("wrong types, bad sizes, durations and addresses each give their own line", () => {
@@ -116,4 +116,43 @@ test("a sub-route name that collides with another route is refused", () => {
   });
   // Files are read in name order, so other.toml claims "shop" first.
   expect(p).toEqual(['routes/shop.toml:1: route name "shop" is also used in routes/other.toml (expected a route name used once)']);
+});
+
+test("TLS settings are checked against what the global config can serve", () => {
+  const main = '[listen]\nhttp = "127.0.0.1:8080"\n';
+  expect(problemsFor(main, { a: 'hosts = ["a.example"]\ntls = "internal"\nstatic = "public"\n' })).toEqual([
+    'routes/a.toml:2: tls: "internal" needs an HTTPS listener (expected listen.https in config.toml, or tls = "off")',
+  ]);
+  const https = '[listen]\nhttp = "127.0.0.1:8080"\nhttps = "127.0.0.1:8443"\n';
+  expect(problemsFor(https, { w: 'hosts = ["*.w.example", "10.0.0.1"]\ntls = "acme"\nstatic = "public"\n' })).toEqual([
+    'routes/w.toml:1: hosts[0]: wildcard "*.w.example" needs the dns-01 challenge (RFC 8555 §7.1.3) (expected acme.challenge = "dns-01" with [acme.dns] in config.toml)',
+    'routes/w.toml:1: hosts[1]: "10.0.0.1" is an IP address; ACME CAs issue for names (expected host names with tls = "acme", or tls = "internal"/"manual" for addresses)',
+  ]);
+  expect(problemsFor(https, { p: 'hosts = ["p.example"]\nstatic = "public"\n[hsts]\nmax_age = "1d"\npreload = true\n' })).toEqual([
+    "routes/p.toml:3: hsts: is only sent over HTTPS (tls is \"off\") (expected tls = \"acme\", \"internal\" or \"manual\")",
+    "routes/p.toml:5: hsts.preload: needs include_subdomains = true and max_age of at least 1 year (expected what the browsers' preload lists require)",
+  ]);
+});
+
+test("[acme] and [acme.dns] problems name the key and what was expected", () => {
+  const p = problemsFor('[acme]\ndirectory = "acme.example/dir"\nemail = "ops"\nchallenge = "dns-01"\n');
+  expect(p).toEqual([
+    'config.toml:2: acme.directory: "acme.example/dir" is not an http(s) URL (expected the ACME directory URL of the CA)',
+    'config.toml:3: acme.email: "ops" is not an e-mail address (expected an address such as "ops@example.com")',
+    'config.toml:4: acme.challenge: "dns-01" needs [acme.dns] (expected an [acme.dns] table with server and the TSIG key)',
+  ]);
+  const q = problemsFor('[acme]\nchallenge = "dns-01"\n[acme.dns]\nserver = "127.0.0.1"\ntsig_key_name = "k"\ntsig_secret = "not base64!"\n');
+  expect(q).toEqual([
+    'config.toml:4: acme.dns.server: cannot read "127.0.0.1" as an address (expected HOST:PORT such as "127.0.0.1:53")',
+    'config.toml:6: acme.dns.tsig_secret: is not base64 (expected the secret as tsig-keygen prints it, such as "kXo3…=")',
+  ]);
+});
+
+test("a manual certificate that does not cover the site's hosts is refused", () => {
+  const dir = mkdtempSync(join(tmpdir(), "gatehouse-cert-"));
+  dirs.push(dir);
+  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-subj", "/CN=other.example", "-addext", "subjectAltName=DNS:other.example"]);
+  expect(r.exitCode).toBe(0);
+  const p = problemsFor('[listen]\nhttps = "127.0.0.1:8443"\n', { m: `hosts = ["m.example"]\ntls = "manual"\ncert = "${dir}/c.pem"\nkey = "${dir}/k.pem"\nstatic = "public"\n` });
+  expect(p).toEqual([`routes/m.toml:3: cert: ${dir}/c.pem does not cover m.example (it names other.example) (expected a certificate for every host of the site)`]);
 });

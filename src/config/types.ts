@@ -79,7 +79,7 @@ export type GlobalConfig = {
   readonly certsDir: string;
   readonly pidFile: string;
   readonly shutdownGrace: number;
-  readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number };
+  readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number; readonly http2: boolean };
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };
   readonly acme: AcmeConfig;

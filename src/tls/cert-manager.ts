@@ -28,6 +28,8 @@ type Managed = {
   timer: Timer | undefined;
   busy: boolean;
   window: RenewalWindow | undefined;
+  /** ariRetryMs is how long the CA asked us to wait before asking for renewal information again (Retry-After, RFC 9773 §4.3). */
+  ariRetryMs?: number;
 };
 
 function identity(s: SiteConfig): string {
@@ -90,7 +92,8 @@ export class CertManager {
         await this.renew(m, false);
       }
       this.expiryMetric(site.name, m.bundle);
-      this.schedule(m, m.bundle && coversAll(m.bundle, m.hosts) ? undefined : 0);
+      // ACME: ask the CA's renewal information (RFC 9773) at once, so a certificate it wants replaced (revoked, say) is renewed now.
+      this.schedule(m, m.bundle && coversAll(m.bundle, m.hosts) && m.mode === "internal" ? undefined : 0);
     }
   }
 
@@ -205,7 +208,8 @@ export class CertManager {
     let at = now + (delay ?? 0);
     if (delay === undefined && m.bundle) {
       at = renewAt(m.bundle, now, { window: m.window, fraction: m.mode === "acme" ? this.acmeCfg?.renewFraction ?? 2 / 3 : 2 / 3 });
-      if (m.mode === "acme" && at > now + ARI_RECHECK_MS && this.issuer) at = Math.min(at, now + ARI_RECHECK_MS + Math.random() * 60_000);
+      const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
+      if (m.mode === "acme" && at > now + recheck && this.issuer) at = now + recheck + Math.random() * 60_000;
     }
     m.nextCheck = at;
     certificateRenewal.labels(m.site).value = Math.floor(at / 1000);
@@ -231,7 +235,9 @@ export class CertManager {
     const dir = await this.issuer!.directory().catch(() => undefined);
     if (!dir?.renewalInfo || !m.bundle) return;
     try {
-      m.window = (await fetchRenewalInfo(dir.renewalInfo, certId(m.bundle.certPem))).window;
+      const info = await fetchRenewalInfo(dir.renewalInfo, certId(m.bundle.certPem));
+      m.window = info.window;
+      m.ariRetryMs = info.retryAfterMs;
     } catch (e) {
       log.warn("acme renewal information unavailable; using the default renewal time", { site: m.site, error: String((e as Error).message ?? e) });
     }
