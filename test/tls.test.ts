@@ -122,6 +122,7 @@ test("a broken manual certificate is rejected on reload, naming the file and key
 
 test("a restart reuses the stored certificates", async () => {
   const first = await tlsGet(httpsPort, "secure.test", "secure.test");
+  const fallback = await tlsGet(httpsPort, "unknown.test", "unknown.test");
   const gw2 = await startGateway({
     listenExtra: `https = "127.0.0.1:${freePort()}"`,
     top: `certs_dir = "${join(gw.dir, "certs")}"`,
@@ -131,6 +132,7 @@ test("a restart reuses the stored certificates", async () => {
     const port = Number(/https = "127.0.0.1:(\d+)"/.exec(readFileSync(join(gw2.dir, "config.toml"), "utf8"))![1]);
     const again = await tlsGet(port, "secure.test", "secure.test");
     expect(again.cert.fingerprint256).toBe(first.cert.fingerprint256);
+    expect((await tlsGet(port, "unknown.test", "unknown.test")).cert.fingerprint256).toBe(fallback.cert.fingerprint256);
     expect(gw2.logs.some((l) => l.msg === "certificate obtained")).toBe(false);
   } finally {
     await gw2.cleanup();

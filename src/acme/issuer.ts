@@ -8,24 +8,8 @@ import type { AcmeConfig } from "../config/types.ts";
 import { log } from "../observability/log.ts";
 import type { Storage } from "../tls/storage.ts";
 import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
+import { AcmeError } from "./acme-error.ts";
 import { addToken, removeToken } from "./http01.ts";
-
-/** AcmeError is a failed order: the step that failed, the CA's problem type and detail, and whether the CA asked us to wait. */
-export class AcmeError extends Error {
-  constructor(
-    readonly step: string,
-    message: string,
-    readonly problemType?: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-
-  /** rateLimited is true for the CA's rateLimited problem (RFC 8555 §6.7). */
-  get rateLimited(): boolean {
-    return this.problemType === "urn:ietf:params:acme:error:rateLimited";
-  }
-}
 
 /** Directory is the part of the CA's directory object we use. */
 export type Directory = { readonly newOrder: string; readonly renewalInfo?: string; readonly meta?: { readonly termsOfService?: string } };

@@ -1,12 +1,13 @@
 /** Certificates of every TLS site: loaded from storage, issued (internal CA, ACME) or taken from the config (manual), renewed on schedule, and handed to the HTTPS listener. State outlives reloads. */
-import { AcmeError, AcmeIssuer } from "../acme/issuer.ts";
+import { AcmeError } from "../acme/acme-error.ts";
+import type { AcmeIssuer } from "../acme/issuer.ts";
 import { certId, fetchRenewalInfo, type RenewalWindow } from "../acme/ari.ts";
 import { renewAt, retryDelay } from "../acme/renewal-time.ts";
 import type { AcmeConfig, Config, SiteConfig } from "../config/types.ts";
 import { CertProblem, coversAll, inspectBundle, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { acmeOrders, certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import { InternalCa } from "./internal-ca.ts";
+import type { InternalCa } from "./internal-ca.ts";
 import { FileStorage, type Storage } from "./storage.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback). */
@@ -56,15 +57,17 @@ export class CertManager {
     if (!(this.storage instanceof FileStorage) || this.storage.root !== g.certsDir) {
       this.storage = new FileStorage(g.certsDir);
       this.ca = undefined;
+      this.fallback = undefined;
     }
-    if (g.listen.https && !this.ca) {
-      this.ca = await InternalCa.open(this.storage);
-      this.fallback = inspect(await this.ca.issue([FALLBACK_NAME], 3650 * 86_400_000));
-      log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: this.ca.path });
+    if (g.listen.https && !this.fallback) {
+      this.fallback = await this.loadFallback();
+      log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: this.storage.describe("internal-ca/ca.pem") });
     }
     this.acmeCfg = g.acme;
     const key = JSON.stringify({ ...g.acme, dns: g.acme.dns && { ...g.acme.dns, tsig: { ...g.acme.dns.tsig, secret: Buffer.from(g.acme.dns.tsig.secret).toString("base64") } } });
     if (tlsSites.some((s) => s.tls.mode === "acme") && key !== this.issuerKey) {
+      // acme-client and its dependencies cost about 35 MB of memory: loaded only when a site uses ACME.
+      const { AcmeIssuer } = await import("../acme/issuer.ts");
       this.issuer = new AcmeIssuer(g.acme, this.storage);
       this.issuerKey = key;
     }
@@ -184,6 +187,33 @@ export class CertManager {
     }
   }
 
+  /** internalCa opens (or makes) the internal CA; @peculiar/x509 costs about 20 MB, so it is loaded only to issue. */
+  private async internalCa(): Promise<InternalCa> {
+    if (!this.ca) {
+      const { InternalCa } = await import("./internal-ca.ts");
+      this.ca = await InternalCa.open(this.storage!);
+    }
+    return this.ca;
+  }
+
+  /** loadFallback reads the stored fallback certificate (for unknown SNI names), or issues and stores one valid for ten years. */
+  private async loadFallback(): Promise<CertBundle> {
+    const st = this.storage!;
+    const [certPem, keyPem, caPem] = await Promise.all([st.load("internal-ca/fallback.pem"), st.load("internal-ca/fallback.key"), st.load("internal-ca/ca.pem")]);
+    if (certPem && keyPem && caPem) {
+      try {
+        const b = inspectBundle(certPem, keyPem);
+        if (b.notAfter > Date.now() + 30 * 86_400_000 && b.names.includes(FALLBACK_NAME)) return b;
+      } catch (e) {
+        log.warn("stored fallback certificate is unusable; a new one is made", { path: st.describe("internal-ca/fallback.pem"), problem: String((e as Error).message ?? e) });
+      }
+    }
+    const b = inspect(await (await this.internalCa()).issue([FALLBACK_NAME], 3650 * 86_400_000));
+    await st.store("internal-ca/fallback.key", b.keyPem, { secret: true });
+    await st.store("internal-ca/fallback.pem", b.certPem);
+    return b;
+  }
+
   /** keepUnusable copies stored files that fail verification aside (NAME.corrupt-TIME) before a new certificate replaces them: nothing in certs/ is lost. */
   private async keepUnusable(site: string): Promise<void> {
     const st = this.storage!;
@@ -257,7 +287,7 @@ export class CertManager {
       let fresh: CertBundle | undefined;
       if (stored && coversAll(stored, m.hosts) && stored.fingerprint !== m.bundle?.fingerprint && renewAt(stored, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored;
       if (!fresh) {
-        const issued = m.mode === "internal" ? await this.ca!.issue(m.hosts) : await this.issuer!.obtain(m.site, m.hosts);
+        const issued = m.mode === "internal" ? await (await this.internalCa()).issue(m.hosts) : await this.issuer!.obtain(m.site, m.hosts);
         fresh = inspect(issued);
         await this.keepUnusable(m.site);
         await st.store(`sites/${m.site}/key.pem`, fresh.keyPem, { secret: true });
