@@ -1,5 +1,6 @@
 /** Listeners: the Bun.serve instances built from the live generation's addresses; rebound only when an address changes. */
 import type { Server } from "bun";
+import { readFileSync } from "node:fs";
 import type { Address, GlobalConfig } from "./config/types.ts";
 import { log } from "./observability/log.ts";
 import { tlsSwaps } from "./observability/gateway-metrics.ts";
@@ -19,6 +20,22 @@ export type ListenerHandlers = {
 /** TlsSet is what the HTTPS listener serves: Bun.serve `tls` entries (fallback first) and a digest that changes when any of them does. */
 export type TlsSet = { readonly entries: readonly TlsEntry[]; readonly digest: string };
 
+/** migrateWarning says, once, when the kernel will reset connections queued on a replaced HTTPS listener: with net.ipv4.tcp_migrate_req = 0 (the default), a closing SO_REUSEPORT listener resets its accept queue instead of handing it to its successor. */
+let migrateChecked = false;
+function warnUnlessMigrating(): void {
+  if (migrateChecked) return;
+  migrateChecked = true;
+  let value: string;
+  try {
+    value = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim();
+  } catch {
+    return; // not Linux, or a kernel before 5.14: nothing to advise
+  }
+  if (value === "0") {
+    log.warn("net.ipv4.tcp_migrate_req is 0: when new certificates replace the HTTPS listener, connections still in the kernel's accept queue are reset (a few per swap under load); set it to 1 to hand them to the new listener", { fix: "sysctl -w net.ipv4.tcp_migrate_req=1" });
+  }
+}
+
 function sameAddress(a: Address, b: Address): boolean {
   return a.hostname === b.hostname && a.port === b.port;
 }
@@ -37,6 +54,7 @@ export class Listeners {
       return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
     }
     const handler = kind === "https" ? this.handlers.https : this.handlers.http;
+    if (tls) warnUnlessMigrating();
     const server = Bun.serve<WsData>({
       ...common,
       // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.

@@ -193,3 +193,42 @@ test("listen.http2 = true negotiates HTTP/2 by ALPN, and HTTP/1.1 clients keep w
     await g.cleanup();
   }
 });
+
+test("20 certificate swaps under load, keep-alive and a new TLS connection per request: no refused, reset or failed request", async () => {
+  let ok = 0;
+  const errors: string[] = [];
+  let stop = false;
+  const worker = (keepalive: boolean) => async () => {
+    while (!stop) {
+      try {
+        const r = await fetch(`https://127.0.0.1:${httpsPort}/swap`, { keepalive, headers: { host: "secure.test" }, tls: { ca: caPem, serverName: "secure.test" } });
+        if (r.status === 200 && (await r.text()) === "origin saw /swap") ok++;
+        else errors.push(`status ${r.status}`);
+      } catch (e) {
+        errors.push(`${keepalive ? "keep-alive" : "new-conn"}: ${String(e).slice(0, 40)}`);
+      }
+    }
+  };
+  const load = Promise.all([...Array.from({ length: 4 }, worker(true)), ...Array.from({ length: 4 }, worker(false))]);
+  const swaps = Number((await (await fetch(`${gw.admin}/metrics`)).text()).match(/^gatehouse_tls_listener_swaps_total (\d+)/m)?.[1] ?? 0);
+  for (let i = 0; i < 20; i++) {
+    const from = gw.logs.length;
+    expect((await fetch(`${gw.admin}/certificates/secure/renew`, { method: "POST" })).status).toBe(202);
+    await gw.waitForLog((l) => l.msg === "https listener now serves the new certificates", 5000, from);
+    await Bun.sleep(50);
+  }
+  stop = true;
+  await load;
+  console.log(`20 certificate swaps: ${ok} requests, ${errors.length} failed ${[...new Set(errors)].join("; ")}`);
+  // Linux resets what waits in a closing SO_REUSEPORT listener's accept queue unless tcp_migrate_req hands it over.
+  const migrate = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() === "1";
+  if (migrate) expect(errors).toEqual([]);
+  else {
+    expect(errors.filter((e) => !e.startsWith("new-conn: TypeError: ECONNRESET"))).toEqual([]);
+    expect(errors.length).toBeLessThanOrEqual(20 * 5);
+    expect(gw.logs.some((l) => l.msg.startsWith("net.ipv4.tcp_migrate_req is 0"))).toBe(true);
+  }
+  expect(ok).toBeGreaterThan(200);
+  const after = Number((await (await fetch(`${gw.admin}/metrics`)).text()).match(/^gatehouse_tls_listener_swaps_total (\d+)/m)?.[1]);
+  expect(after - swaps).toBe(20);
+});
