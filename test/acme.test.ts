@@ -147,24 +147,35 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
   }
 });
 
-/** ariDirectory plays a CA whose directory offers renewalInfo (RFC 9773): Pebble's directory plus our endpoint, which answers `window` and records the certificate ids asked for. */
-async function ariDirectory(window: { start: Date; end: Date }) {
+/** fakeDirectory plays a CA in front of Pebble: Pebble's directory, plus the endpoints in `own` (path → handler) that the directory names instead of Pebble's. */
+async function fakeDirectory(own: Record<string, { key: string; handle: (req: Request) => Response }>) {
   const pebbleDir = (await (await fetch(tb.env.ACME_DIRECTORY_URL, { tls: { ca: readFileSync(tb.env.ACME_API_CA_CERT, "utf8") } })).json()) as Record<string, unknown>;
-  const asked: string[] = [];
   const server: import("bun").Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     fetch(req): Response {
       const path = new URL(req.url).pathname;
-      if (path === "/dir") return Response.json({ ...pebbleDir, renewalInfo: `http://127.0.0.1:${server.port}/renewal-info` });
-      if (path.startsWith("/renewal-info/")) {
-        asked.push(path.slice("/renewal-info/".length));
-        return Response.json({ suggestedWindow: { start: window.start.toISOString(), end: window.end.toISOString() } }, { headers: { "retry-after": "3600" } });
-      }
-      return new Response("not found", { status: 404 });
+      if (path === "/dir") return Response.json({ ...pebbleDir, ...Object.fromEntries(Object.entries(own).map(([p, o]) => [o.key, `http://127.0.0.1:${server.port}${p}`])) });
+      const hit = Object.entries(own).find(([p]) => path.startsWith(p));
+      return hit ? hit[1].handle(req) : new Response("not found", { status: 404 });
     },
   });
-  return { server, asked, url: `http://127.0.0.1:${server.port}/dir` };
+  return { server, url: `http://127.0.0.1:${server.port}/dir` };
+}
+
+/** ariDirectory offers renewalInfo (RFC 9773) answering `window`, and records the certificate ids asked for. */
+async function ariDirectory(window: { start: Date; end: Date }) {
+  const asked: string[] = [];
+  const ca = await fakeDirectory({
+    "/renewal-info": {
+      key: "renewalInfo",
+      handle: (req) => {
+        asked.push(new URL(req.url).pathname.slice("/renewal-info/".length));
+        return Response.json({ suggestedWindow: { start: window.start.toISOString(), end: window.end.toISOString() } }, { headers: { "retry-after": "3600" } });
+      },
+    },
+  });
+  return { ...ca, asked };
 }
 
 test("ARI: a renewal window in the past (a revoked certificate, say) makes the gateway replace a valid certificate at once; a future window is kept", async () => {
@@ -201,6 +212,32 @@ test("ARI: a renewal window in the past (a revoked certificate, say) makes the g
       await g.cleanup();
       ca.server.stop(true);
     }
+  }
+});
+
+test("a rate-limited order is logged with the CA's detail and advice, and retried after the CA's Retry-After, not sooner", async () => {
+  const ca = await fakeDirectory({
+    "/new-order": {
+      key: "newOrder",
+      handle: () => Response.json({ type: "urn:ietf:params:acme:error:rateLimited", detail: "too many certificates already issued for: app.test" }, { status: 429, headers: { "retry-after": "7200", "content-type": "application/problem+json" } }),
+    },
+  });
+  const g = await startGateway({
+    listenExtra: `https = "127.0.0.1:${freePort()}"`,
+    extra: `[acme]\ndirectory = "${ca.url}"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`,
+    routes: { app: `hosts = ["app.test"]\ntls = "acme"\nupstreams = ["http://127.0.0.1:${up.port}"]\n` },
+  });
+  try {
+    const line = await g.waitForLog((l) => l.msg.startsWith("certificate not obtained"), 10_000);
+    expect(line.step).toBe("new-order");
+    expect(String(line.error)).toContain("too many certificates already issued for: app.test");
+    expect(String(line.hint)).toContain("rate-limits");
+    expect(line.retry_in_s).toBeGreaterThanOrEqual(7200);
+    const step = g.logs.find((l) => l.msg === "acme order step failed");
+    expect(step?.problem).toBe("urn:ietf:params:acme:error:rateLimited");
+  } finally {
+    await g.cleanup();
+    ca.server.stop(true);
   }
 });
 

@@ -9,6 +9,7 @@ import { log } from "../observability/log.ts";
 import type { Storage } from "../tls/storage.ts";
 import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
 import { AcmeError } from "./acme-error.ts";
+import { parseRetryAfter } from "./ari.ts";
 import { addToken, removeToken } from "./http01.ts";
 
 /** Directory is the part of the CA's directory object we use. */
@@ -23,12 +24,41 @@ function storageDir(directory: string): string {
   return `acme/${u.host.replace(/[^A-Za-z0-9.-]/g, "_")}-${h}`;
 }
 
-function problemOf(e: unknown): { type?: string; detail: string; retryAfterMs?: number } {
-  const err = e as { message?: string; response?: { data?: { type?: string; detail?: string }; headers?: Record<string, string> } };
-  const data = err.response?.data;
-  const ra = Number(err.response?.headers?.["retry-after"]);
-  const type = data?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(err.message ?? "")?.[0];
-  return { type, detail: data?.detail ?? err.message ?? String(e), retryAfterMs: Number.isFinite(ra) && ra > 0 ? ra * 1000 : undefined };
+type Problem = { type?: string; detail: string; retryAfterMs?: number };
+type Seen = Problem & { at: number };
+
+/** seenProblems are the CA's recent problem documents (RFC 8555 §6.7): acme-client throws a bare Error with the detail only, so its axios responses are watched for the type and Retry-After. */
+const seenProblems: Seen[] = [];
+let watching = false;
+
+function watchProblems(): void {
+  if (watching) return;
+  watching = true;
+  // acme-client would sleep through a rate limit's Retry-After (hours) inside the order; the renewal scheduler waits instead.
+  (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
+  const capture = (res: { status: number; data?: unknown; headers: Record<string, unknown> } | undefined) => {
+    const data = res?.data as { type?: unknown; detail?: unknown } | undefined;
+    if (res && res.status >= 400 && typeof data?.type === "string") {
+      seenProblems.push({ at: performance.now(), type: data.type, detail: String(data.detail ?? data.type), retryAfterMs: parseRetryAfter(String(res.headers["retry-after"] ?? "")) });
+      if (seenProblems.length > 32) seenProblems.shift();
+    }
+  };
+  acme.axios.interceptors.response.use(
+    (res) => {
+      capture(res);
+      return res;
+    },
+    (err: { response?: { status: number; data?: unknown; headers: Record<string, unknown> } }) => {
+      capture(err.response);
+      return Promise.reject(err);
+    },
+  );
+}
+
+function problemOf(e: unknown, since: number): Problem {
+  const seen = seenProblems.findLast((p) => p.at >= since);
+  const message = (e as Error)?.message ?? String(e);
+  return { type: seen?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(message)?.[0], detail: message || seen?.detail || "unknown error", retryAfterMs: seen?.retryAfterMs };
 }
 
 /** challengeName is the DNS-01 record name for an identifier (RFC 8555 §8.4): a wildcard's base name. */
@@ -47,6 +77,7 @@ export class AcmeIssuer {
   ) {
     this.ca = cfg.caFile ? readFileSync(cfg.caFile, "utf8") : undefined;
     // acme-client talks through its own axios instance; extra trust goes there, on top of the system roots.
+    watchProblems();
     acme.axios.defaults.httpsAgent = this.ca ? new https.Agent({ ca: [...rootCertificates, this.ca], keepAlive: true }) : new https.Agent({ keepAlive: true });
   }
 
@@ -76,11 +107,12 @@ export class AcmeIssuer {
       log.info("acme account key created", { path: this.storage.describe(`${dir}/account.key`) });
     }
     const client = new acme.Client({ directoryUrl: this.cfg.directory, accountKey, backoffMin: 250, backoffMax: 5000, backoffAttempts: 12 });
+    const t0 = performance.now();
     try {
       // With a known key, newAccount returns the existing account (RFC 8555 §7.3.1): no duplicate.
       await client.createAccount({ termsOfServiceAgreed: true, contact: this.cfg.email ? [`mailto:${this.cfg.email}`] : undefined });
     } catch (e) {
-      const p = problemOf(e);
+      const p = problemOf(e, t0);
       throw new AcmeError("account", `account registration failed: ${p.detail}`, p.type, p.retryAfterMs);
     }
     const url = client.getAccountUrl();
@@ -102,11 +134,12 @@ export class AcmeIssuer {
     await this.directory();
     const client = await this.client();
     const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
       try {
         return await fn();
       } catch (e) {
         if (e instanceof AcmeError) throw e;
-        const p = problemOf(e);
+        const p = problemOf(e, t0);
         log.warn("acme order step failed", { site, step: name, problem: p.type, detail: p.detail });
         throw new AcmeError(name, `${name}: ${p.detail}`, p.type, p.retryAfterMs);
       }
