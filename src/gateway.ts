@@ -11,9 +11,8 @@ import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/handler.ts";
 import { openSockets } from "./proxy/websocket.ts";
 import { Listeners } from "./server.ts";
-import { CertManager } from "./tls/cert-manager.ts";
+import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
-import { createHash } from "node:crypto";
 import type { TlsSet } from "./server.ts";
 
 /** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
@@ -67,11 +66,9 @@ export class Gateway {
     return loadConfig(this.opts.configPath, this.opts.files);
   }
 
-  private tlsSet(): TlsSet {
-    const entries = this.certs.entries();
-    const h = createHash("sha256");
-    for (const e of entries) h.update(`${e.serverName ?? ""}\0${e.cert}\0`);
-    return { entries, digest: h.digest("hex") };
+  private tlsSet(plan?: CertPlan): TlsSet {
+    const entries = this.certs.entries(plan);
+    return { entries, digest: entries.map((e) => `${e.serverName ?? ""}=${e.fingerprint}`).join(",") };
   }
 
   /** certificatesChanged swaps the HTTPS listener to the certificates the registry serves now (after a renewal or a first issuance); it waits for any reload in progress. */
@@ -91,8 +88,9 @@ export class Gateway {
   private async activate(config: Config): Promise<Generation> {
     const g = config.global;
     const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout }, this.nextId++);
-    await this.certs.prepare(config);
-    this.listeners.apply(g.listen, g.listen.https ? this.tlsSet() : undefined);
+    const plan = await this.certs.prepare(config);
+    this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
+    this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
     this.endpoints.retain(gen.endpoints);
     log.setLevel(g.log.level);

@@ -43,6 +43,7 @@ function sameAddress(a: Address, b: Address): boolean {
 /** Listeners owns the sockets; apply() binds what a new config needs before anything old is closed, so a bind failure leaves the old listeners serving. */
 export class Listeners {
   private readonly bound = new Map<Kind, Bound>();
+  private readonly retiring = new Set<Server<unknown>>();
   private idleSeconds = 75;
   private http2 = false;
 
@@ -54,11 +55,22 @@ export class Listeners {
       return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
     }
     const handler = kind === "https" ? this.handlers.https : this.handlers.http;
-    if (tls) warnUnlessMigrating();
+    if (tls) {
+      warnUnlessMigrating();
+      const cur = this.bound.get("https");
+      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free.
+      if (!cur || !sameAddress(cur.address, address)) {
+        try {
+          Bun.listen({ hostname: address.hostname, port: address.port, socket: { data() {} } }).stop(true);
+        } catch (e) {
+          throw new Error(`listen.https ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`);
+        }
+      }
+    }
     const server = Bun.serve<WsData>({
       ...common,
       // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.
-      ...(tls ? { tls: tls.entries.map((e) => ({ ...e })), reusePort: true, http2: this.http2 } : {}),
+      ...(tls ? { tls: tls.entries.map((e) => ({ serverName: e.serverName, cert: e.cert, key: e.key })), reusePort: true, http2: this.http2 } : {}),
       fetch: handler as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
       websocket: websocketHandlers,
       // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.
@@ -96,7 +108,7 @@ export class Listeners {
       const swap = kind === "https" && cur !== undefined && replaced !== undefined && sameAddress(cur.address, replaced[1].address);
       if (cur && (address === undefined || replaced)) {
         this.bound.delete(kind);
-        void cur.server.stop(false);
+        this.retire(cur.server);
         if (!swap) log.info("listener closed", { listener: kind, address: cur.address.text });
       }
       if (replaced) {
@@ -109,17 +121,25 @@ export class Listeners {
     }
   }
 
-  /** pending counts requests in flight on the public listeners. */
+  /** retire stops a replaced listener gracefully and keeps it counted (pending, shutdown) until its requests have finished. */
+  private retire(server: Server<unknown>): void {
+    this.retiring.add(server);
+    void server.stop(false).finally(() => this.retiring.delete(server));
+  }
+
+  /** pending counts requests in flight on the public listeners, retiring ones included. */
   pending(): number {
     let n = 0;
     for (const [kind, b] of this.bound) if (kind !== "admin") n += b.server.pendingRequests;
+    for (const s of this.retiring) n += s.pendingRequests;
     return n;
   }
 
-  /** closePublic stops accepting on the public listeners and resolves when their in-flight requests have finished (or force is set). */
+  /** closePublic stops accepting on the public listeners and resolves when their in-flight requests (and those of retiring listeners) have finished, or at once with force. */
   async closePublic(force: boolean): Promise<void> {
     const closing: Promise<void>[] = [];
     for (const [kind, b] of this.bound) if (kind !== "admin") closing.push(b.server.stop(force));
+    for (const s of this.retiring) closing.push(s.stop(force));
     await Promise.all(closing);
   }
 

@@ -1,6 +1,6 @@
 /** ACME end to end against a real CA (Debian's pebble) and a real DNS server (bind9), through the gateway. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { cpSync, readFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, origin, startGateway, tempDir, type TestGateway } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
@@ -117,10 +117,9 @@ test("a forced renewal under keep-alive load swaps the certificate with no faile
 });
 
 test("the CA down during renewal: the old certificate keeps serving, a retry is scheduled, the metric counts the failure", async () => {
-  const certs = tempDir("gatehouse-ca-down-");
-  cpSync(join(gw.dir, "certs"), certs, { recursive: true });
   const port = freePort();
   const dead = freePort();
+  const certs = copyCerts(`https://127.0.0.1:${dead}/dir`);
   const gw3 = await startGateway({
     top: `certs_dir = "${certs}"`,
     listenExtra: `https = "127.0.0.1:${port}"`,
@@ -146,6 +145,15 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
     await gw3.cleanup();
   }
 });
+
+/** copyCerts copies the first gateway's certificates for another gateway whose [acme] directory is `directory`, recording that CA as their issuer (a certificate from another CA would be replaced at once). */
+function copyCerts(directory: string): string {
+  const dir = tempDir("gatehouse-certs-");
+  cpSync(join(gw.dir, "certs"), dir, { recursive: true });
+  const metaPath = join(dir, "sites/app/meta.json");
+  writeFileSync(metaPath, JSON.stringify({ ...JSON.parse(readFileSync(metaPath, "utf8")), directory }));
+  return dir;
+}
 
 /** fakeDirectory plays a CA in front of Pebble: Pebble's directory, plus the endpoints in `own` (path → handler) that the directory names instead of Pebble's. */
 async function fakeDirectory(own: Record<string, { key: string; handle: (req: Request) => Response }>) {
@@ -183,8 +191,7 @@ test("ARI: a renewal window in the past (a revoked certificate, say) makes the g
   for (const past of [true, false]) {
     const now = Date.now();
     const ca = await ariDirectory(past ? { start: new Date(now - 7200_000), end: new Date(now - 3600_000) } : { start: new Date(now + 86_400_000), end: new Date(now + 2 * 86_400_000) });
-    const certs = tempDir("gatehouse-ari-");
-    cpSync(join(gw.dir, "certs"), certs, { recursive: true });
+    const certs = copyCerts(ca.url);
     const oldCert = readFileSync(join(certs, "sites/app/cert.pem"), "utf8");
     const g = await startGateway({
       top: `certs_dir = "${certs}"`,

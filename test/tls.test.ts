@@ -82,15 +82,22 @@ test("HSTS is sent over HTTPS only", async () => {
   expect(res.headers["strict-transport-security"]).toBe("max-age=3600; includeSubDomains");
   const plain = await gw.request("plain.test");
   expect(plain.headers.get("strict-transport-security")).toBeNull();
+  const redirect = await gw.request("secure.test");
+  expect(redirect.status).toBe(308);
+  expect(redirect.headers.get("strict-transport-security")).toBeNull();
 });
 
-test("plain HTTP to a TLS site redirects with 308, keeping path and query; ACME challenge paths are not redirected; a site without TLS is served", async () => {
+test("plain HTTP to a TLS site redirects with 308, keeping path and query; ACME challenge paths that are not ours reach the site; a site without TLS is served", async () => {
   const res = await gw.request("secure.test", "/a/b?x=1");
   expect(res.status).toBe(308);
   expect(res.headers.get("location")).toBe(`https://secure.test:${httpsPort}/a/b?x=1`);
-  const challenge = await gw.request("secure.test", "/.well-known/acme-challenge/unknown-token");
-  expect(challenge.status).toBe(404);
-  expect(await challenge.text()).toBe("no such challenge\n");
+  const v6 = await gw.request("[::1]:80", "/");
+  expect(v6.status).toBe(404);
+  for (const host of ["secure.test", "plain.test"]) {
+    const challenge = await gw.request(host, "/.well-known/acme-challenge/their-token");
+    expect(challenge.status).toBe(200);
+    expect(await challenge.text()).toBe("origin saw /.well-known/acme-challenge/their-token");
+  }
   expect((await gw.request("plain.test", "/x")).status).toBe(200);
 });
 
@@ -231,4 +238,74 @@ test("20 certificate swaps under load, keep-alive and a new TLS connection per r
   expect(ok).toBeGreaterThan(200);
   const after = Number((await (await fetch(`${gw.admin}/metrics`)).text()).match(/^gatehouse_tls_listener_swaps_total (\d+)/m)?.[1]);
   expect(after - swaps).toBe(20);
+});
+
+test("a second gatehouse cannot share the HTTPS port (SO_REUSEPORT is only for our own swaps)", async () => {
+  await expect(startGateway({ listenExtra: `https = "127.0.0.1:${httpsPort}"`, routes: { s: `hosts = ["s.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` } })).rejects.toThrow(`listen.https 127.0.0.1:${httpsPort}: cannot bind, the address is in use`);
+  expect((await tlsGet(httpsPort, "secure.test", "secure.test", "/", caPem)).status).toBe(200);
+});
+
+test("SIGHUP adopts a newer certificate found in storage (obtained by another node, restored by hand)", async () => {
+  const { InternalCa } = await import("../src/tls/internal-ca.ts");
+  const { FileStorage } = await import("../src/tls/storage.ts");
+  const { SiteCertStore } = await import("../src/tls/site-store.ts");
+  const { inspectBundle } = await import("../src/lib/cert-info.ts");
+  const storage = new FileStorage(join(gw.dir, "certs"));
+  await Bun.sleep(1100); // a later notAfter than the served one, at one-second resolution
+  const issued = await (await InternalCa.open(storage)).issue(["secure.test", "*.wild.test"]);
+  const b = inspectBundle(issued.certPem, issued.keyPem);
+  await new SiteCertStore(storage).save("secure", b, { issuer: "internal" });
+  const from = gw.logs.length;
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  await gw.waitForLog((l) => l.msg === "newer stored certificate adopted", 2000, from);
+  const served = await tlsGet(httpsPort, "secure.test", "secure.test", "/", caPem);
+  expect(served.cert.fingerprint256).toBe(b.fingerprint);
+});
+
+test("a reload rejected after certificates were prepared (a listener cannot bind) changes no certificate", async () => {
+  const port = freePort();
+  const g = await startGateway({
+    listenExtra: `https = "127.0.0.1:${port}"`,
+    routes: {
+      a: `hosts = ["a.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n`,
+      b: `hosts = ["b.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n`,
+    },
+  });
+  const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const before = await tlsGet(port, "b.test", "b.test");
+    g.removeRoute("b");
+    const cfg = join(g.dir, "config.toml");
+    writeFileSync(cfg, readFileSync(cfg, "utf8").replace(/^http = .*$/m, `http = "127.0.0.1:${busy.port}"`));
+    expect((await g.reload()).msg).toStartWith("config rejected");
+    expect((await tlsGet(port, "b.test", "b.test")).cert.fingerprint256).toBe(before.cert.fingerprint256);
+    // A renewal of another site after the rejected reload still serves b.
+    const from = g.logs.length;
+    expect((await fetch(`${g.admin}/certificates/a/renew`, { method: "POST" })).status).toBe(202);
+    await g.waitForLog((l) => l.msg === "https listener now serves the new certificates", 5000, from);
+    const after = await tlsGet(port, "b.test", "b.test");
+    expect(after.cert.fingerprint256).toBe(before.cert.fingerprint256);
+    expect(after.status).toBe(200);
+  } finally {
+    busy.stop(true);
+    await g.cleanup();
+  }
+});
+
+test("a stored certificate from another issuer is replaced at once (e.g. after switching tls mode or CA)", async () => {
+  const certs = tempDir("gatehouse-switch-");
+  const port = freePort();
+  const site = { s: `hosts = ["switch.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` };
+  const g1 = await startGateway({ top: `certs_dir = "${certs}"`, listenExtra: `https = "127.0.0.1:${port}"`, routes: site });
+  const first = await tlsGet(port, "switch.test", "switch.test");
+  await g1.cleanup();
+  const meta = join(certs, "sites/s/meta.json");
+  writeFileSync(meta, JSON.stringify({ ...JSON.parse(readFileSync(meta, "utf8")), issuer: "acme", directory: "https://ca.example/dir" }));
+  const g2 = await startGateway({ top: `certs_dir = "${certs}"`, listenExtra: `https = "127.0.0.1:${port}"`, routes: site });
+  try {
+    expect(g2.logs.some((l) => l.msg === "certificate obtained" && l.site === "s")).toBe(true);
+    expect((await tlsGet(port, "switch.test", "switch.test")).cert.fingerprint256).not.toBe(first.cert.fingerprint256);
+  } finally {
+    await g2.cleanup();
+  }
 });

@@ -15,10 +15,9 @@ export function removeToken(token: string): void {
   pending.delete(token);
 }
 
-/** answerChallenge returns the response for a challenge path, or undefined when path is not one (one string compare on the hot path). Unknown tokens get 404. */
+/** answerChallenge returns the key authorization for a token this gateway is proving now, or undefined (one string compare on the hot path): other tokens go to the site, whose own ACME client may be asking. */
 export function answerChallenge(path: string): Response | undefined {
-  if (!path.startsWith(CHALLENGE_PREFIX)) return undefined;
+  if (pending.size === 0 || !path.startsWith(CHALLENGE_PREFIX)) return undefined;
   const value = pending.get(path.slice(CHALLENGE_PREFIX.length));
-  if (value === undefined) return new Response("no such challenge\n", { status: 404, headers: { "content-type": "text/plain" } });
-  return new Response(value, { headers: { "content-type": "application/octet-stream" } });
+  return value === undefined ? undefined : new Response(value, { headers: { "content-type": "application/octet-stream" } });
 }

@@ -9,7 +9,7 @@ import { log } from "../observability/log.ts";
 import type { Storage } from "../tls/storage.ts";
 import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
 import { AcmeError } from "./acme-error.ts";
-import { parseRetryAfter } from "./ari.ts";
+import { certId, fetchRenewalInfo, parseRetryAfter, type RenewalInfo } from "./ari.ts";
 import { addToken, removeToken } from "./http01.ts";
 
 /** Directory is the part of the CA's directory object we use. */
@@ -96,6 +96,14 @@ export class AcmeIssuer {
     const d = (await res.json()) as Directory;
     if (typeof d.newOrder !== "string") throw new AcmeError("directory", `${this.cfg.directory} is not an ACME directory (no newOrder)`);
     return (this.directoryCache = d);
+  }
+
+  /** renewalInfo asks the CA when to renew certPem (ARI, RFC 9773), trusting ca_file like every other call; undefined when the directory offers no renewalInfo. */
+  async renewalInfo(certPem: string): Promise<RenewalInfo | undefined> {
+    const dir = await this.directory();
+    if (!dir.renewalInfo) return undefined;
+    const tls = this.ca ? { ca: [...rootCertificates, this.ca] } : undefined;
+    return fetchRenewalInfo(dir.renewalInfo, certId(certPem), { fetch: ((url: string, init?: RequestInit) => fetch(url, { ...init, tls })) as typeof fetch });
   }
 
   private async client(): Promise<acme.Client> {

@@ -1,6 +1,6 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { CertProblem, inspectBundle, nameCovers, type CertBundle } from "../lib/cert-info.ts";
+import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { isAbsolute, resolve } from "node:path";
 import { readProxyOptions } from "./global-schema.ts";
 import type { Reader } from "./reader.ts";
@@ -115,7 +115,8 @@ function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonl
     if (missing.length) r.problem("cert", `${certFile} does not cover ${missing.join(", ")} (it names ${b.names.join(", ")})`, "a certificate for every host of the site");
     return b;
   } catch (e) {
-    r.problem(e instanceof CertProblem && /key/.test(e.message) ? "key" : "cert", `${certFile}: ${(e as Error).message}`, "a PEM certificate chain (leaf first) and the private key that belongs to it");
+    const part = e instanceof CertProblem ? e.part : "cert";
+    r.problem(part, `${part === "key" ? keyFile : certFile}: ${(e as Error).message}`, "a PEM certificate chain (leaf first) and the private key that belongs to it");
     return undefined;
   }
 }
@@ -148,12 +149,12 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
   if (mode === "acme") {
     const a = g.acme;
     hosts.forEach((h, i) => {
-      if (/^\[|^[0-9.]+$/.test(h)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`, 'host names with tls = "acme", or tls = "internal"/"manual" for addresses');
+      if (isIpLiteral(h)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`, 'host names with tls = "acme", or tls = "internal"/"manual" for addresses');
       else if (h.startsWith("*.") && a.challenge !== "dns-01") r.problem(`hosts[${i}]`, `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3)`, 'acme.challenge = "dns-01" with [acme.dns] in config.toml');
     });
     if (a.challenge === "http-01" && g.listen.http === undefined) r.problem("tls", '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)', 'listen.http in config.toml, or acme.challenge = "dns-01"');
   }
-  return { mode, certFile, keyFile, manual, redirect, hsts };
+  return { mode, manual, redirect, hsts };
 }
 
 /** readSite reads a route file; name is the file name without .toml. */

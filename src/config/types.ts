@@ -37,9 +37,6 @@ export type Hsts = { readonly maxAge: number; readonly includeSubDomains: boolea
 /** SiteTls is how a site's HTTPS is served: where its certificate comes from, whether plain HTTP redirects, HSTS. */
 export type SiteTls = {
   readonly mode: TlsMode;
-  /** certFile and keyFile are set with mode "manual" (absolute paths). */
-  readonly certFile?: string;
-  readonly keyFile?: string;
   /** manual is the checked certificate of a "manual" site, read at load time. */
   readonly manual?: CertBundle;
   /** redirect: plain HTTP requests get a 308 to https:// (except ACME challenge paths). */

@@ -14,8 +14,12 @@ export type CertBundle = {
   readonly fingerprint: string;
 };
 
-/** CertProblem is a certificate or key that cannot be used, with a message for the operator. */
-export class CertProblem extends Error {}
+/** CertProblem is a certificate or key that cannot be used: which of the two is at fault, and a message for the operator. */
+export class CertProblem extends Error {
+  constructor(message: string, readonly part: "cert" | "key" = "cert") {
+    super(message);
+  }
+}
 
 const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -49,9 +53,9 @@ export function inspectBundle(certPem: string, keyPem: string): CertBundle {
   try {
     key = createPrivateKey(keyPem);
   } catch (e) {
-    throw new CertProblem(`cannot parse the private key: ${(e as Error).message}`);
+    throw new CertProblem(`cannot parse the private key: ${(e as Error).message}`, "key");
   }
-  if (!leaf.checkPrivateKey(key)) throw new CertProblem("the private key does not belong to the certificate");
+  if (!leaf.checkPrivateKey(key)) throw new CertProblem("the private key does not belong to the certificate", "key");
   const names = sanNames(leaf);
   if (names.length === 0) throw new CertProblem("the certificate has no subject alternative names (browsers ignore the common name)");
   return {
@@ -64,6 +68,11 @@ export function inspectBundle(certPem: string, keyPem: string): CertBundle {
     issuer: leaf.issuer.replace(/\n/g, ", "),
     fingerprint: leaf.fingerprint256,
   };
+}
+
+/** isIpLiteral says whether a host is an IP address ("10.0.0.1", "[::1]", "::1") rather than a name. */
+export function isIpLiteral(host: string): boolean {
+  return host.startsWith("[") || host.includes(":") || /^[0-9.]+$/.test(host);
 }
 
 /** nameCovers says whether a certificate name ("a.example.com" or "*.example.com") covers host (RFC 6125 §6.4.3: the wildcard is one whole left-most label). */

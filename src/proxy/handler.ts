@@ -5,8 +5,8 @@ import type { Hop, RequestContext, Site } from "./context.ts";
 import { errorResponse, GatewayError } from "./errors.ts";
 import { finish } from "./finish.ts";
 import { requestId } from "./request-id.ts";
-import { HOST_INVALID, normalizeHostHeader, type HostRouter } from "./router.ts";
-import { answerChallenge } from "../acme/http01.ts";
+import { HOST_INVALID, type HostRouter } from "./router.ts";
+import { answerChallenge, CHALLENGE_PREFIX } from "../acme/http01.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
 /** HandlerView is the part of a config generation the pipeline reads; one is taken per request, so a reload never changes a request's config midway. */
@@ -26,18 +26,21 @@ export function failWith(ctx: RequestContext, err: unknown): Response {
   return errorResponse(500, "internal error", ctx.id);
 }
 
-function finishUnrouted(ctx: RequestContext, res: Response): Response {
+function finishWith(ctx: RequestContext, res: Response): Response {
   finish(ctx, res.status, 0, undefined);
   return res;
 }
 
-/** withHsts adds Strict-Transport-Security (RFC 6797 §7.1) to a response of an HTTPS site, including the gateway's own error responses. */
+/** withHsts adds Strict-Transport-Security (RFC 6797 §7.1) to what a route of an HTTPS site answers, its errors included. */
 function withHsts(res: Response | Promise<Response>, value: string, ctx: RequestContext): Response | Promise<Response> {
-  const set = (r: Response) => {
-    r.headers.set("strict-transport-security", value);
-    return r;
-  };
-  return res instanceof Promise ? res.catch((e) => failWith(ctx, e)).then(set) : set(res);
+  if (!(res instanceof Promise)) {
+    res.headers.set("strict-transport-security", value);
+    return res;
+  }
+  return res.then(
+    (r) => withHsts(r, value, ctx),
+    (e) => withHsts(failWith(ctx, e), value, ctx),
+  );
 }
 
 function splitTarget(url: string): [string, string] {
@@ -73,7 +76,7 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
     if (scheme === "http") {
       // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.
       const challenge = answerChallenge(path);
-      if (challenge !== undefined) return finishUnrouted(ctx, challenge);
+      if (challenge !== undefined) return finishWith(ctx, challenge);
     }
     const site = v.router.lookup(ctx.host);
     if (site === HOST_INVALID) return failWith(ctx, new GatewayError(400, "invalid Host header", "downstream"));
@@ -81,11 +84,14 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
       // RFC 9110 §15.5.20: over TLS the connection was made for a name we do not serve.
       return failWith(ctx, scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"));
     }
-    if (scheme === "http" && site.redirectHttps) {
-      const host = normalizeHostHeader(ctx.host)!;
-      return finishUnrouted(ctx, new Response(null, { status: 308, headers: { location: `https://${host}${v.httpsPortSuffix}${path}${query}`, "x-request-id": ctx.id } }));
-    }
     const route = site.lookup(path);
+    if (scheme === "http" && site.redirectHttps && !path.startsWith(CHALLENGE_PREFIX)) {
+      // The Host passed the router's check (a name or bracketed address, an optional port), so it is safe in Location.
+      ctx.route = route;
+      const colon = ctx.host.lastIndexOf(":");
+      const host = colon > ctx.host.lastIndexOf("]") ? ctx.host.slice(0, colon) : ctx.host;
+      return finishWith(ctx, new Response(null, { status: 308, headers: { location: `https://${host}${v.httpsPortSuffix}${path}${query}`, "x-request-id": ctx.id } }));
+    }
     if (route === undefined) return failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
     ctx.route = route;
     try {

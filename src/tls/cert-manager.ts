@@ -1,123 +1,156 @@
 /** Certificates of every TLS site: loaded from storage, issued (internal CA, ACME) or taken from the config (manual), renewed on schedule, and handed to the HTTPS listener. State outlives reloads. */
 import { AcmeError } from "../acme/acme-error.ts";
 import type { AcmeIssuer } from "../acme/issuer.ts";
-import { certId, fetchRenewalInfo, type RenewalWindow } from "../acme/ari.ts";
+import type { RenewalWindow } from "../acme/ari.ts";
 import { renewAt, retryDelay } from "../acme/renewal-time.ts";
 import type { AcmeConfig, Config, SiteConfig } from "../config/types.ts";
-import { CertProblem, coversAll, inspectBundle, nameCovers, type CertBundle } from "../lib/cert-info.ts";
+import { coversAll, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { acmeOrders, certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import type { InternalCa } from "./internal-ca.ts";
-import { FileStorage, type Storage } from "./storage.ts";
+import { SiteCertStore, type Stored } from "./site-store.ts";
+import { FileStorage } from "./storage.ts";
 
-/** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback). */
-export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string };
+/** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
+export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string; readonly fingerprint: string };
 
 /** FALLBACK_NAME is the only name on the certificate that handshakes for unknown names get: a reserved name (RFC 6761) that no site can claim. */
 export const FALLBACK_NAME = "gatehouse.invalid";
 const MAX_TIMER = 2 ** 31 - 1;
 const ARI_RECHECK_MS = 6 * 3600_000;
+const TEN_YEARS = 3650 * 86_400_000;
 
 type Managed = {
+  /** id changes when anything that decides the certificate changes: mode, hosts, storage, CA. */
+  readonly id: string;
   readonly site: string;
-  lastError: string | undefined;
-  nextCheck: number;
   readonly mode: "acme" | "internal" | "manual";
   readonly hosts: readonly string[];
   bundle: CertBundle | undefined;
+  /** stale: the served certificate is not what the config asks for (other issuer or CA, hosts missing); renewed at once. */
+  stale: boolean;
   failures: number;
+  lastError: string | undefined;
   timer: Timer | undefined;
+  nextCheck: number;
+  /** firstDelay is when a new entry's first check runs once committed (undefined: at its renewal time). */
+  firstDelay: number | undefined;
   busy: boolean;
   window: RenewalWindow | undefined;
   /** ariRetryMs is how long the CA asked us to wait before asking for renewal information again (Retry-After, RFC 9773 §4.3). */
   ariRetryMs?: number;
 };
 
-function identity(s: SiteConfig): string {
-  return `${s.tls.mode}|${[...s.hosts].sort().join(",")}`;
+/** CertPlan is the registry as a new config would have it, built by prepare() without touching the running one and made live by commit() once the listeners took it. */
+export type CertPlan = {
+  readonly store: SiteCertStore;
+  readonly fallback: CertBundle | undefined;
+  readonly issuer: AcmeIssuer | undefined;
+  readonly issuerKey: string;
+  readonly acme: AcmeConfig;
+  readonly managed: ReadonlyMap<string, Managed>;
+  /** adopt holds newer certificates found in storage for sites that did not change (obtained by another node, restored by hand). */
+  readonly adopt: ReadonlyMap<Managed, CertBundle>;
+};
+
+function acmeKey(a: AcmeConfig): string {
+  const d = a.dns;
+  return [a.directory, a.email, a.caFile, a.challenge, d?.server.text, d?.tsig.name, d?.tsig.algorithm, d && Buffer.from(d.tsig.secret).toString("base64")].join("|");
 }
 
-/** CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed (the HTTPS listener then swaps). */
+/** CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then swaps). */
 export class CertManager {
-  private readonly managed = new Map<string, Managed & { id: string }>();
-  private storage: Storage | undefined;
+  private managed: ReadonlyMap<string, Managed> = new Map();
+  private store: SiteCertStore | undefined;
   private ca: InternalCa | undefined;
   private fallback: CertBundle | undefined;
   private issuer: AcmeIssuer | undefined;
   private issuerKey = "";
-  private acmeCfg: AcmeConfig | undefined;
+  private acme: AcmeConfig | undefined;
   private disposed = false;
 
   constructor(private readonly onChange: () => void) {}
 
-  /** prepare makes the registry match a validated config before it goes live: loads stored certificates, issues internal ones, starts ACME orders in the background. Throws only when certs_dir is unusable. */
-  async prepare(config: Config): Promise<void> {
+  /** prepare works out the certificates a validated config needs, without changing what runs: loads and verifies stored certificates (every reload), issues internal ones, makes the fallback. Throws only when certs_dir is unusable. */
+  async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
     const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
-    if (!(this.storage instanceof FileStorage) || this.storage.root !== g.certsDir) {
-      this.storage = new FileStorage(g.certsDir);
-      this.ca = undefined;
-      this.fallback = undefined;
+    const store = this.store?.storage instanceof FileStorage && this.store.storage.root === g.certsDir ? this.store : new SiteCertStore(new FileStorage(g.certsDir));
+    let fallback = store === this.store ? this.fallback : undefined;
+    if (g.listen.https && !fallback) {
+      fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await (await this.internalCa(store)).issue([FALLBACK_NAME], TEN_YEARS))));
+      log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: store.storage.describe("internal-ca/ca.pem") });
     }
-    if (g.listen.https && !this.fallback) {
-      this.fallback = await this.loadFallback();
-      log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: this.storage.describe("internal-ca/ca.pem") });
-    }
-    this.acmeCfg = g.acme;
-    const key = JSON.stringify({ ...g.acme, dns: g.acme.dns && { ...g.acme.dns, tsig: { ...g.acme.dns.tsig, secret: Buffer.from(g.acme.dns.tsig.secret).toString("base64") } } });
-    if (tlsSites.some((s) => s.tls.mode === "acme") && key !== this.issuerKey) {
+    const issuerKey = acmeKey(g.acme);
+    let issuer = store === this.store && issuerKey === this.issuerKey ? this.issuer : undefined;
+    if (!issuer && tlsSites.some((s) => s.tls.mode === "acme")) {
       // acme-client and its dependencies cost about 35 MB of memory: loaded only when a site uses ACME.
       const { AcmeIssuer } = await import("../acme/issuer.ts");
-      this.issuer = new AcmeIssuer(g.acme, this.storage);
-      this.issuerKey = key;
+      issuer = new AcmeIssuer(g.acme, store.storage);
     }
-    const wanted = new Set(tlsSites.map((s) => s.name));
-    for (const [name, m] of this.managed) {
-      if (!wanted.has(name)) this.drop(name, m);
-    }
+    const managed = new Map<string, Managed>();
+    const adopt = new Map<Managed, CertBundle>();
     for (const site of tlsSites) {
-      const id = identity(site);
+      const id = [site.tls.mode, [...site.hosts].sort().join(","), g.certsDir, site.tls.mode === "acme" ? g.acme.directory : ""].join("|");
       const cur = this.managed.get(site.name);
       if (site.tls.mode === "manual") {
-        if (cur) this.drop(site.name, cur);
-        this.managed.set(site.name, { id, site: site.name, lastError: undefined, nextCheck: 0, mode: "manual", hosts: site.hosts, bundle: site.tls.manual, failures: 0, timer: undefined, busy: false, window: undefined });
-        this.expiryMetric(site.name, site.tls.manual);
+        managed.set(site.name, entry(site, id, site.tls.manual, false));
         continue;
       }
-      if (cur && cur.id === id) continue;
-      if (cur) this.drop(site.name, cur);
-      const m = { id, site: site.name, lastError: undefined as string | undefined, nextCheck: 0, mode: site.tls.mode as "acme" | "internal", hosts: site.hosts, bundle: undefined as CertBundle | undefined, failures: 0, timer: undefined, busy: false, window: undefined };
-      this.managed.set(site.name, m);
-      const stored = await this.loadStored(site.name);
-      // A stored certificate keeps serving the hosts it covers until a new one is in place, even when the site's hosts changed.
-      if (stored && stored.notAfter > Date.now()) m.bundle = stored;
-      if (m.mode === "internal" && (!stored || !coversAll(stored, m.hosts) || renewAt(stored, Date.now(), { fraction: 2 / 3 }) <= Date.now())) {
-        await this.renew(m, false);
+      const stored = await store.load(site.name);
+      if (cur && cur.id === id) {
+        managed.set(site.name, cur);
+        const b = stored?.bundle;
+        if (b && fits(stored!, cur, g.acme) && b.fingerprint !== cur.bundle?.fingerprint && b.notAfter >= (cur.bundle?.notAfter ?? 0)) adopt.set(cur, b);
+        continue;
       }
-      this.expiryMetric(site.name, m.bundle);
-      // ACME: ask the CA's renewal information (RFC 9773) at once, so a certificate it wants replaced (revoked, say) is renewed now.
-      this.schedule(m, m.bundle && coversAll(m.bundle, m.hosts) && m.mode === "internal" ? undefined : 0);
+      // A stored certificate keeps serving the hosts it covers until the one the config asks for is in place.
+      const usable = stored && stored.bundle.notAfter > Date.now() ? stored : undefined;
+      const m = entry(site, id, usable?.bundle, false);
+      m.stale = !usable || !fits(usable, m, g.acme);
+      managed.set(site.name, m);
+      if (m.mode === "acme") m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
+      else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store);
+    }
+    return { store, fallback, issuer, issuerKey, acme: g.acme, managed, adopt };
+  }
+
+  /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
+  commit(plan: CertPlan): void {
+    const old = this.managed;
+    for (const [name, m] of old) if (plan.managed.get(name) !== m) this.drop(name, m);
+    if (plan.store !== this.store) this.ca = undefined;
+    Object.assign(this, { store: plan.store, fallback: plan.fallback, issuer: plan.issuer, issuerKey: plan.issuerKey, acme: plan.acme, managed: plan.managed });
+    for (const [m, b] of plan.adopt) {
+      m.bundle = b;
+      m.window = undefined;
+      log.info("newer stored certificate adopted", { site: m.site, not_after: new Date(b.notAfter).toISOString() });
+      this.expiryMetric(m);
+      this.schedule(m);
+    }
+    for (const m of plan.managed.values()) {
+      if (old.get(m.site) === m) continue;
+      this.expiryMetric(m);
+      if (m.mode === "manual") {
+        if (m.bundle && m.bundle.notAfter < Date.now()) log.warn("manual certificate has expired; clients will refuse it", { site: m.site, not_after: new Date(m.bundle.notAfter).toISOString() });
+      } else this.schedule(m, m.firstDelay);
     }
   }
 
-  /** entries returns the `tls` array for Bun.serve: the fallback first (unknown and missing SNI), then one entry per host name that a served certificate covers. */
-  entries(): TlsEntry[] {
+  /** entries returns the `tls` array for Bun.serve, of the live registry or of a plan: the fallback first (unknown and missing SNI), then one entry per host name that a served certificate covers. */
+  entries(plan?: CertPlan): TlsEntry[] {
+    const fallback = plan ? plan.fallback : this.fallback;
     const out: TlsEntry[] = [];
-    if (this.fallback) out.push({ cert: this.fallback.certPem, key: this.fallback.keyPem });
-    for (const m of this.managed.values()) {
-      const b = m.bundle;
+    if (fallback) out.push({ cert: fallback.certPem, key: fallback.keyPem, fingerprint: fallback.fingerprint });
+    for (const m of (plan ? plan.managed : this.managed).values()) {
+      const b = plan?.adopt.get(m) ?? m.bundle;
       if (!b) continue;
       for (const h of m.hosts) {
-        if (h.startsWith("[") || /^[0-9.]+$/.test(h)) continue; // SNI carries names only (RFC 6066 §3)
-        if (b.names.some((n) => nameCovers(n, h))) out.push({ serverName: h, cert: b.certPem, key: b.keyPem });
+        if (isIpLiteral(h)) continue; // SNI carries names only (RFC 6066 §3)
+        if (b.names.some((n) => nameCovers(n, h))) out.push({ serverName: h, cert: b.certPem, key: b.keyPem, fingerprint: b.fingerprint });
       }
     }
     return out;
-  }
-
-  /** bundle returns what a site serves now. */
-  bundle(site: string): CertBundle | undefined {
-    return this.managed.get(site)?.bundle;
   }
 
   /** describe lists each TLS site's certificate for the admin API: names, validity, issuer, next renewal check, failures and the last error. */
@@ -143,7 +176,7 @@ export class CertManager {
     const m = this.managed.get(site);
     if (!m || m.mode === "manual" || this.disposed) return false;
     clearTimeout(m.timer);
-    void this.renew(m, true);
+    void this.renew(m);
     return true;
   }
 
@@ -153,93 +186,59 @@ export class CertManager {
     for (const m of this.managed.values()) clearTimeout(m.timer);
   }
 
+  private live(m: Managed): boolean {
+    return !this.disposed && this.managed.get(m.site) === m;
+  }
+
   private drop(name: string, m: Managed): void {
     clearTimeout(m.timer);
     m.timer = undefined;
-    this.managed.delete(name);
     certificateExpiry.remove(name);
     certificateRenewal.remove(name);
   }
 
-  private expiryMetric(name: string, b: CertBundle | undefined): void {
-    if (b) certificateExpiry.labels(name).value = Math.floor(b.notAfter / 1000);
-    else certificateExpiry.remove(name);
+  private expiryMetric(m: Managed): void {
+    if (m.bundle) certificateExpiry.labels(m.site).value = Math.floor(m.bundle.notAfter / 1000);
+    else certificateExpiry.remove(m.site);
   }
 
-  private async loadStored(site: string): Promise<CertBundle | undefined> {
-    const st = this.storage!;
-    let certPem: string | undefined;
-    let keyPem: string | undefined;
-    try {
-      certPem = await st.load(`sites/${site}/cert.pem`);
-      keyPem = await st.load(`sites/${site}/key.pem`);
-    } catch (e) {
-      log.error("cannot read a stored certificate", { site, path: st.describe(`sites/${site}`), error: String((e as Error).message ?? e) });
-      return undefined;
-    }
-    if (certPem === undefined || keyPem === undefined) return undefined;
-    try {
-      return inspectBundle(certPem, keyPem);
-    } catch (e) {
-      const why = e instanceof CertProblem ? e.message : String(e);
-      log.error("stored certificate is unusable; it is left in place and a new one will be obtained", { site, path: st.describe(`sites/${site}/cert.pem`), problem: why });
-      return undefined;
-    }
-  }
-
-  /** internalCa opens (or makes) the internal CA; @peculiar/x509 costs about 20 MB, so it is loaded only to issue. */
-  private async internalCa(): Promise<InternalCa> {
-    if (!this.ca) {
+  /** internalCa opens (or makes) the internal CA of a store; @peculiar/x509 costs about 20 MB, so it is loaded only to issue. */
+  private async internalCa(store: SiteCertStore): Promise<InternalCa> {
+    if (!this.ca || store !== this.store) {
       const { InternalCa } = await import("./internal-ca.ts");
-      this.ca = await InternalCa.open(this.storage!);
+      const ca = await InternalCa.open(store.storage);
+      if (store === this.store) this.ca = ca;
+      return ca;
     }
     return this.ca;
   }
 
-  /** loadFallback reads the stored fallback certificate (for unknown SNI names), or issues and stores one valid for ten years. */
-  private async loadFallback(): Promise<CertBundle> {
-    const st = this.storage!;
-    const [certPem, keyPem, caPem] = await Promise.all([st.load("internal-ca/fallback.pem"), st.load("internal-ca/fallback.key"), st.load("internal-ca/ca.pem")]);
-    if (certPem && keyPem && caPem) {
-      try {
-        const b = inspectBundle(certPem, keyPem);
-        if (b.notAfter > Date.now() + 30 * 86_400_000 && b.names.includes(FALLBACK_NAME)) return b;
-      } catch (e) {
-        log.warn("stored fallback certificate is unusable; a new one is made", { path: st.describe("internal-ca/fallback.pem"), problem: String((e as Error).message ?? e) });
-      }
-    }
-    const b = inspect(await (await this.internalCa()).issue([FALLBACK_NAME], 3650 * 86_400_000));
-    await st.store("internal-ca/fallback.key", b.keyPem, { secret: true });
-    await st.store("internal-ca/fallback.pem", b.certPem);
-    return b;
-  }
-
-  /** keepUnusable copies stored files that fail verification aside (NAME.corrupt-TIME) before a new certificate replaces them: nothing in certs/ is lost. */
-  private async keepUnusable(site: string): Promise<void> {
-    const st = this.storage!;
-    const certPem = await st.load(`sites/${site}/cert.pem`).catch(() => undefined);
-    const keyPem = await st.load(`sites/${site}/key.pem`).catch(() => undefined);
-    if (certPem === undefined && keyPem === undefined) return;
+  /** issueInternal gives a new entry an internal certificate before it goes live; a failure leaves it to the retry timer. */
+  private async issueInternal(m: Managed, store: SiteCertStore): Promise<void> {
     try {
-      inspectBundle(certPem ?? "", keyPem ?? "");
-    } catch {
-      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-      if (certPem !== undefined) await st.store(`sites/${site}/cert.pem.corrupt-${stamp}`, certPem);
-      if (keyPem !== undefined) await st.store(`sites/${site}/key.pem.corrupt-${stamp}`, keyPem, { secret: true });
-      log.warn("unusable certificate files kept aside", { site, path: st.describe(`sites/${site}/cert.pem.corrupt-${stamp}`) });
+      const b = inspectBundle(...unpack(await (await this.internalCa(store)).issue(m.hosts)));
+      await store.save(m.site, b, { issuer: "internal" });
+      log.info("certificate obtained", { site: m.site, issuer: "internal", names: b.names, not_after: new Date(b.notAfter).toISOString() });
+      m.bundle = b;
+      m.stale = false;
+    } catch (e) {
+      m.failures = 1;
+      m.lastError = String((e as Error).message ?? e);
+      m.firstDelay = retryDelay(1);
+      log.error("certificate not obtained; the current one keeps serving", { site: m.site, issuer: "internal", error: m.lastError, retry_in_s: Math.round(m.firstDelay / 1000) });
     }
   }
 
-  /** schedule sets the site's next renewal check: `delay` ms from now, or by the certificate's renewal time (ARI window when the CA gives one). */
+  /** schedule sets the site's next renewal check: `delay` ms from now, or by the certificate's renewal time (the CA's ARI window when it gives one). */
   private schedule(m: Managed, delay?: number): void {
     clearTimeout(m.timer);
-    if (this.disposed || m.mode === "manual") return;
+    if (!this.live(m) || m.mode === "manual") return;
     const now = Date.now();
     let at = now + (delay ?? 0);
     if (delay === undefined && m.bundle) {
-      at = renewAt(m.bundle, now, { window: m.window, fraction: m.mode === "acme" ? this.acmeCfg?.renewFraction ?? 2 / 3 : 2 / 3 });
+      at = renewAt(m.bundle, now, { window: m.window, fraction: m.mode === "acme" ? this.acme?.renewFraction ?? 2 / 3 : 2 / 3 });
       const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
-      if (m.mode === "acme" && at > now + recheck && this.issuer) at = now + recheck + Math.random() * 60_000;
+      if (m.mode === "acme" && at > now + recheck) at = now + recheck + Math.random() * 60_000;
     }
     m.nextCheck = at;
     certificateRenewal.labels(m.site).value = Math.floor(at / 1000);
@@ -248,13 +247,14 @@ export class CertManager {
   }
 
   private async tick(m: Managed): Promise<void> {
-    if (this.disposed || this.managed.get(m.site) !== m) return;
+    if (!this.live(m)) return;
     try {
-      if (m.mode === "acme" && m.bundle && coversAll(m.bundle, m.hosts)) {
+      if (m.mode === "acme" && m.bundle && !m.stale) {
         await this.refreshWindow(m);
-        if (renewAt(m.bundle, Date.now(), { window: m.window, fraction: this.acmeCfg?.renewFraction ?? 2 / 3 }) > Date.now()) return this.schedule(m);
+        if (!this.live(m)) return;
+        if (renewAt(m.bundle, Date.now(), { window: m.window, fraction: this.acme?.renewFraction ?? 2 / 3 }) > Date.now()) return this.schedule(m);
       }
-      await this.renew(m, true);
+      await this.renew(m);
     } catch (e) {
       log.error("certificate renewal check failed", { site: m.site, error: String((e as Error)?.stack ?? e) });
       this.schedule(m, retryDelay(++m.failures));
@@ -262,10 +262,9 @@ export class CertManager {
   }
 
   private async refreshWindow(m: Managed): Promise<void> {
-    const dir = await this.issuer!.directory().catch(() => undefined);
-    if (!dir?.renewalInfo || !m.bundle) return;
     try {
-      const info = await fetchRenewalInfo(dir.renewalInfo, certId(m.bundle.certPem));
+      const info = await this.issuer!.renewalInfo(m.bundle!.certPem);
+      if (!info) return;
       m.window = info.window;
       m.ariRetryMs = info.retryAfterMs;
     } catch (e) {
@@ -274,36 +273,30 @@ export class CertManager {
   }
 
   /** renew obtains a new certificate for m, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with backoff. */
-  private async renew(m: Managed, notify: boolean): Promise<void> {
-    if (m.busy) return;
+  private async renew(m: Managed): Promise<void> {
+    if (m.busy || !this.store) return;
     m.busy = true;
-    const st = this.storage!;
+    const store = this.store;
     const t0 = performance.now();
     let release: (() => Promise<void>) | undefined;
     try {
-      release = await st.lock(`site-${m.site}`);
+      release = await store.storage.lock(`site-${m.site}`);
       // Another node (or an earlier process) may have obtained one meanwhile.
-      const stored = await this.loadStored(m.site);
+      const stored = await store.load(m.site);
       let fresh: CertBundle | undefined;
-      if (stored && coversAll(stored, m.hosts) && stored.fingerprint !== m.bundle?.fingerprint && renewAt(stored, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored;
+      if (stored && fits(stored, m, this.acme!) && stored.bundle.fingerprint !== m.bundle?.fingerprint && renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored.bundle;
       if (!fresh) {
-        const issued = m.mode === "internal" ? await (await this.internalCa()).issue(m.hosts) : await this.issuer!.obtain(m.site, m.hosts);
-        fresh = inspect(issued);
-        await this.keepUnusable(m.site);
-        await st.store(`sites/${m.site}/key.pem`, fresh.keyPem, { secret: true });
-        await st.store(`sites/${m.site}/cert.pem`, fresh.certPem);
-        await st.store(`sites/${m.site}/meta.json`, JSON.stringify({ issuer: m.mode, directory: m.mode === "acme" ? this.acmeCfg?.directory : undefined, names: fresh.names, not_after: new Date(fresh.notAfter).toISOString(), obtained: new Date().toISOString() }, null, 2) + "\n");
+        const issued = m.mode === "internal" ? await (await this.internalCa(store)).issue(m.hosts) : await this.issuer!.obtain(m.site, m.hosts);
+        fresh = inspectBundle(...unpack(issued));
+        await store.save(m.site, fresh, m.mode === "acme" ? { issuer: "acme", directory: this.acme?.directory } : { issuer: "internal" });
         if (m.mode === "acme") acmeOrders.labels("success").value++;
         log.info("certificate obtained", { site: m.site, issuer: m.mode, names: fresh.names, not_after: new Date(fresh.notAfter).toISOString(), ms: Math.round(performance.now() - t0) });
       }
-      if (this.managed.get(m.site) !== m) return;
-      m.bundle = fresh;
-      m.failures = 0;
-      m.lastError = undefined;
-      m.window = undefined;
-      this.expiryMetric(m.site, fresh);
+      if (!this.live(m)) return;
+      Object.assign(m, { bundle: fresh, stale: false, failures: 0, lastError: undefined, window: undefined });
+      this.expiryMetric(m);
       this.schedule(m);
-      if (notify) this.onChange();
+      this.onChange();
     } catch (e) {
       m.failures++;
       m.lastError = String((e as Error).message ?? e);
@@ -311,11 +304,11 @@ export class CertManager {
       if (m.mode === "acme") acmeOrders.labels("failure").value++;
       const delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
       log.error("certificate not obtained; the current one keeps serving", {
-        site: m.site, issuer: m.mode, step: ae?.step, error: String((e as Error).message ?? e), failures: m.failures,
+        site: m.site, issuer: m.mode, step: ae?.step, error: m.lastError, failures: m.failures,
         serving: m.bundle ? new Date(m.bundle.notAfter).toISOString() : "none", retry_in_s: Math.round(delay / 1000),
         ...(ae?.rateLimited ? { hint: "the CA rate-limits this account or these names: wait for the retry, and check for duplicate gatehouse instances or a loop of config changes" } : {}),
       });
-      if (this.managed.get(m.site) === m) this.schedule(m, delay);
+      this.schedule(m, delay);
     } finally {
       m.busy = false;
       await release?.().catch(() => undefined);
@@ -323,6 +316,15 @@ export class CertManager {
   }
 }
 
-function inspect(p: { certPem: string; keyPem: string }): CertBundle {
-  return inspectBundle(p.certPem, p.keyPem);
+function entry(site: SiteConfig, id: string, bundle: CertBundle | undefined, stale: boolean): Managed {
+  return { id, site: site.name, mode: site.tls.mode as Managed["mode"], hosts: site.hosts, bundle, stale, failures: 0, lastError: undefined, timer: undefined, nextCheck: 0, firstDelay: undefined, busy: false, window: undefined };
+}
+
+/** fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the same issuer (and, for ACME, the same CA directory). */
+function fits(s: Stored, m: Pick<Managed, "mode" | "hosts">, acme: AcmeConfig): boolean {
+  return coversAll(s.bundle, m.hosts) && s.meta.issuer === m.mode && (m.mode !== "acme" || s.meta.directory === acme.directory);
+}
+
+function unpack(p: { certPem: string; keyPem: string }): [string, string] {
+  return [p.certPem, p.keyPem];
 }

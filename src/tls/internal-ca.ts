@@ -1,6 +1,7 @@
 /** The internal CA (tls = "internal"): a local root made on first start and kept in storage, issuing short-lived certificates for development names such as localhost. */
 import * as x509 from "@peculiar/x509";
 import { webcrypto } from "node:crypto";
+import { isIpLiteral } from "../lib/cert-info.ts";
 import type { Storage } from "./storage.ts";
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -24,7 +25,7 @@ function serial(): string {
 
 /** InternalCa signs leaf certificates with the stored root. */
 export class InternalCa {
-  private constructor(readonly certPem: string, private readonly cert: x509.X509Certificate, private readonly key: CryptoKey, readonly path: string) {}
+  private constructor(readonly certPem: string, private readonly cert: x509.X509Certificate, private readonly key: CryptoKey) {}
 
   /** open loads the CA from storage, or makes and stores a new one (10 years, key 0600) when there is none. */
   static async open(storage: Storage): Promise<InternalCa> {
@@ -33,7 +34,7 @@ export class InternalCa {
     if (certPem && keyPem) {
       const cert = new x509.X509Certificate(certPem);
       const key = await webcrypto.subtle.importKey("pkcs8", x509.PemConverter.decode(keyPem)[0]!, ALG, false, ["sign"]);
-      return new InternalCa(certPem, cert, key as CryptoKey, storage.describe(CA_CERT));
+      return new InternalCa(certPem, cert, key as CryptoKey);
     }
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
     const now = Date.now();
@@ -53,14 +54,13 @@ export class InternalCa {
     const pem = cert.toString("pem") + "\n";
     await storage.store(CA_KEY, pemKey(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)), { secret: true });
     await storage.store(CA_CERT, pem);
-    return new InternalCa(pem, cert, keys.privateKey, storage.describe(CA_CERT));
+    return new InternalCa(pem, cert, keys.privateKey);
   }
 
   /** issue makes a key and a certificate for names (DNS names or IP addresses), valid from a minute ago for lifetimeMs; returns PEMs (chain: leaf, then the root). */
   async issue(names: readonly string[], lifetimeMs = LEAF_LIFETIME_MS): Promise<{ certPem: string; keyPem: string }> {
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
     const now = Date.now();
-    const ip = (n: string) => /^[0-9.]+$/.test(n) || n.includes(":");
     const leaf = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: `CN=${names[0]}`,
@@ -74,7 +74,7 @@ export class InternalCa {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension(names.map((n) => (ip(n) ? { type: "ip", value: n.replace(/^\[|\]$/g, "") } : { type: "dns", value: n }))),
+        new x509.SubjectAlternativeNameExtension(names.map((n) => (isIpLiteral(n) ? { type: "ip", value: n.replace(/^\[|\]$/g, "") } : { type: "dns", value: n }))),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
