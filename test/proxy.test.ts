@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { origin, startGateway, type TestGateway } from "./harness.ts";
+import { origin, rawRequest, startGateway, type TestGateway } from "./harness.ts";
 
 // Origins that echo what they received, so tests can assert what the gateway forwarded.
 const seen: { name: string; headers: Record<string, string>; url: string }[] = [];
@@ -93,6 +93,12 @@ test("hop-by-hop headers, and those Connection names, are removed both ways", as
   expect(res.headers.get("x-secret")).toBeNull();
   expect(res.headers.get("keep-alive")).toBeNull();
   expect(res.headers.get("x-origin")).toBe("a");
+});
+
+test("a client that sends Connection: close is told so, and the connection closes after the response (RFC 9112 §9.6)", async () => {
+  const raw = await rawRequest(gw.httpPort, "GET / HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n");
+  expect(raw).toStartWith("HTTP/1.1 200");
+  expect(raw.toLowerCase()).toContain("\r\nconnection: close\r\n");
 });
 
 test("forwarded headers from an untrusted client are replaced, Host is kept, Via and X-Request-ID are set", async () => {

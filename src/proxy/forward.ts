@@ -55,6 +55,8 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
   if (req.body !== null) limited = limitBody(req.body, route.maxBodySize);
   if (t.requestIdleSeconds !== undefined) ctx.server.timeout(req, t.requestIdleSeconds);
 
+  // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
+  const close = req.headers.get("connection")?.toLowerCase().includes("close") === true;
   const headers = prepareHeaders(ctx, req.headers, o.preserveHost);
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
@@ -114,7 +116,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
       ctx.upstreamMs = performance.now() - t0;
       ep.markUp();
       outcome(route.name, ep, "response");
-      return respond(ctx, res, ep, ctrl, o.idleTimeout);
+      return respond(ctx, res, ep, ctrl, o.idleTimeout, close);
     }
   } finally {
     clearTimeout(timer);
@@ -122,9 +124,10 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
 }
 
 /** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
-async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number): Promise<Response> {
+async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
   const h = res.headers;
   stripHopByHop(h);
+  if (close) h.set("connection", "close");
   appendVia(h, ctx.hop.via);
   h.set("x-request-id", ctx.id);
   const status = res.status;
