@@ -97,7 +97,8 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
   }
   const p = config.global.proxy;
   const via = `1.1 ${p.via}`;
-  const hp = config.global.listen.https?.port;
+  // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
+  const hp = config.global.listen.publicHttpsPort ?? config.global.listen.https?.port;
   const view = { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
   return { id, config, view, endpoints: used, routeNames: names };
 }

@@ -101,6 +101,18 @@ test("plain HTTP to a TLS site redirects with 308, keeping path and query; ACME 
   expect((await gw.request("plain.test", "/x")).status).toBe(200);
 });
 
+test("public_https_port names the port clients reach HTTPS on in redirects (behind a port forward)", async () => {
+  const g = await startGateway({
+    listenExtra: `https = "127.0.0.1:${freePort()}"\npublic_https_port = 443`,
+    routes: { r: `hosts = ["r.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` },
+  });
+  try {
+    expect((await g.request("r.test", "/p?q")).headers.get("location")).toBe("https://r.test/p?q");
+  } finally {
+    await g.cleanup();
+  }
+});
+
 test("a manual certificate is served for its site", async () => {
   const res = await tlsGet(httpsPort, "manual.test", "manual.test", "/", readFileSync(manual.cert, "utf8"));
   expect(res.authorized).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { needsRenewal, renewAt, retryDelay } from "./renewal-time.ts";
+import { renewAt, retryDelay } from "./renewal-time.ts";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -95,23 +95,5 @@ describe("retryDelay", () => {
     expect(retryDelay(1, { ...mid, rateLimited: true, retryAfterMs: 10 * MIN })).toBe(10 * MIN);
     expect(retryDelay(1, { ...mid, rateLimited: true, retryAfterMs: 3 * HOUR })).toBe(3 * HOUR);
     expect(retryDelay(9, { ...mid, rateLimited: true })).toBe(256 * MIN);
-  });
-});
-
-describe("needsRenewal", () => {
-  test("follows expiry, the chosen time and the last third of the lifetime", () => {
-    expect(needsRenewal(cert, T0 + 10 * DAY)).toBe(false);
-    expect(needsRenewal(cert, T0 + 59 * DAY)).toBe(false);
-    expect(needsRenewal(cert, T0 + 61 * DAY)).toBe(true);
-    expect(needsRenewal(cert, cert.notAfter)).toBe(true);
-    expect(needsRenewal(cert, T0 + 10 * DAY, { at: T0 + 9 * DAY })).toBe(true);
-  });
-
-  test("lets an ARI window rule over the last-third default", () => {
-    const window = { start: T0 + 70 * DAY, end: T0 + 75 * DAY };
-    expect(needsRenewal(cert, T0 + 65 * DAY, { window, at: T0 + 72 * DAY })).toBe(false);
-    expect(needsRenewal(cert, T0 + 72 * DAY, { window, at: T0 + 72 * DAY })).toBe(true);
-    expect(needsRenewal(cert, T0 + 75 * DAY, { window })).toBe(true);
-    expect(needsRenewal(cert, T0 + 10 * DAY, { window: { start: T0, end: T0 + DAY } })).toBe(true);
   });
 });

@@ -83,19 +83,6 @@ export function retryDelay(failures: number, opts: RetryDelayOptions = {}): numb
   return Math.round(Math.max(delay, floor));
 }
 
-/**
- * needsRenewal is true when the certificate has expired, when now has reached `at` (a time from
- * renewAt) or the end of an ARI window, or, when no ARI window is known, when less than a third
- * of its lifetime remains; with a window the CA's schedule governs (RFC 9773 §4.2).
- */
-export function needsRenewal(cert: CertTimes, now: number, opts: { at?: number; window?: RenewalWindow } = {}): boolean {
-  const lifetime = cert.notAfter - cert.notBefore;
-  if (!(lifetime > 0) || now >= cert.notAfter) return true;
-  if (opts.at !== undefined && now >= opts.at) return true;
-  if (opts.window) return now >= opts.window.end || now >= latestRenewal(cert);
-  return cert.notAfter - now < lifetime / 3;
-}
-
 /** clamp bounds v to [lo, hi], or gives fallback when v is missing or not a finite number. */
 function clamp(v: number | undefined, lo: number, hi: number, fallback: number): number {
   return v !== undefined && Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : fallback;

@@ -1,7 +1,6 @@
 /** Reading [acme] and [acme.dns] of config.toml into AcmeConfig. */
 import { readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
-import { parseAddress } from "./global-schema.ts";
+import { parseAddress, resolvePath } from "./global-schema.ts";
 import type { Reader } from "./reader.ts";
 import type { AcmeConfig, TsigConfig } from "./types.ts";
 
@@ -20,7 +19,7 @@ function readTsig(r: Reader, dir: string): TsigConfig | undefined {
   if (inline !== undefined && file !== undefined) r.problem("tsig_secret_file", "cannot be combined with tsig_secret", "one of tsig_secret, tsig_secret_file");
   else if (file !== undefined) {
     key = "tsig_secret_file";
-    const path = isAbsolute(file) ? file : resolve(dir, file);
+    const path = resolvePath(dir, file);
     try {
       const raw = readFileSync(path, "utf8");
       // A BIND key file ('key "n" { algorithm …; secret "…"; };') or the bare base64 secret.
@@ -45,7 +44,7 @@ export function readAcme(r: Reader | undefined, dir: string): AcmeConfig {
   const email = r?.string("email");
   if (r && email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(email)) r.problem("email", `${JSON.stringify(email)} is not an e-mail address`, 'an address such as "ops@example.com"');
   const caFileRaw = r?.string("ca_file") || undefined;
-  const caFile = caFileRaw === undefined ? undefined : isAbsolute(caFileRaw) ? caFileRaw : resolve(dir, caFileRaw);
+  const caFile = caFileRaw === undefined ? undefined : resolvePath(dir, caFileRaw);
   if (r && caFile !== undefined) {
     try {
       readFileSync(caFile);

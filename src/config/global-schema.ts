@@ -50,7 +50,8 @@ export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
   };
 }
 
-function path(dir: string, p: string): string {
+/** resolvePath makes a config path absolute: relative paths start at the directory of config.toml. */
+export function resolvePath(dir: string, p: string): string {
   return isAbsolute(p) ? p : resolve(dir, p);
 }
 
@@ -63,6 +64,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   const idleTimeout = listenR?.duration("idle_timeout", 75_000) ?? 75_000;
   if (idleTimeout < 1000 || idleTimeout > 255_000) listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
   const http2 = listenR?.bool("http2", false) ?? false;
+  const publicHttpsPort = listenR?.integer("public_https_port", 0, 1, 65535) || undefined;
   listenR?.done();
   const seen = new Map<string, string>();
   for (const [name, a] of Object.entries(listen)) {
@@ -109,11 +111,11 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   const global: GlobalConfig = {
     file,
     dir,
-    routesDir: path(dir, r.string("routes_dir") ?? "routes"),
-    certsDir: path(dir, r.string("certs_dir") ?? "certs"),
-    pidFile: path(dir, r.string("pid_file") ?? "gatehouse.pid"),
+    routesDir: resolvePath(dir, r.string("routes_dir") ?? "routes"),
+    certsDir: resolvePath(dir, r.string("certs_dir") ?? "certs"),
+    pidFile: resolvePath(dir, r.string("pid_file") ?? "gatehouse.pid"),
     shutdownGrace: r.duration("shutdown_grace", 30_000),
-    listen: { ...listen, idleTimeout, http2 },
+    listen: { ...listen, idleTimeout, http2, publicHttpsPort },
     proxy: { ...proxy, trustedProxies: trusted, via },
     log,
     acme,

@@ -1,8 +1,7 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
-import { isAbsolute, resolve } from "node:path";
-import { readProxyOptions } from "./global-schema.ts";
+import { readProxyOptions, resolvePath } from "./global-schema.ts";
 import type { Reader } from "./reader.ts";
 import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
 
@@ -66,7 +65,7 @@ function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix
   }
   if (stat !== undefined) {
     const builtin = stat.startsWith(BUILTIN_PREFIX);
-    const root = builtin || isAbsolute(stat) ? stat : resolve(g.dir, stat);
+    const root = builtin ? stat : resolvePath(g.dir, stat);
     if (builtin && !BUILTIN_SITES.includes(stat.slice(BUILTIN_PREFIX.length))) {
       r.problem("static", `${JSON.stringify(stat)} is not a built-in site`, BUILTIN_SITES.map((n) => `"${BUILTIN_PREFIX}${n}"`).join(", ") + " or a directory");
     } else if (!builtin && (!existsSync(root) || !statSync(root).isDirectory())) {
@@ -93,7 +92,7 @@ export function normalizePrefix(p: string): string {
 }
 
 function file(g: GlobalConfig, p: string | undefined): string | undefined {
-  return p === undefined ? undefined : isAbsolute(p) ? p : resolve(g.dir, p);
+  return p === undefined ? undefined : resolvePath(g.dir, p);
 }
 
 /** readManual reads and checks a tls = "manual" pair: both files readable, the key matching, every host covered. Files are read again on every reload, so a replaced certificate is picked up by SIGHUP. */

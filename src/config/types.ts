@@ -76,7 +76,7 @@ export type GlobalConfig = {
   readonly certsDir: string;
   readonly pidFile: string;
   readonly shutdownGrace: number;
-  readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number; readonly http2: boolean };
+  readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number; readonly http2: boolean; readonly publicHttpsPort?: number };
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };
   readonly acme: AcmeConfig;
