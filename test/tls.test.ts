@@ -240,12 +240,17 @@ test("20 certificate swaps under load, keep-alive and a new TLS connection per r
   await load;
   console.log(`20 certificate swaps: ${ok} requests, ${errors.length} failed ${[...new Set(errors)].join("; ")}`);
   // Linux resets what waits in a closing SO_REUSEPORT listener's accept queue unless tcp_migrate_req hands it over.
-  const migrate = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() === "1";
+  let migrate = false;
+  try {
+    migrate = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() === "1";
+  } catch {
+    // a kernel before 5.14 has no such setting: the resets are expected
+  }
   if (migrate) expect(errors).toEqual([]);
   else {
     expect(errors.filter((e) => !e.startsWith("new-conn: TypeError: ECONNRESET"))).toEqual([]);
     expect(errors.length).toBeLessThanOrEqual(20 * 5);
-    expect(gw.logs.some((l) => l.msg.startsWith("net.ipv4.tcp_migrate_req is 0"))).toBe(true);
+    if (existsSync("/proc/sys/net/ipv4/tcp_migrate_req")) expect(gw.logs.some((l) => l.msg.startsWith("net.ipv4.tcp_migrate_req is 0"))).toBe(true);
   }
   expect(ok).toBeGreaterThan(200);
   const after = Number((await (await fetch(`${gw.admin}/metrics`)).text()).match(/^gatehouse_tls_listener_swaps_total (\d+)/m)?.[1]);
