@@ -11,6 +11,7 @@ import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/handler.ts";
 import { openSockets } from "./proxy/websocket.ts";
 import { Listeners } from "./server.ts";
+import { ResponseCache } from "./cache/response-cache.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import type { TlsSet } from "./server.ts";
@@ -41,12 +42,15 @@ export class Gateway {
   private readonly endpoints = new EndpointRegistry();
   private readonly listeners: Listeners;
   private readonly certs = new CertManager(() => void this.certificatesChanged());
+  /** cache is created with the defaults and sized by each config as it goes live. */
+  private readonly cache = new ResponseCache(256 * 1024 ** 2, 8 * 1024 ** 2);
 
   constructor(private readonly opts: GatewayOptions) {
     const admin = adminApp({
       ready: () => this.gen !== undefined && !this.draining,
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
+      purge: (filter) => this.cache.purge(filter),
     });
     this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch });
     setHealthCollector((g) => {
@@ -87,10 +91,11 @@ export class Gateway {
 
   private async activate(config: Config): Promise<Generation> {
     const g = config.global;
-    const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout }, this.nextId++);
+    const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout, cache: this.cache }, this.nextId++);
     const plan = await this.certs.prepare(config);
     this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
     this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
+    this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize);
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
     this.endpoints.retain(gen.endpoints);
     log.setLevel(g.log.level);

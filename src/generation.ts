@@ -1,4 +1,6 @@
 /** A generation is one immutable compiled config: build → validate → swap → dispose. Requests take the generation that is live when they arrive and keep it to the end. */
+import { cachePhase } from "./cache/cache-phase.ts";
+import type { ResponseCache } from "./cache/response-cache.ts";
 import type { Config, PathRoute, ProxyAction, RedirectAction, SiteConfig, StaticAction } from "./config/types.ts";
 import { BUILTIN_PREFIX } from "./config/route-schema.ts";
 import { cidrMatcher } from "./lib/cidr.ts";
@@ -24,7 +26,7 @@ export type Generation = {
 };
 
 /** GenerationDeps are the registries whose state outlives any one generation. */
-export type GenerationDeps = { readonly endpoints: EndpointRegistry; readonly listenerIdleMs: number };
+export type GenerationDeps = { readonly endpoints: EndpointRegistry; readonly listenerIdleMs: number; readonly cache: ResponseCache };
 
 function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, used: Set<Endpoint>): Pick<CompiledRoute, "proxy" | "handle"> {
   const endpoints = a.upstreams.map((u) => deps.endpoints.get(route.name, u.url));
@@ -37,7 +39,8 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, used
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
     requestIdleSeconds: longest >= deps.listenerIdleMs ? Math.min(255, Math.ceil(longest / 1000) + 1) : undefined,
   };
-  return { proxy: target, handle: (ctx) => forward(ctx, target) };
+  const plain = (ctx: RequestContext) => forward(ctx, target);
+  return { proxy: target, handle: route.cache?.enabled ? cachePhase(route.cache, deps.cache, plain) : plain };
 }
 
 function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"] {

@@ -1,6 +1,7 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
+import { readCacheRules } from "./cache-schema.ts";
 import { readProxyOptions, resolvePath } from "./global-schema.ts";
 import type { Reader } from "./reader.ts";
 import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
@@ -171,7 +172,8 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
   });
   const tls = readSiteTls(r, g, hosts);
   const proxy = readProxyOptions(r, g.proxy);
-  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize }];
+  const cache = readCacheRules(r, undefined);
+  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache }];
   const prefixes = new Set<string>(["/"]);
   for (const p of r.tableList("paths")) {
     const raw = p.requiredString("prefix", 'a path prefix such as "/api/"') ?? "/";
@@ -181,10 +183,13 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     prefixes.add(prefix);
     const routeName = p.string("name") ?? `${name}${prefix}`;
     const options = readProxyOptions(p, proxy);
-    const action = readAction(p, g, options, p.bool("strip_prefix", false));
-    if (!action && !hasAction(p)) p.problem("", "does nothing", "one of upstreams, static, redirect");
+    const own = readAction(p, g, options, p.bool("strip_prefix", false));
+    const pathCache = readCacheRules(p, cache);
+    // An entry with only cache rules refines the site's own action for its prefix.
+    const action = own ?? (!hasAction(p) && p.has("cache") ? routes[0]!.action : undefined);
+    if (!action && !hasAction(p)) p.problem("", "does nothing", "one of upstreams, static, redirect, or a [paths.cache] table for the site's own action");
     p.done();
-    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize });
+    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache });
   }
   if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
   r.done();

@@ -28,8 +28,23 @@ export type RedirectAction = { readonly kind: "redirect"; readonly to: string; r
 /** Action is what a route does with a request. */
 export type Action = ProxyAction | StaticAction | RedirectAction;
 
+/** CacheRules are a route's cache settings; without them the route is not cached. TTLs are seconds. */
+export type CacheRules = {
+  readonly enabled: boolean;
+  /** ttl replaces the origin's freshness lifetime for storable responses. */
+  readonly ttl: number | undefined;
+  /** minTtl is a floor under the origin's freshness lifetime. */
+  readonly minTtl: number | undefined;
+  /** defaultTtl applies when the origin gives no freshness at all (instead of the heuristic). */
+  readonly defaultTtl: number | undefined;
+  /** ignoreQuery leaves the query string out of the cache key. */
+  readonly ignoreQuery: boolean;
+  /** bypassCookies: a request carrying one of these cookies ("*": any) skips the cache. */
+  readonly bypassCookies: readonly string[];
+};
+
 /** PathRoute is one route of a site: the site's default (prefix "/") or a [[paths]] sub-route. */
-export type PathRoute = { readonly name: string; readonly prefix: string; readonly action: Action | undefined; readonly maxBodySize: number };
+export type PathRoute = { readonly name: string; readonly prefix: string; readonly action: Action | undefined; readonly maxBodySize: number; readonly cache: CacheRules | undefined };
 
 /** Hsts is a site's Strict-Transport-Security policy (RFC 6797 §6.1), sent on its HTTPS responses. */
 export type Hsts = { readonly maxAge: number; readonly includeSubDomains: boolean; readonly preload: boolean };

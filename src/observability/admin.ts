@@ -1,5 +1,6 @@
 /** The admin listener's app (Hono): liveness, readiness and metrics; never mounted on a public listener. */
 import { Hono } from "hono";
+import type { PurgeFilter } from "../cache/response-cache.ts";
 import { registry } from "./gateway-metrics.ts";
 
 /** AdminState is what the admin app asks the running gateway. */
@@ -10,9 +11,11 @@ export interface AdminState {
   certificates(): unknown[];
   /** renewCertificate starts a renewal now; false when no such managed certificate (POST /certificates/NAME/renew). */
   renewCertificate(name: string): boolean;
+  /** purge removes stored responses (POST /cache/purge) and returns how many. */
+  purge(filter: PurgeFilter): number;
 }
 
-/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates; POST /certificates/NAME/renew. */
+/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates; POST /certificates/NAME/renew, /cache/purge. */
 export function adminApp(state: AdminState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok\n"));
@@ -23,6 +26,16 @@ export function adminApp(state: AdminState): Hono {
     const name = c.req.param("name");
     return state.renewCertificate(name) ? c.json({ renewing: name }, 202) : c.json({ error: `no ACME or internal certificate named ${JSON.stringify(name)}` }, 404);
   });
-  app.notFound((c) => c.text("not found: the admin listener serves /healthz, /readyz, /metrics and /certificates\n", 404));
+  app.post("/cache/purge", (c) => {
+    const q = c.req.query();
+    let filter: PurgeFilter;
+    if (q.all !== undefined) filter = { all: true };
+    else if (q.url) filter = { url: q.url };
+    else if (q.host) filter = { host: q.host, prefix: q.prefix };
+    else return c.json({ error: "say what to purge: ?url=https://host/path, ?host=HOST[&prefix=/path/], or ?all" }, 400);
+    if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
+    return c.json({ purged: state.purge(filter) });
+  });
+  app.notFound((c) => c.text("not found: the admin listener serves /healthz, /readyz, /metrics, /certificates and /cache/purge\n", 404));
   return app;
 }

@@ -11,7 +11,9 @@ export const upstreamRequests = registry.register(new Counter("gatehouse_upstrea
 /** upstreamHealthy is refreshed at scrape time by the collector that the upstream registry installs. */
 export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) => healthCollector?.(g)));
 export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
-export const cacheSize = registry.register(new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache."));
+export const cacheSize = registry.register(new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."));
+export const cacheObjects = registry.register(new Gauge("gatehouse_cache_objects", "Responses held by the cache."));
+export const cacheEvictions = registry.register(new Counter("gatehouse_cache_evictions_total", "Responses evicted from the cache to stay within max_size."));
 export const certificateExpiry = registry.register(new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]));
 export const certificateRenewal = registry.register(new Gauge("gatehouse_certificate_renewal_timestamp_seconds", "When the next renewal attempt (or check of the CA's renewal window) of each certificate is due, as a Unix time.", ["name"]));
 export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
@@ -28,6 +30,9 @@ registry.register(new Gauge("process_resident_memory_bytes", "Resident memory si
 buildInfo.labels(VERSION, Bun.version).value = 1;
 startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 1000);
 cacheSize.labels().value = 0;
+cacheObjects.labels().value = 0;
+cacheEvictions.labels();
+for (const r of ["hit", "miss", "stale", "revalidated", "bypass"]) cacheRequests.labels(r);
 websocketsOpen.labels().value = 0;
 configReloads.labels("success");
 acmeOrders.labels("success");

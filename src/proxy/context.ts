@@ -56,4 +56,9 @@ export type RequestContext = {
   bytesIn: number;
   finished: boolean;
   error: string | undefined;
+  /** hold and held: see finish(); set by the cache phase around the upstream exchange. */
+  hold: boolean;
+  held: { readonly status: number; readonly bytesOut: number; readonly problem: string | undefined } | undefined;
+  /** cache is the Cache-Status result for the access log (hit, miss, stale, revalidated, bypass). */
+  cache: string | undefined;
 };

@@ -72,6 +72,9 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
       bytesIn: 0,
       finished: false,
       error: undefined,
+      hold: false,
+      held: undefined,
+      cache: undefined,
     };
     if (scheme === "http") {
       // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.

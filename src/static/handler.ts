@@ -1,4 +1,5 @@
 /** Serving a static site: safe path resolution, validators and conditional requests (RFC 9110 §13), single byte ranges (§14). */
+import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import type { FileSource, FileStat } from "./file-source.ts";
 
 /** StaticOptions: index files for directories, an optional Cache-Control, whether dotfiles are served. */
@@ -48,22 +49,6 @@ function matchesAny(header: string, etag: string, strong: boolean): boolean {
 
 function seconds(ms: number): number {
   return Math.floor(ms / 1000);
-}
-
-/** parseRange reads one `bytes=` range against size: [start, end] inclusive, "unsatisfiable", or undefined to ignore the header (malformed or several ranges, RFC 9110 §14.2). */
-function parseRange(header: string, size: number): [number, number] | "unsatisfiable" | undefined {
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === "" && m[2] === "")) return undefined;
-  if (m[1] === "") {
-    const suffix = Number(m[2]);
-    if (suffix === 0) return "unsatisfiable";
-    return [Math.max(0, size - suffix), size - 1];
-  }
-  const start = Number(m[1]);
-  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (m[2] !== "" && Number(m[2]) < start) return undefined;
-  if (start >= size) return "unsatisfiable";
-  return [start, end];
 }
 
 /** staticHandler answers GET and HEAD for files of source; `path` is the raw (percent-encoded) path below the site's mount point. One stat per request at most (the source caches them). */
@@ -123,7 +108,7 @@ function serveFile(req: Request, source: FileSource, file: string, stat: FileSta
   }
   headers["content-type"] = stat.type;
   const range = req.method === "GET" ? h.get("range") : null;
-  if (range !== null && ifRangeHolds(h.get("if-range"), etag, stat)) {
+  if (range !== null && ifRangeHolds(h.get("if-range"), etag, lastModified)) {
     const r = parseRange(range, stat.size);
     if (r === "unsatisfiable") return new Response(null, { status: 416, headers: { ...headers, "content-range": `bytes */${stat.size}` } });
     if (r !== undefined) {
@@ -136,13 +121,4 @@ function serveFile(req: Request, source: FileSource, file: string, stat: FileSta
   headers["content-length"] = String(stat.size);
   if (req.method === "HEAD") return new Response(null, { status: 200, headers });
   return new Response(source.body(file), { status: 200, headers });
-}
-
-/** ifRangeHolds: a Range applies when If-Range is absent or names the current representation (strong ETag or exact date, RFC 9110 §13.1.5). */
-function ifRangeHolds(ifRange: string | null, etag: string, stat: FileStat): boolean {
-  if (ifRange === null) return true;
-  const v = ifRange.trim();
-  if (v.startsWith('"') || v.startsWith("W/")) return v === etag;
-  const d = Date.parse(v);
-  return !Number.isNaN(d) && seconds(d) === seconds(stat.mtimeMs);
 }

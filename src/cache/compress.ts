@@ -1,0 +1,53 @@
+/** Compression of stored responses (RFC 9110 §8.4, §12.5.3): zstd, br or gzip chosen by the client's Accept-Encoding q-values, for compressible types the origin did not compress; each encoding is made once per stored response. */
+import { brotliCompressSync, constants } from "node:zlib";
+
+/** Coding is a content coding this cache can produce. */
+export type Coding = "zstd" | "br" | "gzip";
+
+/** PREFERENCE orders codings when the client likes several equally: smallest output first. */
+const PREFERENCE: readonly Coding[] = ["zstd", "br", "gzip"];
+/** MIN_SIZE: smaller bodies gain less than the header costs. */
+export const MIN_SIZE = 256;
+const COMPRESSIBLE = /^(text\/|application\/(json|javascript|xml|xhtml\+xml|rss\+xml|atom\+xml|ld\+json|manifest\+json|wasm)|image\/svg\+xml|font\/(ttf|otf))/i;
+
+/** compressible says whether a response of this type and size is worth compressing and not already encoded. */
+export function compressible(contentType: string | null, contentEncoding: string | null, size: number): boolean {
+  if (size < MIN_SIZE || contentType === null) return false;
+  if (contentEncoding !== null && contentEncoding.trim().toLowerCase() !== "identity") return false;
+  return COMPRESSIBLE.test(contentType);
+}
+
+/** negotiate picks the coding for an Accept-Encoding value (RFC 9110 §12.5.3): the highest q among zstd, br and gzip (and `*`), ties broken by PREFERENCE; undefined for identity (none acceptable, q=0, or no header). */
+export function negotiate(acceptEncoding: string | null): Coding | undefined {
+  if (acceptEncoding === null || acceptEncoding === "") return undefined;
+  const q = new Map<string, number>();
+  for (const part of acceptEncoding.split(",")) {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    if (!name) continue;
+    let weight = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
+      if (m) weight = Math.min(1, Number(m[1]) || 0);
+    }
+    q.set(name.trim(), weight);
+  }
+  const star = q.get("*");
+  let best: Coding | undefined;
+  let bestQ = 0;
+  for (const c of PREFERENCE) {
+    const w = q.get(c) ?? star ?? 0;
+    if (w > bestQ) {
+      best = c;
+      bestQ = w;
+    }
+  }
+  return best;
+}
+
+/** compress encodes body with coding at a level that suits storing once and serving many times. */
+export function compress(body: Uint8Array, coding: Coding): Uint8Array {
+  const bytes = body as Uint8Array<ArrayBuffer>;
+  if (coding === "zstd") return Bun.zstdCompressSync(bytes, { level: 9 });
+  if (coding === "gzip") return Bun.gzipSync(bytes, { level: 9 });
+  return brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 9, [constants.BROTLI_PARAM_SIZE_HINT]: body.byteLength } });
+}

@@ -1,0 +1,92 @@
+/** Answering from a stored response: the client's conditionals (304, 412), a byte range, HEAD, Age and Cache-Status (RFC 9211). */
+import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
+import { finish } from "../proxy/finish.ts";
+import type { RequestContext } from "../proxy/context.ts";
+import { compress, negotiate } from "./compress.ts";
+import { evaluateConditional } from "./conditional.ts";
+import { ageHeader } from "./policy.ts";
+import type { Entry } from "./store.ts";
+
+/** CACHE_NAME identifies this cache in Cache-Status (RFC 9211 §2). */
+export const CACHE_NAME = "gatehouse";
+
+/** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
+export type Conditionals = { readonly headers: Headers; readonly any: boolean };
+
+const CONDITIONAL_FIELDS = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"];
+
+/** takeConditionals removes the client's conditional and range fields from h (so the origin sends a full, storable response) and returns them. */
+export function takeConditionals(h: Headers): Conditionals {
+  const kept = new Headers();
+  let any = false;
+  for (const name of CONDITIONAL_FIELDS) {
+    const v = h.get(name);
+    if (v !== null) {
+      kept.set(name, v);
+      h.delete(name);
+      any = true;
+    }
+  }
+  return { headers: kept, any };
+}
+
+/** encodedBody returns e's body in the coding the client prefers, making it once (grown() then re-accounts the entry), or undefined for identity; it sets the representation's headers on h (RFC 9110 §8.4, §8.8.3: a weak ETag, since the bytes differ). */
+function encodedBody(e: Entry, h: Headers, acceptEncoding: string | null, grown: () => void): Uint8Array | undefined {
+  h.append("vary", "accept-encoding");
+  const coding = negotiate(acceptEncoding);
+  if (coding === undefined) return undefined;
+  let body = e.encoded.get(coding);
+  if (body === undefined) {
+    body = compress(e.body, coding);
+    e.encoded.set(coding, body);
+    grown();
+  }
+  h.set("content-encoding", coding);
+  h.set("content-length", String(body.byteLength));
+  const etag = h.get("etag");
+  if (etag !== null && !etag.startsWith("W/")) h.set("etag", `W/${etag}`);
+  return body;
+}
+
+/** serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one, the body unless HEAD; Age and Cache-Status set, the request finished. */
+export function serveStored(ctx: RequestContext, e: Entry, age: number, status: string, cond: Conditionals | Headers, grown: () => void = () => undefined): Response {
+  const req = cond instanceof Headers ? cond : cond.headers;
+  const h = new Headers(e.headers);
+  h.set("age", ageHeader(age));
+  h.set("cache-status", `${CACHE_NAME}; ${status}`);
+  h.set("x-request-id", ctx.id);
+  const head = ctx.req.method === "HEAD";
+  if (e.status === 200 && (cond instanceof Headers || cond.any)) {
+    const c = evaluateConditional(req, e.headers);
+    if (c !== "full") {
+      // No body: RFC 9110 §15.4.5 (304 carries the validators, not the content's description); 412 is an error without content.
+      for (const name of ["content-length", "content-type", "content-encoding", "content-range"]) h.delete(name);
+      finish(ctx, c, 0, undefined);
+      return new Response(null, { status: c, headers: h });
+    }
+    const range = head ? null : req.get("range");
+    // Ranges are of the identity body (no compression of ranges); caches still see the response vary on Accept-Encoding.
+    if (range !== null && e.compressible) h.append("vary", "accept-encoding");
+    if (range !== null && ifRangeHolds(req.get("if-range"), e.headers.get("etag"), e.headers.get("last-modified"))) {
+      const size = e.body.byteLength;
+      const r = parseRange(range, size);
+      if (r === "unsatisfiable") {
+        h.set("content-range", `bytes */${size}`);
+        h.delete("content-length");
+        finish(ctx, 416, 0, undefined);
+        return new Response(null, { status: 416, headers: h });
+      }
+      if (r !== undefined) {
+        const [start, end] = r;
+        h.set("content-range", `bytes ${start}-${end}/${size}`);
+        h.set("content-length", String(end - start + 1));
+        finish(ctx, 206, end - start + 1, undefined);
+        return new Response(e.body.subarray(start, end + 1), { status: 206, headers: h });
+      }
+    }
+  }
+  const body = e.compressible ? (encodedBody(e, h, ctx.req.headers.get("accept-encoding"), grown) ?? e.body) : e.body;
+  const bytes = head ? 0 : body.byteLength;
+  finish(ctx, e.status, bytes, undefined);
+  return new Response(head || body.byteLength === 0 ? null : body, { status: e.status, headers: h });
+}

@@ -1,0 +1,133 @@
+/** The response store: an LRU bounded by bytes (body plus headers plus a fixed overhead per object), with Vary variants under one primary key. */
+import { LRUCache } from "lru-cache";
+import { cacheEvictions, cacheObjects, cacheSize } from "../observability/gateway-metrics.ts";
+
+/** Entry is one stored response: a complete body, the headers to serve it with, and the times the age arithmetic needs (RFC 9111 §4.2.3). */
+export type Entry = {
+  readonly status: number;
+  headers: Headers;
+  readonly body: Uint8Array;
+  requestTime: number;
+  responseTime: number;
+  /** vary is the request field names this response varies on (empty: none). */
+  readonly vary: readonly string[];
+  /** lifetime is the freshness lifetime in seconds, the route's TTL rules applied (RFC 9111 §4.2.1). */
+  lifetime: number;
+  /** compressible: the cache may encode the body for clients that accept it; encoded holds the codings made so far. */
+  readonly compressible: boolean;
+  readonly encoded: Map<string, Uint8Array>;
+};
+
+/** OVERHEAD is what one object costs beside its body and headers: the entry, its key and the LRU's bookkeeping, measured roughly. */
+const OVERHEAD = 512;
+const SEP = "\u0000";
+
+function headerBytes(h: Headers): number {
+  let n = 0;
+  for (const [k, v] of h) n += k.length + v.length + 4;
+  return n;
+}
+
+/** entrySize is the accounted size of an entry: what it keeps in memory. */
+export function entrySize(e: Entry, key: string): number {
+  let n = e.body.byteLength + headerBytes(e.headers) + key.length * 2 + OVERHEAD;
+  for (const b of e.encoded.values()) n += b.byteLength;
+  return n;
+}
+
+/** Store holds entries under "primary key NUL secondary key"; the primary key's Vary names are remembered while any variant of it is stored. */
+export class Store {
+  private readonly lru: LRUCache<string, Entry>;
+  /** varyOf maps a primary key to the Vary names of its variants and their secondary keys. */
+  private readonly varyOf = new Map<string, { names: readonly string[]; secondaries: Set<string> }>();
+
+  constructor(readonly maxSize: number) {
+    this.lru = new LRUCache<string, Entry>({
+      maxSize,
+      sizeCalculation: (e, key) => entrySize(e, key),
+      dispose: (_e, key, reason) => {
+        if (reason === "set") return; // replaced by a newer response under the same key: still one object
+        const cut = key.indexOf(SEP);
+        const primary = key.slice(0, cut);
+        const v = this.varyOf.get(primary);
+        if (v) {
+          v.secondaries.delete(key.slice(cut + 1));
+          if (v.secondaries.size === 0) this.varyOf.delete(primary);
+        }
+        if (reason === "evict") cacheEvictions.labels().value++;
+        this.report();
+      },
+    });
+  }
+
+  private report(): void {
+    cacheSize.labels().value = this.lru.calculatedSize;
+    cacheObjects.labels().value = this.lru.size;
+  }
+
+  /** names returns the Vary names stored responses for this primary key vary on, or undefined when none is stored (one Map hit). */
+  names(primary: string): readonly string[] | undefined {
+    return this.varyOf.get(primary)?.names;
+  }
+
+  /** get returns the variant for primary and secondary key, marking it recently used. */
+  get(primary: string, secondary: string): Entry | undefined {
+    return this.lru.get(primary + SEP + secondary);
+  }
+
+  /** set stores an entry (replacing the variant with the same secondary key); a response that varies on other names than the stored ones replaces them all. Entries larger than the whole store are refused. */
+  set(primary: string, secondary: string, e: Entry): boolean {
+    const key = primary + SEP + secondary;
+    if (entrySize(e, key) > this.maxSize) return false;
+    const v = this.varyOf.get(primary);
+    if (v && v.names.join(",") !== e.vary.join(",")) this.delete(primary);
+    this.lru.set(key, e);
+    if (!this.lru.has(key)) return false;
+    const cur = this.varyOf.get(primary);
+    if (cur) cur.secondaries.add(secondary);
+    else this.varyOf.set(primary, { names: e.vary, secondaries: new Set([secondary]) });
+    this.report();
+    return true;
+  }
+
+  /** touch recomputes an entry's accounted size after it changed (a 304 merged into it, an encoding added). */
+  touch(primary: string, secondary: string, e: Entry): void {
+    const key = primary + SEP + secondary;
+    if (this.lru.peek(key) === e) {
+      this.lru.set(key, e);
+      this.report();
+    }
+  }
+
+  /** delete removes every variant stored under primary (a few Map operations) and returns how many. */
+  delete(primary: string): number {
+    const v = this.varyOf.get(primary);
+    if (!v) return 0;
+    const keys = [...v.secondaries].map((s) => primary + SEP + s);
+    for (const k of keys) this.lru.delete(k);
+    this.report();
+    return keys.length;
+  }
+
+  /** purge removes every entry whose primary key matches (a scan of all keys: for the admin API, not the request path), and returns how many it removed. */
+  purge(match: (primary: string) => boolean): number {
+    let n = 0;
+    for (const key of [...this.lru.keys()]) {
+      if (match(key.slice(0, key.indexOf(SEP)))) {
+        this.lru.delete(key);
+        n++;
+      }
+    }
+    this.report();
+    return n;
+  }
+
+  /** size is the accounted bytes held; count the number of stored responses. */
+  get size(): number {
+    return this.lru.calculatedSize;
+  }
+
+  get count(): number {
+    return this.lru.size;
+  }
+}

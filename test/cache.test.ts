@@ -1,0 +1,361 @@
+/** The response cache (RFC 9111) through the real gateway, against an origin that counts its requests. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { origin, startGateway, type TestGateway } from "./harness.ts";
+
+type Behaviour = (req: Request, n: number) => Response;
+const behaviours = new Map<string, Behaviour>();
+const hits = new Map<string, number>();
+/** seen keeps what each request to the origin carried, copied while it is handled (Bun reuses a request's header storage afterwards). */
+const seen = new Map<string, { method: string; headers: Headers }[]>();
+
+/** on registers what the origin answers at /NAME (n counts from 1) and returns the path. */
+function on(name: string, b: Behaviour): string {
+  behaviours.set(name, b);
+  hits.set(name, 0);
+  seen.set(name, []);
+  return `/${name}`;
+}
+const count = (name: string) => hits.get(name) ?? 0;
+
+const up = origin(async (req) => {
+  const name = new URL(req.url).pathname.slice(1).split("/")[0]!;
+  const b = behaviours.get(name);
+  if (!b) return new Response("no behaviour", { status: 404 });
+  const n = (hits.get(name) ?? 0) + 1;
+  hits.set(name, n);
+  seen.get(name)!.push({ method: req.method, headers: new Headers(req.headers) });
+  if (req.method !== "GET" && req.method !== "HEAD") await req.text();
+  return b(req, n);
+});
+
+let gw: TestGateway;
+const HOST = "cache.test";
+
+beforeAll(async () => {
+  gw = await startGateway({
+    extra: `[cache]\nmax_size = "4MiB"\nmax_object_size = "256KiB"\n`,
+    routes: {
+      site: `hosts = ["${HOST}", "other.test"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n[cache]\n
+[[paths]]
+prefix = "/rules-ttl/"
+[paths.cache]
+ttl = "1h"
+[[paths]]
+prefix = "/rules-min/"
+[paths.cache]
+min_ttl = "1h"
+[[paths]]
+prefix = "/rules-query/"
+[paths.cache]
+ignore_query = true
+[[paths]]
+prefix = "/rules-cookie/"
+[paths.cache]
+bypass_cookies = ["session"]
+[[paths]]
+prefix = "/rules-off/"
+[paths.cache]
+enabled = false
+`,
+    },
+  });
+});
+
+afterAll(async () => {
+  await gw.cleanup();
+  up.stop(true);
+});
+
+const get = (path: string, headers: Record<string, string> = {}, method = "GET") => gw.request(HOST, path, { method, headers });
+const text = (body: string, headers: Record<string, string>, status = 200) => () => new Response(body, { status, headers });
+
+test("a fresh response is served from the cache with Age and Cache-Status; the origin sees one request", async () => {
+  const p = on("fresh", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  const a = await get(p);
+  expect(await a.text()).toBe("v1");
+  expect(a.headers.get("cache-status")).toStartWith("gatehouse; fwd=uri-miss; stored");
+  const b = await get(p);
+  expect(await b.text()).toBe("v1");
+  expect(b.headers.get("cache-status")).toMatch(/^gatehouse; hit; ttl=(59|60)$/);
+  expect(Number(b.headers.get("age"))).toBeLessThanOrEqual(1);
+  expect(count("fresh")).toBe(1);
+});
+
+test("no-store, private and responses without freshness information are not stored", async () => {
+  for (const [name, cc] of [["nostore", "no-store, max-age=60"], ["private", "private, max-age=60"]] as const) {
+    const p = on(name, (_r, n) => new Response(`v${n}`, { headers: { "cache-control": cc } }));
+    await get(p);
+    expect(await (await get(p)).text()).toBe("v2");
+  }
+  const p = on("nofresh", (_r, n) => new Response(`v${n}`));
+  await get(p);
+  await get(p);
+  expect(count("nofresh")).toBe(2);
+});
+
+test("a request with no-store is not stored; a request with no-cache revalidates", async () => {
+  const p = on("reqnostore", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60", etag: '"e1"' } }));
+  await get(p, { "cache-control": "no-store" });
+  await get(p);
+  expect(count("reqnostore")).toBe(2);
+  const r = await get(p, { "cache-control": "no-cache" });
+  expect(count("reqnostore")).toBe(3);
+  expect(seen.get("reqnostore")![2]!.headers.get("if-none-match")).toBe('"e1"');
+  expect(r.status).toBe(200);
+});
+
+test("s-maxage wins over max-age for the shared cache; Expires and Date work when no max-age is given; an invalid Expires is stale", async () => {
+  const p = on("smaxage", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=0, s-maxage=60" } }));
+  await get(p);
+  expect(await (await get(p)).text()).toBe("v1");
+  const date = new Date();
+  const q = on("expires", (_r, n) => new Response(`v${n}`, { headers: { date: date.toUTCString(), expires: new Date(date.getTime() + 60_000).toUTCString() } }));
+  await get(q);
+  expect(await (await get(q)).text()).toBe("v1");
+  const r = on("badexpires", (_r, n) => new Response(`v${n}`, { headers: { expires: "0" } }));
+  await get(r);
+  expect(await (await get(r)).text()).toBe("v2");
+});
+
+test("heuristic freshness from Last-Modified for a heuristically cacheable status", async () => {
+  const p = on("heuristic", (_r, n) => new Response(`v${n}`, { headers: { "last-modified": new Date(Date.now() - 10 * 86_400_000).toUTCString() } }));
+  await get(p);
+  const b = await get(p);
+  expect(await b.text()).toBe("v1");
+  expect(b.headers.get("cache-status")).toStartWith("gatehouse; hit");
+});
+
+test("Vary: variants are stored per request value; Vary: * never matches", async () => {
+  const p = on("vary", (r, n) => new Response(`${r.headers.get("accept-language")}-${n}`, { headers: { "cache-control": "max-age=60", vary: "Accept-Language" } }));
+  expect(await (await get(p, { "accept-language": "en" })).text()).toBe("en-1");
+  expect(await (await get(p, { "accept-language": "de" })).text()).toBe("de-2");
+  expect(await (await get(p, { "accept-language": "en" })).text()).toBe("en-1");
+  expect(await (await get(p, { "accept-language": "de" })).text()).toBe("de-2");
+  const q = on("varystar", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60", vary: "*" } }));
+  await get(q);
+  await get(q);
+  expect(count("varystar")).toBe(2);
+});
+
+test("Authorization: stored only when the response allows it explicitly (public)", async () => {
+  const p = on("auth", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get(p, { authorization: "Bearer x" });
+  await get(p, { authorization: "Bearer x" });
+  expect(count("auth")).toBe(2);
+  const q = on("authpublic", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "public, max-age=60" } }));
+  await get(q, { authorization: "Bearer x" });
+  await get(q, { authorization: "Bearer y" });
+  expect(count("authpublic")).toBe(1);
+});
+
+test("Set-Cookie: not stored unless public, and then never served to others", async () => {
+  const p = on("cookie", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60", "set-cookie": `s=${n}` } }));
+  await get(p);
+  await get(p);
+  expect(count("cookie")).toBe(2);
+  const q = on("cookiepublic", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "public, max-age=60", "set-cookie": `s=${n}` } }));
+  expect((await get(q)).headers.get("set-cookie")).toBe("s=1");
+  const hit = await get(q);
+  expect(hit.headers.get("cache-status")).toStartWith("gatehouse; hit");
+  expect(hit.headers.get("set-cookie")).toBeNull();
+});
+
+test("a stale response is revalidated with its validators; a 304 refreshes it and the client gets the stored body", async () => {
+  const p = on("reval", (r, n) => (r.headers.get("if-none-match") === '"v1"' ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"v1"', "x-fresh": `${n}` } }) : new Response("body1", { headers: { "cache-control": "max-age=1", etag: '"v1"' } })));
+  await get(p);
+  await Bun.sleep(2100);
+  const r = await get(p);
+  expect(r.status).toBe(200);
+  expect(await r.text()).toBe("body1");
+  expect(r.headers.get("cache-status")).toBe("gatehouse; fwd=stale; fwd-status=304; stored; ttl=60");
+  expect(r.headers.get("x-fresh")).toBe("2");
+  expect(seen.get("reval")![1]!.headers.get("if-none-match")).toBe('"v1"');
+  const again = await get(p);
+  expect(again.headers.get("cache-status")).toStartWith("gatehouse; hit");
+  expect(count("reval")).toBe(2);
+});
+
+test("the client's own conditional request is answered 304 from the cache; HEAD is answered from a stored GET; a range from the stored body", async () => {
+  const body = "0123456789".repeat(10);
+  const p = on("cond", text(body, { "cache-control": "max-age=60", etag: '"c1"', "last-modified": new Date(Date.now() - 60_000).toUTCString() }));
+  await get(p);
+  const nm = await get(p, { "if-none-match": '"c1"' });
+  expect(nm.status).toBe(304);
+  expect(nm.headers.get("etag")).toBe('"c1"');
+  const head = await get(p, {}, "HEAD");
+  expect(head.status).toBe(200);
+  expect(head.headers.get("content-length")).toBe("100");
+  expect(await head.text()).toBe("");
+  const range = await get(p, { range: "bytes=10-19" });
+  expect(range.status).toBe(206);
+  expect(range.headers.get("content-range")).toBe("bytes 10-19/100");
+  expect(await range.text()).toBe("0123456789");
+  expect(count("cond")).toBe(1);
+});
+
+test("a miss with the client's validators or range still stores the full response and answers the client's question", async () => {
+  const p = on("missrange", text("abcdefghij", { "cache-control": "max-age=60", etag: '"m1"' }));
+  const r = await get(p, { range: "bytes=2-4" });
+  expect(r.status).toBe(206);
+  expect(await r.text()).toBe("cde");
+  expect(seen.get("missrange")![0]!.headers.get("range")).toBeNull();
+  expect(await (await get(p)).text()).toBe("abcdefghij");
+  expect(count("missrange")).toBe(1);
+});
+
+test("stale-while-revalidate serves the stale response at once and refreshes it in the background", async () => {
+  const p = on("swr", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=1, stale-while-revalidate=30" } }));
+  await get(p);
+  await Bun.sleep(1100);
+  const stale = await get(p);
+  expect(await stale.text()).toBe("v1");
+  expect(stale.headers.get("cache-status")).toContain("detail=stale");
+  for (let i = 0; i < 50 && count("swr") < 2; i++) await Bun.sleep(20);
+  expect(count("swr")).toBe(2);
+  await Bun.sleep(50);
+  expect(await (await get(p)).text()).toBe("v2");
+});
+
+test("stale-if-error serves the stale response when the origin fails; must-revalidate forbids it", async () => {
+  const p = on("sie", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, stale-if-error=60" } }) : new Response("broken", { status: 500 })));
+  await get(p);
+  await Bun.sleep(1100);
+  const r = await get(p);
+  expect(r.status).toBe(200);
+  expect(await r.text()).toBe("good");
+  expect(r.headers.get("cache-status")).toContain("detail=stale-if-error");
+  const q = on("mustreval", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, must-revalidate, stale-if-error=60" } }) : new Response("broken", { status: 500 })));
+  await get(q);
+  await Bun.sleep(1100);
+  expect((await get(q)).status).toBe(500);
+});
+
+test("an unsafe method invalidates the target and a same-origin Location", async () => {
+  const p = on("inval", (r, n) => (r.method === "POST" ? new Response("ok", { status: 201, headers: { location: "/inval2" } }) : new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } })));
+  const q = on("inval2", (_r, n) => new Response(`w${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get(p);
+  await get(q);
+  await get(p, {}, "POST");
+  expect(await (await get(p)).text()).toBe("v3");
+  expect(await (await get(q)).text()).toBe("w2");
+});
+
+test("only-if-cached gets 504 on a miss", async () => {
+  const p = on("oic", text("x", { "cache-control": "max-age=60" }));
+  expect((await get(p, { "cache-control": "only-if-cached" })).status).toBe(504);
+  expect(count("oic")).toBe(0);
+});
+
+test("CDN-Cache-Control (RFC 9213) governs the gateway's caching; clients still see Cache-Control", async () => {
+  const p = on("cdncc", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "no-store", "cdn-cache-control": "max-age=60" } }));
+  await get(p);
+  const b = await get(p);
+  expect(await b.text()).toBe("v1");
+  expect(b.headers.get("cache-control")).toBe("no-store");
+});
+
+test("compression: zstd, br or gzip by Accept-Encoding for compressible types, each made once; identity otherwise; never for ranges or encoded types", async () => {
+  const css = "body { color: red; }\n".repeat(500);
+  const p = on("compress", text(css, { "cache-control": "max-age=60", "content-type": "text/css", etag: '"k1"' }));
+  const raw = (ae?: string, extra: Record<string, string> = {}) => gw.request(HOST, p, { headers: { ...(ae ? { "accept-encoding": ae } : {}), ...extra }, decompress: false } as RequestInit);
+  await raw();
+  const z = await raw("gzip, br, zstd");
+  expect(z.headers.get("content-encoding")).toBe("zstd");
+  expect(z.headers.get("vary")?.toLowerCase()).toContain("accept-encoding");
+  expect(z.headers.get("etag")).toBe('W/"k1"');
+  const zb = new Uint8Array(await z.arrayBuffer());
+  expect(zb.byteLength).toBeLessThan(css.length / 10);
+  expect(new TextDecoder().decode(Bun.zstdDecompressSync(zb))).toBe(css);
+  const g = await raw("gzip;q=1, br;q=0.5");
+  expect(g.headers.get("content-encoding")).toBe("gzip");
+  expect(new TextDecoder().decode(Bun.gunzipSync(new Uint8Array(await g.arrayBuffer())))).toBe(css);
+  const id = await raw();
+  expect(id.headers.get("content-encoding")).toBeNull();
+  expect(id.headers.get("vary")?.toLowerCase()).toContain("accept-encoding");
+  expect((await id.text()).length).toBe(css.length);
+  const range = await raw("gzip", { range: "bytes=0-9" });
+  expect(range.status).toBe(206);
+  expect(range.headers.get("content-encoding")).toBeNull();
+  const png = on("png", text("x".repeat(2000), { "cache-control": "max-age=60", "content-type": "image/png" }));
+  await get(png);
+  const pr = await gw.request(HOST, png, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+  expect(pr.headers.get("content-encoding")).toBeNull();
+  expect(count("compress")).toBe(1);
+});
+
+test("200 concurrent misses for one URL make one origin request", async () => {
+  const p = on("coalesce", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  const slow = behaviours.get("coalesce")!;
+  behaviours.set("coalesce", (r, n) => {
+    Bun.sleepSync(200);
+    return slow(r, n);
+  });
+  const bodies = await Promise.all(Array.from({ length: 200 }, () => get(p).then((r) => r.text())));
+  expect(new Set(bodies)).toEqual(new Set(["v1"]));
+  expect(count("coalesce")).toBe(1);
+});
+
+test("route rules: ttl replaces the origin's freshness, min_ttl is a floor, ignore_query, bypass_cookies, enabled = false", async () => {
+  on("rules-ttl", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=0" } }));
+  await get("/rules-ttl/a");
+  expect(await (await get("/rules-ttl/a")).text()).toBe("v1");
+  on("rules-min", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=0" } }));
+  await get("/rules-min/a");
+  expect(await (await get("/rules-min/a")).text()).toBe("v1");
+  on("rules-query", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get("/rules-query/a?x=1");
+  expect(await (await get("/rules-query/a?x=2")).text()).toBe("v1");
+  on("rules-cookie", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get("/rules-cookie/a");
+  const bypass = await get("/rules-cookie/a", { cookie: "theme=dark; session=abc" });
+  expect(await bypass.text()).toBe("v2");
+  expect(bypass.headers.get("cache-status")).toBe("gatehouse; fwd=bypass");
+  expect(await (await get("/rules-cookie/a", { cookie: "theme=dark" })).text()).toBe("v1");
+  on("rules-off", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get("/rules-off/a");
+  expect(await (await get("/rules-off/a")).text()).toBe("v2");
+});
+
+test("purge by URL, host, path prefix and all, answered with the count; never on the public listener", async () => {
+  const p = on("purge", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get(`${p}/a`);
+  await get(`${p}/b`);
+  const purge = (q: string) => fetch(`${gw.admin}/cache/purge?${q}`, { method: "POST" }).then((r) => r.json() as Promise<{ purged: number }>);
+  expect(await purge(`url=http://${HOST}${p}/a`)).toEqual({ purged: 1 });
+  expect(await (await get(`${p}/a`)).text()).toBe("v3");
+  expect(await purge(`host=${HOST}&prefix=${p}/`)).toEqual({ purged: 2 });
+  expect((await purge("all")).purged).toBeGreaterThan(0);
+  await get(`${p}/c`);
+  expect((await gw.request(HOST, "/cache/purge?all", { method: "POST" })).status).toBe(404); // the site's, not the admin's
+  expect(await (await get(`${p}/c`)).text()).toBe("v4");
+  expect((await fetch(`${gw.admin}/cache/purge`, { method: "POST" })).status).toBe(400);
+});
+
+test("cache metrics: requests by result, size, objects", async () => {
+  const m = await (await fetch(`${gw.admin}/metrics`)).text();
+  const v = (name: string) => Number(m.split("\n").find((l) => l.startsWith(name))?.split(" ").pop());
+  expect(v('gatehouse_cache_requests_total{result="hit"}')).toBeGreaterThan(5);
+  expect(v('gatehouse_cache_requests_total{result="miss"}')).toBeGreaterThan(5);
+  expect(v('gatehouse_cache_requests_total{result="revalidated"}')).toBeGreaterThanOrEqual(1);
+  expect(v('gatehouse_cache_requests_total{result="stale"}')).toBeGreaterThanOrEqual(2);
+  expect(v('gatehouse_cache_requests_total{result="bypass"}')).toBeGreaterThanOrEqual(1);
+  expect(v("gatehouse_cache_objects")).toBeGreaterThan(0);
+  expect(v("gatehouse_cache_size_bytes")).toBeGreaterThan(0);
+});
+
+test("memory stays within max_size: 10x max_size of distinct objects, accounted and real", async () => {
+  const chunk = "x".repeat(64 * 1024);
+  const p = on("fill", () => new Response(chunk, { headers: { "cache-control": "max-age=600" } }));
+  const before = gw.memory().rssKiB;
+  for (let i = 0; i < 640; i += 16) await Promise.all(Array.from({ length: 16 }, (_, j) => get(`${p}/${i + j}`).then((r) => r.arrayBuffer())));
+  const m = await (await fetch(`${gw.admin}/metrics`)).text();
+  const v = (name: string) => Number(m.split("\n").find((l) => l.startsWith(name))?.split(" ").pop());
+  const size = v("gatehouse_cache_size_bytes");
+  console.log(`fill: accounted ${size} bytes in ${v("gatehouse_cache_objects")} objects, ${v("gatehouse_cache_evictions_total")} evictions, rss ${before} -> ${gw.memory().rssKiB} KiB`);
+  expect(size).toBeLessThanOrEqual(4 * 1024 * 1024);
+  expect(size).toBeGreaterThan(3 * 1024 * 1024);
+  expect(v("gatehouse_cache_evictions_total")).toBeGreaterThan(500);
+  expect(gw.memory().rssKiB - before).toBeLessThan(64 * 1024);
+  expect(await (await get(`${p}/639`)).text()).toBe(chunk);
+  expect(count("fill")).toBe(640);
+});
