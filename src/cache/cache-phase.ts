@@ -2,7 +2,7 @@
 import type { CacheRules } from "../config/types.ts";
 import { cacheRequests } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import { clientOf, type RequestContext } from "../proxy/context.ts";
 import { GatewayError } from "../proxy/errors.ts";
 import { discard, release } from "../proxy/finish.ts";
 import { parseCacheControl, responsePolicy } from "./cache-control.ts";
@@ -58,6 +58,20 @@ function lifetimeOf(info: ResponseInfo, rules: CacheRules): number {
   return rules.minTtl !== undefined && !cc.has("no-cache") ? Math.max(origin, rules.minTtl) : origin;
 }
 
+/** refresh recomputes what a hit needs from an entry's headers and times: its lifetime, corrected initial age and no-cache. */
+function refresh(e: Entry, rules: CacheRules): void {
+  e.lifetime = lifetimeOf(e, rules);
+  e.initialAge = currentAge(e, e.responseTime);
+  e.alwaysRevalidate = responsePolicy(e.headers).directives.has("no-cache");
+}
+
+/** quickFresh answers the common question without parsing anything: a request without Cache-Control or Pragma, an entry still fresh. Returns the ttl in seconds, or undefined to let decide() judge. */
+function quickFresh(e: Entry, h: Headers, now: number): { age: number; ttl: number } | undefined {
+  if (e.alwaysRevalidate || h.get("cache-control") !== null || h.get("pragma") !== null) return undefined;
+  const age = e.initialAge + (now - e.responseTime) / 1000;
+  return age < e.lifetime ? { age, ttl: e.lifetime - age } : undefined;
+}
+
 /** cachePhase wraps a proxied route's forward with the cache; the returned handler is the route's `handle`. */
 export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: Forward): (ctx: RequestContext) => Promise<Response> {
   /** upstream forwards with the outcome held: the phase decides whether the client gets this response (release) or one from the store (discard). */
@@ -89,6 +103,11 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const now = Date.now();
     if (found !== undefined) {
       const e = found.entry;
+      const quick = quickFresh(e, req.headers, now);
+      if (quick !== undefined) {
+        count(ctx, "hit");
+        return serveStored(ctx, e, quick.age, `hit; ttl=${Math.floor(quick.ttl)}`, req.headers, () => cache.store.touch(primary, found.secondary, e));
+      }
       const d = decide(e, req.headers, now, e.lifetime);
       if (d.use === "fresh") {
         count(ctx, "hit");
@@ -157,8 +176,8 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const info: ResponseInfo = { status: res.status, headers, requestTime, responseTime };
     const vary = varyNames(headers);
     const compressibleBody = res.status === 200 && !(parseCacheControl(headers.get("cache-control")).has("no-transform")) && compressible(headers.get("content-type"), headers.get("content-encoding"), body.byteLength);
-    const entry: Entry = { ...info, body, vary: vary === "*" ? [] : vary, lifetime: 0, compressible: compressibleBody, encoded: new Map() };
-    entry.lifetime = lifetimeOf(info, rules);
+    const entry: Entry = { ...info, body, vary: vary === "*" ? [] : vary, lifetime: 0, initialAge: 0, alwaysRevalidate: false, compressible: compressibleBody, encoded: new Map() };
+    refresh(entry, rules);
     const secondary = vary === "*" || vary.length === 0 ? "" : secondaryKey(vary, ctx.req.headers);
     const stored = vary !== "*" && cache.store.set(primary, secondary, entry);
     const out = serveStored(ctx, entry, currentAge(entry, Date.now()), `${status}${stored ? "; stored" : ""}`, cond, () => cache.store.touch(primary, secondary, entry));
@@ -191,7 +210,7 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
       const merged = mergeRevalidated(e.headers, res.headers);
       for (const name of NOT_STORED) merged.delete(name);
       Object.assign(e, { headers: merged, requestTime, responseTime });
-      e.lifetime = lifetimeOf(e, rules);
+      refresh(e, rules);
       cache.store.touch(primary, secondary, e);
       discard(ctx);
       return serveStored(ctx, e, currentAge(e, responseTime), `fwd=stale; fwd-status=304; stored; ttl=${Math.floor(e.lifetime)}`, cond, () => cache.store.touch(primary, secondary, e));
@@ -217,7 +236,7 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
       // A context of its own, finished from the start: the background exchange is not a client request in logs and metrics;
       // its server stub ignores per-request timeouts (the request is not one of the listener's).
       const server = Object.create(ctx.server, { timeout: { value: () => undefined } }) as RequestContext["server"];
-      const bg: RequestContext = { ...ctx, req, server, finished: true };
+      const bg: RequestContext = { ...ctx, req, server, peer: clientOf(ctx), finished: true };
       await revalidate(bg, primary, secondary, e, 0, 0, 0);
     } catch (err) {
       log.warn("background revalidation failed; the stale response stays stored", { url: primary, error: String((err as Error).message ?? err) });

@@ -15,6 +15,12 @@ export type Conditionals = { readonly headers: Headers; readonly any: boolean };
 
 const CONDITIONAL_FIELDS = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"];
 
+/** asksConditionally says whether a request carries a validator or a range (a few header lookups; no parsing). */
+function asksConditionally(h: Headers): boolean {
+  for (const name of CONDITIONAL_FIELDS) if (h.get(name) !== null) return true;
+  return false;
+}
+
 /** takeConditionals removes the client's conditional and range fields from h (so the origin sends a full, storable response) and returns them. */
 export function takeConditionals(h: Headers): Conditionals {
   const kept = new Headers();
@@ -56,7 +62,7 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
   h.set("cache-status", `${CACHE_NAME}; ${status}`);
   h.set("x-request-id", ctx.id);
   const head = ctx.req.method === "HEAD";
-  if (e.status === 200 && (cond instanceof Headers || cond.any)) {
+  if (e.status === 200 && (cond instanceof Headers ? asksConditionally(req) : cond.any)) {
     const c = evaluateConditional(req, e.headers);
     if (c !== "full") {
       // No body: RFC 9110 §15.4.5 (304 carries the validators, not the content's description); 412 is an error without content.

@@ -13,6 +13,10 @@ export type Entry = {
   readonly vary: readonly string[];
   /** lifetime is the freshness lifetime in seconds, the route's TTL rules applied (RFC 9111 §4.2.1). */
   lifetime: number;
+  /** initialAge is the corrected initial age in seconds (RFC 9111 §4.2.3): the age is initialAge + time since responseTime. */
+  initialAge: number;
+  /** alwaysRevalidate: the response said no-cache (§5.2.2.4), so it is never served without asking the origin. */
+  alwaysRevalidate: boolean;
   /** compressible: the cache may encode the body for clients that accept it; encoded holds the codings made so far. */
   readonly compressible: boolean;
   readonly encoded: Map<string, Uint8Array>;

@@ -1,6 +1,6 @@
 /** The logging phase: metrics and one access-log line per request, written once when the response has ended. */
 import { log } from "../observability/log.ts";
-import type { RequestContext } from "./context.ts";
+import { clientOf, type RequestContext } from "./context.ts";
 import { unroutedStats } from "./unrouted.ts";
 
 /** release ends a hold: the phase passes the upstream's response on, so its outcome (now, or when its body ends) is what gets recorded. */
@@ -35,7 +35,7 @@ export function finish(ctx: RequestContext, status: number, bytesOut: number, pr
     level: "info",
     msg: "access",
     request_id: ctx.id,
-    client: ctx.client,
+    client: clientOf(ctx),
     host: ctx.host,
     route: ctx.route?.name ?? null,
     method: ctx.req.method,

@@ -2,7 +2,7 @@
 import { upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
-import type { ProxyTarget, RequestContext } from "./context.ts";
+import { clientOf, type ProxyTarget, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
@@ -33,7 +33,8 @@ function upstreamPath(ctx: RequestContext, strip: string | undefined): string {
 export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: boolean): Headers {
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
-  setForwarded(h, { client: ctx.client, proto: ctx.scheme, host: ctx.host }, ctx.hop.trusted(ctx.client));
+  const client = clientOf(ctx);
+  setForwarded(h, { client, proto: ctx.scheme, host: ctx.host }, ctx.hop.trusted(client));
   h.set("x-request-id", ctx.id);
   // 100-continue is between the client and us (Bun's server answers it); the upstream gets the body outright.
   h.delete("expect");

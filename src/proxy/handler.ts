@@ -60,7 +60,7 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
       server,
       id: requestId(req.headers.get("x-request-id")),
       start: performance.now(),
-      client: server.requestIP(req)?.address ?? "",
+      peer: undefined,
       scheme,
       host: req.headers.get("host") ?? "",
       path,
