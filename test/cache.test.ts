@@ -240,6 +240,52 @@ test("an unsafe method invalidates the target and a same-origin Location", async
   expect(await (await get(q)).text()).toBe("w2");
 });
 
+test("request directives: max-stale accepts a stale response, min-fresh and max-age refuse a too old one", async () => {
+  const p = on("reqdirs", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=1" } }));
+  await get(p);
+  await Bun.sleep(1100);
+  const stale = await get(p, { "cache-control": "max-stale=60" });
+  expect(await stale.text()).toBe("v1");
+  expect(stale.headers.get("cache-status")).toContain("detail=stale");
+  expect(count("reqdirs")).toBe(1);
+  expect(await (await get(p)).text()).toBe("v2");
+  expect(await (await get(p, { "cache-control": "min-fresh=30" })).text()).toBe("v3");
+  await Bun.sleep(1000);
+  const q = on("reqmaxage", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
+  await get(q);
+  await Bun.sleep(1100);
+  expect(await (await get(q, { "cache-control": "max-age=0" })).text()).toBe("v2");
+  expect(await (await get(q, { "cache-control": "max-age=30" })).text()).toBe("v2");
+});
+
+test("Age from the origin counts: a response already as old as its max-age is stale on arrival", async () => {
+  const p = on("agehdr", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60", age: "50" } }));
+  await get(p);
+  const hit = await get(p);
+  expect(Number(hit.headers.get("age"))).toBeGreaterThanOrEqual(50);
+  const q = on("ageold", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60", age: "120" } }));
+  await get(q);
+  expect(await (await get(q)).text()).toBe("v2");
+});
+
+test("must-understand stores a response whose status is understood even with no-store; proxy-revalidate forbids stale serving", async () => {
+  const p = on("mu", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "must-understand, no-store, max-age=60" } }));
+  await get(p);
+  expect(await (await get(p)).text()).toBe("v1");
+  const q = on("proxyreval", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, proxy-revalidate, stale-if-error=60" } }) : new Response("broken", { status: 503 })));
+  await get(q);
+  await Bun.sleep(1100);
+  expect((await get(q, { "cache-control": "max-stale=60" })).status).toBe(503);
+});
+
+test("no-transform: a compressible response is never compressed by the cache", async () => {
+  const p = on("notransform", text("a".repeat(4000), { "cache-control": "max-age=60, no-transform", "content-type": "text/plain" }));
+  await get(p);
+  const r = await gw.request(HOST, p, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+  expect(r.headers.get("content-encoding")).toBeNull();
+  expect((await r.text()).length).toBe(4000);
+});
+
 test("only-if-cached gets 504 on a miss", async () => {
   const p = on("oic", text("x", { "cache-control": "max-age=60" }));
   expect((await get(p, { "cache-control": "only-if-cached" })).status).toBe(504);
