@@ -53,9 +53,19 @@ export function storable(method: string, reqHeaders: Headers, res: { status: num
   if (res.headers.has("set-cookie") && !shared) return no("set-cookie");
   if (HEURISTIC_STATUSES.has(status)) return OK; // §3, §4.2.2
   if (!understood) return no("status");
-  // §3: otherwise only with explicit freshness or public; Expires does not count when a targeted field rules (RFC 9213 §2.2).
-  const explicit = rd.has("public") || rd.has("max-age") || rd.has("s-maxage") || (!targeted && res.headers.has("expires"));
-  return explicit ? OK : no("no-explicit-freshness");
+  // §3: otherwise only with explicit freshness or public.
+  return rd.has("public") || explicitFreshness(rd, targeted, res.headers) ? OK : no("no-explicit-freshness");
+}
+
+/** explicitFreshness: max-age, s-maxage or Expires; Expires does not count when a targeted field rules (RFC 9213 §2.2). */
+function explicitFreshness(rd: Directives, targeted: boolean, h: Headers): boolean {
+  return rd.has("max-age") || rd.has("s-maxage") || (!targeted && h.has("expires"));
+}
+
+/** hasExplicitFreshness says whether the origin gave a freshness lifetime (§4.2.1) rather than leaving it to heuristics (§4.2.2). */
+export function hasExplicitFreshness(h: Headers): boolean {
+  const { directives, targeted } = responsePolicy(h);
+  return explicitFreshness(directives, targeted, h);
 }
 
 /** dateValue is the response's Date, or the time it was received when Date is missing or invalid (RFC 9110 §6.6.1). */

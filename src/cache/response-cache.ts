@@ -51,16 +51,19 @@ export class ResponseCache {
   purge(f: PurgeFilter): number {
     if ("all" in f) return this.store.purge(() => true);
     if ("url" in f) {
-      const rest = f.url.replace(/^https?:\/\//, "");
-      return this.store.delete(`http://${rest}`) + this.store.delete(`https://${rest}`);
+      const rest = f.url.replace(/^https?:\/\//i, "");
+      const slash = rest.indexOf("/");
+      const host = slash < 0 ? rest : rest.slice(0, slash);
+      const key = (normalizeHostHeader(host) ?? host.toLowerCase()) + (slash < 0 ? "/" : rest.slice(slash));
+      return this.store.delete(`http://${key}`) + this.store.delete(`https://${key}`);
     }
     const host = f.host.toLowerCase();
     const prefix = f.prefix ?? "/";
     return this.store.purge((k) => k.startsWith(`http://${host}${prefix}`) || k.startsWith(`https://${host}${prefix}`));
   }
 
-  /** invalidate drops the stored responses for these absolute URLs (after an unsafe method, RFC 9111 §4.4). */
-  invalidate(urls: readonly string[]): void {
+  /** invalidate drops the stored responses for these absolute URLs (after an unsafe method, RFC 9111 §4.4); ignoreQuery matches how the route keys them. */
+  invalidate(urls: readonly string[], ignoreQuery: boolean): void {
     for (const u of urls) {
       let parsed: URL;
       try {
@@ -68,7 +71,7 @@ export class ResponseCache {
       } catch {
         continue;
       }
-      this.purge({ url: `${parsed.host.replace(/:\d+$/, "")}${parsed.pathname}${parsed.search}` });
+      this.purge({ url: `${parsed.hostname}${parsed.pathname}${ignoreQuery ? "" : parsed.search}` });
     }
   }
 }

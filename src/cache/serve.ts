@@ -2,7 +2,7 @@
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import { finish } from "../proxy/finish.ts";
 import type { RequestContext } from "../proxy/context.ts";
-import { compress, negotiate } from "./compress.ts";
+import { compress, compressAsync, negotiate, type Coding } from "./compress.ts";
 import { evaluateConditional } from "./conditional.ts";
 import { ageHeader } from "./policy.ts";
 import type { Entry } from "./store.ts";
@@ -36,22 +36,38 @@ export function takeConditionals(h: Headers): Conditionals {
   return { headers: kept, any };
 }
 
-/** encodedBody returns e's body in the coding the client prefers, making it once (grown() then re-accounts the entry), or undefined for identity; it sets the representation's headers on h (RFC 9110 §8.4, §8.8.3: a weak ETag, since the bytes differ). */
-function encodedBody(e: Entry, h: Headers, acceptEncoding: string | null, grown: () => void): Uint8Array | undefined {
-  h.append("vary", "accept-encoding");
-  const coding = negotiate(acceptEncoding);
-  if (coding === undefined) return undefined;
-  let body = e.encoded.get(coding);
-  if (body === undefined) {
-    body = compress(e.body, coding);
+/** SYNC_LIMIT: bodies up to this are compressed on the request that first asks (a millisecond or so); larger ones in the background while that request gets identity. */
+const SYNC_LIMIT = 128 * 1024;
+const compressing = new WeakMap<Entry, Set<Coding>>();
+
+/** encodedBody returns e's body in `coding`, making it once per entry (grown() then re-accounts the entry), or undefined while a large one is being made. */
+function encodedBody(e: Entry, coding: Coding, grown: () => void): Uint8Array | undefined {
+  const done = e.encoded.get(coding);
+  if (done !== undefined) return done;
+  if (e.body.byteLength <= SYNC_LIMIT) {
+    const body = compress(e.body, coding);
     e.encoded.set(coding, body);
     grown();
+    return body;
   }
-  h.set("content-encoding", coding);
-  h.set("content-length", String(body.byteLength));
+  let busy = compressing.get(e);
+  if (busy === undefined) compressing.set(e, (busy = new Set()));
+  if (!busy.has(coding)) {
+    busy.add(coding);
+    void compressAsync(e.body, coding)
+      .then((body) => {
+        e.encoded.set(coding, body);
+        grown();
+      })
+      .catch(() => undefined)
+      .finally(() => busy.delete(coding));
+  }
+  return undefined;
+}
+
+function weakEtag(h: Headers): void {
   const etag = h.get("etag");
   if (etag !== null && !etag.startsWith("W/")) h.set("etag", `W/${etag}`);
-  return body;
 }
 
 /** serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one, the body unless HEAD; Age and Cache-Status set, the request finished. */
@@ -62,17 +78,23 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
   h.set("cache-status", `${CACHE_NAME}; ${status}`);
   h.set("x-request-id", ctx.id);
   const head = ctx.req.method === "HEAD";
+  // RFC 9110 §8.4, §12.5.3: a compressible entry varies on Accept-Encoding whatever this client gets; its coded form has a weak ETag.
+  let coding: Coding | undefined;
+  if (e.compressible) {
+    if (!/(^|,)\s*accept-encoding\s*(,|$)/i.test(h.get("vary") ?? "")) h.append("vary", "accept-encoding");
+    coding = negotiate(ctx.req.headers.get("accept-encoding"));
+  }
   if (e.status === 200 && (cond instanceof Headers ? asksConditionally(req) : cond.any)) {
     const c = evaluateConditional(req, e.headers);
     if (c !== "full") {
+      if (coding !== undefined) weakEtag(h); // the validator the client holds is of the coded form (§15.4.5)
       // No body: RFC 9110 §15.4.5 (304 carries the validators, not the content's description); 412 is an error without content.
       for (const name of ["content-length", "content-type", "content-encoding", "content-range"]) h.delete(name);
       finish(ctx, c, 0, undefined);
       return new Response(null, { status: c, headers: h });
     }
+    // Ranges are of the identity body, with its strong ETag: no compression of ranges.
     const range = head ? null : req.get("range");
-    // Ranges are of the identity body (no compression of ranges); caches still see the response vary on Accept-Encoding.
-    if (range !== null && e.compressible) h.append("vary", "accept-encoding");
     if (range !== null && ifRangeHolds(req.get("if-range"), e.headers.get("etag"), e.headers.get("last-modified"))) {
       const size = e.body.byteLength;
       const r = parseRange(range, size);
@@ -91,7 +113,13 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
       }
     }
   }
-  const body = e.compressible ? (encodedBody(e, h, ctx.req.headers.get("accept-encoding"), grown) ?? e.body) : e.body;
+  const coded = coding === undefined ? undefined : encodedBody(e, coding, grown);
+  if (coded !== undefined) {
+    h.set("content-encoding", coding!);
+    h.set("content-length", String(coded.byteLength));
+    weakEtag(h);
+  }
+  const body = coded ?? e.body;
   const bytes = head ? 0 : body.byteLength;
   finish(ctx, e.status, bytes, undefined);
   return new Response(head || body.byteLength === 0 ? null : body, { status: e.status, headers: h });

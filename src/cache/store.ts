@@ -97,10 +97,11 @@ export class Store {
   /** touch recomputes an entry's accounted size after it changed (a 304 merged into it, an encoding added). */
   touch(primary: string, secondary: string, e: Entry): void {
     const key = primary + SEP + secondary;
-    if (this.lru.peek(key) === e) {
-      this.lru.set(key, e);
-      this.report();
-    }
+    if (this.lru.peek(key) !== e) return;
+    // Grown past the whole store (many large encodings): drop it by the path that keeps the Vary index right.
+    if (entrySize(e, key) > this.maxSize) this.lru.delete(key);
+    else this.lru.set(key, e);
+    this.report();
   }
 
   /** delete removes every variant stored under primary (a few Map operations) and returns how many. */

@@ -1,0 +1,190 @@
+/** Filling and refreshing the cache from the origin: store what RFC 9111 §3 allows, revalidate stale entries (§4.3), serve stale on errors (RFC 5861 §4), refresh in the background (RFC 5861 §3). */
+import type { CacheRules } from "../config/types.ts";
+import { cacheRequests } from "../observability/gateway-metrics.ts";
+import { log } from "../observability/log.ts";
+import { clientOf, type RequestContext } from "../proxy/context.ts";
+import { GatewayError } from "../proxy/errors.ts";
+import { discard, release } from "../proxy/finish.ts";
+import { responsePolicy } from "./cache-control.ts";
+import { compressible } from "./compress.ts";
+import { currentAge, freshnessLifetime, hasExplicitFreshness, mergeRevalidated, storable, type ResponseInfo } from "./policy.ts";
+import type { ResponseCache } from "./response-cache.ts";
+import { CACHE_NAME, serveStored, takeConditionals, type Conditionals } from "./serve.ts";
+import type { Entry } from "./store.ts";
+import { secondaryKey, varyNames } from "./vary.ts";
+
+/** Forward sends the request on to the origin and returns the client-ready response (the proxy's forward). */
+export type Forward = (ctx: RequestContext) => Promise<Response>;
+
+/** Headers that describe one exchange or one client, not the stored representation: never stored. */
+const NOT_STORED = ["set-cookie", "x-request-id", "cache-status", "connection"];
+
+type Result = "hit" | "miss" | "stale" | "revalidated" | "bypass";
+const cells = new Map<Result, { value: number }>();
+
+/** count records a lookup's result in the metrics and the access log; background exchanges (already finished contexts) are not client lookups. */
+export function count(ctx: RequestContext, result: Result): void {
+  if (ctx.finished) return;
+  let c = cells.get(result);
+  if (c === undefined) cells.set(result, (c = cacheRequests.labels(result)));
+  c.value++;
+  ctx.cache = result;
+}
+
+/** tag sets Cache-Status (RFC 9211) on a response passed through from the origin. */
+export function tag(res: Response, status: string): Response {
+  res.headers.set("cache-status", `${CACHE_NAME}; ${status}`);
+  return res;
+}
+
+/** lifetimeOf is the freshness lifetime to store with a response: the origin's (RFC 9111 §4.2.1), unless the route replaces it (ttl), gives one where the origin gave none (default_ttl) or puts a floor under it (min_ttl). */
+function lifetimeOf(info: ResponseInfo, rules: CacheRules): number {
+  if (rules.ttl !== undefined) return rules.ttl;
+  const origin = rules.defaultTtl !== undefined && !hasExplicitFreshness(info.headers) ? rules.defaultTtl : freshnessLifetime(info);
+  return rules.minTtl !== undefined && !responsePolicy(info.headers).directives.has("no-cache") ? Math.max(origin, rules.minTtl) : origin;
+}
+
+/** refresh recomputes what a hit needs from an entry's headers and times: its lifetime, corrected initial age and no-cache. */
+function refresh(e: Entry, rules: CacheRules): void {
+  e.lifetime = lifetimeOf(e, rules);
+  e.initialAge = currentAge(e, e.responseTime);
+  e.alwaysRevalidate = responsePolicy(e.headers).directives.has("no-cache");
+}
+
+/** Filler talks to the origin for one cached route. */
+export class Filler {
+  constructor(
+    private readonly rules: CacheRules,
+    private readonly cache: ResponseCache,
+    private readonly forward: Forward,
+  ) {}
+
+  /** upstream forwards with the outcome held: the phase decides whether the client gets this response (release) or one from the store (discard). */
+  private async upstream(ctx: RequestContext): Promise<Response> {
+    ctx.hold = true;
+    try {
+      return await this.forward(ctx);
+    } catch (e) {
+      discard(ctx);
+      throw e;
+    }
+  }
+
+  /** fetch sends the client's request as it is (its validators and range too: the origin may answer 304 or 206, which pass through) and stores a full response that may be stored. */
+  async fetch(ctx: RequestContext, primary: string): Promise<Response> {
+    // The Vary key must come from what the client sent, before forwarding adds X-Forwarded-For, Via and the like.
+    const asked = new Headers(ctx.req.headers);
+    const requestTime = Date.now();
+    const res = await this.upstream(ctx);
+    return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
+  }
+
+  private async admit(ctx: RequestContext, primary: string, res: Response, requestTime: number, responseTime: number, cond: Conditionals, asked: Headers, status: string): Promise<Response> {
+    const ok = storable("GET", asked, res);
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
+      release(ctx);
+      return tag(res, `${status}; detail=${ok.ok ? (res.body === null ? "no-body" : "too-large") : ok.reason}`);
+    }
+    let body: Uint8Array;
+    try {
+      body = await res.bytes();
+    } catch (e) {
+      discard(ctx);
+      throw e instanceof GatewayError ? e : new GatewayError(502, "upstream response broke off", "upstream", String((e as Error).message ?? e));
+    }
+    discard(ctx);
+    const headers = new Headers(res.headers);
+    for (const name of NOT_STORED) headers.delete(name);
+    const vary = varyNames(headers);
+    const noTransform = responsePolicy(headers).directives.has("no-transform") || /\bno-transform\b/i.test(headers.get("cache-control") ?? "");
+    const entry: Entry = {
+      status: res.status, headers, body, requestTime, responseTime, vary: vary === "*" ? [] : vary,
+      lifetime: 0, initialAge: 0, alwaysRevalidate: false, encoded: new Map(),
+      compressible: res.status === 200 && !noTransform && compressible(headers.get("content-type"), headers.get("content-encoding"), body.byteLength),
+    };
+    refresh(entry, this.rules);
+    const secondary = vary === "*" || vary.length === 0 ? "" : secondaryKey(vary, asked);
+    const stored = vary !== "*" && this.cache.store.set(primary, secondary, entry);
+    return this.toClient(ctx, res, serveStored(ctx, entry, currentAge(entry, Date.now()), `${status}${stored ? "; stored" : ""}`, cond, () => this.cache.store.touch(primary, secondary, entry)));
+  }
+
+  /** toClient gives the client whose request reached the origin what was meant for it alone: its cookies and its Connection. */
+  private toClient(ctx: RequestContext, from: Response, out: Response): Response {
+    for (const c of from.headers.getSetCookie()) out.headers.append("set-cookie", c);
+    const conn = from.headers.get("connection");
+    if (conn !== null) out.headers.set("connection", conn);
+    return out;
+  }
+
+  /** revalidate asks the origin whether e is still good (RFC 9111 §4.3.1): a 304 refreshes it, a new response replaces it, an error may be answered with e while stale-if-error allows (RFC 5861 §4). */
+  async revalidate(ctx: RequestContext, primary: string, secondary: string, e: Entry, staleIfError: number, age: number, ttl: number): Promise<Response> {
+    const asked = new Headers(ctx.req.headers);
+    const cond = takeConditionals(ctx.req.headers);
+    const etag = e.headers.get("etag");
+    const lastModified = e.headers.get("last-modified");
+    if (etag !== null) ctx.req.headers.set("if-none-match", etag);
+    if (lastModified !== null) ctx.req.headers.set("if-modified-since", lastModified);
+    const grown = () => this.cache.store.touch(primary, secondary, e);
+    const requestTime = Date.now();
+    let res: Response;
+    try {
+      res = await this.upstream(ctx);
+    } catch (err) {
+      if (staleIfError > 0 && err instanceof GatewayError && err.status >= 500) {
+        count(ctx, "stale");
+        return serveStored(ctx, e, age, `fwd=stale; detail=stale-if-error; ttl=${Math.floor(ttl)}`, cond, grown);
+      }
+      throw err;
+    }
+    const responseTime = Date.now();
+    if (res.status === 304) {
+      count(ctx, "revalidated");
+      const merged = mergeRevalidated(e.headers, res.headers, responseTime);
+      for (const name of NOT_STORED) merged.delete(name);
+      const vary = varyNames(merged);
+      discard(ctx);
+      if (vary === "*" || vary.join(",") !== e.vary.join(",")) {
+        // The variants are keyed by the old Vary names: serve this client, drop them all (RFC 9111 §4.1).
+        this.cache.store.delete(primary);
+        const once: Entry = { ...e, headers: merged, requestTime, responseTime, encoded: new Map() };
+        refresh(once, this.rules);
+        return this.toClient(ctx, res, serveStored(ctx, once, currentAge(once, responseTime), "fwd=stale; fwd-status=304; detail=vary-changed", cond));
+      }
+      Object.assign(e, { headers: merged, requestTime, responseTime });
+      refresh(e, this.rules);
+      this.cache.store.touch(primary, secondary, e);
+      return this.toClient(ctx, res, serveStored(ctx, e, currentAge(e, responseTime), `fwd=stale; fwd-status=304; stored; ttl=${Math.floor(e.lifetime)}`, cond, grown));
+    }
+    if (res.status >= 500 && staleIfError > 0) {
+      count(ctx, "stale");
+      void res.body?.cancel();
+      discard(ctx);
+      return serveStored(ctx, e, age, `fwd=stale; fwd-status=${res.status}; detail=stale-if-error; ttl=${Math.floor(ttl)}`, cond, grown);
+    }
+    count(ctx, "miss");
+    return this.admit(ctx, primary, res, requestTime, responseTime, cond, asked, `fwd=stale; fwd-status=${res.status}`);
+  }
+
+  /** background refreshes e after a stale response was served (stale-while-revalidate, RFC 5861 §3); one at a time per URL, failures only logged, nothing counted as a client request. */
+  async background(ctx: RequestContext, primary: string, secondary: string, e: Entry): Promise<void> {
+    const turn = this.cache.coalescer.join(`revalidate ${primary}`, 0);
+    if (!turn.leader) return;
+    try {
+      const headers = new Headers(ctx.req.headers);
+      headers.delete("cache-control");
+      const req = new Request(ctx.req.url, { method: "GET", headers });
+      // A context of its own, finished from the start: the exchange is not a client request in logs and metrics;
+      // its server stub ignores per-request timeouts (the request is not one of the listener's).
+      const server = Object.create(ctx.server, { timeout: { value: () => undefined } }) as RequestContext["server"];
+      const bg: RequestContext = { ...ctx, req, server, peer: clientOf(ctx), finished: true, hold: false, held: undefined };
+      const res = await this.revalidate(bg, primary, secondary, e, 0, 0, 0);
+      // Nobody reads this response; a streamed body must still be ended so the upstream connection is released.
+      await res.body?.cancel();
+    } catch (err) {
+      log.warn("background revalidation failed; the stale response stays stored", { url: primary, error: String((err as Error).message ?? err) });
+    } finally {
+      turn.done();
+    }
+  }
+}
