@@ -26,9 +26,4 @@ export class Coalescer {
       },
     };
   }
-
-  /** size is the number of keys being fetched now. */
-  get size(): number {
-    return this.inflight.size;
-  }
 }

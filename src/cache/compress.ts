@@ -17,9 +17,20 @@ export function compressible(contentType: string | null, contentEncoding: string
   return COMPRESSIBLE.test(contentType);
 }
 
-/** negotiate picks the coding for an Accept-Encoding value (RFC 9110 §12.5.3): the highest q among zstd, br and gzip (and `*`), ties broken by PREFERENCE; undefined for identity (none acceptable, q=0, or no header). */
+const memo = new Map<string, Coding | undefined>();
+const MEMO_LIMIT = 1000;
+
+/** negotiate picks the coding for an Accept-Encoding value (RFC 9110 §12.5.3): the highest q among zstd, br and gzip (and `*`), ties broken by PREFERENCE; undefined for identity (none acceptable, q=0, or no header). Memoised: browsers send a handful of distinct values. */
 export function negotiate(acceptEncoding: string | null): Coding | undefined {
   if (acceptEncoding === null || acceptEncoding === "") return undefined;
+  if (memo.has(acceptEncoding)) return memo.get(acceptEncoding);
+  const c = choose(acceptEncoding);
+  if (memo.size >= MEMO_LIMIT) memo.clear();
+  memo.set(acceptEncoding, c);
+  return c;
+}
+
+function choose(acceptEncoding: string): Coding | undefined {
   const q = new Map<string, number>();
   for (const part of acceptEncoding.split(",")) {
     const [name, ...params] = part.trim().toLowerCase().split(";");

@@ -126,13 +126,4 @@ export class Store {
     this.report();
     return n;
   }
-
-  /** size is the accounted bytes held; count the number of stored responses. */
-  get size(): number {
-    return this.lru.calculatedSize;
-  }
-
-  get count(): number {
-    return this.lru.size;
-  }
 }
