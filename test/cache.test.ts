@@ -350,7 +350,9 @@ test("a 304 for a compressed representation carries its weak ETag and Vary", asy
 });
 
 test("one access-log line per request, with the cache result, whatever path the cache took", async () => {
-  const p = on("logged", (r, n) => (n === 1 ? new Response("a", { headers: { "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : r.headers.get("if-none-match") && n === 2 ? new Response(null, { status: 304, headers: { "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : new Response("down", { status: 500 })));
+  // Date rounded up to the next second, so that the age is the time since the response, not up to a second more.
+  const date = () => new Date(Math.ceil(Date.now() / 1000) * 1000).toUTCString();
+  const p = on("logged", (r, n) => (n === 1 ? new Response("a", { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : r.headers.get("if-none-match") && n === 2 ? new Response(null, { status: 304, headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : new Response("down", { status: 500 })));
   const from = gw.logs.length;
   const ids: string[] = [];
   const req = async (h: Record<string, string> = {}) => ids.push((await get(p, h)).headers.get("x-request-id")!);
