@@ -4,6 +4,7 @@
 # Needs Debian's nginx and wrk. Usage: bench/cache.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-3}
 SECS=${2:-6}
 CONNS=64
@@ -20,23 +21,6 @@ head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/1k"
 head -c 65536 /dev/zero | tr '\0' 'y' > "$WORK/www/64k"
 chown -R www-data "$SHM" 2>/dev/null || true
 
-nginx_conf() { # $1 dir, $2 http-level config
-  cat > "$1/nginx.conf" <<NGX
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile off;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;
-  $2
-}
-NGX
-}
 nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; location / { add_header Cache-Control \"public, max-age=3600\"; } }"
 nginx_conf "$WORK/nginx-proxy" "proxy_cache_path $SHM levels=1:2 keys_zone=gh:10m max_size=256m inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
@@ -79,7 +63,6 @@ run() { # $1 port $2 file -> "rps p50ms p99ms"
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     END {printf "%.0f %.3f %.3f %d\n", rps, ms(p50), ms(p99), bad}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 origin_hits() { curl -s "http://127.0.0.1:$GH_ADMIN/metrics" | awk '/^gatehouse_cache_requests_total\{result="(miss)"\}/ {s+=$2} END {print s+0}'; }
 
 rows=""

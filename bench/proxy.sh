@@ -4,6 +4,7 @@
 # Usage: bench/proxy.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-3}
 SECS=${2:-8}
 CONNS=64
@@ -17,22 +18,6 @@ trap cleanup EXIT
 mkdir -p "$WORK/www" "$WORK/routes" "$WORK/nginx-origin" "$WORK/nginx-proxy"
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/1k"
 
-nginx_conf() { # $1 dir, $2 server block
-  cat > "$1/nginx.conf" <<NGX
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile off;
-  keepalive_requests 100000;
-  client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;
-  $2
-}
-NGX
-}
 nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; location / { add_header Cache-Control no-store; } }"
 nginx_conf "$WORK/nginx-proxy" "upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server { listen 127.0.0.1:$NGINX_PORT; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }"
@@ -63,7 +48,6 @@ run() { # $1 port -> "rps p50ms p99ms"
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     END {printf "%.0f %.3f %.3f\n", rps, ms(p50), ms(p99)}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 wrk -t2 -c$CONNS -d2s "http://127.0.0.1:$GH_PORT/1k" >/dev/null   # warm-up
 wrk -t2 -c$CONNS -d2s "http://127.0.0.1:$NGINX_PORT/1k" >/dev/null

@@ -6,6 +6,7 @@
 # Usage: bench/tls.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ROUNDS=${1:-3}
 SECS=${2:-6}
 CONNS=64
@@ -27,22 +28,6 @@ timeout 20 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes 
   -addext "subjectAltName=DNS:$HOST,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 chmod 644 "$WORK/key.pem"
 
-nginx_conf() { # $1 dir, $2 server block
-  cat > "$1/nginx.conf" <<NGX
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile off;
-  keepalive_requests 100000;
-  client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1; uwsgi_temp_path $1; scgi_temp_path $1;
-  $2
-}
-NGX
-}
 nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; location / { add_header Cache-Control no-store; } }"
 # The probe server (same worker, own port, access log on) only answers the one-second resumption probe below.
 nginx_conf "$WORK/nginx-proxy" "upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
@@ -111,7 +96,6 @@ run_stime() { # $1 port, $2 server pid: PAR sequential full-handshake clients in
     END {printf "%.0f %.3f - %.0f 1.00 0 %d\n", n/wall, n ? par*wall*1000/n : 0, n ? cpu*1e6/tick/n : 0, err}'
   rm -f "$WORK"/stime.*
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 reset_hwm() { echo 5 > "/proc/$GH_PID/clear_refs" 2>/dev/null || true; }   # resets VmHWM (Linux >= 4.0) so each scenario has its own peak
 hwm_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$GH_PID/status"; }
 
