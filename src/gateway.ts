@@ -14,6 +14,7 @@ import { Listeners } from "./server.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
+import { HealthChecks } from "./upstream/health-check.ts";
 import type { TlsSet } from "./server.ts";
 
 /** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
@@ -40,6 +41,7 @@ export class Gateway {
   private pidFile: string | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
   private readonly endpoints = new EndpointRegistry();
+  private readonly health = new HealthChecks();
   private readonly listeners: Listeners;
   private readonly certs = new CertManager(() => void this.certificatesChanged());
   /** cache is created with the defaults and sized by each config as it goes live. */
@@ -51,6 +53,7 @@ export class Gateway {
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
+      upstreams: () => this.endpoints.describe(performance.now()),
     });
     this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch });
     setHealthCollector((g) => {
@@ -98,6 +101,7 @@ export class Gateway {
     this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize);
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
     this.endpoints.retain(gen.endpoints);
+    this.health.reconcile(gen.health);
     log.setLevel(g.log.level);
     log.access = g.log.access;
     return gen;
@@ -160,6 +164,7 @@ export class Gateway {
     if (this.draining) return;
     this.draining = true;
     this.certs.dispose();
+    this.health.stopAll();
     log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size, grace_ms: graceMs });
     for (const ws of openSockets) ws.close(1001, "gateway shutting down");
     let timer: Timer | undefined;

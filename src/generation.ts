@@ -1,7 +1,7 @@
 /** A generation is one immutable compiled config: build → validate → swap → dispose. Requests take the generation that is live when they arrive and keep it to the end. */
 import { cachePhase } from "./cache/cache-phase.ts";
 import type { ResponseCache } from "./cache/response-cache.ts";
-import type { Config, PathRoute, ProxyAction, RedirectAction, SiteConfig, StaticAction } from "./config/types.ts";
+import type { Config, HealthCheck, PathRoute, ProxyAction, RedirectAction, SiteConfig, StaticAction } from "./config/types.ts";
 import { BUILTIN_PREFIX } from "./config/route-schema.ts";
 import { cidrMatcher } from "./lib/cidr.ts";
 import { statsFor } from "./observability/gateway-metrics.ts";
@@ -22,18 +22,23 @@ export type Generation = {
   readonly view: HandlerView;
   /** endpoints are the upstream endpoints this generation routes to (shared with older generations where route and URL match). */
   readonly endpoints: ReadonlySet<Endpoint>;
+  /** health maps the endpoints of routes with an active health check to that check. */
+  readonly health: ReadonlyMap<Endpoint, HealthCheck>;
   readonly routeNames: ReadonlySet<string>;
 };
 
 /** GenerationDeps are the registries whose state outlives any one generation. */
 export type GenerationDeps = { readonly endpoints: EndpointRegistry; readonly listenerIdleMs: number; readonly cache: ResponseCache };
 
-function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, used: Set<Endpoint>): Pick<CompiledRoute, "proxy" | "handle"> {
+function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>): Pick<CompiledRoute, "proxy" | "handle"> {
   const endpoints = a.upstreams.map((u) => deps.endpoints.get(route.name, u.url));
-  endpoints.forEach((e) => used.add(e));
+  for (const e of endpoints) {
+    used.add(e);
+    if (a.options.health) health.set(e, a.options.health);
+  }
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
   const target: ProxyTarget = {
-    pool: new Pool(endpoints, a.options.loadBalance),
+    pool: new Pool(endpoints, a.options.loadBalance, a.options.allUnhealthy),
     options: a.options,
     stripPrefix: a.stripPrefix && route.prefix !== "/" ? route.prefix : undefined,
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
@@ -63,21 +68,21 @@ function redirectRoute(a: RedirectAction): CompiledRoute["handle"] {
   };
 }
 
-function compileRoute(route: PathRoute, deps: GenerationDeps, used: Set<Endpoint>): CompiledRoute | undefined {
+function compileRoute(route: PathRoute, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
   const base = { name: route.name, prefix: route.prefix, stats: statsFor(route.name), maxBodySize: route.maxBodySize };
-  if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, used) };
+  if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, used, health) };
   if (a.kind === "static") return { ...base, proxy: undefined, handle: staticRoute(route, a) };
   return { ...base, proxy: undefined, handle: redirectRoute(a) };
 }
 
-function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>, names: Set<string>, https: boolean): Site {
+function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>, names: Set<string>, https: boolean): Site {
   const [root, ...subs] = site.routes;
-  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, used) : undefined);
+  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, used, health) : undefined);
   if (root?.action) names.add(root.name);
   for (const r of subs) {
-    const c = compileRoute(r, deps, used);
+    const c = compileRoute(r, deps, used, health);
     if (c) {
       paths.add(r.prefix, c);
       names.add(r.name);
@@ -93,9 +98,10 @@ function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>
 export function buildGeneration(config: Config, deps: GenerationDeps, id: number): Generation {
   const router = new HostRouter<Site>();
   const used = new Set<Endpoint>();
+  const health = new Map<Endpoint, HealthCheck>();
   const names = new Set<string>();
   for (const site of config.sites) {
-    const compiled = compileSite(site, deps, used, names, config.global.listen.https !== undefined);
+    const compiled = compileSite(site, deps, used, health, names, config.global.listen.https !== undefined);
     for (const host of site.hosts) router.add(host, compiled);
   }
   const p = config.global.proxy;
@@ -103,5 +109,5 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
   // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
   const hp = config.global.listen.publicHttpsPort ?? config.global.listen.https?.port;
   const view = { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
-  return { id, config, view, endpoints: used, routeNames: names };
+  return { id, config, view, endpoints: used, health, routeNames: names };
 }

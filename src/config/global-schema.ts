@@ -3,7 +3,7 @@ import { isAbsolute, resolve } from "node:path";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readAcme } from "./acme-schema.ts";
 import type { Reader } from "./reader.ts";
-import type { Address, GlobalConfig, LogLevel, ProxyOptions } from "./types.ts";
+import type { Address, GlobalConfig, HealthCheck, LogLevel, ProxyOptions } from "./types.ts";
 
 /** LOAD_BALANCE_POLICIES are the names `load_balance` accepts. */
 export const LOAD_BALANCE_POLICIES = ["round_robin", "least_requests"] as const;
@@ -36,7 +36,36 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   responseHeaderTimeout: 60_000,
   idleTimeout: 60_000,
   failCooldown: 10_000,
+  failCooldownMax: 300_000,
+  maxFails: 3,
+  allUnhealthy: "try",
+  health: undefined,
 };
+
+function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | undefined {
+  const h = r.table("health");
+  if (!h) return base;
+  const path = h.string("path") ?? base?.path ?? "/";
+  if (!path.startsWith("/")) h.problem("path", `${JSON.stringify(path)} does not start with "/"`, 'a path such as "/healthz"');
+  const expect = h.string("expect_status") ?? (base ? `${base.expectMin}-${base.expectMax}` : "200-399");
+  const m = /^(\d{3})(?:-(\d{3}))?$/.exec(expect);
+  if (!m || Number(m[2] ?? m[1]) < Number(m[1])) h.problem("expect_status", `cannot read ${JSON.stringify(expect)} as a status or range`, 'a status such as "200" or a range such as "200-399"');
+  const check: HealthCheck = {
+    path,
+    interval: h.duration("interval", base?.interval ?? 10_000),
+    timeout: h.duration("timeout", base?.timeout ?? 2_000),
+    expectMin: m ? Number(m[1]) : 200,
+    expectMax: m ? Number(m[2] ?? m[1]) : 399,
+    healthyThreshold: h.integer("healthy_threshold", base?.healthyThreshold ?? 2, 1, 100),
+    unhealthyThreshold: h.integer("unhealthy_threshold", base?.unhealthyThreshold ?? 3, 1, 100),
+    jitter: h.duration("jitter", base?.jitter ?? 1_000),
+    host: h.string("host") ?? base?.host,
+  };
+  if (check.interval < 100) h.problem("interval", "is shorter than 100ms", 'a duration such as "5s"');
+  if (check.timeout >= check.interval) h.problem("timeout", "is not shorter than the interval", "a timeout below the interval, so checks do not overlap");
+  h.done();
+  return check;
+}
 
 /** readProxyOptions reads the forwarding keys shared by [proxy], a route file and a [[paths]] entry, on top of base. */
 export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
@@ -47,6 +76,10 @@ export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
     responseHeaderTimeout: r.duration("response_header_timeout", base.responseHeaderTimeout),
     idleTimeout: r.duration("idle_timeout", base.idleTimeout),
     failCooldown: r.duration("fail_cooldown", base.failCooldown),
+    failCooldownMax: r.duration("fail_cooldown_max", base.failCooldownMax),
+    maxFails: r.integer("max_fails", base.maxFails, 1, 1000),
+    allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
+    health: readHealth(r, base.health),
   };
 }
 

@@ -17,6 +17,28 @@ export type ProxyOptions = {
   readonly responseHeaderTimeout: number;
   readonly idleTimeout: number;
   readonly failCooldown: number;
+  /** failCooldownMax caps the cool-down, which doubles with each consecutive failure. */
+  readonly failCooldownMax: number;
+  /** maxFails is how many consecutive errors or timeouts (not refusals: those eject at once) eject an endpoint. */
+  readonly maxFails: number;
+  /** allUnhealthy: when active checks find every endpoint unhealthy, "try" them anyway or "fail" with 503. */
+  readonly allUnhealthy: "try" | "fail";
+  /** health is the route's active health check, when it has one. */
+  readonly health: HealthCheck | undefined;
+};
+
+/** HealthCheck is an active check of every endpoint of a route: GET path every interval (± jitter), healthy when the status is in [expectMin, expectMax]. */
+export type HealthCheck = {
+  readonly path: string;
+  readonly interval: number;
+  readonly timeout: number;
+  readonly expectMin: number;
+  readonly expectMax: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+  readonly jitter: number;
+  /** host is the Host header of checks; undefined: the endpoint's own host:port. */
+  readonly host: string | undefined;
 };
 
 /** Upstream is one endpoint URL of a proxied route. */

@@ -13,9 +13,11 @@ export interface AdminState {
   renewCertificate(name: string): boolean;
   /** purge removes stored responses (POST /cache/purge) and returns how many. */
   purge(filter: PurgeFilter): number;
+  /** upstreams lists every endpoint with its state (GET /upstreams). */
+  upstreams(): unknown[];
 }
 
-/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates; POST /certificates/NAME/renew, /cache/purge. */
+/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams; POST /certificates/NAME/renew, /cache/purge. */
 export function adminApp(state: AdminState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok\n"));
@@ -26,6 +28,7 @@ export function adminApp(state: AdminState): Hono {
     const name = c.req.param("name");
     return state.renewCertificate(name) ? c.json({ renewing: name }, 202) : c.json({ error: `no ACME or internal certificate named ${JSON.stringify(name)}` }, 404);
   });
+  app.get("/upstreams", (c) => c.json(state.upstreams()));
   app.post("/cache/purge", (c) => {
     const q = c.req.query();
     let filter: PurgeFilter;
@@ -36,6 +39,6 @@ export function adminApp(state: AdminState): Hono {
     if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
     return c.json({ purged: state.purge(filter) });
   });
-  app.notFound((c) => c.text("not found: the admin listener serves /healthz, /readyz, /metrics, /certificates and /cache/purge\n", 404));
+  app.notFound((c) => c.text("not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams and /cache/purge\n", 404));
   return app;
 }

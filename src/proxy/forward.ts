@@ -1,5 +1,5 @@
 /** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
-import { upstreamRequests } from "../observability/gateway-metrics.ts";
+import { retries, upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
 import { clientOf, type ProxyTarget, type RequestContext } from "./context.ts";
@@ -9,6 +9,7 @@ import { finish } from "./finish.ts";
 import { unwatch, watch, type Watched } from "./idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 /** BUFFER_LIMIT: bodies of declared length up to this are read whole before answering. A JS stream wrapper per response costs about 40% of a small request's throughput; reading the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502. */
 const BUFFER_LIMIT = 64 * 1024;
 const CLIENT_GONE = "client closed the connection";
@@ -94,6 +95,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         if (ctrl.signal.aborted) {
           if (ctrl.signal.reason === TIMEOUT) {
             outcome(route.name, ep, "timeout");
+            ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within ${o.responseHeaderTimeout}ms`);
             throw new GatewayError(504, "upstream did not answer in time", "upstream", `no response headers within ${o.responseHeaderTimeout}ms`);
           }
           outcome(route.name, ep, "aborted");
@@ -101,7 +103,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         }
         if (code === "ECONNREFUSED") {
           outcome(route.name, ep, "refused");
-          ep.markDown(performance.now(), o.failCooldown, "connection refused");
+          ep.markDown(performance.now(), o.failCooldown, o.failCooldownMax, "connection refused");
           lastProblem = `${ep.url}: connection refused`;
           tried.push(ep);
           // Nothing reached the endpoint, so even a POST may go to the next one, if its body was not read yet.
@@ -109,7 +111,14 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
           throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
         }
         outcome(route.name, ep, code === "ETIMEDOUT" || code === "TimeoutError" ? "timeout" : "error");
-        ep.lastError = code;
+        ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, code);
+        lastProblem = `${ep.url}: ${code}`;
+        tried.push(ep);
+        // No response came back: an idempotent request (RFC 9110 §9.2.2) whose body was not sent may go to another endpoint, within the pool's retry budget.
+        if (IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+          retries.labels(route.name).value++;
+          continue;
+        }
         throw new GatewayError(code === "ETIMEDOUT" || code === "TimeoutError" ? 504 : 502, "upstream failed", "upstream", `${ep.url}: ${code}: ${(err as Error).message}`);
       }
       clearTimeout(timer);

@@ -1,4 +1,5 @@
-/** Endpoint state that outlives a config generation: in-flight count, cool-down after a refused connection, last error. */
+/** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
+import { upstreamEjections } from "../observability/gateway-metrics.ts";
 
 /** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL. */
 export class Endpoint {
@@ -6,26 +7,50 @@ export class Endpoint {
   /** downUntil is the time (ms, performance.now) before which the endpoint is skipped. */
   downUntil = 0;
   consecutiveFailures = 0;
+  /** ejections counts passive ejections in a row; each doubles the cool-down, a success resets it. */
+  ejections = 0;
+  /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
+  healthy = true;
   lastError: string | undefined;
+  /** lastCheck is the time (ms, epoch) and outcome of the last active check. */
+  lastCheck: { time: number; ok: boolean; detail: string } | undefined;
 
   constructor(readonly route: string, readonly url: string) {}
 
-  /** available says whether the endpoint may be picked at time now. */
+  /** available says whether the endpoint may be picked at time now: healthy by the active checks and not ejected. */
   available(now: number): boolean {
+    return this.healthy && now >= this.downUntil;
+  }
+
+  /** cooled says whether the passive cool-down is over, whatever the active checks say (for the all-unhealthy fallback). */
+  cooled(now: number): boolean {
     return now >= this.downUntil;
   }
 
-  /** markDown ejects the endpoint for cooldown ms after a failure to connect. */
-  markDown(now: number, cooldown: number, error: string): void {
+  /** markDown ejects the endpoint at once (a refused connection: nothing reached it), for a cool-down that doubles with each ejection in a row, up to max. */
+  markDown(now: number, cooldown: number, max: number, error: string): void {
     this.consecutiveFailures++;
-    this.downUntil = now + cooldown;
-    this.lastError = error;
+    this.eject(now, cooldown, max, error);
   }
 
-  /** markUp clears the failure count after a response. */
+  /** markFailed counts an error or timeout; after maxFails in a row the endpoint is ejected like markDown. */
+  markFailed(now: number, maxFails: number, cooldown: number, max: number, error: string): void {
+    this.lastError = error;
+    if (++this.consecutiveFailures >= maxFails) this.eject(now, cooldown, max, error);
+  }
+
+  private eject(now: number, cooldown: number, max: number, error: string): void {
+    this.downUntil = now + Math.min(max, cooldown * 2 ** Math.min(this.ejections, 20));
+    this.ejections++;
+    this.lastError = error;
+    upstreamEjections.labels(this.route, this.url).value++;
+  }
+
+  /** markUp clears the failure counts after a response. */
   markUp(): void {
-    if (this.consecutiveFailures !== 0) {
+    if (this.consecutiveFailures !== 0 || this.ejections !== 0) {
       this.consecutiveFailures = 0;
+      this.ejections = 0;
       this.downUntil = 0;
     }
   }
@@ -56,6 +81,21 @@ export class EndpointRegistry {
       }
     }
     return dropped;
+  }
+
+  /** describe lists every endpoint for the admin API: route, URL, whether it takes requests, health, in-flight requests, ejection and the last error. */
+  describe(now: number): unknown[] {
+    return [...this.endpoints.values()].map((e) => ({
+      route: e.route,
+      upstream: e.url,
+      available: e.available(now),
+      healthy: e.healthy,
+      inflight: e.inflight,
+      ejected_for_ms: Math.max(0, Math.round(e.downUntil - now)),
+      consecutive_failures: e.consecutiveFailures,
+      last_error: e.lastError ?? null,
+      last_check: e.lastCheck ? { time: new Date(e.lastCheck.time).toISOString(), ok: e.lastCheck.ok, detail: e.lastCheck.detail } : null,
+    }));
   }
 
   /** all lists the endpoints known now. */

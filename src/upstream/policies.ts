@@ -2,24 +2,24 @@
 import type { LoadBalance } from "../config/types.ts";
 import type { Endpoint } from "./endpoint.ts";
 
-/** SelectionPolicy picks one endpoint that is available at `now` and not in `exclude` (those already tried); undefined when none is. It allocates nothing. */
+/** SelectionPolicy picks one endpoint that is available at `now` and not in `exclude` (those already tried); undefined when none is. With `anyHealth`, the active health verdict is ignored (the all-unhealthy fallback). It allocates nothing. */
 export interface SelectionPolicy {
-  select(pool: readonly Endpoint[], now: number, exclude?: readonly Endpoint[]): Endpoint | undefined;
+  select(pool: readonly Endpoint[], now: number, exclude?: readonly Endpoint[], anyHealth?: boolean): Endpoint | undefined;
 }
 
-function usable(e: Endpoint, now: number, exclude: readonly Endpoint[] | undefined): boolean {
-  return e.available(now) && (exclude === undefined || !exclude.includes(e));
+function usable(e: Endpoint, now: number, exclude: readonly Endpoint[] | undefined, anyHealth: boolean | undefined): boolean {
+  return (anyHealth ? e.cooled(now) : e.available(now)) && (exclude === undefined || !exclude.includes(e));
 }
 
 /** roundRobin cycles through the pool, skipping unavailable endpoints. */
 export function roundRobin(): SelectionPolicy {
   let next = 0;
   return {
-    select(pool, now, exclude) {
+    select(pool, now, exclude, anyHealth) {
       const n = pool.length;
       for (let i = 0; i < n; i++) {
         const e = pool[(next + i) % n]!;
-        if (usable(e, now, exclude)) {
+        if (usable(e, now, exclude, anyHealth)) {
           next = (next + i + 1) % n;
           return e;
         }
@@ -33,12 +33,12 @@ export function roundRobin(): SelectionPolicy {
 export function leastRequests(): SelectionPolicy {
   let start = 0;
   return {
-    select(pool, now, exclude) {
+    select(pool, now, exclude, anyHealth) {
       const n = pool.length;
       let best: Endpoint | undefined;
       for (let i = 0; i < n; i++) {
         const e = pool[(start + i) % n]!;
-        if (usable(e, now, exclude) && (best === undefined || e.inflight < best.inflight)) best = e;
+        if (usable(e, now, exclude, anyHealth) && (best === undefined || e.inflight < best.inflight)) best = e;
       }
       start = (start + 1) % (n || 1);
       return best;

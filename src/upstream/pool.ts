@@ -3,16 +3,32 @@ import type { LoadBalance } from "../config/types.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { policyFor, type SelectionPolicy } from "./policies.ts";
 
+/** RETRY_RATIO is the share of requests that may be retried; RETRY_BURST the tokens saved up for a burst. */
+const RETRY_RATIO = 0.2;
+const RETRY_BURST = 10;
+
 /** Pool selects endpoints for one route; a reload builds a new Pool over the surviving Endpoint objects. */
 export class Pool {
   private readonly policy: SelectionPolicy;
+  /** budget: retries may be at most RETRY_RATIO of requests (a token per request, capped), so retries cannot multiply an outage. */
+  private budget = RETRY_BURST;
 
-  constructor(readonly endpoints: readonly Endpoint[], loadBalance: LoadBalance) {
+  constructor(readonly endpoints: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try") {
     this.policy = policyFor(loadBalance);
   }
 
-  /** select returns an available endpoint not yet tried, or undefined. */
+  /** allowRetry spends one retry token, if the budget has one. */
+  allowRetry(): boolean {
+    if (this.budget < 1) return false;
+    this.budget -= 1;
+    return true;
+  }
+
+  /** select returns an available endpoint not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
   select(now: number, tried?: readonly Endpoint[]): Endpoint | undefined {
-    return this.policy.select(this.endpoints, now, tried);
+    if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
+    const e = this.policy.select(this.endpoints, now, tried);
+    if (e !== undefined || this.allUnhealthy === "fail" || this.endpoints.some((x) => x.healthy)) return e;
+    return this.policy.select(this.endpoints, now, tried, true);
   }
 }

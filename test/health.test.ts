@@ -1,0 +1,128 @@
+/** Upstream resilience through the real gateway: active health checks, the all-unhealthy fallback, passive ejection, retries of idempotent requests, the /upstreams admin view. */
+import { afterAll, expect, test } from "bun:test";
+import { freePort, origin, startGateway, type TestGateway } from "./harness.ts";
+
+/** backend is an origin whose health answer and request count the test controls. */
+function backend(name: string) {
+  const state = { healthy: true, hits: 0 };
+  const server = origin((req) => {
+    if (new URL(req.url).pathname === "/healthz") return new Response(state.healthy ? "ok" : "sick", { status: state.healthy ? 200 : 500 });
+    state.hits++;
+    return new Response(name);
+  });
+  return { state, server, url: `http://127.0.0.1:${server.port}` };
+}
+
+const a = backend("a");
+const b = backend("b");
+const gateways: TestGateway[] = [];
+afterAll(async () => {
+  for (const g of gateways) await g.cleanup();
+  a.server.stop(true);
+  b.server.stop(true);
+});
+
+async function start(routes: Record<string, string>): Promise<TestGateway> {
+  const g = await startGateway({ routes });
+  gateways.push(g);
+  return g;
+}
+
+const HEALTH = `[health]\npath = "/healthz"\ninterval = "200ms"\ntimeout = "100ms"\njitter = "20ms"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n`;
+
+async function bodies(g: TestGateway, host: string, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(await (await g.request(host)).text());
+  return out;
+}
+
+async function upstreams(g: TestGateway): Promise<{ route: string; upstream: string; healthy: boolean; available: boolean; last_check: { ok: boolean } | null }[]> {
+  return (await fetch(`${g.admin}/upstreams`)).json() as never;
+}
+
+test("an endpoint whose checks fail gets no requests until they pass again; the metric and /upstreams say so", async () => {
+  const g = await start({ site: `hosts = ["h.test"]\nupstreams = ["${a.url}", "${b.url}"]\n${HEALTH}` });
+  expect(new Set(await bodies(g, "h.test", 4))).toEqual(new Set(["a", "b"]));
+  b.state.healthy = false;
+  await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === b.url, 3000);
+  expect(new Set(await bodies(g, "h.test", 6))).toEqual(new Set(["a"]));
+  const m = await (await fetch(`${g.admin}/metrics`)).text();
+  expect(m).toContain(`gatehouse_upstream_healthy{route="site",upstream="${b.url}"} 0`);
+  const view = await upstreams(g);
+  expect(view.find((u) => u.upstream === b.url)).toMatchObject({ route: "site", healthy: false, available: false, last_check: { ok: false } });
+  b.state.healthy = true;
+  await g.waitForLog((l) => l.msg === "upstream endpoint healthy again" && l.upstream === b.url, 3000);
+  expect(new Set(await bodies(g, "h.test", 4))).toEqual(new Set(["a", "b"]));
+});
+
+test("when every endpoint fails its checks: all_unhealthy = \"try\" still sends requests, \"fail\" answers 503", async () => {
+  a.state.healthy = false;
+  b.state.healthy = false;
+  try {
+    const g = await start({
+      tryit: `hosts = ["try.test"]\nupstreams = ["${a.url}"]\n${HEALTH}`,
+      failit: `hosts = ["fail.test"]\nupstreams = ["${b.url}"]\nall_unhealthy = "fail"\n${HEALTH}`,
+    });
+    await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === a.url, 3000);
+    await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === b.url, 3000);
+    expect(await (await g.request("try.test")).text()).toBe("a");
+    expect((await g.request("fail.test")).status).toBe(503);
+  } finally {
+    a.state.healthy = true;
+    b.state.healthy = true;
+  }
+});
+
+test("health state survives a reload for endpoints that remain", async () => {
+  const g = await start({ site: `hosts = ["r.test"]\nupstreams = ["${a.url}", "${b.url}"]\n${HEALTH.replace('interval = "200ms"', 'interval = "2s"').replace('timeout = "100ms"', 'timeout = "1s"')}` });
+  b.state.healthy = false;
+  try {
+    await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === b.url, 8000);
+    g.writeRoute("other", `hosts = ["o.test"]\nstatic = "builtin:welcome"\n`);
+    expect((await g.reload()).msg).toBe("config reloaded");
+    expect(new Set(await bodies(g, "r.test", 4))).toEqual(new Set(["a"]));
+  } finally {
+    b.state.healthy = true;
+  }
+});
+
+test("a refused endpoint is ejected for a cool-down that doubles while it keeps refusing", async () => {
+  const dead = `http://127.0.0.1:${freePort()}`;
+  const g = await start({ site: `hosts = ["p.test"]\nupstreams = ["${dead}", "${a.url}"]\nfail_cooldown = "200ms"\nfail_cooldown_max = "10s"\n` });
+  const ejected = async () => (await upstreams(g)).find((u) => u.upstream === dead) as unknown as { ejected_for_ms: number };
+  expect(await (await g.request("p.test")).text()).toBe("a"); // refused, then the next endpoint
+  expect((await ejected()).ejected_for_ms).toBeLessThanOrEqual(200);
+  await Bun.sleep(250);
+  for (let i = 0; i < 2; i++) await g.request("p.test");
+  const second = (await ejected()).ejected_for_ms;
+  expect(second).toBeGreaterThan(200);
+  expect(second).toBeLessThanOrEqual(400);
+  const m = await (await fetch(`${g.admin}/metrics`)).text();
+  expect(m).toMatch(new RegExp(`gatehouse_upstream_ejections_total\\{route="site",upstream="${dead.replace(/[.:/]/g, "\\$&")}"\\} 2`));
+});
+
+test("an idempotent request whose endpoint dies without answering is retried on another; a POST is not replayed", async () => {
+  let posts = 0;
+  const dying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } }); // accepts, then closes without a response
+  const counting = origin(async (req) => {
+    if (req.method === "POST") posts++;
+    return new Response("good");
+  });
+  try {
+    const g = await start({ site: `hosts = ["x.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${counting.port}"]\nmax_fails = 1000\n` });
+    for (let i = 0; i < 4; i++) {
+      const r = await g.request("x.test");
+      expect(r.status).toBe(200);
+      expect(await r.text()).toBe("good");
+    }
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await g.request("x.test", "/", { method: "POST", body: "x" })).status);
+    expect(statuses).toContain(502);
+    expect(posts).toBe(statuses.filter((s) => s === 200).length);
+    const m = await (await fetch(`${g.admin}/metrics`)).text();
+    expect(Number(/gatehouse_upstream_retries_total\{route="site"\} (\d+)/.exec(m)?.[1])).toBeGreaterThanOrEqual(1);
+  } finally {
+    dying.stop(true);
+    counting.stop(true);
+  }
+});
