@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import net from "node:net";
 import { DnsUpdateError, addTxt, deleteTxt, findZone, queryTxt, type DnsServer, type DnsUpdateOptions, type TsigKey } from "../src/acme/dns-update.ts";
-import { CLASS, TYPE, decodeMessage, encodeMessage, encodeName, signMessage, txtData, verifyTsig, type DecodedMessage } from "../src/acme/dns-wire.ts";
+import { CLASS, TYPE, decodeMessage, encodeMessage, encodeName, signMessage, txtData, verifyTsig, type DecodedMessage } from "../src/lib/dns-wire.ts";
 import { Testbed } from "./testbed.ts";
 
 let testbed: Testbed;

@@ -5,9 +5,9 @@ import net from "node:net";
 import {
   CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, isSubdomain, normalizeName, parseTxt, rcodeName,
   signMessage, tsigErrorName, verifyTsig, type DecodedMessage, type ResourceRecord, type TsigKey, txtData,
-} from "./dns-wire.ts";
+} from "../lib/dns-wire.ts";
 
-export type { TsigKey } from "./dns-wire.ts";
+export type { TsigKey } from "../lib/dns-wire.ts";
 
 /** DnsServer is where queries and updates go: an IP address (or host name) and port, usually the zone's primary. */
 export type DnsServer = { readonly host: string; readonly port: number };
@@ -172,6 +172,16 @@ export async function addTxt(opts: DnsUpdateOptions, name: string, value: string
 /** deleteTxt deletes exactly the TXT record with this value (class NONE, RFC 2136 §2.5.4), leaving other values; deleting a missing one succeeds (§3.4.2.4). */
 export async function deleteTxt(opts: DnsUpdateOptions, name: string, value: string): Promise<void> {
   await update(opts, name, (n) => ({ name: n, type: TYPE.TXT, class: CLASS.NONE, ttl: 0, data: txtData(value) }));
+}
+
+/** addRecord adds one record of any type from raw rdata (RFC 2136 §2.5.1), e.g. A, AAAA or SRV for service discovery; otherwise like addTxt. */
+export async function addRecord(opts: DnsUpdateOptions, name: string, type: number, data: Uint8Array, ttl = 60): Promise<void> {
+  await update(opts, name, (n) => ({ name: n, type, class: CLASS.IN, ttl, data }));
+}
+
+/** deleteRecord deletes exactly the record with this type and rdata (class NONE, RFC 2136 §2.5.4); deleting a missing one succeeds (§3.4.2.4). */
+export async function deleteRecord(opts: DnsUpdateOptions, name: string, type: number, data: Uint8Array): Promise<void> {
+  await update(opts, name, (n) => ({ name: n, type, class: CLASS.NONE, ttl: 0, data }));
 }
 
 async function update(opts: DnsUpdateOptions, name: string, record: (name: string) => ResourceRecord): Promise<void> {

@@ -1,8 +1,8 @@
-/** DNS wire format (RFC 1035 §4) for the ACME DNS-01 client: names, header, questions, RRs, TXT data, and TSIG signing and verification (RFC 8945). Pure: no sockets. */
+/** DNS messages on the wire (RFC 1035 §4, RFC 2136, RFC 8945 TSIG): encoding, decoding and record data, shared by the ACME DNS-01 client and upstream discovery. */
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-/** TYPE holds the RR type codes the client uses (RFC 1035 §3.2.2, RFC 8945 §4.2). */
-export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, TSIG: 250, ANY: 255 } as const;
+/** TYPE holds the RR type codes the clients use (RFC 1035 §3.2.2, RFC 3596 §2.1, RFC 2782, RFC 8945 §4.2). */
+export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, SRV: 33, TSIG: 250, ANY: 255 } as const;
 /** CLASS holds class codes; NONE deletes one RR in an update (RFC 2136 §2.5.4), ANY marks TSIG (RFC 8945 §4.2). */
 export const CLASS = { IN: 1, NONE: 254, ANY: 255 } as const;
 /** OPCODE holds the two opcodes used: standard query and UPDATE (RFC 2136 §2.2). */
@@ -240,4 +240,68 @@ export function verifyTsig(wire: Uint8Array, msg: DecodedMessage, key: TsigKey, 
   if (tsig.mac.length !== expected.length || !timingSafeEqual(tsig.mac, expected)) return { status: "bad", error: 16, reason: "the mac does not verify" };
   if (tsig.error === 0 && Math.abs(nowSec - tsig.timeSigned) > tsig.fudge) return { status: "bad", error: 18, reason: `it was signed ${nowSec - tsig.timeSigned} s from this host's clock (fudge ${tsig.fudge} s)` };
   return { status: "verified", tsig };
+}
+
+/** readName decodes the name at offset in a whole message, following compression pointers (RFC 1035 §4.1.4), e.g. a CNAME's target; it throws "malformed dns message: ..." on bad input. */
+export function readName(wire: Uint8Array, offset: number): string {
+  return new Reader(wire, offset).name();
+}
+
+/** parseA reads A rdata as a dotted quad (RFC 1035 §3.4.1); it throws unless the rdata is 4 bytes. */
+export function parseA(data: Uint8Array): string {
+  if (data.length !== 4) throw new Error(`malformed dns message: a rdata of ${data.length} bytes`);
+  return data.join(".");
+}
+
+/** parseAaaa reads AAAA rdata (RFC 3596 §2.2) in RFC 5952 §4 text form: lower case, no leading zeros, the first longest run of two or more zero groups as "::". */
+export function parseAaaa(data: Uint8Array): string {
+  if (data.length !== 16) throw new Error(`malformed dns message: aaaa rdata of ${data.length} bytes`);
+  const g = Array.from({ length: 8 }, (_, i) => ((data[2 * i]! << 8) | data[2 * i + 1]!).toString(16));
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = Math.max(j, i + 1);
+  }
+  return best < 0 ? g.join(":") : `${g.slice(0, best).join(":")}::${g.slice(best + bestLen).join(":")}`;
+}
+
+/** addressData encodes an IPv4 address as A rdata or an IPv6 address (no embedded IPv4) as AAAA rdata; it throws on anything else. */
+export function addressData(ip: string): Uint8Array {
+  const bad = (): never => { throw new Error(`${JSON.stringify(ip)} is not an ip address`); };
+  if (ip.includes(".")) {
+    const octets = ip.split(".").map((o) => (/^\d{1,3}$/.test(o) && Number(o) < 256 ? Number(o) : bad()));
+    return octets.length === 4 ? Uint8Array.from(octets) : bad();
+  }
+  const groups = (s: string): number[] => (s === "" ? [] : s.split(":").map((x) => (/^[0-9a-f]{1,4}$/i.test(x) ? parseInt(x, 16) : bad())));
+  const halves = ip.split("::");
+  if (halves.length > 2) bad();
+  const head = groups(halves[0]!), tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 2 ? fill < 1 : fill !== 0) bad();
+  const w = new Writer();
+  for (const x of [...head, ...new Array<number>(fill).fill(0), ...tail]) w.u16(x);
+  return w.done();
+}
+
+/** SrvData is SRV rdata (RFC 2782); target "" is the root: "the service is decidedly not available at this domain". */
+export type SrvData = { readonly priority: number; readonly weight: number; readonly port: number; readonly target: string };
+
+/** srvData encodes SRV rdata with an uncompressed target, as RFC 2782 requires. */
+export function srvData(srv: SrvData): Uint8Array {
+  return new Writer().u16(srv.priority).u16(srv.weight).u16(srv.port).raw(encodeName(srv.target)).done();
+}
+
+/** parseSrv reads the SRV rdata of rr, decoded from wire; the target is read through compression pointers even though RFC 2782 forbids them there. */
+export function parseSrv(wire: Uint8Array, rr: ResourceRecord): SrvData {
+  const r = rr.offset === undefined ? new Reader(rr.data) : new Reader(wire, rr.offset);
+  if (rr.data.length < 7) throw new Error(`malformed dns message: srv rdata of ${rr.data.length} bytes`);
+  return { priority: r.u16(), weight: r.u16(), port: r.u16(), target: r.name() };
+}
+
+/** soaMinimum reads MINIMUM, the last field of SOA rdata (RFC 1035 §3.3.13), which bounds the negative-caching TTL (RFC 2308 §5). */
+export function soaMinimum(data: Uint8Array): number {
+  if (data.length < 22) throw new Error(`malformed dns message: soa rdata of ${data.length} bytes`);
+  return new Reader(data, data.length - 4).u32();
 }

@@ -1,0 +1,190 @@
+/** A small stub resolver for upstream discovery: A, AAAA and SRV with recursion desired, servers tried in order, UDP with TCP fallback on truncation (RFC 1035 §4.2, RFC 7766 §5), CNAME chains followed, negative TTLs from the SOA (RFC 2308 §5). */
+import { randomInt } from "node:crypto";
+import dgram from "node:dgram";
+import net from "node:net";
+import {
+  CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, normalizeName, parseA, parseAaaa, parseSrv, rcodeName, readName, soaMinimum,
+  type DecodedMessage,
+} from "../lib/dns-wire.ts";
+
+/** ResolverServer is a recursive resolver (or an authoritative server) to ask: an IP address and port. */
+export type ResolverServer = { readonly host: string; readonly port: number };
+/** RecordType is a question type the resolver asks. */
+export type RecordType = "A" | "AAAA" | "SRV";
+/** AddressRecord is one A or AAAA answer: the address in text form (RFC 5952 for IPv6) and its TTL in seconds. */
+export type AddressRecord = { readonly address: string; readonly ttl: number };
+/** SrvRecord is one SRV answer (RFC 2782) with its TTL in seconds; target "" (the root) means the service is not available. */
+export type SrvRecord = { readonly target: string; readonly port: number; readonly priority: number; readonly weight: number; readonly ttl: number };
+/** RecordOf maps a question type to its record shape. */
+export type RecordOf<T extends RecordType> = T extends "SRV" ? SrvRecord : AddressRecord;
+/** ResolveResult is an answer: records (empty for NXDOMAIN or NODATA) and ttl in seconds, the smallest TTL of the records and CNAMEs used, or for a negative answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5), 0 without a SOA. */
+export type ResolveResult<R = AddressRecord | SrvRecord> = { readonly records: readonly R[]; readonly ttl: number };
+/** ResolveAttempt is how one server failed: rcode name, or "TIMEOUT", "NETWORK", "FORMERR" (bad answer), and why. */
+export type ResolveAttempt = { readonly server: string; readonly rcode: string; readonly detail: string };
+
+/** ResolveError is a question no server answered usefully; rcode and server are the last attempt's ("SERVFAIL", "REFUSED", "TIMEOUT", "NETWORK", ...), attempts has them all in order. */
+export class ResolveError extends Error {
+  override readonly name = "ResolveError";
+  readonly rcode: string;
+  readonly server: string;
+  constructor(readonly question: string, readonly attempts: readonly ResolveAttempt[]) {
+    super(`resolving ${question} failed: ${attempts.length === 0 ? "no dns servers configured" : attempts.map((a) => `${a.server} ${a.detail}`).join("; ")}`);
+    const last = attempts.at(-1);
+    this.rcode = last?.rcode ?? "NETWORK";
+    this.server = last?.server ?? "";
+  }
+}
+
+/** MAX_CNAME_HOPS bounds a CNAME chain, in one answer and across re-asks. */
+const MAX_CNAME_HOPS = 8;
+
+/** Failure is one server's failure inside resolve, turned into a ResolveAttempt. */
+class Failure extends Error {
+  constructor(readonly rcode: string, detail: string) { super(detail); }
+}
+
+const addr = (s: ResolverServer): string => (net.isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
+/** Matcher turns a received message into the answer to our query, or undefined for anything else, which is ignored (RFC 5452 §9.1). */
+type Matcher = (msg: Uint8Array) => DecodedMessage | undefined;
+
+/** matcher accepts a response with our id, opcode QUERY and exactly our question; names compare case-insensitively. */
+function matcher(id: number, name: string, type: number): Matcher {
+  return (msg) => {
+    const h = decodeHeader(msg);
+    if (!h?.qr || h.id !== id || h.opcode !== OPCODE.QUERY) return undefined;
+    try {
+      const m = decodeMessage(msg);
+      const q = m.questions[0];
+      return m.questions.length === 1 && q!.name === name && q!.type === type && q!.class === CLASS.IN ? m : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
+/** transport sends wire over UDP (retransmitting once at half time) or TCP with a length prefix (RFC 1035 §4.2.2), and waits until deadline for a matching answer. */
+function transport(proto: "udp" | "tcp", server: ResolverServer, wire: Uint8Array, deadline: number, match: Matcher): Promise<DecodedMessage & { wire: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    let close = (): void => {};
+    let done = false;
+    const finish = (err: Failure | undefined, msg?: Uint8Array, m?: DecodedMessage): void => {
+      if (done) return;
+      done = true;
+      for (const t of timers) clearTimeout(t);
+      try { close(); } catch { /* already closed */ }
+      if (err) reject(err);
+      else resolve({ ...m!, wire: msg! });
+    };
+    const onMessage = (msg: Uint8Array): void => {
+      const m = match(msg);
+      if (m) finish(undefined, msg, m);
+    };
+    const netFail = (err: NodeJS.ErrnoException): void => finish(new Failure("NETWORK", `${proto} failed: ${err.code === "ECONNREFUSED" ? "connection refused" : err.message.toLowerCase()}`));
+    const left = Math.max(0, deadline - Date.now());
+    timers.push(setTimeout(() => finish(new Failure("TIMEOUT", `did not answer over ${proto} within the timeout`)), left));
+    try {
+      if (proto === "udp") {
+        const sock = dgram.createSocket(net.isIPv6(server.host) ? "udp6" : "udp4");
+        close = () => sock.close();
+        const send = (): void => sock.send(wire, (err) => { if (err) netFail(err); });
+        sock.on("error", netFail);
+        sock.on("message", (msg) => onMessage(new Uint8Array(msg)));
+        // connect() makes the kernel drop packets from other sources and report ICMP port unreachable as ECONNREFUSED.
+        sock.connect(server.port, server.host, () => {
+          send();
+          timers.push(setTimeout(() => { if (!done) send(); }, left / 2));
+        });
+      } else {
+        const sock = net.connect({ host: server.host, port: server.port });
+        close = () => sock.destroy();
+        let buf = Buffer.alloc(0);
+        sock.on("connect", () => sock.write(Buffer.concat([Buffer.from([wire.length >> 8, wire.length & 0xff]), wire])));
+        sock.on("data", (chunk: Buffer) => {
+          buf = Buffer.concat([buf, chunk]);
+          while (!done && buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+            const len = buf.readUInt16BE(0);
+            onMessage(new Uint8Array(buf.subarray(2, 2 + len)));
+            buf = buf.subarray(2 + len);
+          }
+        });
+        sock.on("error", netFail);
+        sock.on("close", () => finish(new Failure("NETWORK", "closed the tcp connection without an answer")));
+      }
+    } catch (err) {
+      netFail(err as NodeJS.ErrnoException);
+    }
+  });
+}
+
+/** readAnswer extracts the records for name from one answer, following CNAMEs inside it; next is set when the chain leaves the answer without a final answer, to be asked again. */
+export function readAnswer<T extends RecordType>(msg: DecodedMessage & { wire: Uint8Array }, name: string, type: T): ResolveResult<RecordOf<T>> & { next?: string } {
+  const code = TYPE[type];
+  let current = normalizeName(name);
+  let ttl = Infinity;
+  for (let hop = 0; ; hop++) {
+    const matches = msg.answers.filter((rr) => rr.name === current && rr.type === code && rr.class === CLASS.IN);
+    if (matches.length > 0) {
+      const records = matches.map((rr) => {
+        ttl = Math.min(ttl, rr.ttl);
+        if (type === "SRV") return { ...parseSrv(msg.wire, rr), ttl: rr.ttl };
+        return { address: type === "A" ? parseA(rr.data) : parseAaaa(rr.data), ttl: rr.ttl };
+      });
+      return { records: records as RecordOf<T>[], ttl };
+    }
+    const cname = msg.answers.find((rr) => rr.name === current && rr.type === TYPE.CNAME && rr.class === CLASS.IN);
+    if (!cname) break;
+    if (hop >= MAX_CNAME_HOPS) throw new Failure("FORMERR", `sent a cname chain longer than ${MAX_CNAME_HOPS}`);
+    ttl = Math.min(ttl, cname.ttl);
+    current = readName(msg.wire, cname.offset!);
+  }
+  // RFC 2308 §5: a negative answer lives min(SOA TTL, SOA MINIMUM); without a SOA it should not be cached at all.
+  const soa = msg.authorities.find((rr) => rr.type === TYPE.SOA && rr.class === CLASS.IN);
+  if (soa) return { records: [], ttl: Math.min(ttl, soa.ttl, soaMinimum(soa.data)) };
+  const negative = { records: [], ttl: Number.isFinite(ttl) ? ttl : 0 };
+  // A CNAME to a name outside the server's data (no SOA, NOERROR): the chain goes on elsewhere.
+  return current !== normalizeName(name) && msg.rcode === 0 ? { ...negative, next: current } : negative;
+}
+
+/** ask sends one question to each server in turn until one gives NOERROR or NXDOMAIN with a readable answer. */
+async function ask<T extends RecordType>(name: string, type: T, servers: readonly ResolverServer[], timeoutMs: number): Promise<ResolveResult<RecordOf<T>> & { next?: string }> {
+  const attempts: ResolveAttempt[] = [];
+  for (const server of servers) {
+    const id = randomInt(0x10000);
+    const wire = encodeMessage({
+      id, qr: false, opcode: OPCODE.QUERY, aa: false, tc: false, rd: true, ra: false, rcode: 0,
+      questions: [{ name, type: TYPE[type], class: CLASS.IN }], answers: [], authorities: [], additionals: [],
+    });
+    const deadline = Date.now() + timeoutMs;
+    const match = matcher(id, name, TYPE[type]);
+    try {
+      if (!Number.isInteger(server.port) || server.port < 1 || server.port > 65535) throw new Failure("NETWORK", `has port ${server.port}, not 1-65535`);
+      let res = await transport("udp", server, wire, deadline, match);
+      // No EDNS: answers over 512 bytes come truncated over UDP (RFC 1035 §4.2.1), so ask again over TCP (RFC 7766 §5).
+      if (res.tc) res = await transport("tcp", server, wire, deadline, match);
+      if (res.rcode !== 0 && res.rcode !== 3) throw new Failure(rcodeName(res.rcode), `answered ${rcodeName(res.rcode)}`);
+      try {
+        return readAnswer(res, name, type);
+      } catch (err) {
+        throw err instanceof Failure ? err : new Failure("FORMERR", `sent a bad answer: ${(err as Error).message}`);
+      }
+    } catch (err) {
+      const f = err instanceof Failure ? err : new Failure("NETWORK", (err as Error).message.toLowerCase());
+      attempts.push({ server: addr(server), rcode: f.rcode, detail: f.rcode === "TIMEOUT" ? `${f.message} (${timeoutMs} ms)` : f.message });
+    }
+  }
+  throw new ResolveError(`${name} ${type}`, attempts);
+}
+
+/** resolve asks servers in order (each gets timeoutMs for UDP and any TCP retry) and returns the records of type for name, following CNAMEs (re-asking when a chain leaves an answer, at most 8 hops); NXDOMAIN and NODATA are answers with no records. Rejects with ResolveError when no server answers NOERROR or NXDOMAIN, and with a plain Error for a malformed name. */
+export async function resolve<T extends RecordType>(name: string, type: T, servers: readonly ResolverServer[], timeoutMs: number): Promise<ResolveResult<RecordOf<T>>> {
+  let qname = normalizeName(name);
+  let ttl = Infinity;
+  for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
+    const r = await ask(qname, type, servers, timeoutMs);
+    ttl = Math.min(ttl, r.ttl);
+    if (r.next === undefined) return { records: r.records, ttl };
+    qname = r.next;
+  }
+  throw new ResolveError(`${normalizeName(name)} ${type}`, [{ server: servers.map(addr).join(","), rcode: "FORMERR", detail: `cname chain longer than ${MAX_CNAME_HOPS}` }]);
+}
