@@ -14,6 +14,7 @@ import { Listeners } from "./server.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
+import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
 import type { TlsSet } from "./server.ts";
 
@@ -42,6 +43,7 @@ export class Gateway {
   private reloadChain: Promise<unknown> = Promise.resolve();
   private readonly endpoints = new EndpointRegistry();
   private readonly health = new HealthChecks();
+  private readonly discovery = new DiscoveryRegistry();
   private readonly listeners: Listeners;
   private readonly certs = new CertManager(() => void this.certificatesChanged());
   /** cache is created with the defaults and sized by each config as it goes live. */
@@ -73,6 +75,13 @@ export class Gateway {
     return loadConfig(this.opts.configPath, this.opts.files);
   }
 
+  /** poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them. */
+  private poolsChanged(gen: Generation): void {
+    if (this.gen !== gen) return;
+    this.endpoints.retain(gen.endpoints());
+    this.health.reconcile(gen.health());
+  }
+
   private tlsSet(plan?: CertPlan): TlsSet {
     const entries = this.certs.entries(plan);
     return { entries, digest: entries.map((e) => `${e.serverName ?? ""}=${e.fingerprint}`).join(",") };
@@ -94,14 +103,18 @@ export class Gateway {
 
   private async activate(config: Config): Promise<Generation> {
     const g = config.global;
-    const gen = buildGeneration(config, { endpoints: this.endpoints, listenerIdleMs: g.listen.idleTimeout, cache: this.cache }, this.nextId++);
+    const gen = buildGeneration(config, { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, poolsChanged: () => this.poolsChanged(gen) }, this.nextId++);
+    await this.discovery.ready(gen.discoveries);
     const plan = await this.certs.prepare(config);
     this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
     this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
     this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize);
+    const old = this.gen;
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
-    this.endpoints.retain(gen.endpoints);
-    this.health.reconcile(gen.health);
+    old?.dispose();
+    this.endpoints.retain(gen.endpoints());
+    this.health.reconcile(gen.health());
+    this.discovery.retain(gen.discoveries);
     log.setLevel(g.log.level);
     log.access = g.log.access;
     return gen;
@@ -165,6 +178,7 @@ export class Gateway {
     this.draining = true;
     this.certs.dispose();
     this.health.stopAll();
+    this.discovery.retain(new Set());
     log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size, grace_ms: graceMs });
     for (const ws of openSockets) ws.close(1001, "gateway shutting down");
     let timer: Timer | undefined;

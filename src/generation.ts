@@ -12,33 +12,57 @@ import type { HandlerView } from "./proxy/handler.ts";
 import { HostRouter, PathRouter } from "./proxy/router.ts";
 import { directorySource, staticHandler } from "./static/index.ts";
 import type { Endpoint, EndpointRegistry } from "./upstream/endpoint.ts";
+import { parseAddress } from "./config/global-schema.ts";
+import type { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
+import type { DnsDiscovery } from "./upstream/dns-discovery.ts";
 import { Pool } from "./upstream/pool.ts";
+import type { ResolverServer } from "./upstream/resolver.ts";
 import { builtinSource } from "./welcome/builtin.ts";
 
-/** Generation is a compiled config and what it was compiled from; it owns no sockets, so dropping it is enough to dispose of it. */
+/** Generation is a compiled config and what it was compiled from; it owns no sockets. dispose() detaches its pools from DNS discovery once a newer generation is live. */
 export type Generation = {
   readonly id: number;
   readonly config: Config;
   readonly view: HandlerView;
-  /** endpoints are the upstream endpoints this generation routes to (shared with older generations where route and URL match). */
-  readonly endpoints: ReadonlySet<Endpoint>;
-  /** health maps the endpoints of routes with an active health check to that check. */
-  readonly health: ReadonlyMap<Endpoint, HealthCheck>;
   readonly routeNames: ReadonlySet<string>;
+  /** discoveries are the DNS discoveries this generation's pools follow. */
+  readonly discoveries: ReadonlySet<DnsDiscovery>;
+  /** endpoints lists the upstream endpoints this generation routes to now (shared with older generations where route and URL match). */
+  endpoints(): Set<Endpoint>;
+  /** health maps the current endpoints of routes with an active health check to that check. */
+  health(): Map<Endpoint, HealthCheck>;
+  dispose(): void;
 };
 
-/** GenerationDeps are the registries whose state outlives any one generation. */
-export type GenerationDeps = { readonly endpoints: EndpointRegistry; readonly listenerIdleMs: number; readonly cache: ResponseCache };
+/** GenerationDeps are the registries whose state outlives any one generation, and what to call when discovery changes a pool. */
+export type GenerationDeps = {
+  readonly endpoints: EndpointRegistry;
+  readonly discovery: DiscoveryRegistry;
+  readonly listenerIdleMs: number;
+  readonly cache: ResponseCache;
+  readonly poolsChanged: () => void;
+};
 
-function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>): Pick<CompiledRoute, "proxy" | "handle"> {
-  const endpoints = a.upstreams.map((u) => deps.endpoints.get(route.name, u.url));
-  for (const e of endpoints) {
-    used.add(e);
-    if (a.options.health) health.set(e, a.options.health);
+/** Pools is what a generation keeps of its proxy routes: their pools, health checks and discovery subscriptions. */
+type Pools = { readonly list: { pool: Pool; health: HealthCheck | undefined }[]; readonly discoveries: Set<DnsDiscovery>; readonly unsubscribe: (() => void)[]; readonly servers: readonly ResolverServer[] };
+
+function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
+  const statics = a.upstreams.filter((u) => !u.discover).map((u) => deps.endpoints.get(route.name, u.url));
+  const found = a.upstreams.filter((u) => u.discover).map((u) => deps.discovery.get(route.name, u.url, pools.servers));
+  // A name's endpoints are its current addresses; an address that leaves DNS leaves the pool (requests in flight keep theirs).
+  const current = () => (found.length === 0 ? statics : [...statics, ...found.flatMap((d) => d.endpoints().map((x) => deps.endpoints.get(route.name, x.url)))]);
+  const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy);
+  for (const d of found) {
+    pools.discoveries.add(d);
+    pools.unsubscribe.push(d.onChange(() => {
+      pool.setEndpoints(current());
+      deps.poolsChanged();
+    }));
   }
+  pools.list.push({ pool, health: a.options.health });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
   const target: ProxyTarget = {
-    pool: new Pool(endpoints, a.options.loadBalance, a.options.allUnhealthy),
+    pool,
     options: a.options,
     stripPrefix: a.stripPrefix && route.prefix !== "/" ? route.prefix : undefined,
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
@@ -68,21 +92,21 @@ function redirectRoute(a: RedirectAction): CompiledRoute["handle"] {
   };
 }
 
-function compileRoute(route: PathRoute, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>): CompiledRoute | undefined {
+function compileRoute(route: PathRoute, deps: GenerationDeps, pools: Pools): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
   const base = { name: route.name, prefix: route.prefix, stats: statsFor(route.name), maxBodySize: route.maxBodySize };
-  if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, used, health) };
+  if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, pools) };
   if (a.kind === "static") return { ...base, proxy: undefined, handle: staticRoute(route, a) };
   return { ...base, proxy: undefined, handle: redirectRoute(a) };
 }
 
-function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>, health: Map<Endpoint, HealthCheck>, names: Set<string>, https: boolean): Site {
+function compileSite(site: SiteConfig, deps: GenerationDeps, pools: Pools, names: Set<string>, https: boolean): Site {
   const [root, ...subs] = site.routes;
-  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, used, health) : undefined);
+  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, pools) : undefined);
   if (root?.action) names.add(root.name);
   for (const r of subs) {
-    const c = compileRoute(r, deps, used, health);
+    const c = compileRoute(r, deps, pools);
     if (c) {
       paths.add(r.prefix, c);
       names.add(r.name);
@@ -97,11 +121,11 @@ function compileSite(site: SiteConfig, deps: GenerationDeps, used: Set<Endpoint>
 /** buildGeneration compiles a validated Config; it touches no sockets, so a failure leaves nothing to clean up. */
 export function buildGeneration(config: Config, deps: GenerationDeps, id: number): Generation {
   const router = new HostRouter<Site>();
-  const used = new Set<Endpoint>();
-  const health = new Map<Endpoint, HealthCheck>();
+  const servers = config.global.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
+  const pools: Pools = { list: [], discoveries: new Set(), unsubscribe: [], servers };
   const names = new Set<string>();
   for (const site of config.sites) {
-    const compiled = compileSite(site, deps, used, health, names, config.global.listen.https !== undefined);
+    const compiled = compileSite(site, deps, pools, names, config.global.listen.https !== undefined);
     for (const host of site.hosts) router.add(host, compiled);
   }
   const p = config.global.proxy;
@@ -109,5 +133,20 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
   // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
   const hp = config.global.listen.publicHttpsPort ?? config.global.listen.https?.port;
   const view = { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
-  return { id, config, view, endpoints: used, health, routeNames: names };
+  return {
+    id,
+    config,
+    view,
+    routeNames: names,
+    discoveries: pools.discoveries,
+    endpoints: () => new Set(pools.list.flatMap((p) => p.pool.endpoints)),
+    health: () => {
+      const m = new Map<Endpoint, HealthCheck>();
+      for (const p of pools.list) if (p.health) for (const e of p.pool.endpoints) m.set(e, p.health);
+      return m;
+    },
+    dispose: () => {
+      for (const u of pools.unsubscribe) u();
+    },
+  };
 }

@@ -92,9 +92,9 @@ test("route files: missing hosts, bad values, conflicting actions, bad sub-route
 test("upstream URLs are checked one by one", () => {
   const p = problemsFor("", { u: 'hosts = ["u.example"]\nupstreams = ["ftp://x", "http://10.0.0.1:80/path", "not a url"]\n' });
   expect(p).toEqual([
-    "routes/u.toml:2: upstreams[0]: scheme ftp: is not supported (expected http:// or https://)",
-    'routes/u.toml:2: upstreams[1]: "http://10.0.0.1:80/path" has a path or query (expected a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path))',
-    'routes/u.toml:2: upstreams[2]: cannot read "not a url" as a URL (expected a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path))',
+    "routes/u.toml:2: upstreams[0]: scheme ftp: is not supported (expected http://, https://, srv+http:// or srv+https://)",
+    'routes/u.toml:2: upstreams[1]: "http://10.0.0.1:80/path" has a path or query (expected a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path), or "srv+http://_http._tcp.web.default.svc.cluster.local")',
+    'routes/u.toml:2: upstreams[2]: cannot read "not a url" as a URL (expected a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path), or "srv+http://_http._tcp.web.default.svc.cluster.local")',
   ]);
 });
 
@@ -155,4 +155,15 @@ test("a manual certificate that does not cover the site's hosts is refused", () 
   expect(r.exitCode).toBe(0);
   const p = problemsFor('[listen]\nhttps = "127.0.0.1:8443"\n', { m: `hosts = ["m.example"]\ntls = "manual"\ncert = "${dir}/c.pem"\nkey = "${dir}/k.pem"\nstatic = "public"\n` });
   expect(p).toEqual([`routes/m.toml:3: cert: ${dir}/c.pem does not cover m.example (it names other.example) (expected a certificate for every host of the site)`]);
+});
+
+test("upstream names are discovered through [resolver]; SRV names always; an SRV URL takes no port", () => {
+  const dir = mkdtempSync(join(tmpdir(), "gatehouse-config-"));
+  dirs.push(dir);
+  mkdirSync(join(dir, "routes"));
+  writeFileSync(join(dir, "config.toml"), '[resolver]\nservers = ["10.96.0.10:53"]\n');
+  writeFileSync(join(dir, "routes", "a.toml"), 'hosts = ["a.example"]\nupstreams = ["http://web.default.svc:8080", "http://10.0.0.1:80", "srv+http://_http._tcp.web.default.svc"]\n');
+  const ups = loadConfig(join(dir, "config.toml")).sites[0]!.routes[0]!.action;
+  expect(ups?.kind === "proxy" && ups.upstreams.map((u) => [u.url, u.discover])).toEqual([["http://web.default.svc:8080", true], ["http://10.0.0.1", false], ["srv+http://_http._tcp.web.default.svc", true]]);
+  expect(problemsFor("", { s: 'hosts = ["s.example"]\nupstreams = ["srv+http://_http._tcp.x:80"]\n' })).toEqual(['routes/s.toml:2: upstreams[0]: an SRV upstream takes its ports from the SRV records (expected srv+http://NAME without a port)']);
 });

@@ -22,9 +22,9 @@ export function normalizeHost(host: string): string {
   return h.endsWith(".") ? h.slice(0, -1) : h;
 }
 
-function readUpstreams(r: Reader, list: string[]): Upstream[] {
+function readUpstreams(r: Reader, list: string[], g: GlobalConfig): Upstream[] {
   const out: Upstream[] = [];
-  const expected = 'a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path)';
+  const expected = 'a URL such as "http://10.8.0.11:30080" (scheme, host, optional port; no path), or "srv+http://_http._tcp.web.default.svc.cluster.local"';
   list.forEach((text, i) => {
     const key = `upstreams[${i}]`;
     let u: URL;
@@ -34,10 +34,16 @@ function readUpstreams(r: Reader, list: string[]): Upstream[] {
       r.problem(key, `cannot read ${JSON.stringify(text)} as a URL`, expected);
       return;
     }
-    if (u.protocol !== "http:" && u.protocol !== "https:") r.problem(key, `scheme ${u.protocol} is not supported`, "http:// or https://");
+    const srv = u.protocol === "srv+http:" || u.protocol === "srv+https:";
+    if (!srv && u.protocol !== "http:" && u.protocol !== "https:") r.problem(key, `scheme ${u.protocol} is not supported`, "http://, https://, srv+http:// or srv+https://");
     else if ((u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) r.problem(key, `${JSON.stringify(text)} has a path or query`, expected);
     else if (u.username || u.password) r.problem(key, "credentials in the URL are not supported", expected);
-    else out.push({ url: `${u.protocol}//${u.host}`, origin: `${u.protocol}//${u.host}` });
+    else if (srv && u.port) r.problem(key, "an SRV upstream takes its ports from the SRV records", "srv+http://NAME without a port");
+    else {
+      // Names are discovered through [resolver] (every address an endpoint, re-resolved by TTL); SRV names always are.
+      const discover = srv || (g.resolver.servers.length > 0 && !isIpLiteral(u.hostname));
+      out.push({ url: `${u.protocol}//${u.host}`, origin: `${u.protocol}//${u.host}`, discover });
+    }
   });
   if (list.length > 0 && out.length === list.length && new Set(out.map((u) => u.url)).size !== out.length) {
     r.problem("upstreams", "lists the same endpoint twice", "each endpoint once");
@@ -61,7 +67,7 @@ function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix
   }
   if (ups) {
     if (ups.length === 0) r.problem("upstreams", "is empty", "at least one upstream URL");
-    const upstreams = readUpstreams(r, ups);
+    const upstreams = readUpstreams(r, ups, g);
     return upstreams.length ? { kind: "proxy", upstreams, stripPrefix, options: proxy } : undefined;
   }
   if (stat !== undefined) {

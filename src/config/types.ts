@@ -41,8 +41,8 @@ export type HealthCheck = {
   readonly host: string | undefined;
 };
 
-/** Upstream is one endpoint URL of a proxied route. */
-export type Upstream = { readonly url: string; readonly origin: string };
+/** Upstream is one upstream URL of a proxied route: one endpoint, or (discover) a name whose addresses are the endpoints. */
+export type Upstream = { readonly url: string; readonly origin: string; readonly discover: boolean };
 
 export type ProxyAction = { readonly kind: "proxy"; readonly upstreams: readonly Upstream[]; readonly stripPrefix: boolean; readonly options: ProxyOptions };
 export type StaticAction = { readonly kind: "static"; readonly root: string; readonly index: readonly string[]; readonly cacheControl?: string; readonly stripPrefix: boolean };

@@ -11,6 +11,7 @@ export const upstreamRequests = registry.register(new Counter("gatehouse_upstrea
 /** upstreamHealthy is refreshed at scrape time by the collector that the upstream registry installs. */
 export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) => healthCollector?.(g)));
 export const retries = registry.register(new Counter("gatehouse_upstream_retries_total", "Requests sent to another endpoint after one failed without a response (idempotent requests, within the retry budget).", ["route"]));
+export const dnsRefreshes = registry.register(new Counter("gatehouse_upstream_dns_events_total", "DNS discovery of upstream names: answers that changed the endpoints, and failed refreshes (the last answer stays).", ["route", "result"]));
 export const upstreamEjections = registry.register(new Counter("gatehouse_upstream_ejections_total", "Passive ejections of an endpoint (refused connections, or max_fails errors in a row).", ["route", "upstream"]));
 export const healthChecks = registry.register(new Counter("gatehouse_upstream_health_checks_total", "Active health checks, by result (ok, fail).", ["route", "upstream", "result"]));
 export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));

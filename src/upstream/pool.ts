@@ -1,4 +1,4 @@
-/** A route's pool: its endpoints and a selection policy; built per generation, never mutated. */
+/** A route's pool: its endpoints and a selection policy; built per generation, its endpoint list swapped whole when DNS discovery changes it. */
 import type { LoadBalance } from "../config/types.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { policyFor, type SelectionPolicy } from "./policies.ts";
@@ -13,8 +13,18 @@ export class Pool {
   /** budget: retries may be at most RETRY_RATIO of requests (a token per request, capped), so retries cannot multiply an outage. */
   private budget = RETRY_BURST;
 
-  constructor(readonly endpoints: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try") {
+  constructor(private list: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try") {
     this.policy = policyFor(loadBalance);
+  }
+
+  /** endpoints are the pool's endpoints now. */
+  get endpoints(): readonly Endpoint[] {
+    return this.list;
+  }
+
+  /** setEndpoints replaces the endpoints in one assignment (DNS discovery found others); selection in progress keeps the list it started with. */
+  setEndpoints(list: readonly Endpoint[]): void {
+    this.list = list;
   }
 
   /** allowRetry spends one retry token, if the budget has one. */
