@@ -126,3 +126,27 @@ test("an idempotent request whose endpoint dies without answering is retried on 
     counting.stop(true);
   }
 });
+
+test("circuit breaking: beyond max_inflight requests per endpoint, 503 at once instead of a pile-up", async () => {
+  const slow = origin(async () => {
+    await Bun.sleep(500);
+    return new Response("slow");
+  });
+  try {
+    const g = await start({ site: `hosts = ["cb.test"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\nmax_inflight = 2\n` });
+    const t0 = performance.now();
+    const results = await Promise.all(Array.from({ length: 5 }, async () => {
+      const r = await g.request("cb.test");
+      return { status: r.status, ms: performance.now() - t0, body: await r.text() };
+    }));
+    expect(results.filter((r) => r.status === 200).length).toBe(2);
+    const rejected = results.filter((r) => r.status === 503);
+    expect(rejected.length).toBe(3);
+    for (const r of rejected) {
+      expect(r.ms).toBeLessThan(300);
+      expect(r.body).toContain("upstream at capacity");
+    }
+  } finally {
+    slow.stop(true);
+  }
+});

@@ -39,6 +39,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   failCooldownMax: 300_000,
   maxFails: 3,
   allUnhealthy: "try",
+  maxInflight: 1000,
   health: undefined,
 };
 
@@ -79,6 +80,7 @@ export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
     failCooldownMax: r.duration("fail_cooldown_max", base.failCooldownMax),
     maxFails: r.integer("max_fails", base.maxFails, 1, 1000),
     allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
+    maxInflight: r.integer("max_inflight", base.maxInflight, 1, 1_000_000),
     health: readHealth(r, base.health),
   };
 }

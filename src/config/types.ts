@@ -23,6 +23,8 @@ export type ProxyOptions = {
   readonly maxFails: number;
   /** allUnhealthy: when active checks find every endpoint unhealthy, "try" them anyway or "fail" with 503. */
   readonly allUnhealthy: "try" | "fail";
+  /** maxInflight caps concurrent requests per endpoint (circuit breaking); beyond it a request goes elsewhere or gets 503 at once. */
+  readonly maxInflight: number;
   /** health is the route's active health check, when it has one. */
   readonly health: HealthCheck | undefined;
 };

@@ -70,7 +70,10 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
     for (;;) {
       const ep = t.pool.select(performance.now(), tried);
       if (ep === undefined) {
-        if (tried.length === 0) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
+        if (tried.length === 0) {
+          if (t.pool.saturated(performance.now())) throw new GatewayError(503, "upstream at capacity", "upstream", `every endpoint has ${o.maxInflight} requests in flight (max_inflight)`);
+          throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
+        }
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
       }
       ep.inflight++;

@@ -13,7 +13,7 @@ export class Pool {
   /** budget: retries may be at most RETRY_RATIO of requests (a token per request, capped), so retries cannot multiply an outage. */
   private budget = RETRY_BURST;
 
-  constructor(private list: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try") {
+  constructor(private list: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try", private readonly maxInflight?: number) {
     this.policy = policyFor(loadBalance);
   }
 
@@ -37,8 +37,14 @@ export class Pool {
   /** select returns an available endpoint not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
   select(now: number, tried?: readonly Endpoint[]): Endpoint | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
-    const e = this.policy.select(this.endpoints, now, tried);
-    if (e !== undefined || this.allUnhealthy === "fail" || this.endpoints.some((x) => x.healthy)) return e;
-    return this.policy.select(this.endpoints, now, tried, true);
+    const e = this.policy.select(this.list, now, tried, false, this.maxInflight);
+    if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.healthy)) return e;
+    return this.policy.select(this.list, now, tried, true, this.maxInflight);
+  }
+
+  /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
+  saturated(now: number): boolean {
+    const cap = this.maxInflight;
+    return cap !== undefined && this.list.some((e) => e.cooled(now)) && this.list.every((e) => !e.cooled(now) || e.inflight >= cap);
   }
 }
