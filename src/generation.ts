@@ -59,7 +59,7 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
       deps.poolsChanged();
     }));
   }
-  pools.list.push({ pool, health: a.options.health });
+  pools.list.push({ pool, health: a.options.health && { ...a.options.health, tls: a.options.upstreamTls } });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
   const target: ProxyTarget = {
     pool,

@@ -3,7 +3,8 @@ import { isAbsolute, resolve } from "node:path";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readAcme } from "./acme-schema.ts";
 import type { Reader } from "./reader.ts";
-import type { Address, GlobalConfig, HealthCheck, LogLevel, ProxyOptions } from "./types.ts";
+import { readFileSync } from "node:fs";
+import type { Address, GlobalConfig, HealthCheck, LogLevel, ProxyOptions, UpstreamTls } from "./types.ts";
 
 /** LOAD_BALANCE_POLICIES are the names `load_balance` accepts. */
 export const LOAD_BALANCE_POLICIES = ["round_robin", "least_requests"] as const;
@@ -40,8 +41,36 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   maxFails: 3,
   allUnhealthy: "try",
   maxInflight: 1000,
+  upstreamTls: undefined,
   health: undefined,
 };
+
+function readUpstreamTls(r: Reader, base: UpstreamTls | undefined, dir: string): UpstreamTls | undefined {
+  const t = r.table("upstream_tls");
+  if (!t) return base;
+  const pem = (key: string, what: string) => {
+    const p = t.string(key);
+    if (p === undefined) return undefined;
+    const path = resolvePath(dir, p);
+    try {
+      const text = readFileSync(path, "utf8");
+      if (!text.includes("-----BEGIN")) t.problem(key, `${path} is not PEM`, what);
+      return text;
+    } catch (e) {
+      t.problem(key, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, what);
+      return undefined;
+    }
+  };
+  const tls: UpstreamTls = {
+    ca: pem("ca", "a PEM file with the CA certificates that sign the upstreams'") ?? base?.ca,
+    serverName: t.string("server_name") ?? base?.serverName,
+    cert: pem("cert", "a PEM client certificate chain") ?? base?.cert,
+    key: pem("key", "the PEM private key of the client certificate") ?? base?.key,
+  };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) t.problem(tls.cert === undefined ? "cert" : "key", "is missing", "cert and key together, for a client certificate (mTLS)");
+  t.done();
+  return tls;
+}
 
 function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | undefined {
   const h = r.table("health");
@@ -69,7 +98,7 @@ function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | und
 }
 
 /** readProxyOptions reads the forwarding keys shared by [proxy], a route file and a [[paths]] entry, on top of base. */
-export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
+export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): ProxyOptions {
   return {
     loadBalance: r.oneOf("load_balance", LOAD_BALANCE_POLICIES, base.loadBalance),
     preserveHost: r.bool("preserve_host", base.preserveHost),
@@ -81,6 +110,7 @@ export function readProxyOptions(r: Reader, base: ProxyOptions): ProxyOptions {
     maxFails: r.integer("max_fails", base.maxFails, 1, 1000),
     allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
     maxInflight: r.integer("max_inflight", base.maxInflight, 1, 1_000_000),
+    upstreamTls: readUpstreamTls(r, base.upstreamTls, dir),
     health: readHealth(r, base.health),
   };
 }
@@ -115,7 +145,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   let via = "gatehouse";
   let proxy: ProxyOptions = DEFAULT_PROXY_OPTIONS;
   if (proxyR) {
-    proxy = readProxyOptions(proxyR, DEFAULT_PROXY_OPTIONS);
+    proxy = readProxyOptions(proxyR, DEFAULT_PROXY_OPTIONS, dir);
     (proxyR.stringList("trusted_proxies") ?? []).forEach((s, i) => {
       const c = parseCidr(s);
       if (c) trusted.push(c);

@@ -177,7 +177,7 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else hosts.push(host);
   });
   const tls = readSiteTls(r, g, hosts);
-  const proxy = readProxyOptions(r, g.proxy);
+  const proxy = readProxyOptions(r, g.proxy, g.dir);
   const cache = readCacheRules(r, undefined);
   const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache }];
   const prefixes = new Set<string>(["/"]);
@@ -188,7 +188,7 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else if (prefixes.has(prefix)) p.problem("prefix", `${JSON.stringify(raw)} is already routed in this file`, "each prefix once");
     prefixes.add(prefix);
     const routeName = p.string("name") ?? `${name}${prefix}`;
-    const options = readProxyOptions(p, proxy);
+    const options = readProxyOptions(p, proxy, g.dir);
     const own = readAction(p, g, options, p.bool("strip_prefix", false));
     const pathCache = readCacheRules(p, cache);
     // An entry with only cache rules refines the site's own action for its prefix.

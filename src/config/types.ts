@@ -25,9 +25,14 @@ export type ProxyOptions = {
   readonly allUnhealthy: "try" | "fail";
   /** maxInflight caps concurrent requests per endpoint (circuit breaking); beyond it a request goes elsewhere or gets 503 at once. */
   readonly maxInflight: number;
+  /** upstreamTls is how https:// upstreams are verified and whom we present ourselves as (mTLS); PEM contents. */
+  readonly upstreamTls: UpstreamTls | undefined;
   /** health is the route's active health check, when it has one. */
   readonly health: HealthCheck | undefined;
 };
+
+/** UpstreamTls is the TLS client setup for https:// upstreams: the CA to trust (instead of the system roots), the name to expect (and send as SNI), a client certificate. */
+export type UpstreamTls = { readonly ca?: string; readonly serverName?: string; readonly cert?: string; readonly key?: string };
 
 /** HealthCheck is an active check of every endpoint of a route: GET path every interval (± jitter), healthy when the status is in [expectMin, expectMax]. */
 export type HealthCheck = {
@@ -41,6 +46,8 @@ export type HealthCheck = {
   readonly jitter: number;
   /** host is the Host header of checks; undefined: the endpoint's own host:port. */
   readonly host: string | undefined;
+  /** tls is the route's upstream TLS setup, used by checks of https:// endpoints too. */
+  readonly tls?: UpstreamTls;
 };
 
 /** Upstream is one upstream URL of a proxied route: one endpoint, or (discover) a name whose addresses are the endpoints. */

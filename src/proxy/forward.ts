@@ -88,6 +88,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
           decompress: false,
           signal: ctrl.signal,
           timeout: o.idleTimeout,
+          tls: o.upstreamTls,
         });
       } catch (err) {
         ep.inflight--;
