@@ -50,7 +50,19 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
   const statics = a.upstreams.filter((u) => !u.discover).map((u) => deps.endpoints.get(route.name, u.url));
   const found = a.upstreams.filter((u) => u.discover).map((u) => deps.discovery.get(route.name, u.url, pools.servers));
   // A name's endpoints are its current addresses; an address that leaves DNS leaves the pool (requests in flight keep theirs).
-  const current = () => (found.length === 0 ? statics : [...statics, ...found.flatMap((d) => d.endpoints().map((x) => deps.endpoints.get(route.name, x.url)))]);
+  const current = () =>
+    found.length === 0
+      ? statics
+      : [
+          ...statics,
+          ...found.flatMap((d) =>
+            d.endpoints().map((x) => {
+              const e = deps.endpoints.get(route.name, x.url);
+              e.weight = x.weight;
+              return e;
+            }),
+          ),
+        ];
   const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight);
   for (const d of found) {
     pools.discoveries.add(d);

@@ -150,3 +150,21 @@ test("circuit breaking: beyond max_inflight requests per endpoint, 503 at once i
     slow.stop(true);
   }
 });
+
+test("load_balance = \"hash\" keeps a user on one endpoint (header or cookie key)", async () => {
+  const g = await start({
+    byheader: `hosts = ["hh.test"]\nupstreams = ["${a.url}", "${b.url}"]\nload_balance = "hash"\nhash_on = "header:X-User"\n`,
+    bycookie: `hosts = ["hc.test"]\nupstreams = ["${a.url}", "${b.url}"]\nload_balance = "hash"\nhash_on = "cookie:sid"\n`,
+  });
+  const seenBy = new Map<string, Set<string>>();
+  for (let i = 0; i < 40; i++) {
+    const user = `u${i % 8}`;
+    const body = await (await g.request("hh.test", "/", { headers: { "x-user": user } })).text();
+    seenBy.set(user, (seenBy.get(user) ?? new Set()).add(body));
+  }
+  for (const s of seenBy.values()) expect(s.size).toBe(1);
+  expect(new Set([...seenBy.values()].map((s) => [...s][0])).size).toBe(2);
+  const viaCookie = new Set<string>();
+  for (let i = 0; i < 6; i++) viaCookie.add(await (await g.request("hc.test", "/", { headers: { cookie: "theme=dark; sid=abc123" } })).text());
+  expect(viaCookie.size).toBe(1);
+});

@@ -4,10 +4,20 @@ import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readAcme } from "./acme-schema.ts";
 import type { Reader } from "./reader.ts";
 import { readFileSync } from "node:fs";
-import type { Address, GlobalConfig, HealthCheck, LogLevel, ProxyOptions, UpstreamTls } from "./types.ts";
+import type { Address, GlobalConfig, HashOn, HealthCheck, LogLevel, ProxyOptions, UpstreamTls } from "./types.ts";
 
 /** LOAD_BALANCE_POLICIES are the names `load_balance` accepts. */
-export const LOAD_BALANCE_POLICIES = ["round_robin", "least_requests"] as const;
+export const LOAD_BALANCE_POLICIES = ["round_robin", "least_requests", "hash"] as const;
+
+function readHashOn(r: Reader, base: HashOn): HashOn {
+  const v = r.string("hash_on");
+  if (v === undefined) return base;
+  if (v === "client") return { kind: "client" };
+  const m = /^(header|cookie):([!#$%&'*+\-.^_`|~0-9A-Za-z]+)$/.exec(v);
+  if (m) return { kind: m[1] as "header" | "cookie", name: m[1] === "header" ? m[2]!.toLowerCase() : m[2]! };
+  r.problem("hash_on", `cannot read ${JSON.stringify(v)}`, '"client", "header:NAME" or "cookie:NAME"');
+  return base;
+}
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 const ADDRESS_EXPECTED = 'HOST:PORT such as "127.0.0.1:8080" or "[::1]:8443"';
 
@@ -32,6 +42,7 @@ function address(r: Reader, key: string): Address | undefined {
 /** DEFAULT_PROXY_OPTIONS are what a route gets when neither [proxy] nor the route says otherwise. */
 export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   loadBalance: "round_robin",
+  hashOn: { kind: "client" },
   preserveHost: true,
   maxBodySize: 100 * 1024 * 1024,
   responseHeaderTimeout: 60_000,
@@ -101,6 +112,7 @@ function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | und
 export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): ProxyOptions {
   return {
     loadBalance: r.oneOf("load_balance", LOAD_BALANCE_POLICIES, base.loadBalance),
+    hashOn: readHashOn(r, base.hashOn),
     preserveHost: r.bool("preserve_host", base.preserveHost),
     maxBodySize: r.size("max_body_size", base.maxBodySize),
     responseHeaderTimeout: r.duration("response_header_timeout", base.responseHeaderTimeout),

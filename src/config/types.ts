@@ -5,13 +5,17 @@ import type { Cidr } from "../lib/cidr.ts";
 /** Address is a listener address as written ("127.0.0.1:8080") and as Bun.serve needs it. */
 export type Address = { readonly text: string; readonly hostname: string; readonly port: number };
 
-export type LoadBalance = "round_robin" | "least_requests";
+export type LoadBalance = "round_robin" | "least_requests" | "hash";
+/** HashOn is what `load_balance = "hash"` hashes: the client address, a request header or a cookie. */
+export type HashOn = { readonly kind: "client" } | { readonly kind: "header"; readonly name: string } | { readonly kind: "cookie"; readonly name: string };
 export type TlsMode = "acme" | "internal" | "manual" | "off";
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 /** ProxyOptions are the forwarding settings a route inherits from [proxy] and may override. */
 export type ProxyOptions = {
   readonly loadBalance: LoadBalance;
+  /** hashOn is the key of consistent hashing (load_balance = "hash"). */
+  readonly hashOn: HashOn;
   readonly preserveHost: boolean;
   readonly maxBodySize: number;
   readonly responseHeaderTimeout: number;

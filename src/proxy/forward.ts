@@ -6,6 +6,7 @@ import { clientOf, type ProxyTarget, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
+import { hashKey } from "./hash-key.ts";
 import { unwatch, watch, type Watched } from "./idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
@@ -59,6 +60,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
 
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
   const close = req.headers.get("connection")?.toLowerCase().includes("close") === true;
+  const key = o.loadBalance === "hash" ? hashKey(ctx, o.hashOn) : undefined;
   const headers = prepareHeaders(ctx, req.headers, o.preserveHost);
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
@@ -68,7 +70,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
   let lastProblem = "";
   try {
     for (;;) {
-      const ep = t.pool.select(performance.now(), tried);
+      const ep = t.pool.select(performance.now(), tried, key);
       if (ep === undefined) {
         if (tried.length === 0) {
           if (t.pool.saturated(performance.now())) throw new GatewayError(503, "upstream at capacity", "upstream", `every endpoint has ${o.maxInflight} requests in flight (max_inflight)`);

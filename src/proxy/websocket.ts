@@ -3,6 +3,7 @@ import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { upstreamRequests, websocketsOpen } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ProxyTarget, RequestContext } from "./context.ts";
+import { hashKey } from "./hash-key.ts";
 import { GatewayError } from "./errors.ts";
 import { finish } from "./finish.ts";
 import { prepareHeaders } from "./forward.ts";
@@ -62,7 +63,7 @@ function connect(url: string, headers: Record<string, string>, protocols: string
 
 /** proxyWebSocket opens the upstream WebSocket, then upgrades the client with the subprotocol the upstream chose; returns undefined once upgraded. */
 export async function proxyWebSocket(ctx: RequestContext, t: ProxyTarget): Promise<Response | undefined> {
-  const ep = t.pool.select(performance.now());
+  const ep = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined);
   if (ep === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
   // A copy: the client's own headers must stay intact for server.upgrade() below.
   const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);

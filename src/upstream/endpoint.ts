@@ -9,6 +9,8 @@ export class Endpoint {
   consecutiveFailures = 0;
   /** ejections counts passive ejections in a row; each doubles the cool-down, a success resets it. */
   ejections = 0;
+  /** weight is the endpoint's share in weighted balancing (SRV weights); 1 for every static endpoint. */
+  weight = 1;
   /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
   healthy = true;
   lastError: string | undefined;

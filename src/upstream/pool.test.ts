@@ -76,3 +76,34 @@ test("the retry budget allows a burst, then a fifth of the requests", () => {
   expect(p.allowRetry()).toBe(true);
   expect(p.allowRetry()).toBe(false);
 });
+
+test("consistent hashing: a key sticks to one endpoint; when that endpoint leaves, only its keys move", () => {
+  const eps = ["http://10.0.0.1", "http://10.0.0.2", "http://10.0.0.3", "http://10.0.0.4"].map((u) => new Endpoint("r", u));
+  const p = new Pool(eps, "hash");
+  const keys = Array.from({ length: 400 }, (_, i) => `user-${i}`);
+  const first = new Map(keys.map((k) => [k, p.select(0, undefined, k)!.url]));
+  for (const k of keys) expect(p.select(0, undefined, k)!.url).toBe(first.get(k)!);
+  const counts = new Map<string, number>();
+  for (const u of first.values()) counts.set(u, (counts.get(u) ?? 0) + 1);
+  for (const n of counts.values()) expect(n).toBeGreaterThan(50); // spread over all four
+  eps[1]!.markDown(0, 1000, 1000, "refused");
+  for (const k of keys) {
+    const now = p.select(10, undefined, k)!.url;
+    if (first.get(k) !== "http://10.0.0.2") expect(now).toBe(first.get(k)!);
+    else expect(now).not.toBe("http://10.0.0.2");
+  }
+});
+
+test("weights (SRV): round-robin and hashing give each endpoint its share", () => {
+  const eps = ["a", "b"].map((u) => new Endpoint("r", u));
+  eps[0]!.weight = 3;
+  eps[1]!.weight = 1;
+  const rr = new Pool(eps, "round_robin");
+  const picks = Array.from({ length: 8 }, () => rr.select(0)!.url);
+  expect(picks.filter((u) => u === "a").length).toBe(6);
+  expect(picks.slice(0, 4).filter((u) => u === "b").length).toBe(1); // interleaved, not a, a, a, then b
+  const h = new Pool(eps, "hash");
+  const share = Array.from({ length: 4000 }, (_, i) => h.select(0, undefined, `k${i}`)!.url).filter((u) => u === "a").length / 4000;
+  expect(share).toBeGreaterThan(0.68);
+  expect(share).toBeLessThan(0.82);
+});

@@ -35,11 +35,11 @@ export class Pool {
   }
 
   /** select returns an available endpoint not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
-  select(now: number, tried?: readonly Endpoint[]): Endpoint | undefined {
+  select(now: number, tried?: readonly Endpoint[], key?: string): Endpoint | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
-    const e = this.policy.select(this.list, now, tried, false, this.maxInflight);
+    const e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
     if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.healthy)) return e;
-    return this.policy.select(this.list, now, tried, true, this.maxInflight);
+    return this.policy.select(this.list, now, tried, true, this.maxInflight, key);
   }
 
   /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
