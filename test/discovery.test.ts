@@ -62,6 +62,48 @@ test("scale down: an address that leaves DNS leaves the pool", async () => {
   expect(view.map((u) => u.upstream)).toEqual([`http://127.0.0.3:${port}`]);
 });
 
+test("a rolling update under load: a new pod joins, the old one leaves DNS and then stops; no request fails", async () => {
+  const next = Bun.serve({ hostname: "127.0.0.4", port, fetch: () => new Response("127.0.0.4") });
+  let ok = 0;
+  const failures: string[] = [];
+  let running = true;
+  const worker = async () => {
+    while (running) {
+      try {
+        const r = await gw.request("web.test");
+        if (r.status === 200) {
+          await r.text();
+          ok++;
+        } else failures.push(`status ${r.status}: ${await r.text()}`);
+      } catch (e) {
+        failures.push(String(e));
+      }
+    }
+  };
+  const load = Promise.all(Array.from({ length: 4 }, worker));
+  try {
+    await addRecord(opts, NAME, TYPE.A, addressData("127.0.0.4"), 1);
+    expect(await until(["127.0.0.3", "127.0.0.4"])).toEqual(new Set(["127.0.0.3", "127.0.0.4"]));
+    await deleteRecord(opts, NAME, TYPE.A, addressData("127.0.0.3"));
+    expect(await until(["127.0.0.4"])).toEqual(new Set(["127.0.0.4"]));
+    await Bun.sleep(200);
+    pods[1]!.stop(true); // the old pod goes away for good
+    await Bun.sleep(500);
+  } finally {
+    running = false;
+    await load;
+  }
+  console.log(`rolling update: ${ok} requests, ${failures.length} failed`);
+  expect(failures).toEqual([]);
+  expect(ok).toBeGreaterThan(100);
+  next.stop(true);
+  // The pool now has no live pod: put 127.0.0.3's record back for the next test.
+  pods[1] = Bun.serve({ hostname: "127.0.0.3", port, fetch: () => new Response("127.0.0.3") });
+  await deleteRecord(opts, NAME, TYPE.A, addressData("127.0.0.4"));
+  await addRecord(opts, NAME, TYPE.A, addressData("127.0.0.3"), 1);
+  expect(await until(["127.0.0.3"])).toEqual(new Set(["127.0.0.3"]));
+});
+
 test("resolver down: the last answer stays in use, the failure is logged and counted", async () => {
   tb.stop();
   await gw.waitForLog((l) => l.msg.startsWith("upstream name did not resolve"), 8000);
