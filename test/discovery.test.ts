@@ -60,6 +60,10 @@ test("scale down: an address that leaves DNS leaves the pool", async () => {
   expect(await until(["127.0.0.3"])).toEqual(new Set(["127.0.0.3"]));
   const view = (await (await fetch(`${gw.admin}/upstreams`)).json()) as { upstream: string }[];
   expect(view.map((u) => u.upstream)).toEqual([`http://127.0.0.3:${port}`]);
+  // Its metric series go too: rolling pods must not grow the label sets without bound.
+  const m = await (await fetch(`${gw.admin}/metrics`)).text();
+  expect(m).toContain(`gatehouse_upstream_response_seconds_count{route="web",upstream="http://127.0.0.3:${port}"}`);
+  expect(m).not.toContain(`upstream="http://127.0.0.2:${port}"`);
 });
 
 test("a rolling update under load: a new pod joins, the old one leaves DNS and then stops; no request fails", async () => {

@@ -10,6 +10,7 @@ export const requestDuration = registry.register(new Histogram("gatehouse_reques
 export const upstreamRequests = registry.register(new Counter("gatehouse_upstream_requests_total", "Attempts to reach an upstream endpoint, by outcome (response, refused, error, timeout, aborted).", ["route", "upstream", "outcome"]));
 /** upstreamHealthy is refreshed at scrape time by the collector that the upstream registry installs. */
 export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) => healthCollector?.(g)));
+export const upstreamDuration = registry.register(new Histogram("gatehouse_upstream_response_seconds", "Time from sending a request to an endpoint to its response headers, by route and endpoint.", ["route", "upstream"]));
 export const retries = registry.register(new Counter("gatehouse_upstream_retries_total", "Requests sent to another endpoint after one failed without a response (idempotent requests, within the retry budget).", ["route"]));
 export const dnsRefreshes = registry.register(new Counter("gatehouse_upstream_dns_events_total", "DNS discovery of upstream names: answers that changed the endpoints, and failed refreshes (the last answer stays).", ["route", "result"]));
 export const upstreamEjections = registry.register(new Counter("gatehouse_upstream_ejections_total", "Passive ejections of an endpoint (refused connections, or max_fails errors in a row).", ["route", "upstream"]));
@@ -87,4 +88,10 @@ export function statsFor(route: string): RouteStats {
     routeStats.set(route, s);
   }
   return s;
+}
+
+/** forgetEndpoint drops every series of an endpoint that left the config or DNS, so rolling pods do not grow the label sets without bound. */
+export function forgetEndpoint(route: string, url: string): void {
+  const other = (v: readonly string[]) => !(v[0] === route && v[1] === url);
+  for (const m of [upstreamRequests, upstreamDuration, upstreamEjections, healthChecks]) m.retain(other);
 }

@@ -130,6 +130,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
       clearTimeout(timer);
       ctx.upstream = ep.url;
       ctx.upstreamMs = performance.now() - t0;
+      ep.latency.observe(ctx.upstreamMs / 1000);
       ep.markUp();
       outcome(route.name, ep, "response");
       return respond(ctx, res, ep, ctrl, o.idleTimeout, close);

@@ -1,5 +1,6 @@
 /** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
-import { upstreamEjections } from "../observability/gateway-metrics.ts";
+import { forgetEndpoint, upstreamDuration, upstreamEjections } from "../observability/gateway-metrics.ts";
+import type { HistogramCell } from "../observability/metrics.ts";
 
 /** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL. */
 export class Endpoint {
@@ -17,7 +18,12 @@ export class Endpoint {
   /** lastCheck is the time (ms, epoch) and outcome of the last active check. */
   lastCheck: { time: number; ok: boolean; detail: string } | undefined;
 
-  constructor(readonly route: string, readonly url: string) {}
+  /** latency is this endpoint's cell of gatehouse_upstream_response_seconds, looked up once. */
+  readonly latency: HistogramCell;
+
+  constructor(readonly route: string, readonly url: string) {
+    this.latency = upstreamDuration.labels(route, url);
+  }
 
   /** available says whether the endpoint may be picked at time now: healthy by the active checks and not ejected. */
   available(now: number): boolean {
@@ -79,6 +85,7 @@ export class EndpointRegistry {
     for (const [k, e] of this.endpoints) {
       if (!keep.has(e)) {
         this.endpoints.delete(k);
+        forgetEndpoint(e.route, e.url);
         dropped.push(e);
       }
     }
