@@ -63,7 +63,7 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
             }),
           ),
         ];
-  const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight);
+  const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight, a.options.slowStart);
   for (const d of found) {
     pools.discoveries.add(d);
     pools.unsubscribe.push(d.onChange(() => {

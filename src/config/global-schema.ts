@@ -52,6 +52,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   maxFails: 3,
   allUnhealthy: "try",
   maxInflight: 1000,
+  slowStart: 0,
   upstreamTls: undefined,
   health: undefined,
 };
@@ -122,6 +123,7 @@ export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): Proxy
     maxFails: r.integer("max_fails", base.maxFails, 1, 1000),
     allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
     maxInflight: r.integer("max_inflight", base.maxInflight, 1, 1_000_000),
+    slowStart: r.duration("slow_start", base.slowStart),
     upstreamTls: readUpstreamTls(r, base.upstreamTls, dir),
     health: readHealth(r, base.health),
   };

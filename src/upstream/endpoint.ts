@@ -10,6 +10,8 @@ export class Endpoint {
   consecutiveFailures = 0;
   /** ejections counts passive ejections in a row; each doubles the cool-down, a success resets it. */
   ejections = 0;
+  /** upSince is when (ms, performance.now) the endpoint last started taking requests: created, back from ejection, healthy again (slow start counts from it). */
+  upSince = performance.now();
   /** weight is the endpoint's share in weighted balancing (SRV weights); 1 for every static endpoint. */
   weight = 1;
   /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
@@ -57,6 +59,7 @@ export class Endpoint {
   /** markUp clears the failure counts after a response. */
   markUp(): void {
     if (this.consecutiveFailures !== 0 || this.ejections !== 0) {
+      if (this.downUntil !== 0) this.upSince = performance.now();
       this.consecutiveFailures = 0;
       this.ejections = 0;
       this.downUntil = 0;

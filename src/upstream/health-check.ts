@@ -57,6 +57,7 @@ class Checker {
       log.warn("upstream endpoint unhealthy; it gets no requests until its checks pass", { route: e.route, upstream: e.url, check: c.path, detail, failures: -this.streak });
     } else if (!e.healthy && this.streak >= c.healthyThreshold) {
       e.healthy = true;
+      e.upSince = performance.now();
       log.info("upstream endpoint healthy again", { route: e.route, upstream: e.url, check: c.path, successes: this.streak });
     }
     const jitter = (Math.random() * 2 - 1) * c.jitter;

@@ -107,3 +107,17 @@ test("weights (SRV): round-robin and hashing give each endpoint its share", () =
   expect(share).toBeGreaterThan(0.68);
   expect(share).toBeLessThan(0.82);
 });
+
+test("slow start: an endpoint that just came back gets a share growing over slow_start", () => {
+  const eps = ["old", "new"].map((u) => new Endpoint("r", u));
+  const now = performance.now();
+  eps[0]!.upSince = now - 60_000;
+  eps[1]!.upSince = now;
+  const p = new Pool(eps, "round_robin", "try", undefined, 10_000);
+  const share = (t: number) => Array.from({ length: 2000 }, () => p.select(t)!.url).filter((u) => u === "new").length / 2000;
+  expect(share(now + 100)).toBeLessThan(0.05);
+  const half = share(now + 5000);
+  expect(half).toBeGreaterThan(0.15);
+  expect(half).toBeLessThan(0.4);
+  expect(share(now + 20_000)).toBeGreaterThan(0.45);
+});

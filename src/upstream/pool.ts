@@ -13,7 +13,13 @@ export class Pool {
   /** budget: retries may be at most RETRY_RATIO of requests (a token per request, capped), so retries cannot multiply an outage. */
   private budget = RETRY_BURST;
 
-  constructor(private list: readonly Endpoint[], loadBalance: LoadBalance, private readonly allUnhealthy: "try" | "fail" = "try", private readonly maxInflight?: number) {
+  constructor(
+    private list: readonly Endpoint[],
+    loadBalance: LoadBalance,
+    private readonly allUnhealthy: "try" | "fail" = "try",
+    private readonly maxInflight?: number,
+    private readonly slowStart = 0,
+  ) {
     this.policy = policyFor(loadBalance);
   }
 
@@ -37,7 +43,12 @@ export class Pool {
   /** select returns an available endpoint not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
   select(now: number, tried?: readonly Endpoint[], key?: string): Endpoint | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
-    const e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
+    let e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
+    if (e !== undefined && this.slowStart > 0 && key === undefined) {
+      // Slow start: an endpoint that just came (back) gets a share growing linearly over slowStart ms; the pick passes to another one otherwise.
+      const age = now - e.upSince;
+      if (age < this.slowStart && Math.random() * this.slowStart > age) e = this.policy.select(this.list, now, [...(tried ?? []), e], false, this.maxInflight) ?? e;
+    }
     if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.healthy)) return e;
     return this.policy.select(this.list, now, tried, true, this.maxInflight, key);
   }
