@@ -168,3 +168,44 @@ test("load_balance = \"hash\" keeps a user on one endpoint (header or cookie key
   for (let i = 0; i < 6; i++) viaCookie.add(await (await g.request("hc.test", "/", { headers: { cookie: "theme=dark; sid=abc123" } })).text());
   expect(viaCookie.size).toBe(1);
 });
+
+test("a blackholed endpoint (accepts, never answers): with try_timeout, idempotent requests fail over and none fails; a POST is not replayed", async () => {
+  const hole = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }); // takes the bytes, answers nothing
+  let posts = 0;
+  const good = origin(async (req) => {
+    if (req.method === "POST") posts++;
+    return new Response("good");
+  });
+  try {
+    const g = await start({ site: `hosts = ["bh.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nfail_cooldown = "5s"\n` });
+    let ok = 0;
+    let worst = 0;
+    const failed: number[] = [];
+    const stopAt = Date.now() + 1500;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (Date.now() < stopAt) {
+        const t0 = performance.now();
+        const r = await g.request("bh.test");
+        worst = Math.max(worst, performance.now() - t0);
+        if (r.status === 200 && (await r.text()) === "good") ok++;
+        else failed.push(r.status);
+      }
+    }));
+    console.log(`blackhole: ${ok} requests, ${failed.length} failed, slowest ${Math.round(worst)} ms`);
+    expect(failed).toEqual([]);
+    expect(ok).toBeGreaterThan(50);
+    expect(worst).toBeLessThan(1000);
+    // Ejected after max_fails (3) timeouts: the 5 s cool-down keeps it out, so requests are fast again.
+    const view = (await (await fetch(`${g.admin}/upstreams`)).json()) as { upstream: string; available: boolean }[];
+    expect(view.find((u) => u.upstream === `http://127.0.0.1:${hole.port}`)?.available).toBe(false);
+    // POSTs whose body went to the blackhole are not sent again: 504 for those, the good origin sees only its own.
+    const p = await start({ site: `hosts = ["bhp.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nmax_fails = 1000\n` });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await p.request("bhp.test", "/", { method: "POST", body: "order" })).status);
+    expect(statuses).toContain(504);
+    expect(posts).toBe(statuses.filter((s) => s === 200).length);
+  } finally {
+    hole.stop(true);
+    good.stop(true);
+  }
+});

@@ -53,6 +53,7 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   allUnhealthy: "try",
   maxInflight: 1000,
   slowStart: 0,
+  tryTimeout: 0,
   upstreamTls: undefined,
   health: undefined,
 };
@@ -124,6 +125,7 @@ export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): Proxy
     allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
     maxInflight: r.integer("max_inflight", base.maxInflight, 1, 1_000_000),
     slowStart: r.duration("slow_start", base.slowStart),
+    tryTimeout: r.duration("try_timeout", base.tryTimeout),
     upstreamTls: readUpstreamTls(r, base.upstreamTls, dir),
     health: readHealth(r, base.health),
   };

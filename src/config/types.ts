@@ -27,6 +27,8 @@ export type ProxyOptions = {
   readonly maxFails: number;
   /** allUnhealthy: when active checks find every endpoint unhealthy, "try" them anyway or "fail" with 503. */
   readonly allUnhealthy: "try" | "fail";
+  /** tryTimeout is the deadline (ms) of one attempt's response headers; 0: only response_header_timeout, over all attempts. */
+  readonly tryTimeout: number;
   /** slowStart is how long (ms) an endpoint that just came (back) takes to reach its full share; 0: at once. */
   readonly slowStart: number;
   /** maxInflight caps concurrent requests per endpoint (circuit breaking); beyond it a request goes elsewhere or gets 503 at once. */

@@ -80,6 +80,13 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
       }
       ep.inflight++;
       const t0 = performance.now();
+      // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
+      let tryCtrl: AbortController | undefined;
+      let tryTimer: Timer | undefined;
+      if (o.tryTimeout > 0) {
+        tryCtrl = new AbortController();
+        tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
+      }
       let res: Response;
       try {
         res = await fetch(ep.url + path, {
@@ -88,16 +95,29 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
           body: limited?.stream ?? null,
           redirect: "manual",
           decompress: false,
-          signal: ctrl.signal,
+          signal: tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal,
           timeout: o.idleTimeout,
           tls: o.upstreamTls,
         });
+        clearTimeout(tryTimer);
       } catch (err) {
+        clearTimeout(tryTimer);
         ep.inflight--;
         ctx.upstream = ep.url;
         ctx.upstreamMs = performance.now() - t0;
         const code = (err as { code?: string }).code ?? (err as Error).name;
         if (limited?.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
+        if (tryCtrl?.signal.aborted && !ctrl.signal.aborted) {
+          outcome(route.name, ep, "timeout");
+          ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
+          lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
+          tried.push(ep);
+          if (IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+            retries.labels(route.name).value++;
+            continue;
+          }
+          throw new GatewayError(504, "upstream did not answer in time", "upstream", lastProblem);
+        }
         if (ctrl.signal.aborted) {
           if (ctrl.signal.reason === TIMEOUT) {
             outcome(route.name, ep, "timeout");
