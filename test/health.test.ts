@@ -209,3 +209,46 @@ test("a blackholed endpoint (accepts, never answers): with try_timeout, idempote
     good.stop(true);
   }
 });
+
+test("a slow endpoint: least_requests sends most requests to the fast one, none fails", async () => {
+  const slow = origin(async () => {
+    await Bun.sleep(300);
+    return new Response("slow");
+  });
+  const fast = origin(() => new Response("fast"));
+  try {
+    const g = await start({ site: `hosts = ["sl.test"]\nupstreams = ["http://127.0.0.1:${slow.port}", "http://127.0.0.1:${fast.port}"]\nload_balance = "least_requests"\n` });
+    const got: string[] = [];
+    const stopAt = Date.now() + 1500;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (Date.now() < stopAt) got.push(await (await g.request("sl.test")).text());
+    }));
+    const slowShare = got.filter((b) => b === "slow").length / got.length;
+    console.log(`slow endpoint: ${got.length} requests, ${Math.round(slowShare * 1000) / 10}% to the slow one`);
+    expect(got.every((b) => b === "slow" || b === "fast")).toBe(true);
+    expect(slowShare).toBeLessThan(0.05);
+  } finally {
+    slow.stop(true);
+    fast.stop(true);
+  }
+});
+
+test("the retry budget runs out: retries stay near a fifth of the requests and the rest fail instead of multiplying the load", async () => {
+  const dying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } });
+  const alsoDying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } });
+  const good = origin(() => new Response("good"));
+  try {
+    const g = await start({ site: `hosts = ["rb.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${alsoDying.port}", "http://127.0.0.1:${good.port}"]\nmax_fails = 1000\n` });
+    const statuses: number[] = [];
+    for (let i = 0; i < 150; i++) statuses.push((await g.request("rb.test")).status);
+    const m = await (await fetch(`${g.admin}/metrics`)).text();
+    const retried = Number(/gatehouse_upstream_retries_total\{route="site"\} (\d+)/.exec(m)?.[1]);
+    expect(statuses.filter((s) => s === 502).length).toBeGreaterThan(20);
+    expect(retried).toBeLessThanOrEqual(150 * 0.2 + 10 + 1);
+    expect(retried).toBeGreaterThan(20);
+  } finally {
+    dying.stop(true);
+    alsoDying.stop(true);
+    good.stop(true);
+  }
+});
