@@ -44,6 +44,8 @@ export class Gateway {
   private readonly endpoints = new EndpointRegistry();
   private readonly health = new HealthChecks();
   private readonly discovery = new DiscoveryRegistry();
+  /** building is the generation being activated (between build and swap), whose endpoints must not be forgotten meanwhile. */
+  private building: Generation | undefined;
   private readonly listeners: Listeners;
   private readonly certs = new CertManager(() => void this.certificatesChanged());
   /** cache is created with the defaults and sized by each config as it goes live. */
@@ -75,10 +77,12 @@ export class Gateway {
     return loadConfig(this.opts.configPath, this.opts.files);
   }
 
-  /** poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them. */
+  /** poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them (and their metric series); the endpoints of a generation being built are kept too. */
   private poolsChanged(gen: Generation): void {
     if (this.gen !== gen) return;
-    this.endpoints.retain(gen.endpoints());
+    const keep = gen.endpoints();
+    if (this.building) for (const e of this.building.endpoints()) keep.add(e);
+    this.endpoints.retain(keep);
     this.health.reconcile(gen.health());
   }
 
@@ -104,10 +108,20 @@ export class Gateway {
   private async activate(config: Config): Promise<Generation> {
     const g = config.global;
     const gen = buildGeneration(config, { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, poolsChanged: () => this.poolsChanged(gen) }, this.nextId++);
-    await this.discovery.ready(gen.discoveries);
-    const plan = await this.certs.prepare(config);
-    this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
-    this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
+    this.building = gen;
+    try {
+      await this.discovery.ready(gen.discoveries);
+      const plan = await this.certs.prepare(config);
+      this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
+      this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
+    } catch (e) {
+      // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.
+      gen.dispose();
+      this.discovery.retain(this.gen?.discoveries ?? new Set());
+      throw e;
+    } finally {
+      this.building = undefined;
+    }
     this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize);
     const old = this.gen;
     this.gen = gen; // the swap: requests that arrive from now on see the new generation

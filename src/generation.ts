@@ -47,22 +47,32 @@ export type GenerationDeps = {
 type Pools = { readonly list: { pool: Pool; health: HealthCheck | undefined }[]; readonly discoveries: Set<DnsDiscovery>; readonly unsubscribe: (() => void)[]; readonly servers: readonly ResolverServer[] };
 
 function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
-  const statics = a.upstreams.filter((u) => !u.discover).map((u) => deps.endpoints.get(route.name, u.url));
-  const found = a.upstreams.filter((u) => u.discover).map((u) => deps.discovery.get(route.name, u.url, pools.servers));
+  const tls = a.options.upstreamTls;
+  const statics = a.upstreams.filter((u) => !u.discover).map((u) => {
+    const e = deps.endpoints.get(route.name, u.url);
+    e.tls = tls;
+    return e;
+  });
+  const names = a.upstreams.filter((u) => u.discover);
+  const found = names.map((u) => deps.discovery.get(route.name, u.url, pools.servers));
   // A name's endpoints are its current addresses; an address that leaves DNS leaves the pool (requests in flight keep theirs).
-  const current = () =>
-    found.length === 0
-      ? statics
-      : [
-          ...statics,
-          ...found.flatMap((d) =>
-            d.endpoints().map((x) => {
-              const e = deps.endpoints.get(route.name, x.url);
-              e.weight = x.weight;
-              return e;
-            }),
-          ),
-        ];
+  // They are reached by IP, but TLS verifies (and preserve_host = false sends) the name, as the URL said.
+  const current = () => {
+    if (found.length === 0) return statics;
+    const list = new Set(statics);
+    found.forEach((d, i) => {
+      const name = new URL(names[i]!.url.replace(/^srv\+/, "")).host;
+      for (const x of d.endpoints()) {
+        const e = deps.endpoints.get(route.name, x.url);
+        if (list.has(e)) continue;
+        e.weight = x.weight;
+        e.hostHeader = name;
+        e.tls = x.url.startsWith("https:") ? { ...tls, serverName: tls?.serverName ?? name.replace(/:\d+$/, "") } : tls;
+        list.add(e);
+      }
+    });
+    return [...list];
+  };
   const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight, a.options.slowStart);
   for (const d of found) {
     pools.discoveries.add(d);

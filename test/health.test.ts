@@ -198,8 +198,8 @@ test("a blackholed endpoint (accepts, never answers): with try_timeout, idempote
     // Ejected after max_fails (3) timeouts: the 5 s cool-down keeps it out, so requests are fast again.
     const view = (await (await fetch(`${g.admin}/upstreams`)).json()) as { upstream: string; available: boolean }[];
     expect(view.find((u) => u.upstream === `http://127.0.0.1:${hole.port}`)?.available).toBe(false);
-    // POSTs whose body went to the blackhole are not sent again: 504 for those, the good origin sees only its own.
-    const p = await start({ site: `hosts = ["bhp.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nmax_fails = 1000\n` });
+    // POSTs are not cut by try_timeout (a retry could not follow): one that went to the blackhole waits for response_header_timeout, 504, and is not sent again.
+    const p = await start({ site: `hosts = ["bhp.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nresponse_header_timeout = "1s"\nmax_fails = 1000\n` });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await p.request("bhp.test", "/", { method: "POST", body: "order" })).status);
     expect(statuses).toContain(504);
@@ -250,5 +250,47 @@ test("the retry budget runs out: retries stay near a fifth of the requests and t
     dying.stop(true);
     alsoDying.stop(true);
     good.stop(true);
+  }
+});
+
+test("try_timeout only cuts an attempt that could be retried: a slow sole endpoint still answers, and a POST is waited for", async () => {
+  const slow = origin(async () => {
+    await Bun.sleep(400);
+    return new Response("late but fine");
+  });
+  try {
+    const g = await start({ site: `hosts = ["tt.test"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\ntry_timeout = "200ms"\n` });
+    for (let i = 0; i < 4; i++) {
+      const r = await g.request("tt.test");
+      expect(r.status).toBe(200);
+      expect(await r.text()).toBe("late but fine");
+    }
+    expect((await g.request("tt.test", "/", { method: "POST", body: "x" })).status).toBe(200);
+    const view = (await (await fetch(`${g.admin}/upstreams`)).json()) as { available: boolean }[];
+    expect(view[0]!.available).toBe(true);
+  } finally {
+    slow.stop(true);
+  }
+});
+
+test("open WebSockets do not use up max_inflight for plain requests", async () => {
+  const ws = origin((req, server) => (server.upgrade(req, { data: undefined }) ? undefined : new Response("plain")), {
+    websocket: { message(s: import("bun").ServerWebSocket<unknown>, m: string | Buffer) { s.send(m); } },
+  });
+  try {
+    const g = await start({ site: `hosts = ["wsc.test"]\nupstreams = ["http://127.0.0.1:${ws.port}"]\nmax_inflight = 2\n` });
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = new WebSocket(`ws://127.0.0.1:${g.httpPort}/`, { headers: { host: "wsc.test" } } as never);
+      await new Promise((resolve, reject) => {
+        s.onopen = resolve;
+        s.onerror = reject;
+      });
+      sockets.push(s);
+    }
+    expect((await g.request("wsc.test")).status).toBe(200);
+    for (const s of sockets) s.close();
+  } finally {
+    ws.stop(true);
   }
 });

@@ -58,6 +58,11 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
   health: undefined,
 };
 
+function checkTryTimeout(r: Reader, tryTimeout: number, total: number): number {
+  if (tryTimeout > 0 && tryTimeout >= total) r.problem("try_timeout", `is not shorter than response_header_timeout (${total}ms), so it would never fire`, "a per-attempt deadline below response_header_timeout");
+  return tryTimeout;
+}
+
 function readUpstreamTls(r: Reader, base: UpstreamTls | undefined, dir: string): UpstreamTls | undefined {
   const t = r.table("upstream_tls");
   if (!t) return base;
@@ -112,12 +117,13 @@ function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | und
 
 /** readProxyOptions reads the forwarding keys shared by [proxy], a route file and a [[paths]] entry, on top of base. */
 export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): ProxyOptions {
+  const responseHeaderTimeout = r.duration("response_header_timeout", base.responseHeaderTimeout);
   return {
     loadBalance: r.oneOf("load_balance", LOAD_BALANCE_POLICIES, base.loadBalance),
     hashOn: readHashOn(r, base.hashOn),
     preserveHost: r.bool("preserve_host", base.preserveHost),
     maxBodySize: r.size("max_body_size", base.maxBodySize),
-    responseHeaderTimeout: r.duration("response_header_timeout", base.responseHeaderTimeout),
+    responseHeaderTimeout,
     idleTimeout: r.duration("idle_timeout", base.idleTimeout),
     failCooldown: r.duration("fail_cooldown", base.failCooldown),
     failCooldownMax: r.duration("fail_cooldown_max", base.failCooldownMax),
@@ -125,7 +131,7 @@ export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): Proxy
     allUnhealthy: r.oneOf("all_unhealthy", ["try", "fail"] as const, base.allUnhealthy),
     maxInflight: r.integer("max_inflight", base.maxInflight, 1, 1_000_000),
     slowStart: r.duration("slow_start", base.slowStart),
-    tryTimeout: r.duration("try_timeout", base.tryTimeout),
+    tryTimeout: checkTryTimeout(r, r.duration("try_timeout", base.tryTimeout), responseHeaderTimeout),
     upstreamTls: readUpstreamTls(r, base.upstreamTls, dir),
     health: readHealth(r, base.health),
   };

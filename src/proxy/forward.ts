@@ -78,12 +78,17 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         }
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
       }
+      if (!o.preserveHost) {
+        if (ep.hostHeader !== undefined) headers.set("host", ep.hostHeader);
+        else headers.delete("host");
+      }
       ep.inflight++;
       const t0 = performance.now();
       // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
       let tryCtrl: AbortController | undefined;
       let tryTimer: Timer | undefined;
-      if (o.tryTimeout > 0) {
+      // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
+      if (o.tryTimeout > 0 && IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.endpoints.length > tried.length + 1 && t.pool.hasRetryBudget()) {
         tryCtrl = new AbortController();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
@@ -97,7 +102,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
           decompress: false,
           signal: tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal,
           timeout: o.idleTimeout,
-          tls: o.upstreamTls,
+          tls: ep.tls,
         });
         clearTimeout(tryTimer);
       } catch (err) {

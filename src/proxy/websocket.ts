@@ -102,6 +102,7 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyTarget): Promi
     upstream.close();
     throw new GatewayError(400, "WebSocket upgrade failed", "downstream");
   }
+  ep.websockets++; // an open WebSocket weighs in least_requests but is not a request in flight for max_inflight
   return undefined;
 }
 
@@ -144,6 +145,7 @@ export const websocketHandlers: WebSocketHandler<WsData> = {
     websocketsOpen.labels().value--;
     if (d.poll !== undefined) clearInterval(d.poll);
     d.ep.inflight--;
+    d.ep.websockets--;
     if (d.upstream.readyState === WebSocket.OPEN || d.upstream.readyState === WebSocket.CONNECTING) d.upstream.close(relayCode(code), reason);
     d.ctx.bytesIn = d.bytes;
     finish(d.ctx, 101, 0, undefined);

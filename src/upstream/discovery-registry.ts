@@ -28,6 +28,12 @@ export class DiscoveryRegistry {
       log.info("upstream endpoints changed", { route, upstream, endpoints: eps.map((e) => e.url) });
     });
     discovery.start();
+    void discovery.ready.then(() => {
+      // An empty first answer is no change, so no event would say it: a name that does not resolve must not fail silently.
+      if (this.running.get(key)?.discovery === discovery && discovery.endpoints().length === 0) {
+        log.warn("upstream name has no addresses; the route has no endpoints from it until it does", { route, upstream, hint: "names must be fully qualified (no search list); check the record in the DNS servers of [resolver]" });
+      }
+    });
     this.running.set(key, { discovery, route });
     return discovery;
   }

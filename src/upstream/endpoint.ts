@@ -1,6 +1,8 @@
 /** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
 import { forgetEndpoint, upstreamDuration, upstreamEjections } from "../observability/gateway-metrics.ts";
 import type { HistogramCell } from "../observability/metrics.ts";
+import type { UpstreamTls } from "../config/types.ts";
+import { hash32 } from "./policies.ts";
 
 /** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL. */
 export class Endpoint {
@@ -23,8 +25,17 @@ export class Endpoint {
   /** latency is this endpoint's cell of gatehouse_upstream_response_seconds, looked up once. */
   readonly latency: HistogramCell;
 
+  /** urlHash seeds consistent hashing for this endpoint (computed once). */
+  readonly urlHash: number;
+  /** websockets counts open WebSockets, which hold `inflight` but do not count against max_inflight. */
+  websockets = 0;
+  /** tls is the TLS setup for this endpoint (the route's, with the discovered name as server name); hostHeader the Host for preserve_host = false. */
+  tls: UpstreamTls | undefined;
+  hostHeader: string | undefined;
+
   constructor(readonly route: string, readonly url: string) {
     this.latency = upstreamDuration.labels(route, url);
+    this.urlHash = hash32(url, 7) * 4294967296;
   }
 
   /** available says whether the endpoint may be picked at time now: healthy by the active checks and not ejected. */
@@ -51,6 +62,7 @@ export class Endpoint {
 
   private eject(now: number, cooldown: number, max: number, error: string): void {
     this.downUntil = now + Math.min(max, cooldown * 2 ** Math.min(this.ejections, 20));
+    this.upSince = this.downUntil; // slow start counts from the end of the cool-down
     this.ejections++;
     this.lastError = error;
     upstreamEjections.labels(this.route, this.url).value++;

@@ -8,18 +8,23 @@ export interface SelectionPolicy {
 }
 
 function usable(e: Endpoint, now: number, exclude: readonly Endpoint[] | undefined, anyHealth: boolean | undefined, cap: number | undefined): boolean {
-  return (anyHealth ? e.cooled(now) : e.available(now)) && (cap === undefined || e.inflight < cap) && (exclude === undefined || !exclude.includes(e));
+  return (anyHealth ? e.cooled(now) : e.available(now)) && (cap === undefined || e.inflight - e.websockets < cap) && (exclude === undefined || !exclude.includes(e));
 }
 
 /** roundRobin cycles through the pool, skipping unavailable endpoints; with weights (SRV) it is smooth weighted round-robin: each endpoint gets its share, interleaved. */
 export function roundRobin(): SelectionPolicy {
   let next = 0;
   const current = new WeakMap<Endpoint, number>();
+  // Whether the pool is weighted is worked out once per endpoint list (discovery replaces the array when weights change).
+  let seen: readonly Endpoint[] | undefined;
+  let weighted = false;
   return {
     select(pool, now, exclude, anyHealth, cap) {
       const n = pool.length;
-      let weighted = false;
-      for (let i = 0; i < n && !weighted; i++) weighted = pool[i]!.weight !== 1;
+      if (pool !== seen) {
+        seen = pool;
+        weighted = pool.some((e) => e.weight !== 1);
+      }
       if (weighted) {
         // nginx's smooth weighted round-robin: add each weight, pick the largest, subtract the total from it.
         let best: Endpoint | undefined;
@@ -47,7 +52,7 @@ export function roundRobin(): SelectionPolicy {
 }
 
 /** hash32 is FNV-1a over a string: fast, and good enough to spread keys. */
-function hash32(s: string, seed: number): number {
+export function hash32(s: string, seed: number): number {
   let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
@@ -70,7 +75,7 @@ export function consistentHash(): SelectionPolicy {
       for (const e of pool) {
         if (!usable(e, now, exclude, anyHealth, cap)) continue;
         // Weighted rendezvous: score = -weight / ln(u), u uniform in (0, 1) from hash(key, endpoint).
-        const u = Math.min(Math.max(hash32(key, hash32(e.url, 7) * 4294967296), 1e-12), 1 - 1e-12);
+        const u = Math.min(Math.max(hash32(key, e.urlHash), 1e-12), 1 - 1e-12);
         const score = -e.weight / Math.log(u);
         if (score > bestScore) {
           best = e;

@@ -33,6 +33,11 @@ export class Pool {
     this.list = list;
   }
 
+  /** hasRetryBudget says whether a retry token is left, without spending it. */
+  hasRetryBudget(): boolean {
+    return this.budget >= 1;
+  }
+
   /** allowRetry spends one retry token, if the budget has one. */
   allowRetry(): boolean {
     if (this.budget < 1) return false;
@@ -56,6 +61,6 @@ export class Pool {
   /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
   saturated(now: number): boolean {
     const cap = this.maxInflight;
-    return cap !== undefined && this.list.some((e) => e.cooled(now)) && this.list.every((e) => !e.cooled(now) || e.inflight >= cap);
+    return cap !== undefined && this.list.some((e) => e.available(now)) && this.list.every((e) => !e.available(now) || e.inflight - e.websockets >= cap);
   }
 }
