@@ -66,6 +66,31 @@ test("scale down: an address that leaves DNS leaves the pool", async () => {
   expect(m).not.toContain(`upstream="http://127.0.0.2:${port}"`);
 });
 
+test("health checks follow DNS: an address that appears is checked, one that leaves is not", async () => {
+  gw.writeRoute("checked", `hosts = ["checked.test"]\nupstreams = ["http://${NAME}:${port}"]\n[health]\npath = "/"\ninterval = "200ms"\ntimeout = "100ms"\njitter = "10ms"\n`);
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  type View = { route: string; upstream: string; last_check: { ok: boolean } | null }[];
+  const view = async () => ((await (await fetch(`${gw.admin}/upstreams`)).json()) as View).filter((u) => u.route === "checked");
+  const checked = async (url: string, timeoutMs = 4000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if ((await view()).find((u) => u.upstream === url)?.last_check?.ok) return true;
+      await Bun.sleep(50);
+    }
+    return false;
+  };
+  expect(await checked(`http://127.0.0.3:${port}`)).toBe(true);
+  await addRecord(opts, NAME, TYPE.A, addressData("127.0.0.2"), 1);
+  expect(await checked(`http://127.0.0.2:${port}`)).toBe(true);
+  await deleteRecord(opts, NAME, TYPE.A, addressData("127.0.0.2"));
+  const deadline = Date.now() + 4000;
+  while ((await view()).some((u) => u.upstream === `http://127.0.0.2:${port}`) && Date.now() < deadline) await Bun.sleep(50);
+  expect((await view()).map((u) => u.upstream)).toEqual([`http://127.0.0.3:${port}`]);
+  gw.removeRoute("checked");
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  expect(await until(["127.0.0.3"])).toEqual(new Set(["127.0.0.3"]));
+});
+
 test("a rolling update under load: a new pod joins, the old one leaves DNS and then stops; no request fails", async () => {
   const next = Bun.serve({ hostname: "127.0.0.4", port, fetch: () => new Response("127.0.0.4") });
   let ok = 0;

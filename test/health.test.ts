@@ -1,5 +1,7 @@
 /** Upstream resilience through the real gateway: active health checks, the all-unhealthy fallback, passive ejection, retries of idempotent requests, the /upstreams admin view. */
 import { afterAll, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { freePort, origin, startGateway, type TestGateway } from "./harness.ts";
 
 /** backend is an origin whose health answer and request count the test controls. */
@@ -292,5 +294,24 @@ test("open WebSockets do not use up max_inflight for plain requests", async () =
     for (const s of sockets) s.close();
   } finally {
     ws.stop(true);
+  }
+});
+
+test("a reload rejected after building leaves no discovery behind", async () => {
+  const g = await start({ site: `hosts = ["rj.test"]\nupstreams = ["${a.url}"]\n` });
+  const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const cfg = join(g.dir, "config.toml");
+    // A resolver that does not answer, a route that needs it, and a listener that cannot bind: rejected after the build.
+    writeFileSync(cfg, readFileSync(cfg, "utf8").replace(/^http = .*$/m, `http = "127.0.0.1:${busy.port}"`) + `\n[resolver]\nservers = ["127.0.0.1:${freePort()}"]\n`);
+    g.writeRoute("named", `hosts = ["named.test"]\nupstreams = ["http://svc.nowhere.test:8080"]\n`);
+    expect((await g.reload()).msg).toStartWith("config rejected");
+    const lines = () => g.logs.filter((l) => String(l.upstream ?? "").includes("svc.nowhere.test")).length;
+    const before = lines();
+    await Bun.sleep(5600); // past the 5 s retry of a failed name
+    expect(lines()).toBe(before);
+    expect(await (await g.request("rj.test")).text()).toBe("a");
+  } finally {
+    busy.stop(true);
   }
 });
