@@ -1,5 +1,5 @@
 /** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
-import { retries, upstreamRequests } from "../observability/gateway-metrics.ts";
+import { retries } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
 import { clientOf, type ProxyTarget, type RequestContext } from "./context.ts";
@@ -18,10 +18,6 @@ const IDLE = "upstream idle";
 
 function abortForTimeout(ctrl: AbortController): void {
   ctrl.abort(TIMEOUT);
-}
-
-function outcome(route: string, ep: Endpoint, what: string): void {
-  upstreamRequests.labels(route, ep.url, what).value++;
 }
 
 /** upstreamPath maps the client's path to the upstream's: the prefix removed when the route strips it. */
@@ -113,7 +109,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         const code = (err as { code?: string }).code ?? (err as Error).name;
         if (limited?.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
         if (tryCtrl?.signal.aborted && !ctrl.signal.aborted) {
-          outcome(route.name, ep, "timeout");
+          ep.count("timeout");
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
           lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
           tried.push(ep);
@@ -125,15 +121,15 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         }
         if (ctrl.signal.aborted) {
           if (ctrl.signal.reason === TIMEOUT) {
-            outcome(route.name, ep, "timeout");
+            ep.count("timeout");
             ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within ${o.responseHeaderTimeout}ms`);
             throw new GatewayError(504, "upstream did not answer in time", "upstream", `no response headers within ${o.responseHeaderTimeout}ms`);
           }
-          outcome(route.name, ep, "aborted");
+          ep.count("aborted");
           throw new GatewayError(499, CLIENT_GONE, "downstream");
         }
         if (code === "ECONNREFUSED") {
-          outcome(route.name, ep, "refused");
+          ep.count("refused");
           ep.markDown(performance.now(), o.failCooldown, o.failCooldownMax, "connection refused");
           lastProblem = `${ep.url}: connection refused`;
           tried.push(ep);
@@ -141,7 +137,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
           if (limited === undefined || !limited.state.started) continue;
           throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
         }
-        outcome(route.name, ep, code === "ETIMEDOUT" || code === "TimeoutError" ? "timeout" : "error");
+        ep.count(code === "ETIMEDOUT" || code === "TimeoutError" ? "timeout" : "error");
         ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, code);
         lastProblem = `${ep.url}: ${code}`;
         tried.push(ep);
@@ -157,7 +153,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
       ctx.upstreamMs = performance.now() - t0;
       ep.latency.observe(ctx.upstreamMs / 1000);
       ep.markUp();
-      outcome(route.name, ep, "response");
+      ep.count("response");
       return respond(ctx, res, ep, ctrl, o.idleTimeout, close);
     }
   } finally {
@@ -192,7 +188,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: A
       if (ctrl.signal.reason === CLIENT_GONE) throw new GatewayError(499, CLIENT_GONE, "downstream");
       const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : (err as { code?: string }).code ?? (err as Error).name;
       ep.lastError = code;
-      outcome(ctx.route!.name, ep, "error");
+      ep.count("error");
       throw new GatewayError(502, "upstream response broke off", "upstream", `${ep.url}: upstream body failed: ${code}`);
     }
     unwatch(idle);

@@ -1,6 +1,6 @@
 /** WebSocket proxying (RFC 6455): the upstream handshake first, then the client's upgrade, then messages both ways with backpressure. */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
-import { upstreamRequests, websocketsOpen } from "../observability/gateway-metrics.ts";
+import { websocketsOpen } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ProxyTarget, RequestContext } from "./context.ts";
 import { hashKey } from "./hash-key.ts";
@@ -81,11 +81,11 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyTarget): Promi
     upstream = await connect(url, headers, protocols, t.options.responseHeaderTimeout);
   } catch (e) {
     ep.inflight--;
-    upstreamRequests.labels(ctx.route!.name, ep.url, (e as GatewayError).status === 504 ? "timeout" : "error").value++;
+    ep.count((e as GatewayError).status === 504 ? "timeout" : "error");
     throw e;
   }
   ctx.upstreamMs = performance.now() - t0;
-  upstreamRequests.labels(ctx.route!.name, ep.url, "response").value++;
+  ep.count("response");
   const data: WsData = { ctx, ep, upstream, downstream: undefined, queue: [], bytes: 0, poll: undefined };
   upstream.onmessage = (ev: MessageEvent<Message>) => {
     const ws = data.downstream;

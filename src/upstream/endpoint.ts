@@ -1,6 +1,6 @@
 /** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
-import { forgetEndpoint, upstreamDuration, upstreamEjections } from "../observability/gateway-metrics.ts";
-import type { HistogramCell } from "../observability/metrics.ts";
+import { forgetEndpoint, upstreamDuration, upstreamEjections, upstreamRequests } from "../observability/gateway-metrics.ts";
+import type { Cell, HistogramCell } from "../observability/metrics.ts";
 import type { UpstreamTls } from "../config/types.ts";
 import { hash32 } from "./policies.ts";
 
@@ -24,6 +24,15 @@ export class Endpoint {
 
   /** latency is this endpoint's cell of gatehouse_upstream_response_seconds, looked up once. */
   readonly latency: HistogramCell;
+
+  private readonly outcomes = new Map<string, Cell>();
+
+  /** count adds one attempt with this outcome to gatehouse_upstream_requests_total: a Map hit on the endpoint, no label join on the request path. */
+  count(outcome: string): void {
+    let c = this.outcomes.get(outcome);
+    if (c === undefined) this.outcomes.set(outcome, (c = upstreamRequests.labels(this.route, this.url, outcome)));
+    c.value++;
+  }
 
   /** urlHash seeds consistent hashing for this endpoint (computed once). */
   readonly urlHash: number;
@@ -71,7 +80,6 @@ export class Endpoint {
   /** markUp clears the failure counts after a response. */
   markUp(): void {
     if (this.consecutiveFailures !== 0 || this.ejections !== 0) {
-      if (this.downUntil !== 0) this.upSince = performance.now();
       this.consecutiveFailures = 0;
       this.ejections = 0;
       this.downUntil = 0;
