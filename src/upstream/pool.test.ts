@@ -121,3 +121,14 @@ test("slow start: an endpoint that just came back gets a share growing over slow
   expect(half).toBeLessThan(0.4);
   expect(share(now + 20_000)).toBeGreaterThan(0.45);
 });
+
+test("slow start begins when an ejected endpoint's cool-down ends, and a response after it does not restart it", () => {
+  const e = new Endpoint("r", "a");
+  e.markDown(1000, 500, 5000, "refused");
+  expect(e.upSince).toBe(e.downUntil);
+  const since = e.upSince;
+  e.markUp();
+  expect(e.upSince).toBe(since);
+  e.markUp();
+  expect(e.upSince).toBe(since);
+});
