@@ -27,17 +27,8 @@ nginx_conf "$WORK/nginx-proxy" "proxy_cache_path $SHM levels=1:2 keys_zone=gh:10
   server { listen 127.0.0.1:$NGINX_PORT; location / {
     proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host;
     proxy_cache gh; proxy_cache_lock on; proxy_cache_valid 200 1h; add_header X-Cache \$upstream_cache_status; } }"
-cat > "$WORK/config.toml" <<TOML
-routes_dir = "routes"
-pid_file = "gatehouse.pid"
-[listen]
-http = "127.0.0.1:$GH_PORT"
-admin = "127.0.0.1:$GH_ADMIN"
-[log]
-access = ${GH_ACCESS_LOG:-false}
-[cache]
-max_size = "256MiB"
-TOML
+gh_config "" "[cache]
+max_size = \"256MiB\""
 printf 'hosts = ["127.0.0.1"]\nupstreams = ["http://127.0.0.1:%s"]\n[cache]\n' "$ORIGIN_PORT" > "$WORK/routes/bench.toml"
 node_modules/.bin/bun src/main.ts check -c "$WORK/config.toml" >/dev/null
 

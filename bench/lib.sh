@@ -19,3 +19,17 @@ NGX
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+gh_config() { # $1 extra [listen] lines, $2 extra tables; writes $WORK/config.toml for $GH_PORT / $GH_ADMIN
+  cat > "$WORK/config.toml" <<TOML
+routes_dir = "routes"
+pid_file = "gatehouse.pid"
+[listen]
+http = "127.0.0.1:$GH_PORT"
+admin = "127.0.0.1:$GH_ADMIN"
+$1
+[log]
+access = ${GH_ACCESS_LOG:-false}
+$2
+TOML
+}

@@ -21,15 +21,7 @@ head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/1k"
 nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; location / { add_header Cache-Control no-store; } }"
 nginx_conf "$WORK/nginx-proxy" "upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server { listen 127.0.0.1:$NGINX_PORT; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }"
-cat > "$WORK/config.toml" <<TOML
-routes_dir = "routes"
-pid_file = "gatehouse.pid"
-[listen]
-http = "127.0.0.1:$GH_PORT"
-admin = "127.0.0.1:$GH_ADMIN"
-[log]
-access = ${GH_ACCESS_LOG:-false}
-TOML
+gh_config "" ""
 printf 'hosts = ["127.0.0.1"]\nupstreams = ["http://127.0.0.1:%s"]\n' "$ORIGIN_PORT" > "$WORK/routes/bench.toml"
 
 nginx -c "$WORK/nginx-origin/nginx.conf" & pids+=($!)

@@ -37,16 +37,7 @@ nginx_conf "$WORK/nginx-proxy" "upstream origin { server 127.0.0.1:$ORIGIN_PORT;
   server { listen 127.0.0.1:$NGINX_PORT ssl; server_name $HOST;
     location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; } }
   server { listen 127.0.0.1:$PROBE_PORT ssl; access_log $WORK/probe.log probe; location / { return 200 ok; } }"
-cat > "$WORK/config.toml" <<TOML
-routes_dir = "routes"
-pid_file = "gatehouse.pid"
-[listen]
-http = "127.0.0.1:$GH_PORT"
-https = "127.0.0.1:$GH_TLS"
-admin = "127.0.0.1:$GH_ADMIN"
-[log]
-access = ${GH_ACCESS_LOG:-false}
-TOML
+gh_config "https = \"127.0.0.1:$GH_TLS\"" ""
 cat > "$WORK/routes/bench.toml" <<TOML
 hosts = ["$HOST", "127.0.0.1"]
 tls = "manual"
