@@ -7,12 +7,12 @@ import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
 import { hashKey } from "./hash-key.ts";
+import { requestHead } from "./request-head.ts";
+import { BUFFER_LIMIT, type H1Response } from "../upstream/h1-client.ts";
 import { unwatch, watch, type Watched } from "./idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-/** BUFFER_LIMIT: bodies of declared length up to this are read whole before answering. A JS stream wrapper per response costs about 40% of a small request's throughput; reading the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502. */
-const BUFFER_LIMIT = 64 * 1024;
 const CLIENT_GONE = "client closed the connection";
 const IDLE = "upstream idle";
 
@@ -57,7 +57,8 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
   const close = req.headers.get("connection")?.toLowerCase().includes("close") === true;
   const key = o.loadBalance === "hash" ? hashKey(ctx, o.hashOn) : undefined;
-  const headers = prepareHeaders(ctx, req.headers, o.preserveHost);
+  // Headers for fetch (https:// endpoints) are made on first use; plain-HTTP endpoints get a serialized head instead.
+  let headers: Headers | undefined;
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
   req.signal.addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
@@ -74,10 +75,6 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         }
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
       }
-      if (!o.preserveHost) {
-        if (ep.hostHeader !== undefined) headers.set("host", ep.hostHeader);
-        else headers.delete("host");
-      }
       ep.inflight++;
       const t0 = performance.now();
       // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
@@ -88,18 +85,30 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         tryCtrl = new AbortController();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
-      let res: Response;
+      let res: H1Response;
       try {
-        res = await fetch(ep.url + path, {
-          method: req.method,
-          headers,
-          body: limited?.stream ?? null,
-          redirect: "manual",
-          decompress: false,
-          signal: tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal,
-          timeout: o.idleTimeout,
-          tls: ep.tls,
-        });
+        const signal = tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal;
+        if (ep.h1 !== undefined) {
+          const body = limited?.stream ?? null;
+          const host = o.preserveHost && ctx.host !== "" ? ctx.host : ep.hostHeader ?? ep.h1.authority;
+          res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, body !== null && declared === null), body, chunked: body !== null && declared === null, signal });
+        } else {
+          if (headers === undefined) headers = prepareHeaders(ctx, req.headers, o.preserveHost);
+          if (!o.preserveHost) {
+            if (ep.hostHeader !== undefined) headers.set("host", ep.hostHeader);
+            else headers.delete("host");
+          }
+          res = fromFetch(await fetch(ep.url + path, {
+            method: req.method,
+            headers,
+            body: limited?.stream ?? null,
+            redirect: "manual",
+            decompress: false,
+            signal,
+            timeout: o.idleTimeout,
+            tls: ep.tls,
+          }));
+        }
         clearTimeout(tryTimer);
       } catch (err) {
         clearTimeout(tryTimer);
@@ -161,24 +170,40 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
   }
 }
 
-/** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
-async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
+/** fromFetch gives fetch's answer the client's shape: hop-by-hop fields removed, the body's form decided by its declared length. */
+function fromFetch(res: Response): H1Response {
   const h = res.headers;
   stripHopByHop(h);
+  const declared = h.get("content-length");
+  const kind = res.body === null ? "none" : declared !== null && Number(declared) <= BUFFER_LIMIT ? "bytes" : "stream";
+  return { status: res.status, statusText: res.statusText, headers: h, kind, stream: kind === "stream" ? res.body! : undefined, bytes: () => res.bytes(), ready: () => undefined };
+}
+
+/** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
+async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
+  const h = res.headers;
   if (close) h.set("connection", "close");
   appendVia(h, ctx.hop.via);
   h.set("x-request-id", ctx.id);
   const status = res.status;
-  if (res.body === null) {
+  if (res.kind === "none") {
     ep.inflight--;
     finish(ctx, status, 0, undefined);
     return new Response(null, { status, statusText: res.statusText, headers: h });
   }
+  if (res.kind === "bytes") {
+    // A small body usually arrives with the head: answered at once, no timer or promise.
+    const ready = res.ready();
+    if (ready !== undefined) {
+      ep.inflight--;
+      finish(ctx, status, ready.byteLength, undefined);
+      return new Response(ready, { status, statusText: res.statusText, headers: h });
+    }
+  }
   // The body may rest at most idleTimeout between chunks (a buffered body: in all).
   const idle: Watched = { last: performance.now(), limit: idleTimeout, expire: () => ctrl.abort(IDLE) };
   watch(idle);
-  const declared = h.get("content-length");
-  if (declared !== null && Number(declared) <= BUFFER_LIMIT) {
+  if (res.kind === "bytes") {
     let bytes: Uint8Array;
     try {
       bytes = await res.bytes();
@@ -196,7 +221,7 @@ async function respond(ctx: RequestContext, res: Response, ep: Endpoint, ctrl: A
     finish(ctx, status, bytes.byteLength, undefined);
     return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
-  const body = trackBody(res.body, (bytes, problem) => {
+  const body = trackBody(res.stream!, (bytes, problem) => {
     unwatch(idle);
     ep.inflight--;
     if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;

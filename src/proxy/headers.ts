@@ -35,9 +35,14 @@ function forwardedFor(ip: string): string {
 /** ForwardedInfo is what the proxy knows about the hop it received the request on. */
 export type ForwardedInfo = { readonly client: string; readonly proto: "http" | "https"; readonly host: string };
 
+/** forwardedElement is this hop's Forwarded element (RFC 7239 §4). */
+export function forwardedElement(info: ForwardedInfo): string {
+  return `for=${forwardedFor(info.client)};host=${forwardedValue(info.host)};proto=${info.proto}`;
+}
+
 /** setForwarded writes X-Forwarded-For/-Proto/-Host and Forwarded: a trusted client's values are kept and extended, anyone else's replaced, so an untrusted client cannot forge its address. */
 export function setForwarded(h: Headers, info: ForwardedInfo, trusted: boolean): void {
-  const element = `for=${forwardedFor(info.client)};host=${forwardedValue(info.host)};proto=${info.proto}`;
+  const element = forwardedElement(info);
   if (trusted) {
     const xff = h.get("x-forwarded-for");
     h.set("x-forwarded-for", xff ? `${xff}, ${info.client}` : info.client);

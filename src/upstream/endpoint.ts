@@ -2,6 +2,7 @@
 import { forgetEndpoint, upstreamDuration, upstreamEjections, upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Cell, HistogramCell } from "../observability/metrics.ts";
 import type { UpstreamTls } from "../config/types.ts";
+import { H1Pool } from "./h1-client.ts";
 import { hash32 } from "./policies.ts";
 
 /** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL. */
@@ -42,7 +43,11 @@ export class Endpoint {
   tls: UpstreamTls | undefined;
   hostHeader: string | undefined;
 
+  /** h1 is the pool of kept-alive connections to a plain-HTTP endpoint (undefined for https://, which goes through fetch). */
+  readonly h1: H1Pool | undefined;
+
   constructor(readonly route: string, readonly url: string) {
+    this.h1 = plainPool(url);
     this.latency = upstreamDuration.labels(route, url);
     this.urlHash = hash32(url, 7) * 4294967296;
   }
@@ -87,6 +92,14 @@ export class Endpoint {
   }
 }
 
+/** plainPool makes the connection pool of an http:// URL (an IP literal or a name the system resolves per connection). */
+function plainPool(url: string): H1Pool | undefined {
+  if (!url.startsWith("http://")) return undefined;
+  const u = new URL(url);
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  return new H1Pool(host, u.port === "" ? 80 : Number(u.port));
+}
+
 /** EndpointRegistry hands out Endpoints by route and URL, so health and load survive a reload. */
 export class EndpointRegistry {
   private readonly endpoints = new Map<string, Endpoint>();
@@ -109,6 +122,7 @@ export class EndpointRegistry {
       if (!keep.has(e)) {
         this.endpoints.delete(k);
         forgetEndpoint(e.route, e.url);
+        e.h1?.close();
         dropped.push(e);
       }
     }

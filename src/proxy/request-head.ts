@@ -1,0 +1,44 @@
+/** The request head sent to a plain-HTTP upstream (RFC 9112 §3): written in one pass over the client's fields, with the same rules as prepareHeaders (hop-by-hop fields dropped, Via, Forwarded and X-Forwarded-*, X-Request-ID) but no Headers copy or mutation. */
+import { clientOf, type RequestContext } from "./context.ts";
+import { forwardedElement } from "./headers.ts";
+
+// Fields written by this function or never forwarded: hop-by-hop (RFC 9110 §7.6.1), Expect (100-continue is between the client and us), and those set below.
+const SKIP = new Set(["host", "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "expect", "x-request-id", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]);
+
+/** requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a body of unknown length. */
+export function requestHead(ctx: RequestContext, method: string, target: string, host: string, chunked: boolean): string {
+  const h = ctx.req.headers;
+  const conn = h.get("connection");
+  const named = conn === null ? undefined : conn.toLowerCase().split(",").map((t) => t.trim());
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
+  let via: string | undefined;
+  let xff: string | undefined;
+  let xfp: string | undefined;
+  let xfh: string | undefined;
+  let fwd: string | undefined;
+  for (const [name, value] of h) {
+    if (SKIP.has(name)) {
+      switch (name) {
+        case "via": via = value; break;
+        case "x-forwarded-for": xff = value; break;
+        case "x-forwarded-proto": xfp = value; break;
+        case "x-forwarded-host": xfh = value; break;
+        case "forwarded": fwd = value; break;
+      }
+      continue;
+    }
+    if (named !== undefined && named.includes(name)) continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  const client = clientOf(ctx);
+  const element = forwardedElement({ client, proto: ctx.scheme, host: ctx.host });
+  const hop = ctx.hop;
+  if (hop.trusted(client)) {
+    head += `x-forwarded-for: ${xff ? `${xff}, ${client}` : client}\r\nx-forwarded-proto: ${xfp ?? ctx.scheme}\r\nx-forwarded-host: ${xfh ?? ctx.host}\r\nforwarded: ${fwd ? `${fwd}, ${element}` : element}\r\n`;
+  } else {
+    head += `x-forwarded-for: ${client}\r\nx-forwarded-proto: ${ctx.scheme}\r\nx-forwarded-host: ${ctx.host}\r\nforwarded: ${element}\r\n`;
+  }
+  head += `via: ${via === undefined ? hop.via : `${via}, ${hop.via}`}\r\nx-request-id: ${ctx.id}\r\n`;
+  if (chunked) head += "transfer-encoding: chunked\r\n";
+  return head + "\r\n";
+}
