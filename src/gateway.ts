@@ -1,11 +1,12 @@
 /** The running gateway: loads config, owns the live generation and the listeners, reloads atomically and drains on shutdown. */
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { loadConfig, type ConfigFiles } from "./config/load.ts";
+import { loadConfig, loadConfigSnapshotAsync, type ConfigFiles } from "./config/load.ts";
+import { yieldToRequests } from "./lib/slices.ts";
 import { ConfigError, formatProblem } from "./config/problems.ts";
 import type { Config } from "./config/types.ts";
-import { buildGeneration, type Generation } from "./generation.ts";
+import { buildGeneration, buildGenerationAsync, type Generation } from "./generation.ts";
 import { writeFileAtomic } from "./lib/atomic-write.ts";
-import { adminApp } from "./observability/admin.ts";
+import { adminApp, type AdminState } from "./observability/admin.ts";
 import { configLastReloadSuccess, configLastReloadTime, configReloads, setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/handler.ts";
@@ -26,11 +27,55 @@ export function statusPath(pidFile: string): string {
   return `${pidFile}.status`;
 }
 
-/** GatewayOptions say where the config is and, for the built-in default, its text. */
-export type GatewayOptions = { readonly configPath: string; readonly files?: ConfigFiles; readonly pid: number };
+/** GatewayOptions say where the config is and, for the built-in default (or a worker's snapshot from its supervisor), its text. */
+export type GatewayOptions = {
+  readonly configPath: string;
+  readonly files?: ConfigFiles;
+  readonly pid: number;
+  /** worker: one of several worker processes under a supervisor: public listeners shared with its siblings (SO_REUSEPORT), no admin listener, no pid or status file, certificates only loaded from storage (the supervisor obtains them). */
+  readonly worker?: boolean;
+};
 
-function problemsOf(e: unknown): string[] {
-  return e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+/** ReloadOutcome is what a reload did: applied, or rejected with the problems in `gatehouse check` format. */
+export type ReloadOutcome = { readonly ok: boolean; readonly problems: string[] };
+
+/** problemsOf turns a load or start failure into lines in `gatehouse check` format (or the error's own lines). */
+export function problemsOf(e: unknown): string[] {
+  if (e instanceof ConfigError) return e.problems.map(formatProblem);
+  const own = (e as { problems?: unknown })?.problems;
+  return Array.isArray(own) ? own.map(String) : [String((e as Error)?.message ?? e)];
+}
+
+/** recordReload counts a (re)load in the metrics and writes the outcome to the status file beside the pid file (when there is one) for `gatehouse reload`; seq 0 is the start, not counted as a reload. */
+export function recordReload(status: ReloadStatus, pidFile: string | undefined): void {
+  if (status.seq > 0) configReloads.labels(status.result).value++;
+  configLastReloadSuccess.labels().value = status.result === "success" ? 1 : 0;
+  configLastReloadTime.labels().value = Date.now() / 1000;
+  if (!pidFile) return;
+  try {
+    writeFileAtomic(statusPath(pidFile), JSON.stringify(status) + "\n");
+  } catch (e) {
+    log.warn("cannot write the reload status file", { path: statusPath(pidFile), error: String(e) });
+  }
+}
+
+/** writePidFile writes pid atomically for `gatehouse reload`; it returns the path, or undefined (logged) when it cannot be written. */
+export function writePidFile(path: string, pid: number): string | undefined {
+  try {
+    writeFileAtomic(path, `${pid}\n`);
+    return path;
+  } catch (e) {
+    log.warn("cannot write the pid file; `gatehouse reload` will not find this instance", { path, error: String(e) });
+    return undefined;
+  }
+}
+
+/** removePidFile removes the pid file and its status file at exit, unless another instance has written its own pid there since. */
+export function removePidFile(path: string | undefined, pid: number): void {
+  if (path && existsSync(path) && readFileSync(path, "utf8").trim() === String(pid)) {
+    rmSync(path, { force: true });
+    rmSync(statusPath(path), { force: true });
+  }
 }
 
 /** Gateway is the process's one instance: start(), reload() any number of times, then shutdown(). */
@@ -46,20 +91,29 @@ export class Gateway {
   private readonly discovery = new DiscoveryRegistry();
   /** building is the generation being activated (between build and swap), whose endpoints must not be forgotten meanwhile. */
   private building: Generation | undefined;
+  /** compiling is set while a sliced build runs (before `building` exists). */
+  private compiling = false;
   private readonly listeners: Listeners;
-  private readonly certs = new CertManager(() => void this.certificatesChanged());
+  private readonly certs: CertManager;
+  /** files are the texts of the live config when they came from memory (built-in default, a supervisor's snapshot); undefined: read from disk. */
+  private files: ConfigFiles | undefined;
+  /** state is what the admin API asks; a worker's supervisor asks it over IPC instead. */
+  readonly state: AdminState;
   /** cache is created with the defaults and sized by each config as it goes live. */
   private readonly cache = new ResponseCache(256 * 1024 ** 2, 8 * 1024 ** 2);
 
   constructor(private readonly opts: GatewayOptions) {
-    const admin = adminApp({
+    this.files = opts.files;
+    this.certs = new CertManager(() => void this.certificatesChanged(), { follower: opts.worker });
+    this.state = {
       ready: () => this.gen !== undefined && !this.draining,
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
       upstreams: () => this.endpoints.describe(performance.now()),
-    });
-    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch });
+    };
+    const admin = adminApp(this.state);
+    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch }, { shared: opts.worker });
     setHealthCollector((g) => {
       g.retain(() => false);
       const now = performance.now();
@@ -73,13 +127,28 @@ export class Gateway {
     return this.gen?.config;
   }
 
-  private load(): Config {
-    return loadConfig(this.opts.configPath, this.opts.files);
+  private load(files = this.files): Config {
+    return loadConfig(this.opts.configPath, files);
+  }
+
+  /** loadLive loads for a reload: without stalling the requests being served. */
+  private async loadLive(files = this.files): Promise<Config> {
+    return (await loadConfigSnapshotAsync(this.opts.configPath, files)).config;
+  }
+
+  /** listen is what this process binds: everything, or in a worker the public listeners only (the supervisor holds the admin one). */
+  private listen(g: Config["global"]): Config["global"]["listen"] {
+    return this.opts.worker ? { ...g.listen, admin: undefined } : g.listen;
   }
 
   /** poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them (and their metric series); the endpoints of a generation being built are kept too. */
   private poolsChanged(gen: Generation): void {
     if (this.gen !== gen) return;
+    if (this.compiling) {
+      // A sliced build is creating endpoints that no generation holds yet: nothing is forgotten until it is done.
+      this.health.reconcile(gen.health());
+      return;
+    }
     const keep = gen.endpoints();
     if (this.building) for (const e of this.building.endpoints()) keep.add(e);
     this.endpoints.retain(keep);
@@ -96,7 +165,7 @@ export class Gateway {
     const run = this.reloadChain.then(() => {
       if (!this.gen || this.draining) return;
       try {
-        this.listeners.apply(this.gen.config.global.listen, this.tlsSet());
+        this.listeners.apply(this.listen(this.gen.config.global), this.tlsSet());
       } catch (e) {
         log.error("cannot start the HTTPS listener with the new certificates; the old one keeps serving", { error: String((e as Error).message ?? e) });
       }
@@ -105,19 +174,31 @@ export class Gateway {
     return run;
   }
 
-  private async activate(config: Config): Promise<Generation> {
+  /** activate builds a generation and makes it live; `sliced` (a reload) builds it without stalling the requests being served. */
+  private async activate(config: Config, sliced = false): Promise<Generation> {
     const g = config.global;
-    const gen = buildGeneration(config, { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, poolsChanged: () => this.poolsChanged(gen) }, this.nextId++);
+    let gen: Generation | undefined;
+    // Discovery may report changes while a sliced build is under way: they concern this generation only once it exists.
+    const deps = { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, poolsChanged: () => gen && this.poolsChanged(gen) };
+    if (sliced) {
+      this.compiling = true;
+      try {
+        gen = await buildGenerationAsync(config, deps, this.nextId++);
+      } finally {
+        this.compiling = false;
+      }
+    } else gen = buildGeneration(config, deps, this.nextId++);
     this.building = gen;
     try {
       await this.discovery.ready(gen.discoveries);
       const plan = await this.certs.prepare(config);
-      this.listeners.apply(g.listen, g.listen.https ? this.tlsSet(plan) : undefined);
+      this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined);
       this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
     } catch (e) {
       // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.
       gen.dispose();
       this.discovery.retain(this.gen?.discoveries ?? new Set());
+      if (this.gen) this.endpoints.retain(this.gen.endpoints()); // nor endpoints (and their metric series) only it made
       throw e;
     } finally {
       this.building = undefined;
@@ -135,55 +216,63 @@ export class Gateway {
   }
 
   private writeStatus(result: "success" | "failure", problems: string[]): void {
-    if (this.seq > 0) configReloads.labels(result).value++; // the start (seq 0) is not a reload
-    configLastReloadSuccess.labels().value = result === "success" ? 1 : 0;
-    configLastReloadTime.labels().value = Date.now() / 1000;
-    if (!this.pidFile) return;
-    const status: ReloadStatus = { pid: this.opts.pid, seq: this.seq, result, time: new Date().toISOString(), problems };
-    try {
-      writeFileAtomic(statusPath(this.pidFile), JSON.stringify(status) + "\n");
-    } catch (e) {
-      log.warn("cannot write the reload status file", { path: statusPath(this.pidFile), error: String(e) });
-    }
+    recordReload({ pid: this.opts.pid, seq: this.seq, result, time: new Date().toISOString(), problems }, this.pidFile);
   }
 
   /** start loads the config and binds the listeners; throws ConfigError (or a bind error) and binds nothing when that fails. */
   async start(): Promise<void> {
     const config = this.load();
     const gen = await this.activate(config);
-    this.pidFile = config.global.pidFile;
-    try {
-      writeFileAtomic(this.pidFile, `${this.opts.pid}\n`);
-    } catch (e) {
-      log.warn("cannot write the pid file; `gatehouse reload` will not find this instance", { path: this.pidFile, error: String(e) });
-      this.pidFile = undefined;
+    if (this.opts.worker) {
+      log.info("started", { config: config.global.file, sites: config.sites.length, routes: gen.routeNames.size, generation: gen.id });
+      return;
     }
+    this.pidFile = writePidFile(config.global.pidFile, this.opts.pid);
     this.writeStatus("success", []);
     log.info("started", { config: config.global.file, sites: config.sites.length, routes: gen.routeNames.size, generation: gen.id });
   }
 
-  /** reload re-reads everything and swaps atomically; on any problem the running config stays and the problems are logged in `gatehouse check` format. Reloads run one at a time. */
-  reload(): Promise<boolean> {
-    const run = this.reloadChain.then(() => this.reloadNow());
+  /** reload re-reads everything (or takes the given texts: a worker gets its supervisor's snapshot) and swaps atomically; on any problem the running config stays and the problems are logged in `gatehouse check` format. Reloads run one at a time. */
+  reload(files?: ConfigFiles): Promise<ReloadOutcome> {
+    const run = this.reloadChain.then(() => this.reloadNow(files ?? this.files));
     this.reloadChain = run;
     return run;
   }
 
-  private async reloadNow(): Promise<boolean> {
-    if (this.draining) return false;
+  private async reloadNow(files: ConfigFiles | undefined): Promise<ReloadOutcome> {
+    if (this.draining) return { ok: false, problems: ["the gateway is shutting down"] };
     const t0 = performance.now();
     this.seq++;
     try {
-      const gen = await this.activate(this.load());
+      const config = await this.loadLive(files);
+      await yieldToRequests(); // the load's last slice and the build would otherwise run back to back
+      const gen = await this.activate(config, true);
+      this.files = files;
       this.writeStatus("success", []);
       log.info("config reloaded", { generation: gen.id, sites: gen.config.sites.length, routes: gen.routeNames.size, ms: Math.round((performance.now() - t0) * 10) / 10 });
-      return true;
+      const workers = gen.config.global.workers;
+      if (!this.opts.worker && workers !== 1) log.warn("workers takes effect at the next start; this instance stays one process", { workers });
+      return { ok: true, problems: [] };
     } catch (e) {
       const problems = problemsOf(e);
       this.writeStatus("failure", problems);
       log.error("config rejected; the running config stays", { problems, generation: this.gen?.id });
-      return false;
+      return { ok: false, problems };
     }
+  }
+
+  /** adoptStoredCertificates (a worker's) serves the certificates its supervisor stored since the last look, swapping the HTTPS listener when any changed; it waits for a reload in progress. */
+  adoptStoredCertificates(): Promise<void> {
+    const run = this.reloadChain.then(async () => {
+      if (!this.gen || this.draining || !(await this.certs.refresh())) return;
+      try {
+        this.listeners.apply(this.listen(this.gen.config.global), this.tlsSet());
+      } catch (e) {
+        log.error("cannot start the HTTPS listener with the new certificates; the old one keeps serving", { error: String((e as Error).message ?? e) });
+      }
+    });
+    this.reloadChain = run.catch(() => undefined);
+    return run;
   }
 
   /** shutdown stops accepting, lets in-flight requests finish within graceMs, closes WebSockets with 1001, then everything. */
@@ -204,10 +293,7 @@ export class Gateway {
       await this.listeners.closePublic(true);
     }
     await this.listeners.closeAll();
-    if (this.pidFile && existsSync(this.pidFile) && readFileSync(this.pidFile, "utf8").trim() === String(this.opts.pid)) {
-      rmSync(this.pidFile, { force: true });
-      rmSync(statusPath(this.pidFile), { force: true });
-    }
+    removePidFile(this.pidFile, this.opts.pid);
     log.info("stopped");
     log.flushNow();
   }

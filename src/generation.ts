@@ -4,6 +4,7 @@ import type { ResponseCache } from "./cache/response-cache.ts";
 import type { Config, HealthCheck, PathRoute, ProxyAction, RedirectAction, SiteConfig, StaticAction } from "./config/types.ts";
 import { BUILTIN_PREFIX } from "./config/route-schema.ts";
 import { cidrMatcher } from "./lib/cidr.ts";
+import { SLICE_MS, yieldToRequests } from "./lib/slices.ts";
 import { statsFor } from "./observability/gateway-metrics.ts";
 import type { CompiledRoute, ProxyTarget, RequestContext, Site } from "./proxy/context.ts";
 import { finish } from "./proxy/finish.ts";
@@ -140,16 +141,20 @@ function compileSite(site: SiteConfig, deps: GenerationDeps, pools: Pools, names
   return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect, hsts };
 }
 
-/** buildGeneration compiles a validated Config; it touches no sockets, so a failure leaves nothing to clean up. */
-export function buildGeneration(config: Config, deps: GenerationDeps, id: number): Generation {
-  const router = new HostRouter<Site>();
+type Build = { readonly router: HostRouter<Site>; readonly pools: Pools; readonly names: Set<string> };
+
+function startBuild(config: Config): Build {
   const servers = config.global.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
-  const pools: Pools = { list: [], discoveries: new Set(), unsubscribe: [], servers };
-  const names = new Set<string>();
-  for (const site of config.sites) {
-    const compiled = compileSite(site, deps, pools, names, config.global.listen.https !== undefined);
-    for (const host of site.hosts) router.add(host, compiled);
-  }
+  return { router: new HostRouter<Site>(), pools: { list: [], discoveries: new Set(), unsubscribe: [], servers }, names: new Set<string>() };
+}
+
+function addSite(b: Build, site: SiteConfig, deps: GenerationDeps, https: boolean): void {
+  const compiled = compileSite(site, deps, b.pools, b.names, https);
+  for (const host of site.hosts) b.router.add(host, compiled);
+}
+
+function endBuild(b: Build, config: Config, id: number): Generation {
+  const { router, pools, names } = b;
   const p = config.global.proxy;
   const via = `1.1 ${p.via}`;
   // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
@@ -171,4 +176,30 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
       for (const u of pools.unsubscribe) u();
     },
   };
+}
+
+/** buildGeneration compiles a validated Config; it touches no sockets, so a failure leaves nothing to clean up. */
+export function buildGeneration(config: Config, deps: GenerationDeps, id: number): Generation {
+  const b = startBuild(config);
+  for (const site of config.sites) addSite(b, site, deps, config.global.listen.https !== undefined);
+  return endBuild(b, config, id);
+}
+
+/** buildGenerationAsync is buildGeneration for a running gateway: it gives way to requests every few milliseconds. On failure it disposes of what it subscribed to. */
+export async function buildGenerationAsync(config: Config, deps: GenerationDeps, id: number): Promise<Generation> {
+  const b = startBuild(config);
+  let slice = performance.now();
+  try {
+    for (const site of config.sites) {
+      addSite(b, site, deps, config.global.listen.https !== undefined);
+      if (performance.now() - slice > SLICE_MS) {
+        await yieldToRequests();
+        slice = performance.now();
+      }
+    }
+  } catch (e) {
+    for (const u of b.pools.unsubscribe) u();
+    throw e;
+  }
+  return endBuild(b, config, id);
 }

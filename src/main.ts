@@ -5,7 +5,11 @@ import defaultConfigText from "../config.toml" with { type: "text" };
 import welcomeRouteText from "../routes/welcome.toml" with { type: "text" };
 import { loadConfig, type ConfigFiles } from "./config/load.ts";
 import { ConfigError, formatProblem } from "./config/problems.ts";
-import { Gateway, statusPath, type ReloadStatus } from "./gateway.ts";
+import { Gateway, problemsOf, statusPath, type ReloadStatus } from "./gateway.ts";
+import { WORKER_ENV, type ToWorker } from "./workers/protocol.ts";
+import { Supervisor } from "./workers/supervisor.ts";
+import { Worker } from "./workers/worker.ts";
+import type { SpawnSpec } from "./workers/worker-process.ts";
 import { log } from "./observability/log.ts";
 import { VERSION } from "./version.ts";
 
@@ -114,26 +118,81 @@ async function reload(args: Args): Promise<number> {
   return 1;
 }
 
+/** selfSpawn is how a supervisor starts worker `index`: this executable again (with the script when running from source; the compiled binary is its own script), marked by WORKER_ENV. */
+function selfSpawn(configPath: string): (index: number) => SpawnSpec {
+  const self = Bun.main.includes("$bunfs") ? [process.execPath] : [process.execPath, Bun.main];
+  return (index) => ({ cmd: [...self, "run", "-c", configPath], env: { ...process.env, [WORKER_ENV]: String(index) } });
+}
+
+/** runWorker runs this process as worker `index` of the supervisor that spawned it; SIGHUP is the supervisor's business, SIGTERM/SIGINT drain as usual. */
+async function runWorker(args: Args, index: number): Promise<number> {
+  const send = process.send?.bind(process);
+  if (!send) {
+    console.error(`gatehouse: ${WORKER_ENV} is set but no supervisor started this process; unset it`);
+    return 2;
+  }
+  log.worker = index;
+  // Its stdout is a pipe to the supervisor: when that is gone, the lines of the drain go to the inherited stderr instead of an EPIPE.
+  process.stdout.on("error", () => log.setSink((s) => void process.stderr.write(s)));
+  const worker = new Worker({
+    index,
+    configPath: resolve(args.config),
+    pid: process.pid,
+    channel: {
+      send: (msg) => {
+        try {
+          send(msg);
+        } catch {
+          // the supervisor is gone; "disconnect" stops this worker
+        }
+      },
+      onMessage: (fn) => process.on("message", (m) => fn(m as ToWorker)),
+      onDisconnect: (fn) => process.on("disconnect", fn),
+    },
+  });
+  process.on("SIGHUP", () => log.warn("SIGHUP ignored by a worker; send it to the supervisor", { supervisor: process.ppid }));
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      log.info("signal received", { signal });
+      void worker.stop();
+    });
+  }
+  return worker.done;
+}
+
 async function run(args: Args): Promise<number> {
+  const workerIndex = process.env[WORKER_ENV];
+  if (workerIndex !== undefined) {
+    const index = Number(workerIndex);
+    if (!Number.isInteger(index) || index < 1) {
+      console.error(`gatehouse: ${WORKER_ENV}=${workerIndex} is not a worker index`);
+      return 2;
+    }
+    return runWorker(args, index);
+  }
   const path = resolve(args.config);
   const files = args.explicitConfig ? undefined : builtinFiles(path);
   if (files) log.info("no config.toml here; running the built-in default config", { path });
-  const gateway = new Gateway({ configPath: path, files, pid: process.pid });
+  let gateway: Gateway | Supervisor;
   try {
+    // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
+    const workers = loadConfig(path, files).global.workers;
+    gateway = workers > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
     await gateway.start();
   } catch (e) {
-    const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+    const problems = problemsOf(e);
     log.error("cannot start", { problems });
     log.flushNow();
     for (const p of problems) console.error(p);
     return 1;
   }
-  process.on("SIGHUP", () => void gateway.reload());
+  const instance = gateway;
+  process.on("SIGHUP", () => void instance.reload());
   const grace = gateway.config!.global.shutdownGrace;
   return new Promise((resolveExit) => {
     const stop = (signal: string) => {
       log.info("signal received", { signal });
-      void gateway.shutdown(gateway.config?.global.shutdownGrace ?? grace).then(() => resolveExit(0));
+      void instance.shutdown(instance.config?.global.shutdownGrace ?? grace).then(() => resolveExit(0));
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
@@ -167,6 +226,9 @@ async function main(): Promise<number> {
 
 process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e?.stack ?? e) }));
 process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String((e as Error)?.stack ?? e) }));
-process.exitCode = await main();
-log.flushNow();
-if (process.exitCode !== undefined) process.exit(process.exitCode);
+// No top-level await: the compiled binary is built with --bytecode (half the start-up time), which needs it.
+void main().then((code) => {
+  process.exitCode = code;
+  log.flushNow();
+  process.exit(code);
+});

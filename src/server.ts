@@ -36,6 +36,18 @@ function warnUnlessMigrating(): void {
   }
 }
 
+/** assertFree throws a clear error when nothing may bind address now (in use by another process, or not local); it binds without SO_REUSEPORT for a moment, so a listener that would share the port with a stranger is refused. */
+export function assertFree(kind: string, address: Address): void {
+  try {
+    Bun.listen({ hostname: address.hostname, port: address.port, socket: { data() {} } }).stop(true);
+  } catch (e) {
+    throw new Error(`listen.${kind} ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`);
+  }
+}
+
+/** ListenersOptions: shared listeners are bound with SO_REUSEPORT beside sibling worker processes, which take turns accepting (the supervisor checked the addresses were free). */
+export type ListenersOptions = { readonly shared?: boolean };
+
 function sameAddress(a: Address, b: Address): boolean {
   return a.hostname === b.hostname && a.port === b.port;
 }
@@ -47,7 +59,7 @@ export class Listeners {
   private idleSeconds = 75;
   private http2 = false;
 
-  constructor(private readonly handlers: ListenerHandlers) {}
+  constructor(private readonly handlers: ListenerHandlers, private readonly opts: ListenersOptions = {}) {}
 
   private start(kind: Kind, address: Address, tls?: TlsSet): Bound {
     const common = { hostname: address.hostname, port: address.port, development: false };
@@ -58,19 +70,15 @@ export class Listeners {
     if (tls) {
       warnUnlessMigrating();
       const cur = this.bound.get("https");
-      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free.
-      if (!cur || !sameAddress(cur.address, address)) {
-        try {
-          Bun.listen({ hostname: address.hostname, port: address.port, socket: { data() {} } }).stop(true);
-        } catch (e) {
-          throw new Error(`listen.https ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`);
-        }
-      }
+      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free (a worker's siblings hold it already: its supervisor checked).
+      if (!this.opts.shared && (!cur || !sameAddress(cur.address, address))) assertFree("https", address);
     }
     const server = Bun.serve<WsData>({
       ...common,
       // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.
       ...(tls ? { tls: tls.entries.map((e) => ({ serverName: e.serverName, cert: e.cert, key: e.key })), reusePort: true, http2: this.http2 } : {}),
+      // Sibling workers bind the same public addresses; the kernel spreads new connections between them.
+      ...(this.opts.shared ? { reusePort: true } : {}),
       fetch: handler as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
       websocket: websocketHandlers,
       // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, ROOT, freePort, tempDir } from "./harness.ts";
 
@@ -61,5 +61,30 @@ test("the compiled binary runs a config from another directory", async () => {
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
+  }
+});
+
+test("the compiled binary runs workers = 2: a supervisor and two workers, each the binary itself", async () => {
+  const cfgDir = join(dir, "workers");
+  mkdirSync(join(cfgDir, "routes"), { recursive: true });
+  const http = freePort();
+  const admin = freePort();
+  await Bun.write(join(cfgDir, "config.toml"), `workers = 2\n[listen]\nhttp = "127.0.0.1:${http}"\nadmin = "127.0.0.1:${admin}"\n`);
+  await Bun.write(join(cfgDir, "routes", "w.toml"), `hosts = ["w.example"]\nstatic = "builtin:welcome"\n`);
+  const proc = Bun.spawn([binary, "run", "-c", join(cfgDir, "config.toml")], { cwd: cfgDir, stdout: "ignore", stderr: "pipe" });
+  try {
+    let ready = false;
+    for (let i = 0; i < 150 && !ready; i++) {
+      ready = (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200;
+      if (!ready) await Bun.sleep(30);
+    }
+    expect(ready).toBe(true);
+    const workers = (await (await fetch(`http://127.0.0.1:${admin}/workers`)).json()) as { pid: number; ready: boolean }[];
+    expect(workers.map((w) => w.ready)).toEqual([true, true]);
+    for (const w of workers) expect(readFileSync(`/proc/${w.pid}/cmdline`, "utf8").split("\0")[0]).toBe(binary);
+    expect((await fetch(`http://127.0.0.1:${http}/`, { headers: { host: "w.example" } })).status).toBe(200);
+  } finally {
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
   }
 });

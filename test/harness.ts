@@ -92,11 +92,11 @@ export class TestGateway {
     rmSync(join(this.dir, "routes", `${name}.toml`), { force: true });
   }
 
-  /** reload sends SIGHUP and waits for the log line that reports the outcome. */
+  /** reload sends SIGHUP and waits for the log line that reports the outcome (the supervisor's, not a worker's, with workers > 1). */
   async reload(): Promise<LogLine> {
     const seen = this.logs.length;
     this.proc.kill("SIGHUP");
-    return this.waitForLog((l) => l.msg === "config reloaded" || l.msg.startsWith("config rejected"), 10_000, seen);
+    return this.waitForLog((l) => (l.msg === "config reloaded" || l.msg.startsWith("config rejected")) && l.worker === undefined, 10_000, seen);
   }
 
   async waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 5000, from = 0): Promise<LogLine> {

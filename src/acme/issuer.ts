@@ -10,7 +10,7 @@ import type { Storage } from "../tls/storage.ts";
 import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
 import { AcmeError } from "./acme-error.ts";
 import { certId, fetchRenewalInfo, parseRetryAfter, type RenewalInfo } from "./ari.ts";
-import { addToken, removeToken } from "./http01.ts";
+import { publishToken, withdrawToken } from "./http01.ts";
 
 /** Directory is the part of the CA's directory object we use. */
 export type Directory = { readonly newOrder: string; readonly renewalInfo?: string; readonly meta?: { readonly termsOfService?: string } };
@@ -164,8 +164,8 @@ export class AcmeIssuer {
         if (!challenge) throw new AcmeError("challenge", `the CA offers no ${wanted} challenge for ${id} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
         const keyAuth = await client.getChallengeKeyAuthorization(challenge);
         if (challenge.type === "http-01") {
-          addToken(challenge.token, keyAuth);
-          cleanups.push(async () => removeToken(challenge.token));
+          cleanups.push(() => withdrawToken(challenge.token));
+          await step("http-01-publish", () => publishToken(challenge.token, keyAuth));
         } else {
           const name = challengeName(authz.identifier.value);
           const opts = this.dnsOptions();

@@ -1,9 +1,11 @@
 /** Reading config.toml into GlobalConfig. */
 import { isAbsolute, resolve } from "node:path";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
+import { closest } from "../lib/did-you-mean.ts";
 import { readAcme } from "./acme-schema.ts";
 import type { Reader } from "./reader.ts";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import type { Address, GlobalConfig, HashOn, HealthCheck, LogLevel, ProxyOptions, UpstreamTls } from "./types.ts";
 
 /** LOAD_BALANCE_POLICIES are the names `load_balance` accepts. */
@@ -142,6 +144,24 @@ export function resolvePath(dir: string, p: string): string {
   return isAbsolute(p) ? p : resolve(dir, p);
 }
 
+/** MAX_WORKERS bounds an explicit `workers` count ("auto" takes the CPU count, whatever it is). */
+export const MAX_WORKERS = 1024;
+
+/** readWorkers reads `workers = "auto" | N`: "auto" is the number of CPUs this process may use. */
+function readWorkers(r: Reader): number {
+  const v = r.value("workers");
+  const expected = `"auto" or a whole number from 1 to ${MAX_WORKERS}`;
+  if (v === undefined) return 1;
+  if (v === "auto") return Math.max(1, availableParallelism());
+  if (typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= MAX_WORKERS) return v;
+  if (typeof v === "number") r.problem("workers", `${v} is out of range`, expected);
+  else if (typeof v === "string") {
+    const near = closest(v, ["auto"]);
+    r.problem("workers", `${JSON.stringify(v)} is not allowed${near ? `, did you mean "auto"?` : ""}`, expected);
+  } else r.problem("workers", `got ${Array.isArray(v) ? "an array" : typeof v === "object" ? "a table" : `${typeof v} ${String(v)}`}`, expected);
+  return 1;
+}
+
 /** readGlobal reads every key of config.toml; problems go to the reader, defaults fill what is missing. */
 export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   const listenR = r.table("listen");
@@ -202,6 +222,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     certsDir: resolvePath(dir, r.string("certs_dir") ?? "certs"),
     pidFile: resolvePath(dir, r.string("pid_file") ?? "gatehouse.pid"),
     shutdownGrace: r.duration("shutdown_grace", 30_000),
+    workers: readWorkers(r),
     listen: { ...listen, idleTimeout, http2, publicHttpsPort },
     proxy: { ...proxy, trustedProxies: trusted, via },
     log,

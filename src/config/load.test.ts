@@ -167,3 +167,20 @@ test("upstream names are discovered through [resolver]; SRV names always; an SRV
   expect(ups?.kind === "proxy" && ups.upstreams.map((u) => [u.url, u.discover])).toEqual([["http://web.default.svc:8080", true], ["http://10.0.0.1", false], ["srv+http://_http._tcp.web.default.svc", true]]);
   expect(problemsFor("", { s: 'hosts = ["s.example"]\nupstreams = ["srv+http://_http._tcp.x:80"]\n' })).toEqual(['routes/s.toml:2: upstreams[0]: an SRV upstream takes its ports from the SRV records (expected srv+http://NAME without a port)']);
 });
+
+test("workers is 1 by default, a count, or \"auto\" (the CPUs); anything else is a problem in check format", () => {
+  const dir = mkdtempSync(join(tmpdir(), "gatehouse-config-"));
+  dirs.push(dir);
+  mkdirSync(join(dir, "routes"));
+  const load = (top: string) => {
+    writeFileSync(join(dir, "config.toml"), `${top}\n[listen]\nhttp = "127.0.0.1:8080"\n`);
+    return loadConfig(join(dir, "config.toml")).global.workers;
+  };
+  expect(load("")).toBe(1);
+  expect(load("workers = 3")).toBe(3);
+  expect(load('workers = "auto"')).toBe(require("node:os").availableParallelism());
+  expect(problemsFor("workers = 0\n")).toEqual(['config.toml:1: workers: 0 is out of range (expected "auto" or a whole number from 1 to 1024)']);
+  expect(problemsFor('workers = "atuo"\n')).toEqual(['config.toml:1: workers: "atuo" is not allowed, did you mean "auto"? (expected "auto" or a whole number from 1 to 1024)']);
+  expect(problemsFor("workers = 1.5\n")).toEqual(['config.toml:1: workers: 1.5 is out of range (expected "auto" or a whole number from 1 to 1024)']);
+  expect(problemsFor("workers = [2]\n")).toEqual(['config.toml:1: workers: got an array (expected "auto" or a whole number from 1 to 1024)']);
+});

@@ -6,6 +6,7 @@ import { ConfigError, type Problem } from "./problems.ts";
 import { Reader } from "./reader.ts";
 import { readSite } from "./route-schema.ts";
 import { parseToml } from "./toml-source.ts";
+import { SLICE_MS, yieldToRequests } from "../lib/slices.ts";
 import type { Config, SiteConfig } from "./types.ts";
 
 /** SourceFile is a config file's name (as shown in messages) and text. */
@@ -29,6 +30,30 @@ function sortProblems(problems: Problem[]): Problem[] {
 
 /** loadConfig reads and validates everything; it returns the Config or throws a ConfigError listing every problem. */
 export function loadConfig(configPath: string, files?: ConfigFiles): Config {
+  return loadConfigSnapshot(configPath, files).config;
+}
+
+/** ConfigSnapshot is a validated Config and the exact texts it was read from, so that other processes (workers) can load the very same config without reading the disk again. */
+export type ConfigSnapshot = { readonly config: Config; readonly files: ConfigFiles };
+
+/** Loading is in phases, so that a running gateway can load asynchronously (route files read off the event loop, validation in slices) while the CLI and the first start load in one go. */
+type Loading = {
+  readonly path: string;
+  readonly files: ConfigFiles | undefined;
+  readonly mainName: string;
+  readonly mainText: string;
+  readonly global: ReturnType<typeof readGlobal>;
+  readonly problems: Problem[];
+  readonly sites: SiteConfig[];
+  readonly owner: Map<string, string>;
+  readonly routeOwner: Map<string, string>;
+  routeFiles: SourceFile[];
+  /** fromDisk: the route files are to be read from routes_dir (a directory that exists). */
+  fromDisk: boolean;
+};
+
+/** begin reads and checks config.toml; a file that cannot be read or parsed throws at once. */
+function begin(configPath: string, files: ConfigFiles | undefined): Loading {
   const path = resolve(configPath);
   const dir = dirname(path);
   const problems: Problem[] = [];
@@ -45,45 +70,91 @@ export function loadConfig(configPath: string, files?: ConfigFiles): Config {
   const src = parseToml(mainName, mainText);
   if (!("data" in src)) throw new ConfigError([src]);
   const global = readGlobal(new Reader(src, problems, src.data), mainName, dir);
-
-  let routeFiles: SourceFile[] = [];
-  if (files && files.routes !== "from-disk") routeFiles = [...files.routes];
-  else if (!existsSync(global.routesDir) || !statSync(global.routesDir).isDirectory()) {
+  const l: Loading = { path, files, mainName, mainText, global, problems, sites: [], owner: new Map(), routeOwner: new Map(), routeFiles: [], fromDisk: false };
+  if (files && files.routes !== "from-disk") l.routeFiles = [...files.routes];
+  else if (existsSync(global.routesDir) && statSync(global.routesDir).isDirectory()) l.fromDisk = true;
+  else {
     problems.push({ file: mainName, line: src.lineOf("routes_dir"), path: "routes_dir", message: `${displayName(global.routesDir)} is not a directory`, expected: "a directory of *.toml route files" });
-  } else {
-    for (const f of readdirSync(global.routesDir).filter((f) => f.endsWith(".toml")).sort()) {
-      const p = join(global.routesDir, f);
-      try {
-        routeFiles.push({ file: displayName(p), text: readFileSync(p, "utf8") });
-      } catch (e) {
-        problems.push({ file: displayName(p), line: 0, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code}` });
-      }
-    }
   }
+  return l;
+}
 
-  const sites: SiteConfig[] = [];
-  const owner = new Map<string, string>();
-  const routeOwner = new Map<string, string>();
-  for (const rf of routeFiles) {
-    const parsed = parseToml(rf.file, rf.text);
-    if (!("data" in parsed)) {
-      problems.push(parsed);
-      continue;
-    }
-    const site = readSite(new Reader(parsed, problems, parsed.data), global, basename(rf.file, ".toml"), rf.file);
-    site.hosts.forEach((h) => {
-      const other = owner.get(h);
-      if (other) problems.push({ file: rf.file, line: parsed.lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
-      else owner.set(h, rf.file);
-    });
-    site.routes.forEach((r, i) => {
-      const other = routeOwner.get(r.name);
-      // Route names are metric labels and log fields: two routes under one name would be counted as one.
-      if (other) problems.push({ file: rf.file, line: parsed.lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
-      else routeOwner.set(r.name, rf.file);
-    });
-    sites.push(site);
+/** routeNames lists the route files to read from disk (none when the texts were given or the directory is missing). */
+function routeNames(l: Loading): string[] {
+  if (!l.fromDisk) return [];
+  return readdirSync(l.global.routesDir).filter((f) => f.endsWith(".toml")).sort().map((f) => join(l.global.routesDir, f));
+}
+
+function unreadable(l: Loading, p: string, e: unknown): void {
+  l.problems.push({ file: displayName(p), line: 0, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+}
+
+/** readSiteFile parses and checks one route file, and the hosts and route names it claims against the others. */
+function readSiteFile(l: Loading, rf: SourceFile): void {
+  const { problems } = l;
+  const parsed = parseToml(rf.file, rf.text);
+  if (!("data" in parsed)) {
+    problems.push(parsed);
+    return;
   }
-  if (problems.length > 0) throw new ConfigError(sortProblems(problems));
-  return { global, sites };
+  const site = readSite(new Reader(parsed, problems, parsed.data), l.global, basename(rf.file, ".toml"), rf.file);
+  for (const h of site.hosts) {
+    const other = l.owner.get(h);
+    if (other) problems.push({ file: rf.file, line: parsed.lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
+    else l.owner.set(h, rf.file);
+  }
+  site.routes.forEach((r, i) => {
+    const other = l.routeOwner.get(r.name);
+    // Route names are metric labels and log fields: two routes under one name would be counted as one.
+    if (other) problems.push({ file: rf.file, line: parsed.lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
+    else l.routeOwner.set(r.name, rf.file);
+  });
+  l.sites.push(site);
+}
+
+function end(l: Loading): ConfigSnapshot {
+  if (l.problems.length > 0) throw new ConfigError(sortProblems(l.problems));
+  return { config: { global: l.global, sites: l.sites }, files: { path: l.path, main: l.files?.main ?? { file: l.mainName, text: l.mainText }, routes: l.routeFiles } };
+}
+
+/** loadConfigSnapshot is loadConfig that also returns the texts it read (config.toml and every route file); files referenced by path (certificates, static directories) are still read where they are used. */
+export function loadConfigSnapshot(configPath: string, files?: ConfigFiles): ConfigSnapshot {
+  const l = begin(configPath, files);
+  for (const p of routeNames(l)) {
+    try {
+      l.routeFiles.push({ file: displayName(p), text: readFileSync(p, "utf8") });
+    } catch (e) {
+      unreadable(l, p, e);
+    }
+  }
+  for (const rf of l.routeFiles) readSiteFile(l, rf);
+  return end(l);
+}
+
+/** READ_BATCH: route files read concurrently. */
+const READ_BATCH = 64;
+
+/** loadConfigSnapshotAsync is loadConfigSnapshot for a running gateway: route files are read concurrently off the event loop, and parsing and checking give way to requests every few milliseconds, so a reload with thousands of route files does not stall traffic. */
+export async function loadConfigSnapshotAsync(configPath: string, files?: ConfigFiles): Promise<ConfigSnapshot> {
+  const l = begin(configPath, files);
+  const names = routeNames(l);
+  // Read in batches: a thousand reads settling at once would hold the event loop as long as a synchronous read.
+  for (let i = 0; i < names.length; i += READ_BATCH) {
+    const batch = names.slice(i, i + READ_BATCH);
+    const texts = await Promise.all(batch.map((p) => Bun.file(p).text().catch((e: unknown) => e as Error)));
+    batch.forEach((p, j) => {
+      const t = texts[j]!;
+      if (typeof t === "string") l.routeFiles.push({ file: displayName(p), text: t });
+      else unreadable(l, p, t);
+    });
+  }
+  let slice = performance.now();
+  for (const rf of l.routeFiles) {
+    readSiteFile(l, rf);
+    if (performance.now() - slice > SLICE_MS) {
+      await yieldToRequests();
+      slice = performance.now();
+    }
+  }
+  return end(l);
 }

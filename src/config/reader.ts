@@ -57,6 +57,11 @@ export class Reader {
     return undefined;
   }
 
+  /** value reads a key of any type (undefined when absent), for keys that take more than one type; the caller checks it. */
+  value(key: string): unknown {
+    return this.raw(key);
+  }
+
   /** string reads an optional string. */
   string(key: string): string | undefined {
     return this.typed(key, (v): v is string => typeof v === "string", "a string");

@@ -130,6 +130,8 @@ export type GlobalConfig = {
   readonly certsDir: string;
   readonly pidFile: string;
   readonly shutdownGrace: number;
+  /** workers is how many worker processes serve the public listeners (1: this process, no supervisor); "auto" is already resolved to the number of CPUs. */
+  readonly workers: number;
   readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number; readonly http2: boolean; readonly publicHttpsPort?: number };
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };

@@ -12,24 +12,32 @@ export interface AdminState {
   /** renewCertificate starts a renewal now; false when no such managed certificate (POST /certificates/NAME/renew). */
   renewCertificate(name: string): boolean;
   /** purge removes stored responses (POST /cache/purge) and returns how many. */
-  purge(filter: PurgeFilter): number;
+  purge(filter: PurgeFilter): number | Promise<number>;
   /** upstreams lists every endpoint with its state (GET /upstreams). */
-  upstreams(): unknown[];
+  upstreams(): unknown[] | Promise<unknown[]>;
+  /** metrics renders the exposition (GET /metrics); without it, this process's registry. */
+  metrics?(): Promise<string>;
+  /** workers lists the worker processes (GET /workers), when a supervisor runs them. */
+  workers?(): unknown[];
 }
 
-/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams; POST /certificates/NAME/renew, /cache/purge. */
+/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams (and /workers under a supervisor); POST /certificates/NAME/renew, /cache/purge. */
 export function adminApp(state: AdminState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/readyz", (c) => (state.ready() ? c.text("ready\n") : c.text("not ready\n", 503)));
-  app.get("/metrics", (c) => c.body(registry.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get("/metrics", async (c) => c.body(state.metrics ? await state.metrics() : registry.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
   app.get("/certificates", (c) => c.json(state.certificates()));
   app.post("/certificates/:name/renew", (c) => {
     const name = c.req.param("name");
     return state.renewCertificate(name) ? c.json({ renewing: name }, 202) : c.json({ error: `no ACME or internal certificate named ${JSON.stringify(name)}` }, 404);
   });
-  app.get("/upstreams", (c) => c.json(state.upstreams()));
-  app.post("/cache/purge", (c) => {
+  app.get("/upstreams", async (c) => c.json(await state.upstreams()));
+  if (state.workers) {
+    const workers = state.workers.bind(state);
+    app.get("/workers", (c) => c.json(workers()));
+  }
+  app.post("/cache/purge", async (c) => {
     const q = c.req.query();
     let filter: PurgeFilter;
     if (q.all !== undefined) filter = { all: true };
@@ -37,8 +45,8 @@ export function adminApp(state: AdminState): Hono {
     else if (q.host) filter = { host: q.host, prefix: q.prefix };
     else return c.json({ error: "say what to purge: ?url=https://host/path, ?host=HOST[&prefix=/path/], or ?all" }, 400);
     if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
-    return c.json({ purged: state.purge(filter) });
+    return c.json({ purged: await state.purge(filter) });
   });
-  app.notFound((c) => c.text("not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams and /cache/purge\n", 404));
+  app.notFound((c) => c.text(`not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams${state.workers ? ", /workers" : ""} and /cache/purge\n`, 404));
   return app;
 }

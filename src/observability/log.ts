@@ -12,8 +12,15 @@ export class Logger {
   private scheduled = false;
   private threshold = LEVELS.info;
   access = true;
+  /** worker is the index of this worker process (1…N) when a supervisor runs it: every line then carries it, so the lines of sibling workers can be told apart. */
+  worker: number | undefined;
 
-  constructor(private readonly sink: LogSink = (s) => process.stdout.write(s)) {}
+  constructor(private sink: LogSink = (s) => process.stdout.write(s)) {}
+
+  /** setSink sends the following lines elsewhere (a worker whose supervisor, the reader of its stdout, is gone). */
+  setSink(sink: LogSink): void {
+    this.sink = sink;
+  }
 
   /** setLevel changes the lowest level written (the access log is written whatever the level, unless access is false). */
   setLevel(level: LogLevel): void {
@@ -23,7 +30,7 @@ export class Logger {
   /** log writes one event if its level is enabled; fields must be JSON-serialisable. */
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (LEVELS[level] < this.threshold) return;
-    const head = `{"time":"${new Date().toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}`;
+    const head = `{"time":"${new Date().toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}${this.worker === undefined ? "" : `,"worker":${this.worker}`}`;
     const body = fields ? JSON.stringify(fields) : "{}";
     this.push(body.length > 2 ? `${head},${body.slice(1)}\n` : `${head}}\n`);
   }

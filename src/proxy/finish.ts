@@ -34,6 +34,7 @@ export function finish(ctx: RequestContext, status: number, bytesOut: number, pr
     time: new Date().toISOString(),
     level: "info",
     msg: "access",
+    worker: log.worker,
     request_id: ctx.id,
     client: clientOf(ctx),
     host: ctx.host,

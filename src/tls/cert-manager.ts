@@ -58,6 +58,9 @@ function acmeKey(a: AcmeConfig): string {
   return [a.directory, a.email, a.caFile, a.challenge, d?.server.text, d?.tsig.name, d?.tsig.algorithm, d && Buffer.from(d.tsig.secret).toString("base64")].join("|");
 }
 
+/** CertManagerOptions: a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look again (refresh). */
+export type CertManagerOptions = { readonly follower?: boolean };
+
 /** CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then swaps). */
 export class CertManager {
   private managed: ReadonlyMap<string, Managed> = new Map();
@@ -69,7 +72,11 @@ export class CertManager {
   private acme: AcmeConfig | undefined;
   private disposed = false;
 
-  constructor(private readonly onChange: () => void) {}
+  private readonly follower: boolean;
+
+  constructor(private readonly onChange: () => void, opts: CertManagerOptions = {}) {
+    this.follower = opts.follower ?? false;
+  }
 
   /** prepare works out the certificates a validated config needs, without changing what runs: loads and verifies stored certificates (every reload), issues internal ones, makes the fallback. Throws only when certs_dir is unusable. */
   async prepare(config: Config): Promise<CertPlan> {
@@ -77,13 +84,17 @@ export class CertManager {
     const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
     const store = this.store?.storage instanceof FileStorage && this.store.storage.root === g.certsDir ? this.store : new SiteCertStore(new FileStorage(g.certsDir));
     let fallback = store === this.store ? this.fallback : undefined;
-    if (g.listen.https && !fallback) {
+    if (g.listen.https && this.follower) {
+      // The leader made (or renewed) it before this follower was asked to load; a follower never makes a CA of its own.
+      fallback = (await store.loadFallback()) ?? fallback;
+      if (!fallback) throw new Error(`${store.storage.describe("internal-ca/fallback.pem")}: no fallback certificate in storage (the supervisor makes it)`);
+    } else if (g.listen.https && !fallback) {
       fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await (await this.internalCa(store)).issue([FALLBACK_NAME], TEN_YEARS))));
       log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: store.storage.describe("internal-ca/ca.pem") });
     }
     const issuerKey = acmeKey(g.acme);
     let issuer = store === this.store && issuerKey === this.issuerKey ? this.issuer : undefined;
-    if (!issuer && tlsSites.some((s) => s.tls.mode === "acme")) {
+    if (!issuer && !this.follower && tlsSites.some((s) => s.tls.mode === "acme")) {
       // acme-client and its dependencies cost about 35 MB of memory: loaded only when a site uses ACME.
       const { AcmeIssuer } = await import("../acme/issuer.ts");
       issuer = new AcmeIssuer(g.acme, store.storage);
@@ -98,6 +109,15 @@ export class CertManager {
         continue;
       }
       const stored = await store.load(site.name);
+      if (this.follower) {
+        // Storage is the truth for a follower: whatever the leader stored last, while it is valid.
+        const usable = stored && stored.bundle.notAfter > Date.now() ? stored.bundle : undefined;
+        if (cur && cur.id === id) {
+          managed.set(site.name, cur);
+          if (usable && usable.fingerprint !== cur.bundle?.fingerprint) adopt.set(cur, usable);
+        } else managed.set(site.name, entry(site, id, usable, false));
+        continue;
+      }
       if (cur && cur.id === id) {
         managed.set(site.name, cur);
         const b = stored?.bundle;
@@ -171,10 +191,25 @@ export class CertManager {
     }));
   }
 
-  /** renewNow starts a renewal of an ACME or internal certificate at once (the old one serves until the new one is in place); false when there is no such certificate. */
+  /** refresh (a follower's) reads every ACME and internal certificate from storage again and serves the ones the leader replaced; true when anything changed (the caller swaps the HTTPS listener). */
+  async refresh(): Promise<boolean> {
+    if (!this.store || this.disposed) return false;
+    let changed = false;
+    for (const m of this.managed.values()) {
+      if (m.mode === "manual") continue;
+      const b = (await this.store.load(m.site))?.bundle;
+      if (!b || b.fingerprint === m.bundle?.fingerprint || b.notAfter <= Date.now() || !this.live(m)) continue;
+      m.bundle = b;
+      this.expiryMetric(m);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** renewNow starts a renewal of an ACME or internal certificate at once (the old one serves until the new one is in place); false when there is no such certificate, or in a follower. */
   renewNow(site: string): boolean {
     const m = this.managed.get(site);
-    if (!m || m.mode === "manual" || this.disposed) return false;
+    if (!m || m.mode === "manual" || this.disposed || this.follower) return false;
     clearTimeout(m.timer);
     void this.renew(m);
     return true;
@@ -232,7 +267,7 @@ export class CertManager {
   /** schedule sets the site's next renewal check: `delay` ms from now, or by the certificate's renewal time (the CA's ARI window when it gives one). */
   private schedule(m: Managed, delay?: number): void {
     clearTimeout(m.timer);
-    if (!this.live(m) || m.mode === "manual") return;
+    if (!this.live(m) || m.mode === "manual" || this.follower) return;
     const now = Date.now();
     let at = now + (delay ?? 0);
     if (delay === undefined && m.bundle) {

@@ -69,18 +69,24 @@ export class SiteCertStore {
     }
   }
 
-  /** fallback reads the stored certificate for unknown SNI names, or makes one with issue() and stores it; name must be on it. */
-  async fallback(name: string, issue: () => Promise<CertBundle>): Promise<CertBundle> {
+  /** loadFallback reads the stored certificate for unknown SNI names when it parses and its key matches; undefined when there is none (or it is unusable, which is logged with whatNext appended). */
+  async loadFallback(whatNext = ""): Promise<CertBundle | undefined> {
     const st = this.storage;
     const [certPem, keyPem] = await Promise.all([st.load(`${FALLBACK}.pem`), st.load(`${FALLBACK}.key`)]);
-    if (certPem && keyPem) {
-      try {
-        const b = inspectBundle(certPem, keyPem);
-        if (b.notAfter > Date.now() + 30 * 86_400_000 && b.names.includes(name)) return b;
-      } catch (e) {
-        log.warn("stored fallback certificate is unusable; a new one is made", { path: st.describe(`${FALLBACK}.pem`), problem: String((e as Error).message ?? e) });
-      }
+    if (!certPem || !keyPem) return undefined;
+    try {
+      return inspectBundle(certPem, keyPem);
+    } catch (e) {
+      log.warn(`stored fallback certificate is unusable${whatNext}`, { path: st.describe(`${FALLBACK}.pem`), problem: String((e as Error).message ?? e) });
+      return undefined;
     }
+  }
+
+  /** fallback reads the stored certificate for unknown SNI names, or makes one with issue() and stores it; name must be on it. */
+  async fallback(name: string, issue: () => Promise<CertBundle>): Promise<CertBundle> {
+    const stored = await this.loadFallback("; a new one is made");
+    if (stored && stored.notAfter > Date.now() + 30 * 86_400_000 && stored.names.includes(name)) return stored;
+    const st = this.storage;
     const b = await issue();
     await st.store(`${FALLBACK}.key`, b.keyPem, { secret: true });
     await st.store(`${FALLBACK}.pem`, b.certPem);

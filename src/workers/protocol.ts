@@ -1,0 +1,36 @@
+/** The messages between a supervisor and its worker processes (Bun IPC, JSON): one init, then requests that each get a Reply with the same id. */
+import type { PurgeFilter } from "../cache/response-cache.ts";
+import type { ConfigFiles } from "../config/load.ts";
+
+/** WORKER_ENV names the environment variable that makes `gatehouse run` a worker: its value is the worker's index (1…N). */
+export const WORKER_ENV = "GATEHOUSE_WORKER";
+
+/** Init starts the worker on the supervisor's config snapshot, with the HTTP-01 tokens being proven now. */
+export type Init = { readonly t: "init"; readonly files: ConfigFiles; readonly tokens: readonly [string, string][] };
+
+/** Request is a question or an order from the supervisor; the worker answers each with a Reply carrying its id. */
+export type Request =
+  /** reload applies this snapshot (the supervisor validated it); the reply says ok or the problems. */
+  | { readonly t: "reload"; readonly id: number; readonly files: ConfigFiles }
+  /** certs: the supervisor stored new certificates; serve them (reply once the HTTPS listener took them). */
+  | { readonly t: "certs"; readonly id: number }
+  /** challenge publishes an HTTP-01 key authorization, or withdraws the token when keyAuthorization is null. */
+  | { readonly t: "challenge"; readonly id: number; readonly token: string; readonly keyAuthorization: string | null }
+  /** metrics: the reply's value is this worker's exposition text. */
+  | { readonly t: "metrics"; readonly id: number }
+  /** purge: the reply's value is how many responses this worker's cache dropped. */
+  | { readonly t: "purge"; readonly id: number; readonly filter: PurgeFilter }
+  /** upstreams: the reply's value is this worker's endpoint list (GET /upstreams). */
+  | { readonly t: "upstreams"; readonly id: number };
+
+/** ToWorker is anything the supervisor sends. */
+export type ToWorker = Init | Request;
+
+/** Reply answers the request with the same id: ok with a value, or the problems. */
+export type Reply = { readonly t: "reply"; readonly id: number; readonly ok: boolean; readonly problems?: readonly string[]; readonly value?: unknown };
+
+/** FromWorker is anything a worker sends: once ready (listeners bound) or failed (it exits), then replies. */
+export type FromWorker = { readonly t: "ready" } | { readonly t: "failed"; readonly problems: readonly string[] } | Reply;
+
+/** DistributiveOmit drops a key from each member of a union (Omit would merge them). */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

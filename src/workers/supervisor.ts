@@ -1,0 +1,331 @@
+/** The supervisor of `workers = N`: validates the config, holds the admin listener and the certificates (ACME in one place), runs N worker processes on shared public listeners, restarts them, relays reloads and merges their metrics. */
+import { pendingTokens, setChallengePublisher } from "../acme/http01.ts";
+import type { PurgeFilter } from "../cache/response-cache.ts";
+import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
+import type { Address, Config, GlobalConfig } from "../config/types.ts";
+import { problemsOf, recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../gateway.ts";
+import { adminApp, type AdminState } from "../observability/admin.ts";
+import { registry } from "../observability/gateway-metrics.ts";
+import { log } from "../observability/log.ts";
+import { Counter, Gauge, Registry } from "../observability/metrics.ts";
+import { assertFree, Listeners } from "../server.ts";
+import { CertManager } from "../tls/cert-manager.ts";
+import { MetricsMerger, parseExposition, renderExposition } from "./metrics-merge.ts";
+import type { DistributiveOmit, Reply, Request } from "./protocol.ts";
+import { WorkerGone, WorkerProcess, type SpawnSpec } from "./worker-process.ts";
+
+/** SupervisorOptions: the config file, this process's pid, and how to start worker `index` (main.ts knows the executable). */
+export type SupervisorOptions = { readonly configPath: string; readonly pid: number; readonly spawn: (index: number) => SpawnSpec };
+
+const MIN_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 10_000;
+/** STABLE_MS: a worker that ran this long before it exited is restarted after the shortest delay again. */
+const STABLE_MS = 30_000;
+const START_TIMEOUT_MS = 30_000;
+const RELOAD_TIMEOUT_MS = 60_000;
+const SCRAPE_TIMEOUT_MS = 2_000;
+const CHALLENGE_TIMEOUT_MS = 5_000;
+
+type Slot = { readonly index: number; worker: WorkerProcess | undefined; backoff: number; restarts: number; timer: Timer | undefined };
+type Outcome = { readonly worker: WorkerProcess; readonly reply?: Reply; readonly error?: Error };
+
+/** own is the supervisor's registry of its own metrics, rendered with the merged ones. */
+const own = new Registry();
+const workerRestarts = own.register(new Counter("gatehouse_worker_restarts_total", "Worker processes restarted after they exited unexpectedly."));
+workerRestarts.labels();
+let readyWorkers = (): number => 0;
+own.register(new Gauge("gatehouse_workers", "Worker processes running with their listeners bound.", [], (g) => (g.labels().value = readyWorkers())));
+
+function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
+  return a !== undefined && b !== undefined && a.hostname === b.hostname && a.port === b.port;
+}
+
+function adminOnly(listen: GlobalConfig["listen"]): GlobalConfig["listen"] {
+  return { ...listen, http: undefined, https: undefined };
+}
+
+/** Supervisor is the process's one instance when workers > 1: start(), reload() any number of times, then shutdown(). */
+export class Supervisor {
+  private live: Config | undefined;
+  private files: ConfigFiles | undefined;
+  /** filesSeq numbers the snapshots; each worker remembers the one it runs. */
+  private filesSeq = 0;
+  private readonly slots: Slot[] = [];
+  /** stopped are workers draining after `workers` was lowered; shutdown waits for them too. */
+  private readonly stopped = new Set<WorkerProcess>();
+  private starting = true;
+  private draining = false;
+  private seq = 0;
+  private pidFile: string | undefined;
+  private reloadChain: Promise<unknown> = Promise.resolve();
+  private readonly certs = new CertManager(() => void this.certificatesChanged());
+  private readonly listeners: Listeners;
+  private readonly merger = new MetricsMerger();
+
+  constructor(private readonly opts: SupervisorOptions) {
+    readyWorkers = () => this.slots.filter((s) => s.worker?.ready).length;
+    const state: AdminState = {
+      ready: () => this.live !== undefined && !this.draining && !this.starting && this.slots.every((s) => s.worker?.ready),
+      certificates: () => this.certs.describe(),
+      renewCertificate: (name) => this.certs.renewNow(name),
+      purge: (filter) => this.purge(filter),
+      upstreams: () => this.upstreams(),
+      metrics: () => this.metrics(),
+      workers: () => this.slots.map((s) => ({ worker: s.index, pid: s.worker?.pid ?? null, ready: s.worker?.ready ?? false, started: s.worker ? new Date(s.worker.startedAt).toISOString() : null, restarts: s.restarts })),
+    };
+    const unused = () => new Response(null, { status: 500 });
+    this.listeners = new Listeners({ http: unused, https: unused, admin: adminApp(state).fetch });
+    // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
+    setChallengePublisher({
+      publish: async (token, keyAuthorization) => {
+        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, CHALLENGE_TIMEOUT_MS)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+        if (failed.length > 0) throw new Error(`not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`);
+      },
+      withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, CHALLENGE_TIMEOUT_MS)),
+    });
+  }
+
+  /** config is the live configuration. */
+  get config(): Config | undefined {
+    return this.live;
+  }
+
+  /** start validates the config, binds the admin listener, prepares the certificates, starts the workers and waits until every one is ready; throws (having stopped whatever it started) when any of that fails. */
+  async start(): Promise<void> {
+    const snap = loadConfigSnapshot(this.opts.configPath);
+    const g = snap.config.global;
+    try {
+      if (g.listen.http) assertFree("http", g.listen.http);
+      if (g.listen.https) assertFree("https", g.listen.https);
+      this.listeners.apply(adminOnly(g.listen), undefined);
+      this.applyLog(g);
+      const plan = await this.certs.prepare(snap.config);
+      this.live = snap.config;
+      this.files = snap.files;
+      this.filesSeq++;
+      this.resize(g.workers);
+      let timer: Timer | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)));
+      try {
+        await Promise.race([Promise.all(this.slots.map((s) => s.worker!.started)), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      // Only now: ACME orders need a listener that answers HTTP-01.
+      this.certs.commit(plan);
+    } catch (e) {
+      this.draining = true;
+      this.certs.dispose();
+      await this.stopWorkers(1000);
+      await this.listeners.closeAll();
+      throw e;
+    }
+    this.starting = false;
+    this.pidFile = writePidFile(g.pidFile, this.opts.pid);
+    recordReload({ pid: this.opts.pid, seq: 0, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
+    log.info("started", { config: g.file, sites: snap.config.sites.length, workers: g.workers, pids: this.slots.map((s) => s.worker?.pid) });
+  }
+
+  private applyLog(g: GlobalConfig): void {
+    log.setLevel(g.log.level);
+    log.access = g.log.access;
+  }
+
+  /** resize starts or stops workers until there are n (stopped ones drain as on SIGTERM). */
+  private resize(n: number): void {
+    while (this.slots.length < n && !this.draining) {
+      const slot: Slot = { index: this.slots.length + 1, worker: undefined, backoff: MIN_BACKOFF_MS, restarts: 0, timer: undefined };
+      this.slots.push(slot);
+      this.spawn(slot);
+    }
+    while (this.slots.length > n) {
+      const slot = this.slots.pop()!;
+      clearTimeout(slot.timer);
+      const w = slot.worker;
+      slot.worker = undefined;
+      if (!w) continue;
+      this.stopped.add(w);
+      void w.exited.then(() => this.stopped.delete(w));
+      w.kill("SIGTERM");
+      log.info("worker stopped: fewer workers configured", { worker: slot.index, pid: w.pid });
+    }
+  }
+
+  private spawn(slot: Slot): void {
+    const w = new WorkerProcess(slot.index, this.opts.spawn(slot.index), { t: "init", files: this.files!, tokens: pendingTokens() }, this.filesSeq);
+    slot.worker = w;
+    log.info("worker started", { worker: slot.index, pid: w.pid });
+    void w.exited.then(() => this.exited(slot, w));
+  }
+
+  private exited(slot: Slot, w: WorkerProcess): void {
+    this.merger.retire(w.serial);
+    if (slot.worker !== w) return;
+    slot.worker = undefined;
+    // During the start too: a worker that fails then fails the start, which cancels this restart.
+    if (this.draining) return;
+    if (Date.now() - w.startedAt >= STABLE_MS) slot.backoff = MIN_BACKOFF_MS;
+    const delay = slot.backoff;
+    slot.backoff = Math.min(MAX_BACKOFF_MS, slot.backoff * 2);
+    slot.restarts++;
+    workerRestarts.labels().value++;
+    log.error("worker exited unexpectedly; restarting it", { worker: slot.index, pid: w.pid, exit: w.describeExit(), restart_in_ms: delay });
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      if (!this.draining && this.slots[slot.index - 1] === slot) this.spawn(slot);
+    }, delay);
+  }
+
+  private workers(): WorkerProcess[] {
+    return this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w !== undefined && w.alive);
+  }
+
+  /** broadcast sends a request to every live worker and collects each reply or error (never rejects). */
+  private broadcast(msg: DistributiveOmit<Request, "id">, timeoutMs: number, to = this.workers()): Promise<Outcome[]> {
+    return Promise.all(to.map((worker) => worker.request(msg, timeoutMs).then((reply) => ({ worker, reply }), (error: Error) => ({ worker, error }))));
+  }
+
+  /** certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). */
+  private async certificatesChanged(): Promise<void> {
+    const failed = (await this.broadcast({ t: "certs" }, RELOAD_TIMEOUT_MS)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+    for (const o of failed) log.error("a worker did not take the new certificates", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
+  }
+
+  /** reload validates the config again, prepares its certificates, and relays it to every worker; it is live only when all of them took it (the others are put back). Reloads run one at a time. */
+  reload(): Promise<ReloadOutcome> {
+    const run = this.reloadChain.then(() => this.reloadNow());
+    this.reloadChain = run;
+    return run;
+  }
+
+  private rejected(problems: string[]): ReloadOutcome {
+    recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
+    log.error("config rejected; the running config stays", { problems });
+    return { ok: false, problems };
+  }
+
+  private async reloadNow(): Promise<ReloadOutcome> {
+    if (this.draining || !this.live) return { ok: false, problems: ["the gateway is shutting down"] };
+    const t0 = performance.now();
+    this.seq++;
+    let snap: ReturnType<typeof loadConfigSnapshot>;
+    let plan: Awaited<ReturnType<CertManager["prepare"]>>;
+    try {
+      snap = await loadConfigSnapshotAsync(this.opts.configPath);
+      const next = snap.config.global.listen;
+      const cur = this.live.global.listen;
+      for (const kind of ["http", "https", "admin"] as const) if (next[kind] && !sameAddress(next[kind], cur[kind])) assertFree(kind, next[kind]);
+      plan = await this.certs.prepare(snap.config);
+    } catch (e) {
+      return this.rejected(problemsOf(e));
+    }
+    const seq = this.filesSeq + 1;
+    const outcomes = await this.broadcast({ t: "reload", files: snap.files }, RELOAD_TIMEOUT_MS);
+    if (this.draining) return { ok: false, problems: ["the gateway is shutting down"] };
+    const failed = outcomes.filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+    if (failed.length > 0) {
+      // All or nothing: workers that took the new config go back to the running one.
+      const took = outcomes.filter((o) => o.reply?.ok).map((o) => o.worker);
+      for (const o of await this.broadcast({ t: "reload", files: this.files! }, RELOAD_TIMEOUT_MS, took)) {
+        if (o.reply?.ok || o.error instanceof WorkerGone) continue;
+        log.error("a worker could not go back to the running config; restarting it", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
+        o.worker.kill("SIGKILL");
+      }
+      return this.rejected(failed.flatMap((o) => (o.reply?.problems?.length ? o.reply.problems : [o.error?.message ?? "failed"]).map((p) => `worker ${o.worker.index}: ${p}`)));
+    }
+    for (const o of outcomes) if (o.reply?.ok) o.worker.configSeq = seq;
+    this.live = snap.config;
+    this.files = snap.files;
+    this.filesSeq = seq;
+    this.certs.commit(plan);
+    const g = snap.config.global;
+    try {
+      this.listeners.apply(adminOnly(g.listen), undefined);
+    } catch (e) {
+      log.error("cannot bind the new admin listener; the old one keeps serving", { error: String((e as Error).message ?? e) });
+    }
+    this.applyLog(g);
+    if (g.workers !== this.slots.length) log.info("workers changed", { from: this.slots.length, to: g.workers });
+    this.resize(g.workers);
+    this.catchUp();
+    recordReload({ pid: this.opts.pid, seq: this.seq, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
+    log.info("config reloaded", { sites: snap.config.sites.length, workers: g.workers, ms: Math.round((performance.now() - t0) * 10) / 10 });
+    return { ok: true, problems: [] };
+  }
+
+  /** catchUp gives the live snapshot to workers that were (re)started with an older one while a reload ran; one that cannot take it is restarted. */
+  private catchUp(): void {
+    const behind = this.workers().filter((w) => w.configSeq !== this.filesSeq);
+    if (behind.length === 0) return;
+    const seq = this.filesSeq;
+    void this.broadcast({ t: "reload", files: this.files! }, RELOAD_TIMEOUT_MS, behind).then((outcomes) => {
+      for (const o of outcomes) {
+        if (o.reply?.ok) o.worker.configSeq = seq;
+        else if (!(o.error instanceof WorkerGone)) o.worker.kill("SIGKILL");
+      }
+    });
+  }
+
+  private async metrics(): Promise<string> {
+    const live = this.workers();
+    await Promise.all(live.map(async (w) => {
+      try {
+        const r = await w.request({ t: "metrics" }, SCRAPE_TIMEOUT_MS);
+        if (r.ok && typeof r.value === "string") this.merger.update(w.serial, parseExposition(r.value));
+      } catch (e) {
+        if (!(e instanceof WorkerGone)) log.warn("a worker did not answer the metrics scrape; its last numbers are used", { worker: w.index, error: String((e as Error).message) });
+      }
+    }));
+    return renderExposition(this.merger.merge(parseExposition(registry.render() + own.render()), live.map((w) => w.serial)));
+  }
+
+  private async purge(filter: PurgeFilter): Promise<number> {
+    let purged = 0;
+    for (const o of await this.broadcast({ t: "purge", filter }, RELOAD_TIMEOUT_MS)) {
+      // A worker that exited starts again with an empty cache: nothing of it to purge.
+      if (o.error instanceof WorkerGone) continue;
+      if (!o.reply?.ok) throw new Error(`worker ${o.worker.index} did not purge: ${o.error?.message ?? o.reply?.problems}`);
+      purged += Number(o.reply.value ?? 0);
+    }
+    return purged;
+  }
+
+  private async upstreams(): Promise<unknown[]> {
+    const out: unknown[] = [];
+    for (const o of await this.broadcast({ t: "upstreams" }, SCRAPE_TIMEOUT_MS)) {
+      if (o.reply?.ok && Array.isArray(o.reply.value)) for (const e of o.reply.value) out.push({ worker: o.worker.index, ...(e as object) });
+    }
+    return out;
+  }
+
+  /** stopWorkers sends SIGTERM to every worker, waits for them within waitMs, then kills the rest. */
+  private async stopWorkers(waitMs: number): Promise<void> {
+    for (const s of this.slots) clearTimeout(s.timer);
+    const all = [...this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w !== undefined), ...this.stopped];
+    for (const w of all) w.kill("SIGTERM");
+    let timer: Timer | undefined;
+    await Promise.race([Promise.all(all.map((w) => w.exited)), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
+    for (const w of all) {
+      if (!w.alive) continue;
+      log.warn("worker did not stop in time; killing it", { worker: w.index, pid: w.pid });
+      w.kill("SIGKILL");
+    }
+    await Promise.all(all.map((w) => w.exited));
+    // Their last lines ("stopped") reach the log before the supervisor's own.
+    await Promise.race([Promise.all(all.map((w) => w.relayed)), Bun.sleep(1000)]);
+  }
+
+  /** shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.certs.dispose();
+    log.info("draining", { workers: this.workers().length, grace_ms: graceMs });
+    await this.stopWorkers(graceMs + 5000);
+    await this.listeners.closeAll();
+    removePidFile(this.pidFile, this.opts.pid);
+    log.info("stopped");
+    log.flushNow();
+  }
+}

@@ -1,0 +1,107 @@
+/** The worker side: one Gateway in worker mode, driven by its supervisor over IPC; it exits when told to stop or when the supervisor is gone. */
+import { addToken, removeToken } from "../acme/http01.ts";
+import { ConfigError, formatProblem } from "../config/problems.ts";
+import { Gateway } from "../gateway.ts";
+import { registry } from "../observability/gateway-metrics.ts";
+import { log } from "../observability/log.ts";
+import type { FromWorker, Init, Request, ToWorker } from "./protocol.ts";
+
+/** ParentChannel is a worker's IPC link to its supervisor (main.ts makes it from `process`); send never throws. */
+export interface ParentChannel {
+  send(msg: FromWorker): void;
+  onMessage(fn: (msg: ToWorker) => void): void;
+  onDisconnect(fn: () => void): void;
+}
+
+/** WorkerOptions say which worker this is and how to reach the supervisor. */
+export type WorkerOptions = { readonly index: number; readonly configPath: string; readonly pid: number; readonly channel: ParentChannel };
+
+type Answer = { ok: boolean; problems?: string[]; value?: unknown };
+
+/** Worker runs this process's Gateway as worker `index` of a supervisor; `done` resolves with the exit code once it has stopped. */
+export class Worker {
+  readonly done: Promise<number>;
+  private finish!: (code: number) => void;
+  private gateway: Gateway | undefined;
+  private starting: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    opts.channel.onMessage((msg) => void this.handle(msg));
+    opts.channel.onDisconnect(() => {
+      if (this.stopping) return;
+      log.warn("supervisor gone; this worker drains and exits");
+      void this.stop();
+    });
+  }
+
+  private async handle(msg: ToWorker): Promise<void> {
+    if (msg.t === "init") {
+      this.starting = this.start(msg);
+      return;
+    }
+    let a: Answer;
+    try {
+      a = await this.answer(msg);
+    } catch (e) {
+      a = { ok: false, problems: [String((e as Error)?.message ?? e)] };
+    }
+    this.opts.channel.send({ t: "reply", id: msg.id, ...a });
+  }
+
+  private async start(init: Init): Promise<void> {
+    for (const [token, keyAuthorization] of init.tokens) addToken(token, keyAuthorization);
+    const gateway = new Gateway({ configPath: this.opts.configPath, files: init.files, pid: this.opts.pid, worker: true });
+    try {
+      await gateway.start();
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+      log.error("cannot start", { problems });
+      this.opts.channel.send({ t: "failed", problems });
+      log.flushNow();
+      this.finish(1);
+      return;
+    }
+    this.gateway = gateway;
+    this.opts.channel.send({ t: "ready" });
+  }
+
+  private async answer(msg: Request): Promise<Answer> {
+    switch (msg.t) {
+      case "challenge":
+        // Answered before the gateway runs too: a worker that is starting binds with the token already in place.
+        if (msg.keyAuthorization === null) removeToken(msg.token);
+        else addToken(msg.token, msg.keyAuthorization);
+        return { ok: true };
+      case "metrics":
+        return { ok: true, value: registry.render() };
+    }
+    await this.starting;
+    const gw = this.gateway;
+    if (!gw) return { ok: false, problems: ["the worker is not running"] };
+    switch (msg.t) {
+      case "reload": {
+        const r = await gw.reload(msg.files);
+        return { ok: r.ok, problems: r.problems };
+      }
+      case "certs":
+        await gw.adoptStoredCertificates();
+        return { ok: true };
+      case "purge":
+        return { ok: true, value: await gw.state.purge(msg.filter) };
+      case "upstreams":
+        return { ok: true, value: await gw.state.upstreams() };
+    }
+  }
+
+  /** stop drains like a standalone gateway (bounded by shutdown_grace), then done resolves with 0. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.starting;
+    const gw = this.gateway;
+    if (gw) await gw.shutdown(gw.config?.global.shutdownGrace ?? 30_000);
+    this.finish(0);
+  }
+}
