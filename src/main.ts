@@ -1,5 +1,6 @@
 /** gatehouse's command line: run, check, reload, version. The only file that touches process (argv, signals, exit). */
 import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, resolve } from "node:path";
 import defaultConfigText from "../config.toml" with { type: "text" };
 import welcomeRouteText from "../routes/welcome.toml" with { type: "text" };
@@ -7,7 +8,7 @@ import { loadConfig, type ConfigFiles } from "./config/load.ts";
 import { ConfigError, formatProblem } from "./config/problems.ts";
 import { Gateway, problemsOf, statusPath, type ReloadStatus } from "./gateway.ts";
 import { WORKER_ENV, type ToWorker } from "./workers/protocol.ts";
-import { Supervisor } from "./workers/supervisor.ts";
+import { StartCancelled, Supervisor } from "./workers/supervisor.ts";
 import { Worker } from "./workers/worker.ts";
 import type { SpawnSpec } from "./workers/worker-process.ts";
 import { log } from "./observability/log.ts";
@@ -173,30 +174,62 @@ async function run(args: Args): Promise<number> {
   const path = resolve(args.config);
   const files = args.explicitConfig ? undefined : builtinFiles(path);
   if (files) log.info("no config.toml here; running the built-in default config", { path });
-  let gateway: Gateway | Supervisor;
+  // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
+  const instance = workersOf(path, files) > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
+  // The signal handlers are in place before the start begins (it may take a while: the workers, the certificates), so that a
+  // logrotate SIGHUP does not kill a starting gateway: it is kept for when the start is done. SIGTERM during the start stops cleanly.
+  let started = false;
+  let hupPending = false;
+  let stopping: Promise<void> | undefined;
+  let stopped!: () => void;
+  const whenStopped = new Promise<void>((resolve) => (stopped = resolve));
+  const grace = () => instance.config?.global.shutdownGrace ?? 30_000;
+  let starting!: Promise<void>;
+  process.on("SIGHUP", () => {
+    if (started) return void instance.reload();
+    if (!hupPending) log.info("SIGHUP during the start; the config is reloaded once started");
+    hupPending = true;
+  });
+  const stop = (signal: string) => {
+    log.info("signal received", { signal });
+    // One shutdown: a second signal waits for the first one's drain (exiting now would orphan the workers and leave the pid file).
+    if (stopping) return;
+    // A supervisor cancels its own start; a single gateway finishes starting (it binds nothing it could not close), then drains.
+    stopping = started || instance instanceof Supervisor ? instance.shutdown(grace()) : starting.then(() => instance.shutdown(grace()), () => undefined);
+    void stopping.then(stopped);
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  starting = instance.start();
   try {
-    // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
-    const workers = loadConfig(path, files).global.workers;
-    gateway = workers > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
-    await gateway.start();
+    await starting;
   } catch (e) {
+    if (e instanceof StartCancelled) {
+      await whenStopped;
+      return 0;
+    }
     const problems = problemsOf(e);
     log.error("cannot start", { problems });
     log.flushNow();
     for (const p of problems) console.error(p);
     return 1;
   }
-  const instance = gateway;
-  process.on("SIGHUP", () => void instance.reload());
-  const grace = gateway.config!.global.shutdownGrace;
-  return new Promise((resolveExit) => {
-    const stop = (signal: string) => {
-      log.info("signal received", { signal });
-      void instance.shutdown(instance.config?.global.shutdownGrace ?? grace).then(() => resolveExit(0));
-    };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
-  });
+  started = true;
+  if (hupPending && !stopping) void instance.reload();
+  await whenStopped;
+  return 0;
+}
+
+/** workersOf reads `workers` from config.toml alone, without loading the config (the instance loads it, once, and reports any problem in it, a bad `workers` included: anything but "auto" or a count above 1 runs one process, whose load then says what is wrong). */
+function workersOf(path: string, files: ConfigFiles | undefined): number {
+  try {
+    const data = Bun.TOML.parse(files ? files.main.text : readFileSync(path, "utf8")) as { workers?: unknown };
+    if (data.workers === "auto") return availableParallelism();
+    if (typeof data.workers === "number" && Number.isInteger(data.workers)) return data.workers;
+  } catch {
+    // unreadable or not TOML: the load reports it
+  }
+  return 1;
 }
 
 async function main(): Promise<number> {

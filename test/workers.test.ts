@@ -1,8 +1,13 @@
 /** workers = N: a supervisor with worker processes on shared listeners, end to end: spreading, restarts, reloads, shutdown, merged metrics. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, MAIN, origin, startGateway, type TestGateway } from "./harness.ts";
+import { setChallengePublisher } from "../src/acme/http01.ts";
+import { log } from "../src/observability/log.ts";
+import { WORKER_ENV } from "../src/workers/protocol.ts";
+import { Supervisor } from "../src/workers/supervisor.ts";
+import type { SpawnSpec } from "../src/workers/worker-process.ts";
+import { BUN, MAIN, TestGateway, freePort, origin, startGateway, tempDir, writeConfig, type GatewayOptions, type LogLine } from "./harness.ts";
 
 const up = origin((req) => new Response(`ok ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=60" } }));
 let gw: TestGateway;
@@ -24,15 +29,15 @@ afterAll(async () => {
 });
 
 /** fresh sends a request on a new connection, so the kernel picks a worker for each. */
-function fresh(g: TestGateway, host: string, path = "/"): Promise<Response> {
+function fresh(g: Pick<TestGateway, "request">, host: string, path = "/"): Promise<Response> {
   return g.request(host, path, { headers: { connection: "close" } });
 }
 
-async function workers(g: TestGateway): Promise<WorkerInfo[]> {
+async function workers(g: { admin: string }): Promise<WorkerInfo[]> {
   return (await (await fetch(`${g.admin}/workers`)).json()) as WorkerInfo[];
 }
 
-async function metrics(g: TestGateway): Promise<string> {
+async function metrics(g: { admin: string }): Promise<string> {
   return (await fetch(`${g.admin}/metrics`)).text();
 }
 
@@ -223,4 +228,304 @@ test("a public address in use fails the start, as with one process (the supervis
     (e: Error) => e.message,
   );
   expect(err).toContain(`listen.http 127.0.0.1:${up.port}: cannot bind, the address is in use`);
+});
+
+/** launch starts `gatehouse run` without waiting for it to be ready (for what happens during the start). */
+function launch(opts: GatewayOptions): TestGateway {
+  const dir = tempDir();
+  const httpPort = freePort();
+  const adminPort = freePort();
+  const configPath = writeConfig(dir, httpPort, adminPort, opts);
+  const proc = Bun.spawn([BUN, MAIN, "run", "-c", configPath], { cwd: dir, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  return new TestGateway(dir, proc, httpPort, adminPort);
+}
+
+test("a second SIGTERM waits for the drain the first one started: the supervisor exits after its workers, the pid file removed", async () => {
+  let arrived = 0;
+  const slow = origin(async () => {
+    arrived++;
+    await Bun.sleep(1000);
+    return new Response("finished");
+  });
+  const g = await startGateway({ top: "workers = 2", routes: { slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\n` } });
+  try {
+    const pids = (await workers(g)).map((w) => w.pid!);
+    const inflight = fresh(g, "slow.example").then((r) => r.text());
+    await until("request at the origin", () => arrived === 1);
+    g.proc.kill("SIGTERM");
+    await Bun.sleep(100);
+    g.proc.kill("SIGTERM");
+    const code = await g.proc.exited;
+    // Checked the moment the supervisor is gone: it must not leave draining workers behind (they would be orphans).
+    const left = pids.filter(alive);
+    expect(await inflight).toBe("finished");
+    expect(code).toBe(0);
+    expect(left).toEqual([]);
+    expect(existsSync(join(g.dir, "gatehouse.pid"))).toBe(false);
+    expect(g.logs.filter((l) => l.msg === "signal received" && l.worker === undefined)).toHaveLength(2);
+  } finally {
+    await g.cleanup();
+    slow.stop(true);
+  }
+});
+
+test("the single-process gateway too: a second SIGTERM does not cut the drain short", async () => {
+  let arrived = 0;
+  const slow = origin(async () => {
+    arrived++;
+    await Bun.sleep(800);
+    return new Response("finished");
+  });
+  const g = await startGateway({ routes: { slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\n` } });
+  try {
+    const inflight = fresh(g, "slow.example").then((r) => r.text(), (e: Error) => `failed: ${e.message}`);
+    await until("request at the origin", () => arrived === 1);
+    g.proc.kill("SIGTERM");
+    await Bun.sleep(100);
+    g.proc.kill("SIGTERM");
+    expect(await inflight).toBe("finished");
+    expect(await g.proc.exited).toBe(0);
+    expect(existsSync(join(g.dir, "gatehouse.pid"))).toBe(false);
+  } finally {
+    await g.cleanup();
+    slow.stop(true);
+  }
+});
+
+test("lowering workers: the merged counters keep the draining worker's numbers, and its last requests once it has exited", async () => {
+  let arrived = 0;
+  const slow = origin(async () => {
+    arrived++;
+    await Bun.sleep(1000);
+    return new Response("slow");
+  });
+  const routes = {
+    site: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`,
+    slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\n`,
+  };
+  const g = await startGateway({ top: "workers = 2", routes });
+  try {
+    const pids = (await workers(g)).map((w) => w.pid!);
+    const site = 'gatehouse_requests_total{route="site",code="200"}';
+    const slowSeries = 'gatehouse_requests_total{route="slow",code="200"}';
+    for (let i = 0; i < 6; i++) expect((await fresh(g, "site.example")).status).toBe(200);
+    expect(value(await metrics(g), site)).toBe(6);
+    // Ten slow requests on new connections: the kernel gives worker 2 some of them, so it drains for a while.
+    const slowOnes = Array.from({ length: 10 }, () => fresh(g, "slow.example").then((r) => r.text()));
+    await until("slow requests at the origin", () => arrived === 10);
+    writeConfig(g.dir, g.httpPort, g.adminPort, { top: "workers = 1", routes });
+    expect((await g.reload()).msg).toBe("config reloaded");
+    expect(await workers(g)).toHaveLength(1);
+    // Worker 2 is draining: its counters are still in the sum.
+    expect(value(await metrics(g), site)).toBe(6);
+    expect(await Promise.all(slowOnes)).toEqual(Array(10).fill("slow"));
+    await until("worker 2 gone", () => !alive(pids[1]!));
+    await Bun.sleep(50);
+    // What worker 2 counted after the last scrape (its slow requests) came with its final numbers.
+    const text = await metrics(g);
+    expect(value(text, site)).toBe(6);
+    expect(value(text, slowSeries)).toBe(10);
+  } finally {
+    await g.cleanup();
+    slow.stop(true);
+  }
+});
+
+test("SIGHUP during the start is kept for when the supervisor has started; SIGTERM during the start stops it cleanly", async () => {
+  const routes = { site: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n` };
+  const hup = launch({ top: "workers = 2", routes });
+  try {
+    // The supervisor has loaded the config and spawned the workers; they are still starting.
+    await hup.waitForLog((l) => l.msg === "worker started" && l.worker === 2, 10_000);
+    hup.proc.kill("SIGHUP");
+    const reloaded = await hup.waitForLog((l) => l.msg === "config reloaded" && l.worker === undefined, 10_000);
+    const started = hup.logs.findIndex((l) => l.msg === "started" && l.worker === undefined);
+    expect(started).toBeGreaterThanOrEqual(0);
+    expect(hup.logs.indexOf(reloaded)).toBeGreaterThan(started);
+    expect(hup.proc.exitCode).toBe(null);
+    expect((await fetch(`${hup.admin}/readyz`)).status).toBe(200);
+    expect((await fresh(hup, "site.example")).status).toBe(200);
+  } finally {
+    await hup.cleanup();
+  }
+
+  const term = launch({ top: "workers = 2", routes });
+  try {
+    await term.waitForLog((l) => l.msg === "worker started" && l.worker === 2, 10_000);
+    term.proc.kill("SIGTERM");
+    expect(await term.proc.exited).toBe(0);
+    const pids = term.logs.filter((l) => l.msg === "worker started").map((l) => l.pid as number);
+    expect(pids).toHaveLength(2);
+    await until("workers gone", () => pids.filter(alive).length === 0, 2000);
+    expect(term.logs.filter((l) => l.level === "error")).toEqual([]);
+    expect(term.logs.some((l) => l.msg === "stopped" && l.worker === undefined)).toBe(true);
+    expect(existsSync(join(term.dir, "gatehouse.pid"))).toBe(false);
+  } finally {
+    await term.cleanup();
+  }
+});
+
+test("workers = 1 reads the config once at start: a route file that can be read only once (a FIFO) is enough", async () => {
+  const g = launch({});
+  const fifo = join(g.dir, "routes", "site.toml");
+  let writer: ReturnType<typeof Bun.spawn> | undefined;
+  try {
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    // One writer, once: a second read of the file would wait for another writer forever.
+    writer = Bun.spawn(["sh", "-c", `printf '%s' "$ROUTE" > "$FIFO"`], { env: { ROUTE: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`, FIFO: fifo } });
+    await until("ready", async () => (await fetch(`${g.admin}/readyz`).catch(() => undefined))?.status === 200, 5000);
+    expect((await fresh(g, "site.example")).status).toBe(200);
+  } finally {
+    writer?.kill();
+    await g.cleanup();
+  }
+});
+
+/** The supervisor in this process, with its timings shortened and its spawn factory under the tests' control. */
+describe("supervisor in process", () => {
+  let dir: string;
+  let httpPort: number;
+  let adminPort: number;
+  let sup: Supervisor;
+  const lines: LogLine[] = [];
+  const routes = { site: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n` };
+  /** failSpawns: how many more times worker i's executable is "missing"; crash: workers whose process exits at once. */
+  const failSpawns = new Map<number, number>();
+  const crash = new Set<number>();
+  const sg = { admin: "", request: (host: string, path = "/", init: RequestInit = {}) => fetch(`http://127.0.0.1:${httpPort}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), host } }) };
+
+  const waitForLog = (pred: (l: LogLine) => boolean, from: number, timeoutMs = 10_000) => until("log line", () => lines.slice(from).some(pred), timeoutMs);
+  const pidOf = async (index: number) => (await workers(sg))[index - 1]!.pid!;
+  const back = (index: number, old: number) => until(`worker ${index} back`, async () => {
+    const w = (await workers(sg))[index - 1];
+    return w !== undefined && w.ready && w.pid !== old;
+  }, 10_000);
+
+  beforeAll(async () => {
+    dir = tempDir();
+    httpPort = freePort();
+    adminPort = freePort();
+    sg.admin = `http://127.0.0.1:${adminPort}`;
+    const configPath = writeConfig(dir, httpPort, adminPort, { top: "workers = 2", routes });
+    log.setSink((chunk) => {
+      for (const line of chunk.split("\n")) {
+        if (!line) continue;
+        try {
+          lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          lines.push({ level: "raw", msg: line });
+        }
+      }
+    });
+    const spawn = (index: number): SpawnSpec => {
+      const env = { ...process.env, [WORKER_ENV]: String(index) };
+      const n = failSpawns.get(index) ?? 0;
+      if (n > 0) {
+        failSpawns.set(index, n - 1);
+        return { cmd: [join(dir, "gatehouse-being-replaced")], env };
+      }
+      if (crash.has(index)) return { cmd: [BUN, "-e", "process.exit(3)"], env };
+      return { cmd: [BUN, MAIN, "run", "-c", configPath], env };
+    };
+    sup = new Supervisor({ configPath, pid: process.pid, spawn, timings: { reload: 1000, certsRetries: 2, certsBackoff: 50 } });
+    await sup.start();
+  });
+
+  afterAll(async () => {
+    await sup?.shutdown(1000);
+    log.setSink((s) => void process.stdout.write(s));
+    log.setLevel("info");
+    setChallengePublisher(undefined);
+  });
+
+  test("/readyz stays 200 while one worker crash-loops (one ready worker serves); /workers and gatehouse_workers show which", async () => {
+    const from = lines.length;
+    const old = await pidOf(2);
+    crash.add(2);
+    process.kill(old, "SIGKILL");
+    await waitForLog((l) => l.msg === "worker exited unexpectedly; restarting it" && l.worker === 2 && l.exit === "code 3", from);
+    expect((await fetch(`${sg.admin}/readyz`)).status).toBe(200);
+    expect((await workers(sg)).map((w) => w.ready)).toEqual([true, false]);
+    expect(value(await metrics(sg), "gatehouse_workers")).toBe(1);
+    for (let i = 0; i < 5; i++) expect((await fresh(sg, "site.example")).status).toBe(200);
+    crash.delete(2);
+    await back(2, old);
+  });
+
+  test("a worker that does not answer a reload in time is killed: it cannot apply the reload later, after the others went back", async () => {
+    const from = lines.length;
+    const stuck = await pidOf(1);
+    writeFileSync(join(dir, "routes", "new.toml"), `hosts = ["new.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`);
+    process.kill(stuck, "SIGSTOP");
+    try {
+      const r = await sup.reload();
+      expect(r.ok).toBe(false);
+      expect(r.problems).toEqual(["worker 1: worker 1 did not answer reload within 1000 ms"]);
+      await waitForLog((l) => l.msg === "a worker did not answer the reload; killing it so that it cannot apply it later" && l.worker === 1, from);
+    } finally {
+      // Had it been left running, it would now apply the queued reload.
+      try {
+        process.kill(stuck, "SIGCONT");
+      } catch {
+        // killed
+      }
+    }
+    await back(1, stuck);
+    await Bun.sleep(200);
+    for (let i = 0; i < 20; i++) expect((await fresh(sg, "new.example")).status).toBe(404);
+    const status = JSON.parse(readFileSync(join(dir, "gatehouse.pid.status"), "utf8")) as { result: string };
+    expect(status.result).toBe("failure");
+    // The next reload takes the route everywhere.
+    expect(await sup.reload()).toEqual({ ok: true, problems: [] });
+    for (let i = 0; i < 10; i++) expect((await fresh(sg, "new.example")).status).toBe(200);
+  });
+
+  test("a worker that does not take new certificates is asked again, then killed so that its replacement loads them", async () => {
+    const from = lines.length;
+    const [w1, stuck] = [await pidOf(1), await pidOf(2)];
+    process.kill(stuck, "SIGSTOP");
+    try {
+      await (sup as unknown as { certificatesChanged(): Promise<void> }).certificatesChanged();
+    } finally {
+      try {
+        process.kill(stuck, "SIGCONT");
+      } catch {
+        // killed
+      }
+    }
+    log.flushNow();
+    const about = lines.slice(from).filter((l) => l.worker === 2 && String(l.msg).startsWith("a worker did not take the new certificates"));
+    expect(about.map((l) => [l.msg, l.retry_in_ms])).toEqual([
+      ["a worker did not take the new certificates; asking again", 50],
+      ["a worker did not take the new certificates; asking again", 100],
+      ["a worker did not take the new certificates; killing it so that its replacement loads them", undefined],
+    ]);
+    await back(2, stuck);
+    expect(await pidOf(1)).toBe(w1);
+  });
+
+  test("a worker whose executable cannot be started is tried again with back-off; a reload that adds workers still ends with a status, and later ones work", async () => {
+    let from = lines.length;
+    const old = await pidOf(1);
+    failSpawns.set(1, 2);
+    process.kill(old, "SIGKILL");
+    await back(1, old);
+    const failures = lines.slice(from).filter((l) => l.msg === "cannot start a worker process; trying again" && l.worker === 1);
+    expect(failures).toHaveLength(2);
+    expect(String(failures[0]!.error)).toContain("ENOENT");
+    expect((await fetch(`${sg.admin}/readyz`)).status).toBe(200);
+
+    // A reload to 3 workers whose new worker cannot be spawned at first: the config is live, the slot comes up on its retry.
+    from = lines.length;
+    failSpawns.set(3, 1);
+    writeConfig(dir, httpPort, adminPort, { top: "workers = 3", routes });
+    expect(await sup.reload()).toEqual({ ok: true, problems: [] });
+    expect((JSON.parse(readFileSync(join(dir, "gatehouse.pid.status"), "utf8")) as { result: string }).result).toBe("success");
+    await until("3 workers ready", async () => (await workers(sg)).every((w) => w.ready) && (await workers(sg)).length === 3, 10_000);
+    expect(lines.slice(from).filter((l) => l.msg === "cannot start a worker process; trying again").map((l) => l.worker)).toEqual([3]);
+    // Reloads still work (the chain is not stuck on an error).
+    writeConfig(dir, httpPort, adminPort, { top: "workers = 2", routes });
+    expect(await sup.reload()).toEqual({ ok: true, problems: [] });
+    expect(await workers(sg)).toHaveLength(2);
+  });
 });

@@ -23,14 +23,20 @@ export type Request =
   /** upstreams: the reply's value is this worker's endpoint list (GET /upstreams). */
   | { readonly t: "upstreams"; readonly id: number };
 
+/** Bye acknowledges a stopping worker's Final: the supervisor has its last numbers, the worker may exit. */
+export type Bye = { readonly t: "bye" };
+
 /** ToWorker is anything the supervisor sends. */
-export type ToWorker = Init | Request;
+export type ToWorker = Init | Request | Bye;
 
 /** Reply answers the request with the same id: ok with a value, or the problems. */
 export type Reply = { readonly t: "reply"; readonly id: number; readonly ok: boolean; readonly problems?: readonly string[]; readonly value?: unknown };
 
-/** FromWorker is anything a worker sends: once ready (listeners bound) or failed (it exits), then replies. */
-export type FromWorker = { readonly t: "ready" } | { readonly t: "failed"; readonly problems: readonly string[] } | Reply;
+/** Final is a stopping worker's last metrics exposition, sent when it has drained, just before it exits (the supervisor answers Bye). */
+export type Final = { readonly t: "final"; readonly metrics: string };
+
+/** FromWorker is anything a worker sends: once ready (listeners bound) or failed (it exits), then replies, and Final when it stops. */
+export type FromWorker = { readonly t: "ready" } | { readonly t: "failed"; readonly problems: readonly string[] } | Reply | Final;
 
 /** DistributiveOmit drops a key from each member of a union (Omit would merge them). */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

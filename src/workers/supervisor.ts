@@ -14,19 +14,37 @@ import { MetricsMerger, parseExposition, renderExposition } from "./metrics-merg
 import type { DistributiveOmit, Reply, Request } from "./protocol.ts";
 import { WorkerGone, WorkerProcess, type SpawnSpec } from "./worker-process.ts";
 
-/** SupervisorOptions: the config file, this process's pid, and how to start worker `index` (main.ts knows the executable). */
-export type SupervisorOptions = { readonly configPath: string; readonly pid: number; readonly spawn: (index: number) => SpawnSpec };
+/** SupervisorTimings are the supervisor's waits, in ms (tests shorten them). */
+export type SupervisorTimings = {
+  /** start: how long the start waits for every worker to be ready. */
+  readonly start: number;
+  /** reload: how long a worker may take to answer a reload, a purge or a `certs` message. */
+  readonly reload: number;
+  readonly scrape: number;
+  readonly challenge: number;
+  /** certsRetries: how many more times a worker that did not take new certificates is asked (after certsBackoff, doubling) before it is killed, so that its replacement loads them from storage. */
+  readonly certsRetries: number;
+  readonly certsBackoff: number;
+};
+
+const DEFAULT_TIMINGS: SupervisorTimings = { start: 30_000, reload: 60_000, scrape: 2_000, challenge: 5_000, certsRetries: 3, certsBackoff: 1_000 };
+
+/** SupervisorOptions: the config file, this process's pid, how to start worker `index` (main.ts knows the executable), and optionally other timings. */
+export type SupervisorOptions = { readonly configPath: string; readonly pid: number; readonly spawn: (index: number) => SpawnSpec; readonly timings?: Partial<SupervisorTimings> };
+
+/** StartCancelled is the error of a start that shutdown() stopped (SIGTERM during the start): not a failure, nothing to report. */
+export class StartCancelled extends Error {
+  constructor() {
+    super("stopped while starting");
+  }
+}
 
 const MIN_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 10_000;
 /** STABLE_MS: a worker that ran this long before it exited is restarted after the shortest delay again. */
 const STABLE_MS = 30_000;
-const START_TIMEOUT_MS = 30_000;
-const RELOAD_TIMEOUT_MS = 60_000;
-const SCRAPE_TIMEOUT_MS = 2_000;
-const CHALLENGE_TIMEOUT_MS = 5_000;
 
-type Slot = { readonly index: number; worker: WorkerProcess | undefined; backoff: number; restarts: number; timer: Timer | undefined };
+type Slot = { readonly index: number; worker: WorkerProcess | undefined; backoff: number; restarts: number; timer: Timer | undefined; spawnError: string | undefined };
 type Outcome = { readonly worker: WorkerProcess; readonly reply?: Reply; readonly error?: Error };
 
 /** own is the supervisor's registry of its own metrics, rendered with the merged ones. */
@@ -58,14 +76,24 @@ export class Supervisor {
   private seq = 0;
   private pidFile: string | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
+  /** stopping is the one shutdown; a second SIGTERM waits for the same. */
+  private stopping: Promise<void> | undefined;
+  /** cancelStart makes a start in progress give up (shutdown during the start); startSettled resolves when start() has returned or thrown. */
+  private cancelStart: (() => void) | undefined;
+  private startSettled: Promise<void> = Promise.resolve();
+  /** retired are workers whose counters the merger has folded in: a late scrape answer must not bring them back. */
+  private readonly retired = new WeakSet<WorkerProcess>();
+  private readonly t: SupervisorTimings;
   private readonly certs = new CertManager(() => void this.certificatesChanged());
   private readonly listeners: Listeners;
   private readonly merger = new MetricsMerger();
 
   constructor(private readonly opts: SupervisorOptions) {
+    this.t = { ...DEFAULT_TIMINGS, ...opts.timings };
     readyWorkers = () => this.slots.filter((s) => s.worker?.ready).length;
     const state: AdminState = {
-      ready: () => this.live !== undefined && !this.draining && !this.starting && this.slots.every((s) => s.worker?.ready),
+      // One ready worker serves: a worker that crash-loops must not take the node out of its load balancer (per worker: /workers, gatehouse_workers).
+      ready: () => this.live !== undefined && !this.draining && !this.starting && this.slots.some((s) => s.worker?.ready),
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.purge(filter),
@@ -78,10 +106,10 @@ export class Supervisor {
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
     setChallengePublisher({
       publish: async (token, keyAuthorization) => {
-        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, CHALLENGE_TIMEOUT_MS)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
         if (failed.length > 0) throw new Error(`not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`);
       },
-      withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, CHALLENGE_TIMEOUT_MS)),
+      withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
     });
   }
 
@@ -90,24 +118,37 @@ export class Supervisor {
     return this.live;
   }
 
-  /** start validates the config, binds the admin listener, prepares the certificates, starts the workers and waits until every one is ready; throws (having stopped whatever it started) when any of that fails. */
-  async start(): Promise<void> {
+  /** start validates the config, binds the admin listener, prepares the certificates, starts the workers and waits until every one is ready; throws (having stopped whatever it started) when any of that fails, or StartCancelled when shutdown() was called meanwhile. */
+  start(): Promise<void> {
+    const run = this.startNow();
+    this.startSettled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async startNow(): Promise<void> {
     const snap = loadConfigSnapshot(this.opts.configPath);
     const g = snap.config.global;
+    const cancelled = new Promise<never>((_, reject) => (this.cancelStart = () => reject(new StartCancelled())));
+    cancelled.catch(() => undefined);
     try {
       if (g.listen.http) assertFree("http", g.listen.http);
       if (g.listen.https) assertFree("https", g.listen.https);
       this.listeners.apply(adminOnly(g.listen), undefined);
       this.applyLog(g);
-      const plan = await this.certs.prepare(snap.config);
+      const plan = await Promise.race([this.certs.prepare(snap.config), cancelled]);
       this.live = snap.config;
       this.files = snap.files;
       this.filesSeq++;
       this.resize(g.workers);
+      const unstarted = this.slots.find((s) => !s.worker);
+      if (unstarted) throw new Error(`cannot start worker ${unstarted.index}: ${unstarted.spawnError}`);
       let timer: Timer | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS)));
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${this.t.start / 1000} s`)), this.t.start)));
       try {
-        await Promise.race([Promise.all(this.slots.map((s) => s.worker!.started)), timeout]);
+        await Promise.race([Promise.all(this.slots.map((s) => s.worker!.started)), timeout, cancelled]);
       } finally {
         clearTimeout(timer);
       }
@@ -115,11 +156,13 @@ export class Supervisor {
       this.certs.commit(plan);
     } catch (e) {
       this.draining = true;
+      this.cancelStart = undefined;
       this.certs.dispose();
       await this.stopWorkers(1000);
       await this.listeners.closeAll();
       throw e;
     }
+    this.cancelStart = undefined;
     this.starting = false;
     this.pidFile = writePidFile(g.pidFile, this.opts.pid);
     recordReload({ pid: this.opts.pid, seq: 0, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
@@ -134,7 +177,7 @@ export class Supervisor {
   /** resize starts or stops workers until there are n (stopped ones drain as on SIGTERM). */
   private resize(n: number): void {
     while (this.slots.length < n && !this.draining) {
-      const slot: Slot = { index: this.slots.length + 1, worker: undefined, backoff: MIN_BACKOFF_MS, restarts: 0, timer: undefined };
+      const slot: Slot = { index: this.slots.length + 1, worker: undefined, backoff: MIN_BACKOFF_MS, restarts: 0, timer: undefined, spawnError: undefined };
       this.slots.push(slot);
       this.spawn(slot);
     }
@@ -151,28 +194,48 @@ export class Supervisor {
     }
   }
 
+  /** spawn starts the slot's worker; when the process cannot even be started (the executable being replaced, out of processes or files) it is tried again like a worker that exited (during the start, the start fails instead). */
   private spawn(slot: Slot): void {
-    const w = new WorkerProcess(slot.index, this.opts.spawn(slot.index), { t: "init", files: this.files!, tokens: pendingTokens() }, this.filesSeq);
+    let w: WorkerProcess;
+    try {
+      w = new WorkerProcess(slot.index, this.opts.spawn(slot.index), { t: "init", files: this.files!, tokens: pendingTokens() }, this.filesSeq);
+    } catch (e) {
+      slot.worker = undefined;
+      slot.spawnError = String((e as Error)?.message ?? e);
+      if (this.starting) return;
+      this.scheduleRestart(slot, "cannot start a worker process; trying again", { error: slot.spawnError });
+      return;
+    }
     slot.worker = w;
+    slot.spawnError = undefined;
     log.info("worker started", { worker: slot.index, pid: w.pid });
     void w.exited.then(() => this.exited(slot, w));
   }
 
   private exited(slot: Slot, w: WorkerProcess): void {
+    // Its final numbers (sent just before it exited) replace those of the last scrape, then they join the retired sums.
+    if (w.finalMetrics !== undefined && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(w.finalMetrics));
+    this.retired.add(w);
     this.merger.retire(w.serial);
     if (slot.worker !== w) return;
     slot.worker = undefined;
     // During the start too: a worker that fails then fails the start, which cancels this restart.
-    if (this.draining) return;
     if (Date.now() - w.startedAt >= STABLE_MS) slot.backoff = MIN_BACKOFF_MS;
+    this.scheduleRestart(slot, "worker exited unexpectedly; restarting it", { pid: w.pid, exit: w.describeExit() });
+  }
+
+  /** scheduleRestart starts the slot's worker again after its back-off (100 ms, doubling with each failure in a row up to 10 s), counted as a restart. */
+  private scheduleRestart(slot: Slot, msg: string, fields: Record<string, unknown>): void {
+    if (this.draining) return;
+    clearTimeout(slot.timer);
     const delay = slot.backoff;
     slot.backoff = Math.min(MAX_BACKOFF_MS, slot.backoff * 2);
     slot.restarts++;
     workerRestarts.labels().value++;
-    log.error("worker exited unexpectedly; restarting it", { worker: slot.index, pid: w.pid, exit: w.describeExit(), restart_in_ms: delay });
+    log.error(msg, { worker: slot.index, ...fields, restart_in_ms: delay });
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
-      if (!this.draining && this.slots[slot.index - 1] === slot) this.spawn(slot);
+      if (!this.draining && this.slots[slot.index - 1] === slot && !slot.worker) this.spawn(slot);
     }, delay);
   }
 
@@ -185,17 +248,43 @@ export class Supervisor {
     return Promise.all(to.map((worker) => worker.request(msg, timeoutMs).then((reply) => ({ worker, reply }), (error: Error) => ({ worker, error }))));
   }
 
-  /** certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). */
+  /** certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). A worker that does not take them is asked again (certsRetries times, backing off), then killed: its replacement loads them from storage. */
   private async certificatesChanged(): Promise<void> {
-    const failed = (await this.broadcast({ t: "certs" }, RELOAD_TIMEOUT_MS)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
-    for (const o of failed) log.error("a worker did not take the new certificates", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
+    let to = this.workers();
+    for (let attempt = 0; to.length > 0; attempt++) {
+      const failed = (await this.broadcast({ t: "certs" }, this.t.reload, to)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+      // Only workers still running (not restarted or stopped meanwhile: a new one loads storage at its start).
+      to = failed.map((o) => o.worker).filter((w) => w.alive && this.slots[w.index - 1]?.worker === w);
+      if (to.length === 0 || this.draining) return;
+      const last = attempt >= this.t.certsRetries;
+      const delay = this.t.certsBackoff * 2 ** attempt;
+      for (const o of failed) {
+        if (!to.includes(o.worker)) continue;
+        const fields = { worker: o.worker.index, pid: o.worker.pid, error: o.error?.message ?? o.reply?.problems };
+        if (last) log.error("a worker did not take the new certificates; killing it so that its replacement loads them", fields);
+        else log.warn("a worker did not take the new certificates; asking again", { ...fields, retry_in_ms: delay });
+      }
+      if (last) {
+        for (const w of to) w.kill("SIGKILL");
+        return;
+      }
+      await Bun.sleep(delay);
+    }
   }
 
-  /** reload validates the config again, prepares its certificates, and relays it to every worker; it is live only when all of them took it (the others are put back). Reloads run one at a time. */
+  /** reload validates the config again, prepares its certificates, and relays it to every worker; it is live only when all of them took it (the others are put back). Reloads run one at a time; every reload ends with a status, whatever fails. */
   reload(): Promise<ReloadOutcome> {
-    const run = this.reloadChain.then(() => this.reloadNow());
-    this.reloadChain = run;
+    const run = this.reloadChain.then(() => this.reloadNow()).catch((e: unknown) => this.failed(e));
+    this.reloadChain = run.catch(() => undefined);
     return run;
+  }
+
+  /** failed reports a reload that threw instead of returning its outcome (after the new config went live, or a bug): a failure in the status file, so `gatehouse reload` hears of it. */
+  private failed(e: unknown): ReloadOutcome {
+    const problems = problemsOf(e).map((p) => `reload failed: ${p}`);
+    recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
+    log.error("reload failed", { problems });
+    return { ok: false, problems };
   }
 
   private rejected(problems: string[]): ReloadOutcome {
@@ -220,13 +309,21 @@ export class Supervisor {
       return this.rejected(problemsOf(e));
     }
     const seq = this.filesSeq + 1;
-    const outcomes = await this.broadcast({ t: "reload", files: snap.files }, RELOAD_TIMEOUT_MS);
+    const outcomes = await this.broadcast({ t: "reload", files: snap.files }, this.t.reload);
     if (this.draining) return { ok: false, problems: ["the gateway is shutting down"] };
     const failed = outcomes.filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
     if (failed.length > 0) {
+      // A worker that did not answer (in time) still has the reload queued and may apply it later, on its own: it is killed, and its
+      // replacement starts on the running config. (Putting it back too would queue behind the same stuck reload, and a worker that does
+      // not answer within a minute is likely wedged; SIGTERM would not be heard by a blocked event loop.)
+      for (const o of failed) {
+        if (!o.error) continue;
+        log.error("a worker did not answer the reload; killing it so that it cannot apply it later", { worker: o.worker.index, pid: o.worker.pid, error: o.error.message });
+        o.worker.kill("SIGKILL");
+      }
       // All or nothing: workers that took the new config go back to the running one.
       const took = outcomes.filter((o) => o.reply?.ok).map((o) => o.worker);
-      for (const o of await this.broadcast({ t: "reload", files: this.files! }, RELOAD_TIMEOUT_MS, took)) {
+      for (const o of await this.broadcast({ t: "reload", files: this.files! }, this.t.reload, took)) {
         if (o.reply?.ok || o.error instanceof WorkerGone) continue;
         log.error("a worker could not go back to the running config; restarting it", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
         o.worker.kill("SIGKILL");
@@ -258,7 +355,7 @@ export class Supervisor {
     const behind = this.workers().filter((w) => w.configSeq !== this.filesSeq);
     if (behind.length === 0) return;
     const seq = this.filesSeq;
-    void this.broadcast({ t: "reload", files: this.files! }, RELOAD_TIMEOUT_MS, behind).then((outcomes) => {
+    void this.broadcast({ t: "reload", files: this.files! }, this.t.reload, behind).then((outcomes) => {
       for (const o of outcomes) {
         if (o.reply?.ok) o.worker.configSeq = seq;
         else if (!(o.error instanceof WorkerGone)) o.worker.kill("SIGKILL");
@@ -266,22 +363,25 @@ export class Supervisor {
     });
   }
 
+  /** metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit). */
   private async metrics(): Promise<string> {
-    const live = this.workers();
-    await Promise.all(live.map(async (w) => {
+    const scraped = [...this.workers(), ...[...this.stopped].filter((w) => w.alive)];
+    await Promise.all(scraped.map(async (w) => {
       try {
-        const r = await w.request({ t: "metrics" }, SCRAPE_TIMEOUT_MS);
-        if (r.ok && typeof r.value === "string") this.merger.update(w.serial, parseExposition(r.value));
+        const r = await w.request({ t: "metrics" }, this.t.scrape);
+        // An answer that arrives after the worker was retired would count it twice.
+        if (r.ok && typeof r.value === "string" && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(r.value));
       } catch (e) {
         if (!(e instanceof WorkerGone)) log.warn("a worker did not answer the metrics scrape; its last numbers are used", { worker: w.index, error: String((e as Error).message) });
       }
     }));
-    return renderExposition(this.merger.merge(parseExposition(registry.render() + own.render()), live.map((w) => w.serial)));
+    const live = scraped.filter((w) => !this.retired.has(w)).map((w) => w.serial);
+    return renderExposition(this.merger.merge(parseExposition(registry.render() + own.render()), live));
   }
 
   private async purge(filter: PurgeFilter): Promise<number> {
     let purged = 0;
-    for (const o of await this.broadcast({ t: "purge", filter }, RELOAD_TIMEOUT_MS)) {
+    for (const o of await this.broadcast({ t: "purge", filter }, this.t.reload)) {
       // A worker that exited starts again with an empty cache: nothing of it to purge.
       if (o.error instanceof WorkerGone) continue;
       if (!o.reply?.ok) throw new Error(`worker ${o.worker.index} did not purge: ${o.error?.message ?? o.reply?.problems}`);
@@ -292,7 +392,7 @@ export class Supervisor {
 
   private async upstreams(): Promise<unknown[]> {
     const out: unknown[] = [];
-    for (const o of await this.broadcast({ t: "upstreams" }, SCRAPE_TIMEOUT_MS)) {
+    for (const o of await this.broadcast({ t: "upstreams" }, this.t.scrape)) {
       if (o.reply?.ok && Array.isArray(o.reply.value)) for (const e of o.reply.value) out.push({ worker: o.worker.index, ...(e as object) });
     }
     return out;
@@ -316,8 +416,22 @@ export class Supervisor {
     await Promise.race([Promise.all(all.map((w) => w.relayed)), Bun.sleep(1000)]);
   }
 
-  /** shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. */
-  async shutdown(graceMs: number): Promise<void> {
+  /** shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the start it cancels the start (which stops what it started). Called again, it returns the same promise. */
+  shutdown(graceMs: number): Promise<void> {
+    return (this.stopping ??= this.stop(graceMs));
+  }
+
+  private async stop(graceMs: number): Promise<void> {
+    if (this.starting) {
+      this.cancelStart?.();
+      await this.startSettled;
+      if (this.starting) {
+        // The start was cancelled or failed: it has stopped the workers and closed the listeners.
+        log.info("stopped");
+        log.flushNow();
+        return;
+      }
+    }
     if (this.draining) return;
     this.draining = true;
     this.certs.dispose();

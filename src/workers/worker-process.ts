@@ -1,7 +1,7 @@
 /** One worker child process as its supervisor sees it: spawned with an IPC channel, asked questions that time out, its log lines relayed whole, its exit. */
 import type { Subprocess } from "bun";
 import { log } from "../observability/log.ts";
-import type { DistributiveOmit, FromWorker, Init, Reply, Request } from "./protocol.ts";
+import type { DistributiveOmit, FromWorker, Init, Reply, Request, ToWorker } from "./protocol.ts";
 
 /** SpawnSpec is how to start a worker: the command (this executable, and the script when running from source) and its environment. */
 export type SpawnSpec = { readonly cmd: readonly string[]; readonly env: Record<string, string | undefined> };
@@ -20,6 +20,8 @@ export class WorkerProcess {
   readonly startedAt = Date.now();
   ready = false;
   exitCode: number | null = null;
+  /** finalMetrics is the exposition a stopping worker sent just before it exited (its last increments), if it did. */
+  finalMetrics: string | undefined;
   readonly started: Promise<void>;
   readonly exited: Promise<number>;
   /** relayed resolves when the worker's stdout has been relayed to the end. */
@@ -29,6 +31,7 @@ export class WorkerProcess {
   private nextId = 1;
   private settle!: { ok: () => void; fail: (e: Error) => void };
 
+  /** The constructor throws when the process cannot be started (no executable, out of processes or files). */
   constructor(readonly index: number, spec: SpawnSpec, init: Init, public configSeq: number) {
     this.started = new Promise<void>((ok, fail) => (this.settle = { ok, fail }));
     this.started.catch(() => undefined);
@@ -52,7 +55,12 @@ export class WorkerProcess {
       }
       return code;
     });
-    this.proc.send(init);
+    try {
+      this.proc.send(init);
+    } catch {
+      // It is gone already, or its channel is: it would never start. Its exit is handled as any other.
+      this.proc.kill("SIGKILL");
+    }
   }
 
   get pid(): number {
@@ -74,6 +82,14 @@ export class WorkerProcess {
       this.settle.ok();
     } else if (msg.t === "failed") {
       this.settle.fail(Object.assign(new Error(msg.problems.join("; ")), { problems: msg.problems.map((p) => `worker ${this.index}: ${p}`) }));
+    } else if (msg.t === "final") {
+      this.finalMetrics = msg.metrics;
+      // The worker exits once it hears this, so the numbers are in before its exit is seen.
+      try {
+        this.proc.send({ t: "bye" } satisfies ToWorker);
+      } catch {
+        // gone already: it stops waiting after a moment
+      }
     } else if (msg.t === "reply") {
       const w = this.waiting.get(msg.id);
       if (!w) return;

@@ -16,6 +16,9 @@ export interface ParentChannel {
 /** WorkerOptions say which worker this is and how to reach the supervisor. */
 export type WorkerOptions = { readonly index: number; readonly configPath: string; readonly pid: number; readonly channel: ParentChannel };
 
+/** FAREWELL_MS bounds the wait for the supervisor's Bye. */
+const FAREWELL_MS = 1000;
+
 type Answer = { ok: boolean; problems?: string[]; value?: unknown };
 
 /** Worker runs this process's Gateway as worker `index` of a supervisor; `done` resolves with the exit code once it has stopped. */
@@ -25,11 +28,15 @@ export class Worker {
   private gateway: Gateway | undefined;
   private starting: Promise<void> | undefined;
   private stopping = false;
+  private disconnected = false;
+  private bye: (() => void) | undefined;
 
   constructor(private readonly opts: WorkerOptions) {
     this.done = new Promise((resolve) => (this.finish = resolve));
     opts.channel.onMessage((msg) => void this.handle(msg));
     opts.channel.onDisconnect(() => {
+      this.disconnected = true;
+      this.bye?.();
       if (this.stopping) return;
       log.warn("supervisor gone; this worker drains and exits");
       void this.stop();
@@ -39,6 +46,10 @@ export class Worker {
   private async handle(msg: ToWorker): Promise<void> {
     if (msg.t === "init") {
       this.starting = this.start(msg);
+      return;
+    }
+    if (msg.t === "bye") {
+      this.bye?.();
       return;
     }
     let a: Answer;
@@ -101,7 +112,22 @@ export class Worker {
     this.stopping = true;
     await this.starting;
     const gw = this.gateway;
-    if (gw) await gw.shutdown(gw.config?.global.shutdownGrace ?? 30_000);
+    if (gw) {
+      await gw.shutdown(gw.config?.global.shutdownGrace ?? 30_000);
+      await this.farewell();
+    }
     this.finish(0);
+  }
+
+  /** farewell sends the supervisor this worker's last numbers (what it counted since the last scrape, the drain included) and waits up to a second for its Bye. */
+  private async farewell(): Promise<void> {
+    if (this.disconnected) return;
+    let timer: Timer | undefined;
+    await new Promise<void>((resolve) => {
+      this.bye = resolve;
+      timer = setTimeout(resolve, FAREWELL_MS);
+      this.opts.channel.send({ t: "final", metrics: registry.render() });
+    });
+    clearTimeout(timer);
   }
 }
