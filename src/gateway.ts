@@ -53,7 +53,7 @@ export function recordReload(status: ReloadStatus, pidFile: string | undefined):
   configLastReloadTime.labels().value = Date.now() / 1000;
   if (!pidFile) return;
   try {
-    writeFileAtomic(statusPath(pidFile), JSON.stringify(status) + "\n");
+    writeFileAtomic(statusPath(pidFile), JSON.stringify(status) + "\n", 0o644, false);
   } catch (e) {
     log.warn("cannot write the reload status file", { path: statusPath(pidFile), error: String(e) });
   }
@@ -62,7 +62,7 @@ export function recordReload(status: ReloadStatus, pidFile: string | undefined):
 /** writePidFile writes pid atomically for `gatehouse reload`; it returns the path, or undefined (logged) when it cannot be written. */
 export function writePidFile(path: string, pid: number): string | undefined {
   try {
-    writeFileAtomic(path, `${pid}\n`);
+    writeFileAtomic(path, `${pid}\n`, 0o644, false);
     return path;
   } catch (e) {
     log.warn("cannot write the pid file; `gatehouse reload` will not find this instance", { path, error: String(e) });

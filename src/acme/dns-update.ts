@@ -1,9 +1,8 @@
 /** DNS client for ACME DNS-01: zone discovery, TXT queries, and TSIG-signed RFC 2136 updates that add or delete one TXT record. */
-import { randomInt } from "node:crypto";
-import dgram from "node:dgram";
-import net from "node:net";
+import { isIPv6 } from "../lib/ip.ts";
+import { nodeDgram, nodeNet } from "../lib/lazy-node.ts";
 import {
-  CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, isSubdomain, normalizeName, parseTxt, rcodeName,
+  randomId16, CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, isSubdomain, normalizeName, parseTxt, rcodeName,
   signMessage, tsigErrorName, verifyTsig, type DecodedMessage, type ResourceRecord, type TsigKey, txtData,
 } from "../lib/dns-wire.ts";
 
@@ -30,13 +29,13 @@ export class DnsUpdateError extends Error {
 /** Budget is one public call's time limit, shared by all its steps. */
 type Budget = { readonly deadline: number; readonly timeoutMs: number };
 const budgetOf = (timeoutMs: number): Budget => ({ deadline: Date.now() + timeoutMs, timeoutMs });
-const addr = (s: DnsServer): string => (net.isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
+const addr = (s: DnsServer): string => (isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
 
 /** udpExchange sends wire and waits for an answer with its id, retransmitting once at half the time left; other packets are ignored. */
 function udpExchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promise<Uint8Array> {
   const id = (wire[0]! << 8) | wire[1]!;
   return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket(net.isIPv6(server.host) ? "udp6" : "udp4");
+    const sock = nodeDgram().createSocket(isIPv6(server.host) ? "udp6" : "udp4");
     let timer: ReturnType<typeof setTimeout> | undefined;
     let tries = 0;
     let done = false;
@@ -82,7 +81,7 @@ function udpExchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promi
 function tcpExchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promise<Uint8Array> {
   const id = (wire[0]! << 8) | wire[1]!;
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: server.host, port: server.port });
+    const sock = nodeNet().connect({ host: server.host, port: server.port });
     let buf = Buffer.alloc(0);
     let done = false;
     const finish = (err: Error | undefined, answer?: Uint8Array): void => {
@@ -128,7 +127,7 @@ async function exchange(server: DnsServer, wire: Uint8Array, budget: Budget): Pr
 
 /** query asks one question, unsigned; the answer must echo it. */
 async function query(server: DnsServer, name: string, type: number, budget: Budget): Promise<DecodedMessage> {
-  const id = randomInt(0x10000);
+  const id = randomId16();
   const wire = encodeMessage({ id, qr: false, opcode: OPCODE.QUERY, aa: false, tc: false, rd: false, ra: false, rcode: 0, questions: [{ name, type, class: CLASS.IN }], answers: [], authorities: [], additionals: [] });
   const res = await exchange(server, wire, budget);
   const q = res.questions[0];
@@ -190,7 +189,7 @@ async function update(opts: DnsUpdateOptions, name: string, record: (name: strin
   const zone = opts.zone !== undefined ? normalizeName(opts.zone) : await findZoneBy(opts.server, n, budget);
   if (!isSubdomain(n, zone)) throw new DnsUpdateError(`${n} is not inside zone ${zone}: check the zone option`, "NOTZONE");
   const msg = encodeMessage({
-    id: randomInt(0x10000), qr: false, opcode: OPCODE.UPDATE, aa: false, tc: false, rd: false, ra: false, rcode: 0,
+    id: randomId16(), qr: false, opcode: OPCODE.UPDATE, aa: false, tc: false, rd: false, ra: false, rcode: 0,
     questions: [{ name: zone, type: TYPE.SOA, class: CLASS.IN }], answers: [], authorities: [record(n)], additionals: [],
   });
   const nowSec = (): number => Math.floor((opts.clock ?? Date.now)() / 1000);

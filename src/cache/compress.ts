@@ -1,5 +1,5 @@
 /** Compression of stored responses (RFC 9110 §8.4, §12.5.3): zstd, br or gzip chosen by the client's Accept-Encoding q-values, for compressible types the origin did not compress; each encoding is made once per stored response. */
-import { brotliCompress, brotliCompressSync, constants, gzip, zstdCompress } from "node:zlib";
+import { nodeZlib } from "../lib/lazy-node.ts";
 
 /** Coding is a content coding this cache can produce. */
 export type Coding = "zstd" | "br" | "gzip";
@@ -60,17 +60,21 @@ export function compress(body: Uint8Array, coding: Coding): Uint8Array {
   const bytes = body as Uint8Array<ArrayBuffer>;
   if (coding === "zstd") return Bun.zstdCompressSync(bytes, { level: 9 });
   if (coding === "gzip") return Bun.gzipSync(bytes, { level: 9 });
-  return brotliCompressSync(body, BROTLI(body.byteLength));
+  return nodeZlib().brotliCompressSync(body, BROTLI(body.byteLength));
 }
 
-const BROTLI = (size: number) => ({ params: { [constants.BROTLI_PARAM_QUALITY]: 9, [constants.BROTLI_PARAM_SIZE_HINT]: size } });
+const BROTLI = (size: number) => {
+  const c = nodeZlib().constants;
+  return { params: { [c.BROTLI_PARAM_QUALITY]: 9, [c.BROTLI_PARAM_SIZE_HINT]: size } };
+};
 
 /** compressAsync encodes like compress, on the thread pool: for bodies too large to encode on the request path. */
 export function compressAsync(body: Uint8Array, coding: Coding): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)));
-    if (coding === "zstd") zstdCompress(body, { params: { [constants.ZSTD_c_compressionLevel]: 9 } }, done);
-    else if (coding === "gzip") gzip(body, { level: 9 }, done);
-    else brotliCompress(body, BROTLI(body.byteLength), done);
+    const z = nodeZlib();
+    if (coding === "zstd") z.zstdCompress(body, { params: { [z.constants.ZSTD_c_compressionLevel]: 9 } }, done);
+    else if (coding === "gzip") z.gzip(body, { level: 9 }, done);
+    else z.brotliCompress(body, BROTLI(body.byteLength), done);
   });
 }

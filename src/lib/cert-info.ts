@@ -1,5 +1,6 @@
 /** Reading and checking a certificate chain and its key (node:crypto): names, validity, key match. */
-import { X509Certificate, createPrivateKey } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
+import { nodeCrypto } from "./lazy-node.ts";
 
 /** CertBundle is a verified certificate chain (leaf first) with its key and what the leaf says. */
 export type CertBundle = {
@@ -44,14 +45,15 @@ export function inspectBundle(certPem: string, keyPem: string): CertBundle {
   if (pems.length === 0) throw new CertProblem("no PEM certificate found");
   let leaf: X509Certificate;
   try {
-    leaf = new X509Certificate(pems[0]!);
-    for (const p of pems.slice(1)) new X509Certificate(p);
+    const { X509Certificate: X509 } = nodeCrypto();
+    leaf = new X509(pems[0]!);
+    for (const p of pems.slice(1)) new X509(p);
   } catch (e) {
     throw new CertProblem(`cannot parse the certificate: ${(e as Error).message}`);
   }
   let key;
   try {
-    key = createPrivateKey(keyPem);
+    key = nodeCrypto().createPrivateKey(keyPem);
   } catch (e) {
     throw new CertProblem(`cannot parse the private key: ${(e as Error).message}`, "key");
   }

@@ -1,5 +1,5 @@
 /** IP addresses and CIDR ranges, for the trusted-proxy list. */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4, isIPv6 } from "./ip.ts";
 
 /** Cidr is a parsed range: the address as a 128-bit bigint (IPv4 mapped into ::ffff:0:0/96) and its prefix length over 128 bits. */
 export type Cidr = { readonly base: bigint; readonly bits: number };

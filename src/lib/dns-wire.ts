@@ -1,5 +1,5 @@
 /** DNS messages on the wire (RFC 1035 §4, RFC 2136, RFC 8945 TSIG): encoding, decoding and record data, shared by the ACME DNS-01 client and upstream discovery. */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { nodeCrypto } from "./lazy-node.ts";
 
 /** TYPE holds the RR type codes the clients use (RFC 1035 §3.2.2, RFC 3596 §2.1, RFC 2782, RFC 8945 §4.2). */
 export const TYPE = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, SRV: 33, TSIG: 250, ANY: 255 } as const;
@@ -187,7 +187,7 @@ export const TSIG_FUDGE = 300;
 export function tsigMac(key: TsigKey, unsigned: Uint8Array, t: Omit<Tsig, "mac" | "originalId">, requestMac?: Uint8Array): Uint8Array {
   const hash = ({ "hmac-sha256": "sha256", "hmac-sha512": "sha512" } as const)[key.algorithm];
   if (!hash) throw new Error(`tsig algorithm ${String(key.algorithm)} is not supported: use hmac-sha256 or hmac-sha512`);
-  const hmac = createHmac(hash, key.secret);
+  const hmac = nodeCrypto().createHmac(hash, key.secret);
   if (requestMac) hmac.update(new Writer().u16(requestMac.length).raw(requestMac).done()); // §4.3.1: MAC Size + MAC
   hmac.update(unsigned);
   // §4.3.3: key name and algorithm in canonical form, class ANY, TTL 0, then the fields after the MAC.
@@ -237,7 +237,7 @@ export function verifyTsig(wire: Uint8Array, msg: DecodedMessage, key: TsigKey, 
   unsigned[10] = arcount >> 8;
   unsigned[11] = arcount & 0xff;
   const expected = tsigMac(key, unsigned, tsig, requestMac);
-  if (tsig.mac.length !== expected.length || !timingSafeEqual(tsig.mac, expected)) return { status: "bad", error: 16, reason: "the mac does not verify" };
+  if (tsig.mac.length !== expected.length || !nodeCrypto().timingSafeEqual(tsig.mac, expected)) return { status: "bad", error: 16, reason: "the mac does not verify" };
   if (tsig.error === 0 && Math.abs(nowSec - tsig.timeSigned) > tsig.fudge) return { status: "bad", error: 18, reason: `it was signed ${nowSec - tsig.timeSigned} s from this host's clock (fudge ${tsig.fudge} s)` };
   return { status: "verified", tsig };
 }
@@ -304,4 +304,9 @@ export function parseSrv(wire: Uint8Array, rr: ResourceRecord): SrvData {
 export function soaMinimum(data: Uint8Array): number {
   if (data.length < 22) throw new Error(`malformed dns message: soa rdata of ${data.length} bytes`);
   return new Reader(data, data.length - 4).u32();
+}
+
+/** randomId16 is a random DNS message id (RFC 5452 §9.2), from Web Crypto (no node:crypto on the start-up path). */
+export function randomId16(): number {
+  return crypto.getRandomValues(new Uint16Array(1))[0]!;
 }

@@ -1,10 +1,29 @@
 /** JSON-lines logging to stdout: lifecycle events, errors and the access log, batched per event-loop turn. */
+import { writeSync } from "node:fs";
 import type { LogLevel } from "../config/types.ts";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /** LogSink receives finished lines; the default writes to stdout. */
 export type LogSink = (chunk: string) => void;
+
+/** stdoutSink writes through Bun's own buffered writer: process.stdout would load Node's stream machinery, a noticeable part of start-up. A closed pipe throws (EPIPE), and the logger then turns to stderr. */
+function stdoutSink(): LogSink {
+  const out = Bun.stdout.writer();
+  return (s) => {
+    out.write(s);
+    const done = out.flush();
+    if (done instanceof Promise) done.catch(() => undefined);
+  };
+}
+
+function stderrSink(s: string): void {
+  try {
+    writeSync(2, s);
+  } catch {
+    // nowhere left to write
+  }
+}
 
 /** Logger writes one JSON object per line: `time`, `level`, `msg`, then the fields given. */
 export class Logger {
@@ -15,7 +34,7 @@ export class Logger {
   /** worker is the index of this worker process (1…N) when a supervisor runs it: every line then carries it, so the lines of sibling workers can be told apart. */
   worker: number | undefined;
 
-  constructor(private sink: LogSink = (s) => process.stdout.write(s)) {}
+  constructor(private sink: LogSink = stdoutSink()) {}
 
   /** setSink sends the following lines elsewhere (a worker whose supervisor, the reader of its stdout, is gone). */
   setSink(sink: LogSink): void {
@@ -55,7 +74,13 @@ export class Logger {
     if (this.pending.length === 0) return;
     const chunk = this.pending.join("");
     this.pending = [];
-    this.sink(chunk);
+    try {
+      this.sink(chunk);
+    } catch {
+      // stdout is gone (its reader closed the pipe): the lines go to stderr from now on rather than nowhere
+      this.sink = stderrSink;
+      stderrSink(chunk);
+    }
   };
 }
 

@@ -1,6 +1,6 @@
 /** Upstream discovery through DNS: an upstream named by a host name (A + AAAA) or by an SRV name (RFC 2782), re-resolved when its TTL runs out, keeping the last good answer while DNS fails. */
 import { readFileSync } from "node:fs";
-import net from "node:net";
+import * as net from "../lib/ip.ts";
 import { normalizeName } from "../lib/dns-wire.ts";
 import { ResolveError, resolve, type RecordOf, type RecordType, type ResolveResult, type ResolverServer } from "./resolver.ts";
 

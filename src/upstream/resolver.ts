@@ -1,9 +1,8 @@
 /** A small stub resolver for upstream discovery: A, AAAA and SRV with recursion desired, servers tried in order, UDP with TCP fallback on truncation (RFC 1035 §4.2, RFC 7766 §5), CNAME chains followed, negative TTLs from the SOA (RFC 2308 §5). */
-import { randomInt } from "node:crypto";
-import dgram from "node:dgram";
-import net from "node:net";
+import { isIPv6 } from "../lib/ip.ts";
+import { nodeDgram, nodeNet } from "../lib/lazy-node.ts";
 import {
-  CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, normalizeName, parseA, parseAaaa, parseSrv, rcodeName, readName, soaMinimum,
+  randomId16, CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, normalizeName, parseA, parseAaaa, parseSrv, rcodeName, readName, soaMinimum,
   type DecodedMessage,
 } from "../lib/dns-wire.ts";
 
@@ -43,7 +42,7 @@ class Failure extends Error {
   constructor(readonly rcode: string, detail: string) { super(detail); }
 }
 
-const addr = (s: ResolverServer): string => (net.isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
+const addr = (s: ResolverServer): string => (isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
 /** Matcher turns a received message into the answer to our query, or undefined for anything else, which is ignored (RFC 5452 §9.1). */
 type Matcher = (msg: Uint8Array) => DecodedMessage | undefined;
 
@@ -85,7 +84,7 @@ function transport(proto: "udp" | "tcp", server: ResolverServer, wire: Uint8Arra
     timers.push(setTimeout(() => finish(new Failure("TIMEOUT", `did not answer over ${proto} within the timeout`)), left));
     try {
       if (proto === "udp") {
-        const sock = dgram.createSocket(net.isIPv6(server.host) ? "udp6" : "udp4");
+        const sock = nodeDgram().createSocket(isIPv6(server.host) ? "udp6" : "udp4");
         close = () => sock.close();
         const send = (): void => sock.send(wire, (err) => { if (err) netFail(err); });
         sock.on("error", netFail);
@@ -96,7 +95,7 @@ function transport(proto: "udp" | "tcp", server: ResolverServer, wire: Uint8Arra
           timers.push(setTimeout(() => { if (!done) send(); }, left / 2));
         });
       } else {
-        const sock = net.connect({ host: server.host, port: server.port });
+        const sock = nodeNet().connect({ host: server.host, port: server.port });
         close = () => sock.destroy();
         let buf = Buffer.alloc(0);
         sock.on("connect", () => sock.write(Buffer.concat([Buffer.from([wire.length >> 8, wire.length & 0xff]), wire])));
@@ -150,7 +149,7 @@ export function readAnswer<T extends RecordType>(msg: DecodedMessage & { wire: U
 async function ask<T extends RecordType>(name: string, type: T, servers: readonly ResolverServer[], timeoutMs: number): Promise<ResolveResult<RecordOf<T>> & { next?: string }> {
   const attempts: ResolveAttempt[] = [];
   for (const server of servers) {
-    const id = randomInt(0x10000);
+    const id = randomId16();
     const wire = encodeMessage({
       id, qr: false, opcode: OPCODE.QUERY, aa: false, tc: false, rd: true, ra: false, rcode: 0,
       questions: [{ name, type: TYPE[type], class: CLASS.IN }], answers: [], authorities: [], additionals: [],
