@@ -1,4 +1,4 @@
-# Shared by the bench/ scripts (sourced): nginx config for one worker, and the median of a column of numbers.
+# Helpers for bench/run.sh (sourced): nginx config for one worker, the median of a column of numbers, the gatehouse config.
 
 nginx_conf() { # $1 dir, $2 http-level config (servers, upstreams, caches)
   cat > "$1/nginx.conf" <<NGX
