@@ -111,9 +111,10 @@ curl -sf --max-time 1 "http://127.0.0.1:$ORIGIN_PORT/1k" >/dev/null || die "the 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 vm_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }   # $1 pid, $2 VmRSS | VmHWM
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
-# Start-to-serving: from spawn to the first 200 on a proxied URL, three times; the third instance stays for the bench.
+# Start-to-serving: from spawn to the first 200 on a proxied URL, six times; the first also makes the internal CA and the
+# fallback certificate (once per certs_dir), the median of the other five is the figure. The last instance stays for the bench.
 START_MS=()
-for n in 1 2 3; do
+for n in 1 2 3 4 5 6; do
   if [ -n "$GH_PID" ]; then
     kill "$GH_PID"; for _ in $(seq 100); do kill -0 "$GH_PID" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$GH_PID" 2>/dev/null || true; wait "$GH_PID" 2>/dev/null || true
@@ -299,7 +300,7 @@ ELAPSED=$(( $(date +%s) - T0 ))
 
 col() { cut -d' ' -f"$2" "$1" | median; }
 yesno() { awk -v c="$1" 'BEGIN {print (c) ? "met" : "**not met**"}'; }
-sorted_start=$(printf '%s\n' "${START_MS[@]}" | median)
+sorted_start=$(printf '%s\n' "${START_MS[@]:1}" | median)
 b99=$(col "$WORK/rl-base.txt" 3) l99=$(col "$WORK/rl-load.txt" 3)
 rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
 {
@@ -346,8 +347,8 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   echo "Targets: idle under 60 MiB per process: $(yesno "$(awk -v k="$GH_IDLE_KIB" 'BEGIN {print k < 60*1024}')"); under load under 150 MiB plus the"
   echo "cache's size at the end: $(yesno "$(awk -v k="$GH_PEAK_KIB" -v c="$CACHE_BYTES" 'BEGIN {print k*1024 < 150*1048576 + c}')")."
   echo
-  echo "**Start.** Spawn to the first 200 on a proxied URL: median $sorted_start ms of 3 starts (${START_MS[*]} ms; the first"
-  echo "also makes the fallback certificate), $GH_WHAT. Target under 150 ms: $(yesno "$(awk -v m="$sorted_start" 'BEGIN {print m < 150}')")."
+  echo "**Start.** Spawn to the first 200 on a proxied URL (a new upstream connection included): median $sorted_start ms of 5 starts"
+  echo "(${START_MS[*]:1} ms), after a first start of ${START_MS[0]} ms that also made the internal CA and the fallback certificate; $GH_WHAT. Target under 150 ms: $(yesno "$(awk -v m="$sorted_start" 'BEGIN {print m < 150}')")."
   echo
   echo "**Workers** (\`workers = 2\`: a supervisor and two worker processes on this machine's $(nproc) cores, against one process;"
   echo "gatehouse only, interleaved, same wrk settings; CPU summed over all its processes):"

@@ -132,7 +132,7 @@ export function loadConfigSnapshot(configPath: string, files?: ConfigFiles): Con
 }
 
 /** READ_BATCH: route files read concurrently. */
-const READ_BATCH = 64;
+const READ_BATCH = 250;
 
 /** loadConfigSnapshotAsync is loadConfigSnapshot for a running gateway: route files are read concurrently off the event loop, and parsing and checking give way to requests every few milliseconds, so a reload with thousands of route files does not stall traffic. */
 export async function loadConfigSnapshotAsync(configPath: string, files?: ConfigFiles): Promise<ConfigSnapshot> {
