@@ -332,7 +332,7 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
     if [ "$s" = full ]; then lat_n="mean $(col "$n" 2)" lat_g="mean $(col "$g" 2)"; else lat_n="$(col "$n" 2) / $(col "$n" 3)" lat_g="$(col "$g" 2) / $(col "$g" 3)"; fi
     [ "$s" = stream ] && { n_rps="$n_rps ($(col "$n" 8) MiB/s)"; g_rps="$g_rps ($(col "$g" 8) MiB/s)"; }
     tgt=${TARGET[$s]}
-    [ -n "$tgt" ] && tgt="≥ ${tgt}×: $(yesno "$(awk -v r="$ratio" -v t="$tgt" 'BEGIN {print r >= t}')")"
+    [ -n "$tgt" ] && tgt="≥ ${tgt}×: $(yesno "$(awk -v r="$ratio" -v t="$tgt" 'BEGIN {print (r >= t)}')")"
     echo "| ${TITLE[$s]} | $n_rps | $g_rps | **$ratio** | $lat_n | $lat_g | ${tgt:-—} |"
   done
   echo
@@ -344,11 +344,11 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   echo "(VmHWM), $(mib "$GH_END_KIB") MiB at their end, peak $(mib "$GH_PEAK2_KIB") MiB after the reloads with 1,000 route files."
   echo "nginx proxy worker, for reference: $(mib "$NGX_IDLE_KIB") MiB idle, peak $(mib "$NGX_PEAK_KIB") MiB (it includes the shared cache and TLS session zones it touched)."
   echo "gatehouse cache over the run: $CACHE_LINE."
-  echo "Targets: idle under 60 MiB per process: $(yesno "$(awk -v k="$GH_IDLE_KIB" 'BEGIN {print k < 60*1024}')"); under load under 150 MiB plus the"
-  echo "cache's size at the end: $(yesno "$(awk -v k="$GH_PEAK_KIB" -v c="$CACHE_BYTES" 'BEGIN {print k*1024 < 150*1048576 + c}')")."
+  echo "Targets: idle under 60 MiB per process: $(yesno "$(awk -v k="$GH_IDLE_KIB" 'BEGIN {print (k < 60*1024)}')"); under load under 150 MiB plus the"
+  echo "cache's size at the end: $(yesno "$(awk -v k="$GH_PEAK_KIB" -v c="$CACHE_BYTES" 'BEGIN {print (k*1024 < 150*1048576 + c)}')")."
   echo
   echo "**Start.** Spawn to the first 200 on a proxied URL (a new upstream connection included): median $sorted_start ms of 5 starts"
-  echo "(${START_MS[*]:1} ms), after a first start of ${START_MS[0]} ms that also made the internal CA and the fallback certificate; $GH_WHAT. Target under 150 ms: $(yesno "$(awk -v m="$sorted_start" 'BEGIN {print m < 150}')")."
+  echo "(${START_MS[*]:1} ms), after a first start of ${START_MS[0]} ms that also made the internal CA and the fallback certificate; $GH_WHAT. Target under 150 ms: $(yesno "$(awk -v m="$sorted_start" 'BEGIN {print (m < 150)}')")."
   echo
   echo "**Workers** (\`workers = 2\`: a supervisor and two worker processes on this machine's $(nproc) cores, against one process;"
   echo "gatehouse only, interleaved, same wrk settings; CPU summed over all its processes):"
@@ -367,9 +367,9 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   echo "  (process start, SIGHUP, polling the status file every 25 ms)."
   echo "- under load (\`wrk -t2 -c64\`, \`/nostore/1k\`, $RL_PAIRS pairs of ${RL_SECS} s runs, one without reloads then one with a SIGHUP every ${RL_EVERY} s,"
   echo "  each adding or removing one route file): $RL_DONE reloads of $sent signalled, $RL_REJECTED rejected, median $RL_MED ms, max $RL_MAX ms."
-  echo "- target < 100 ms, on the median of all $((RL_DONE + 1)) reloads ($RL_ALL ms): $(yesno "$(awk -v m="$RL_ALL" 'BEGIN {print m < 100}')")."
+  echo "- target < 100 ms, on the median of all $((RL_DONE + 1)) reloads ($RL_ALL ms): $(yesno "$(awk -v m="$RL_ALL" 'BEGIN {print (m < 100)}')")."
   echo "- p99 latency: $b99 ms without reloads, $l99 ms with them ($(awk -v a="$l99" -v b="$b99" 'BEGIN {printf "%.2f", b ? a/b : 0}')×), medians over the pairs;"
-  echo "  target ≤ 2×: $(yesno "$(awk -v a="$l99" -v b="$b99" 'BEGIN {print a <= 2*b}')"). Max latency: $(col "$WORK/rl-base.txt" 9) ms without reloads, $(col "$WORK/rl-load.txt" 9) ms with them."
+  echo "  target ≤ 2×: $(yesno "$(awk -v a="$l99" -v b="$b99" 'BEGIN {print (a <= 2*b)}')"). Max latency: $(col "$WORK/rl-base.txt" 9) ms without reloads, $(col "$WORK/rl-load.txt" 9) ms with them."
   echo "  Non-2xx responses and socket errors during the reloads: ${rl_errs% *} and ${rl_errs#* }."
   echo
   echo "**Method notes.**"

@@ -1,4 +1,4 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -183,4 +183,30 @@ test("workers is 1 by default, a count, or \"auto\" (the CPUs); anything else is
   expect(problemsFor('workers = "atuo"\n')).toEqual(['config.toml:1: workers: "atuo" is not allowed, did you mean "auto"? (expected "auto" or a whole number from 1 to 1024)']);
   expect(problemsFor("workers = 1.5\n")).toEqual(['config.toml:1: workers: 1.5 is out of range (expected "auto" or a whole number from 1 to 1024)']);
   expect(problemsFor("workers = [2]\n")).toEqual(['config.toml:1: workers: got an array (expected "auto" or a whole number from 1 to 1024)']);
+});
+
+describe("route files reused across loads", () => {
+  test("an unchanged route file is reused, not parsed and checked again; a changed one, a changed config.toml, or a file naming other files is", () => {
+    const dir = mkdtempSync(join(tmpdir(), "gatehouse-reuse-"));
+    mkdirSync(join(dir, "routes"));
+    writeFileSync(join(dir, "config.toml"), 'routes_dir = "routes"\n[listen]\nhttp = "127.0.0.1:8080"\n');
+    writeFileSync(join(dir, "routes", "a.toml"), 'hosts = ["a.test"]\nupstreams = ["http://127.0.0.1:9"]\n');
+    writeFileSync(join(dir, "routes", "b.toml"), 'hosts = ["b.test"]\nstatic = "."\n');
+    const site = (c: ReturnType<typeof loadConfig>, name: string) => c.sites.find((s) => s.name === name)!;
+    const c1 = loadConfig(join(dir, "config.toml"));
+    const c2 = loadConfig(join(dir, "config.toml"));
+    expect(site(c2, "a")).toBe(site(c1, "a")); // reused
+    expect(site(c2, "b")).not.toBe(site(c1, "b")); // static: always read again
+    writeFileSync(join(dir, "routes", "a.toml"), 'hosts = ["a.test", "www.a.test"]\nupstreams = ["http://127.0.0.1:9"]\n');
+    const c3 = loadConfig(join(dir, "config.toml"));
+    expect(site(c3, "a").hosts).toEqual(["a.test", "www.a.test"]);
+    writeFileSync(join(dir, "config.toml"), 'routes_dir = "routes"\n[listen]\nhttp = "127.0.0.1:8080"\n[proxy]\nmax_body_size = "1KiB"\n');
+    const c4 = loadConfig(join(dir, "config.toml"));
+    expect(site(c4, "a")).not.toBe(site(c3, "a"));
+    expect(site(c4, "a").routes[0]!.maxBodySize).toBe(1024);
+    // a duplicate host in a reused file is still found, with its line
+    writeFileSync(join(dir, "routes", "c.toml"), '# c\nhosts = ["a.test"]\nupstreams = ["http://127.0.0.1:9"]\n');
+    expect(() => loadConfig(join(dir, "config.toml"))).toThrow(/c\.toml:2: hosts: host "a\.test" is also claimed by/);
+    rmSync(dir, { recursive: true, force: true });
+  });
 });

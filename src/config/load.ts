@@ -50,6 +50,8 @@ type Loading = {
   routeFiles: SourceFile[];
   /** fromDisk: the route files are to be read from routes_dir (a directory that exists). */
   fromDisk: boolean;
+  /** cache is the next siteCache: the reusable files of this load, in effect once it succeeds. */
+  readonly cache: Map<string, CachedSite>;
 };
 
 /** begin reads and checks config.toml; a file that cannot be read or parsed throws at once. */
@@ -70,7 +72,7 @@ function begin(configPath: string, files: ConfigFiles | undefined): Loading {
   const src = parseToml(mainName, mainText);
   if (!("data" in src)) throw new ConfigError([src]);
   const global = readGlobal(new Reader(src, problems, src.data), mainName, dir);
-  const l: Loading = { path, files, mainName, mainText, global, problems, sites: [], owner: new Map(), routeOwner: new Map(), routeFiles: [], fromDisk: false };
+  const l: Loading = { path, files, mainName, mainText, global, problems, sites: [], owner: new Map(), routeOwner: new Map(), routeFiles: [], fromDisk: false, cache: new Map() };
   if (files && files.routes !== "from-disk") l.routeFiles = [...files.routes];
   else if (existsSync(global.routesDir) && statSync(global.routesDir).isDirectory()) l.fromDisk = true;
   else {
@@ -89,24 +91,50 @@ function unreadable(l: Loading, p: string, e: unknown): void {
   l.problems.push({ file: displayName(p), line: 0, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
 }
 
+/** CachedSite is a route file read by an earlier load: reused while its text and config.toml are the same. */
+type CachedSite = { readonly text: string; readonly mainText: string; readonly path: string; readonly site: SiteConfig };
+
+/** siteCache holds the route files of the last successful load that read nothing but their own text (no certificate, key, CA or static directory), so a reload parses and checks only the files that changed. */
+let siteCache = new Map<string, CachedSite>();
+
+/** SELF_CONTAINED is false for a route file that might name other files (tls = "manual", static, upstream TLS): those are read again on every load, so a replaced certificate is seen. Deliberately coarse: a mere mention disables reuse. */
+const NAMES_FILES = /static|manual|cert|key|upstream_tls|\bca\b/;
+
+/** GLOBAL_FILES: a config.toml whose [upstream_tls] files every site inherits (their contents, read on every load) allows no reuse. */
+const GLOBAL_FILES = /upstream_tls/;
+
 /** readSiteFile parses and checks one route file, and the hosts and route names it claims against the others. */
 function readSiteFile(l: Loading, rf: SourceFile): void {
   const { problems } = l;
-  const parsed = parseToml(rf.file, rf.text);
-  if (!("data" in parsed)) {
-    problems.push(parsed);
-    return;
+  const prior = siteCache.get(rf.file);
+  let site: SiteConfig;
+  let parsed: ReturnType<typeof parseToml> | undefined;
+  if (prior !== undefined && prior.text === rf.text && prior.mainText === l.mainText && prior.path === l.path && !GLOBAL_FILES.test(l.mainText)) site = prior.site;
+  else {
+    parsed = parseToml(rf.file, rf.text);
+    if (!("data" in parsed)) {
+      problems.push(parsed);
+      return;
+    }
+    const before = problems.length;
+    site = readSite(new Reader(parsed, problems, parsed.data), l.global, basename(rf.file, ".toml"), rf.file);
+    if (problems.length === before && !NAMES_FILES.test(rf.text)) l.cache.set(rf.file, { text: rf.text, mainText: l.mainText, path: l.path, site });
   }
-  const site = readSite(new Reader(parsed, problems, parsed.data), l.global, basename(rf.file, ".toml"), rf.file);
+  if (prior !== undefined && site === prior.site) l.cache.set(rf.file, prior);
+  // Lines are looked up only for a problem (a reused file is parsed again then).
+  const lineOf = (key: string) => {
+    const p = parsed ?? parseToml(rf.file, rf.text);
+    return "data" in p ? p.lineOf(key) : 0;
+  };
   for (const h of site.hosts) {
     const other = l.owner.get(h);
-    if (other) problems.push({ file: rf.file, line: parsed.lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
+    if (other) problems.push({ file: rf.file, line: lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
     else l.owner.set(h, rf.file);
   }
   site.routes.forEach((r, i) => {
     const other = l.routeOwner.get(r.name);
     // Route names are metric labels and log fields: two routes under one name would be counted as one.
-    if (other) problems.push({ file: rf.file, line: parsed.lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
+    if (other) problems.push({ file: rf.file, line: lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
     else l.routeOwner.set(r.name, rf.file);
   });
   l.sites.push(site);
@@ -114,6 +142,7 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
 
 function end(l: Loading): ConfigSnapshot {
   if (l.problems.length > 0) throw new ConfigError(sortProblems(l.problems));
+  siteCache = l.cache;
   return { config: { global: l.global, sites: l.sites }, files: { path: l.path, main: l.files?.main ?? { file: l.mainName, text: l.mainText }, routes: l.routeFiles } };
 }
 
