@@ -97,7 +97,7 @@ type CachedSite = { readonly text: string; readonly mainText: string; readonly p
 /** siteCache holds the route files of the last successful load that read nothing but their own text (no certificate, key, CA or static directory), so a reload parses and checks only the files that changed. */
 let siteCache = new Map<string, CachedSite>();
 
-/** SELF_CONTAINED is false for a route file that might name other files (tls = "manual", static, upstream TLS): those are read again on every load, so a replaced certificate is seen. Deliberately coarse: a mere mention disables reuse. */
+/** NAMES_FILES matches a route file that might name other files (tls = "manual", static, upstream TLS): such a file is read again on every load, so a replaced certificate is seen. Deliberately coarse: a mere mention disables reuse. */
 const NAMES_FILES = /static|manual|cert|key|upstream_tls|\bca\b/;
 
 /** GLOBAL_FILES: a config.toml whose [upstream_tls] files every site inherits (their contents, read on every load) allows no reuse. */
