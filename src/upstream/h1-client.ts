@@ -111,6 +111,8 @@ class Conn {
   reused = false;
   idleSince = 0;
   closed = false;
+  /** reusable turns false when the connection cannot carry another exchange (close, HTTP/1.0, bad framing, unsent body). */
+  reusable = true;
   paused = false;
   /** writeQueue holds what the socket did not take yet; drained by the drain handler. */
   writeQueue: Uint8Array[] = [];
@@ -360,8 +362,6 @@ class Conn {
     ex.resolve(res);
     return true;
   }
-
-  reusable = true;
 
   /** body takes response body bytes as framed. */
   private body(ex: Exchange, data: Uint8Array): void {
