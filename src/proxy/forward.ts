@@ -8,11 +8,11 @@ import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { finish } from "./finish.ts";
 import { hashKey } from "./hash-key.ts";
 import { requestHead } from "./request-head.ts";
+import { IDEMPOTENT } from "../lib/http.ts";
 import { BUFFER_LIMIT, type H1Response } from "../upstream/h1-client.ts";
 import { unwatch, watch, type Watched } from "./idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const CLIENT_GONE = "client closed the connection";
 const IDLE = "upstream idle";
 

@@ -1,7 +1,5 @@
 /** Header rules for a forwarding proxy: hop-by-hop removal (RFC 9110 §7.6.1), Via (§7.6.3), X-Forwarded-* and Forwarded (RFC 7239). */
-
-// RFC 9110 §7.6.1: fields a proxy must not forward, plus Proxy-Connection and Keep-Alive that old clients still send.
-const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+import { HOP_BY_HOP } from "../lib/http.ts";
 
 /** stripHopByHop removes the hop-by-hop fields and every field that Connection names; a handful of Map deletes, no allocation when Connection is absent. */
 export function stripHopByHop(h: Headers): void {

@@ -1,9 +1,10 @@
 /** The request head sent to a plain-HTTP upstream (RFC 9112 §3): written in one pass over the client's fields, with the same rules as prepareHeaders (hop-by-hop fields dropped, Via, Forwarded and X-Forwarded-*, X-Request-ID) but no Headers copy or mutation. */
 import { clientOf, type RequestContext } from "./context.ts";
 import { forwardedElement } from "./headers.ts";
+import { HOP_BY_HOP } from "../lib/http.ts";
 
-// Fields written by this function or never forwarded: hop-by-hop (RFC 9110 §7.6.1), Expect (100-continue is between the client and us), and those set below.
-const SKIP = new Set(["host", "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "expect", "x-request-id", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]);
+// Fields written by this function or never forwarded: hop-by-hop, Expect (100-continue is between the client and us), and those set below.
+const SKIP = new Set([...HOP_BY_HOP, "host", "expect", "x-request-id", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]);
 
 /** requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a body of unknown length. */
 export function requestHead(ctx: RequestContext, method: string, target: string, host: string, chunked: boolean): string {
