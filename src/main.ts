@@ -133,8 +133,7 @@ async function runWorker(args: Args, index: number): Promise<number> {
     return 2;
   }
   log.worker = index;
-  // Its stdout is a pipe to the supervisor: when that is gone, the lines of the drain go to the inherited stderr instead of an EPIPE.
-  process.stdout.on("error", () => log.setSink((s) => void process.stderr.write(s)));
+  // Its stdout is a pipe to the supervisor; when that is gone the log turns to the inherited stderr by itself (log.ts).
   const worker = new Worker({
     index,
     configPath: resolve(args.config),

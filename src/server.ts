@@ -48,8 +48,9 @@ export function assertFree(kind: string, address: Address): void {
 /** ListenersOptions: shared listeners are bound with SO_REUSEPORT beside sibling worker processes, which take turns accepting (the supervisor checked the addresses were free). */
 export type ListenersOptions = { readonly shared?: boolean };
 
-function sameAddress(a: Address, b: Address): boolean {
-  return a.hostname === b.hostname && a.port === b.port;
+/** sameAddress says whether two listener addresses are the same (both given). */
+export function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
+  return a !== undefined && b !== undefined && a.hostname === b.hostname && a.port === b.port;
 }
 
 /** Listeners owns the sockets; apply() binds what a new config needs before anything old is closed, so a bind failure leaves the old listeners serving. */

@@ -36,7 +36,7 @@ export class Logger {
 
   constructor(private sink: LogSink = stdoutSink()) {}
 
-  /** setSink sends the following lines elsewhere (a worker whose supervisor, the reader of its stdout, is gone). */
+  /** setSink sends the following lines elsewhere (tests read them this way). */
   setSink(sink: LogSink): void {
     this.sink = sink;
   }

@@ -2,13 +2,13 @@
 import { pendingTokens, setChallengePublisher } from "../acme/http01.ts";
 import type { PurgeFilter } from "../cache/response-cache.ts";
 import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
-import type { Address, Config, GlobalConfig } from "../config/types.ts";
+import type { Config, GlobalConfig } from "../config/types.ts";
 import { problemsOf, recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../gateway.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
 import { registry } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { Counter, Gauge, Registry } from "../observability/metrics.ts";
-import { assertFree, Listeners } from "../server.ts";
+import { assertFree, Listeners, sameAddress } from "../server.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { MetricsMerger, parseExposition, renderExposition } from "./metrics-merge.ts";
 import type { DistributiveOmit, Reply, Request } from "./protocol.ts";
@@ -53,10 +53,6 @@ const workerRestarts = own.register(new Counter("gatehouse_worker_restarts_total
 workerRestarts.labels();
 let readyWorkers = (): number => 0;
 own.register(new Gauge("gatehouse_workers", "Worker processes running with their listeners bound.", [], (g) => (g.labels().value = readyWorkers())));
-
-function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
-  return a !== undefined && b !== undefined && a.hostname === b.hostname && a.port === b.port;
-}
 
 function adminOnly(listen: GlobalConfig["listen"]): GlobalConfig["listen"] {
   return { ...listen, http: undefined, https: undefined };
