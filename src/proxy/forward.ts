@@ -90,8 +90,9 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         const signal = tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal;
         if (ep.h1 !== undefined) {
           const body = limited?.stream ?? null;
+          const chunked = body !== null && declared === null;
           const host = o.preserveHost && ctx.host !== "" ? ctx.host : ep.hostHeader ?? ep.h1.authority;
-          res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, body !== null && declared === null), body, chunked: body !== null && declared === null, signal });
+          res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, chunked), body, chunked, signal });
         } else {
           if (headers === undefined) headers = prepareHeaders(ctx, req.headers, o.preserveHost);
           if (!o.preserveHost) {
