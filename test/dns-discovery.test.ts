@@ -5,6 +5,7 @@ import { addRecord, addTxt, deleteRecord, type DnsServer, type DnsUpdateOptions,
 import { CLASS, TYPE, addressData, decodeMessage, encodeMessage, encodeName, srvData, type DecodedMessage, type SrvData } from "../src/lib/dns-wire.ts";
 import { DnsDiscovery, parseDiscoveryUrl, parseResolvConf, type DiscoveredEndpoint, type DnsDiscoveryOptions } from "../src/upstream/dns-discovery.ts";
 import { ResolveError, resolve } from "../src/upstream/resolver.ts";
+import { freeUdpPort } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 
 let testbed: Testbed;
@@ -159,14 +160,6 @@ describe("against bind9", () => {
   });
 });
 
-/** freeUdpPort asks the kernel for a UDP port that nothing listens on now. */
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "127.0.0.1", r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(r));
-  return port;
-}
 
 /** fakeDns answers each UDP query with reply(request) (nothing for []), counting queries. */
 async function fakeDns(reply: (req: DecodedMessage) => Uint8Array[]) {

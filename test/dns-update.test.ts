@@ -4,6 +4,7 @@ import dgram from "node:dgram";
 import net from "node:net";
 import { DnsUpdateError, addTxt, deleteTxt, findZone, queryTxt, type DnsServer, type DnsUpdateOptions, type TsigKey } from "../src/acme/dns-update.ts";
 import { CLASS, TYPE, decodeMessage, encodeMessage, encodeName, signMessage, txtData, verifyTsig, type DecodedMessage } from "../src/lib/dns-wire.ts";
+import { freeUdpPort } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 
 let testbed: Testbed;
@@ -91,25 +92,10 @@ describe("against bind9", () => {
   });
 });
 
-/** freeUdpPort asks the kernel for a UDP port that nothing listens on now. */
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket("udp4");
-  await new Promise<void>((r) => s.bind(0, "127.0.0.1", r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(r));
-  return port;
-}
 
 /** fakeServer answers each UDP packet and each framed TCP message (same port) with reply(request), or nothing when it returns []; it counts both. */
 async function fakeServer(reply: (req: DecodedMessage, wire: Uint8Array, via: "udp" | "tcp") => Uint8Array[]) {
-  const sock = dgram.createSocket("udp4");
   const count = { udp: 0, tcp: 0 };
-  sock.on("message", (msg, from) => {
-    count.udp++;
-    for (const out of reply(decodeMessage(msg), new Uint8Array(msg), "udp")) sock.send(out, from.port, from.address);
-  });
-  await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
-  const port = sock.address().port;
   const tcp = net.createServer((conn) => {
     let buf = Buffer.alloc(0);
     conn.on("data", (d: Buffer) => {
@@ -120,7 +106,24 @@ async function fakeServer(reply: (req: DecodedMessage, wire: Uint8Array, via: "u
       for (const out of reply(decodeMessage(msg), msg, "tcp")) conn.write(Buffer.concat([Buffer.from([out.length >> 8, out.length & 0xff]), out]));
     });
   });
-  await new Promise<void>((r) => tcp.listen(port, "127.0.0.1", r));
+  // The UDP port's TCP twin may be taken (by any client's ephemeral port): then another pair is tried.
+  let sock: dgram.Socket;
+  let port: number;
+  for (;;) {
+    sock = dgram.createSocket("udp4");
+    sock.on("message", (msg, from) => {
+      count.udp++;
+      for (const out of reply(decodeMessage(msg), new Uint8Array(msg), "udp")) sock.send(out, from.port, from.address);
+    });
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
+    port = sock.address().port;
+    const bound = await new Promise<boolean>((r) => {
+      tcp.once("error", () => r(false));
+      tcp.listen(port, "127.0.0.1", () => r(true));
+    });
+    if (bound) break;
+    await new Promise<void>((r) => sock.close(r));
+  }
   const close = async () => {
     await new Promise<void>((r) => sock.close(r));
     await new Promise<void>((r) => tcp.close(() => r()));

@@ -1,4 +1,5 @@
 /** Test harness: a real gateway as a child process on loopback, with a temp config dir, its JSON log lines, and helpers for origins and raw sockets. */
+import dgram from "node:dgram";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,11 +9,28 @@ export const ROOT = resolve(import.meta.dir, "..");
 export const BUN = process.execPath;
 export const MAIN = join(ROOT, "src/main.ts");
 
-/** freePort asks the kernel for a port that is free now. */
+/** handedOut: ports freePort gave this test process; the kernel may offer a just-closed port again, and two listeners of one gateway must not get the same. */
+const handedOut = new Set<number>();
+
+/** freePort asks the kernel for a TCP port that is free now, never one it returned before in this process. */
 export function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
+  for (;;) {
+    const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = s.port;
+    s.stop(true);
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+/** freeUdpPort asks the kernel for a UDP port that nothing listens on now. */
+export async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, "127.0.0.1", r));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(r));
   return port;
 }
 
