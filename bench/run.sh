@@ -170,26 +170,6 @@ resumes() { # $1 port: does the server offer resumption? One s_client connection
 N_RESUMES=$(resumes $NGX_HTTPS); G_RESUMES=$(resumes $GH_TLS)
 G_CERT=$(echo | timeout 5 openssl s_client -connect "127.0.0.1:$GH_TLS" -servername 127.0.0.1 2>/dev/null | awk '/^ *0 s:/ {sub(/^ *0 s:/, ""); print; exit}' || true)
 
-tree_pids() { echo "$1" $(pgrep -P "$1" | tr '\n' ' '); }   # a process and its children (a supervisor's workers)
-cpu_ticks() { local t=0 p; for p in $(tree_pids "$1"); do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }   # utime + stime, all threads
-passive_opens() { awk '/^Tcp:/ {if (!h) {for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1} else print $c}' /proc/net/snmp; }
-TICK=$(getconf CLK_TCK)
-# One run prints one record: "rps p50ms p99ms server_cpu_us_per_req new_conns_per_req non2xx socket_errors MiB/s maxms".
-run_wrk() { # $1 server pid, $2 seconds, $3 connections, $4 url, then extra wrk arguments
-  local pid=$1 secs=$2 conns=$3 url=$4 c0 o0 out; shift 4
-  c0=$(cpu_ticks "$pid"); o0=$(passive_opens)
-  out=$(timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --latency "$@" "$url" 2>&1 || true)
-  awk -v cpu=$(( $(cpu_ticks "$pid") - c0 )) -v opens=$(( $(passive_opens) - o0 )) -v tick="$TICK" '
-    /requests in/ {n=$1}
-    /Requests\/sec/ {rps=$2}
-    /Transfer\/sec/ {v=$2; m=1/1048576; if (v ~ /KB$/) m=1/1024; else if (v ~ /MB$/) m=1; else if (v ~ /GB$/) m=1024; mibs=v*m}
-    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-    /^ +Latency +[0-9]/ {max=$4}
-    /Non-2xx or 3xx responses/ {bad=$NF}
-    /Socket errors/ {gsub(",", ""); errs=$4+$6+$8+$10}
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /m$/) return v*60000; if (v ~ /s$/) return v*1000; return v }
-    END {printf "%.0f %.3f %.3f %.0f %.2f %d %d %.1f %.3f\n", rps, ms(p50), ms(p99), n ? cpu*1e6/tick/n : 0, n ? opens/n : 0, bad, errs, mibs, ms(max)}' <<< "$out"
-}
 run_stime() { # $1 server pid, $2 seconds, $3 port: PAR sequential full-handshake clients in parallel, no HTTP request
   local pid=$1 secs=$2 port=$3 c0 t0 t1 i sp=(); c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
   for i in $(seq $PAR); do timeout $((secs + 20)) openssl s_time -connect "127.0.0.1:$port" -new -time "$secs" > "$WORK/stime.$i" 2>&1 & sp+=($!); done

@@ -1,31 +1,24 @@
 /** The running gateway: loads config, owns the live generation and the listeners, reloads atomically and drains on shutdown. */
-import { existsSync, readFileSync, rmSync } from "node:fs";
 import { loadConfig, loadConfigSnapshotAsync, type ConfigFiles } from "./config/load.ts";
 import { yieldToRequests } from "./lib/slices.ts";
-import { ConfigError, formatProblem } from "./config/problems.ts";
+import { problemLines } from "./config/problems.ts";
 import type { Config } from "./config/types.ts";
 import { buildGeneration, buildGenerationAsync, type Generation } from "./generation.ts";
-import { writeFileAtomic } from "./lib/atomic-write.ts";
+import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "./instance-files.ts";
 import { adminApp, type AdminState } from "./observability/admin.ts";
-import { configLastReloadSuccess, configLastReloadTime, configReloads, setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
+import { setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
-import { createFetchHandler } from "./proxy/handler.ts";
+import { createFetchHandler } from "./proxy/pipeline.ts";
 import { openSockets } from "./proxy/websocket.ts";
-import { Listeners } from "./server.ts";
+import { Listeners } from "./listeners.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
+import { Http01Tokens } from "./tls/acme/http01.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
+import { FileStorage } from "./tls/file-storage.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
-import type { TlsSet } from "./server.ts";
-
-/** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
-export type ReloadStatus = { pid: number; seq: number; result: "success" | "failure"; time: string; problems: string[] };
-
-/** statusPath is where the reload status of the instance with this pid file lives. */
-export function statusPath(pidFile: string): string {
-  return `${pidFile}.status`;
-}
+import type { TlsSet } from "./listeners.ts";
 
 /** GatewayOptions say where the config is and, for the built-in default (or a worker's snapshot from its supervisor), its text. */
 export type GatewayOptions = {
@@ -34,49 +27,9 @@ export type GatewayOptions = {
   readonly pid: number;
   /** worker: one of several worker processes under a supervisor: public listeners shared with its siblings (SO_REUSEPORT), no admin listener, no pid or status file, certificates only loaded from storage (the supervisor obtains them). */
   readonly worker?: boolean;
+  /** challenges: the HTTP-01 tokens to answer (a worker passes the table its supervisor fills, also before the gateway starts); default: a new one of this gateway's own. */
+  readonly challenges?: Http01Tokens;
 };
-
-/** ReloadOutcome is what a reload did: applied, or rejected with the problems in `gatehouse check` format. */
-export type ReloadOutcome = { readonly ok: boolean; readonly problems: string[] };
-
-/** problemsOf turns a load or start failure into lines in `gatehouse check` format (or the error's own lines). */
-export function problemsOf(e: unknown): string[] {
-  if (e instanceof ConfigError) return e.problems.map(formatProblem);
-  const own = (e as { problems?: unknown })?.problems;
-  return Array.isArray(own) ? own.map(String) : [String((e as Error)?.message ?? e)];
-}
-
-/** recordReload counts a (re)load in the metrics and writes the outcome to the status file beside the pid file (when there is one) for `gatehouse reload`; seq 0 is the start, not counted as a reload. */
-export function recordReload(status: ReloadStatus, pidFile: string | undefined): void {
-  if (status.seq > 0) configReloads.labels(status.result).value++;
-  configLastReloadSuccess.labels().value = status.result === "success" ? 1 : 0;
-  configLastReloadTime.labels().value = Date.now() / 1000;
-  if (!pidFile) return;
-  try {
-    writeFileAtomic(statusPath(pidFile), JSON.stringify(status) + "\n", 0o644, false);
-  } catch (e) {
-    log.warn("cannot write the reload status file", { path: statusPath(pidFile), error: String(e) });
-  }
-}
-
-/** writePidFile writes pid atomically for `gatehouse reload`; it returns the path, or undefined (logged) when it cannot be written. */
-export function writePidFile(path: string, pid: number): string | undefined {
-  try {
-    writeFileAtomic(path, `${pid}\n`, 0o644, false);
-    return path;
-  } catch (e) {
-    log.warn("cannot write the pid file; `gatehouse reload` will not find this instance", { path, error: String(e) });
-    return undefined;
-  }
-}
-
-/** removePidFile removes the pid file and its status file at exit, unless another instance has written its own pid there since. */
-export function removePidFile(path: string | undefined, pid: number): void {
-  if (path && existsSync(path) && readFileSync(path, "utf8").trim() === String(pid)) {
-    rmSync(path, { force: true });
-    rmSync(statusPath(path), { force: true });
-  }
-}
 
 /** Gateway is the process's one instance: start(), reload() any number of times, then shutdown(). */
 export class Gateway {
@@ -95,6 +48,8 @@ export class Gateway {
   private compiling = false;
   private readonly listeners: Listeners;
   private readonly certs: CertManager;
+  /** challenges are the HTTP-01 tokens this gateway's issuer publishes and its plain HTTP listener answers. */
+  private readonly challenges: Http01Tokens;
   /** files are the texts of the live config when they came from memory (built-in default, a supervisor's snapshot); undefined: read from disk. */
   private files: ConfigFiles | undefined;
   /** state is what the admin API asks; a worker's supervisor asks it over IPC instead. */
@@ -104,7 +59,8 @@ export class Gateway {
 
   constructor(private readonly opts: GatewayOptions) {
     this.files = opts.files;
-    this.certs = new CertManager(() => void this.certificatesChanged(), { follower: opts.worker });
+    this.challenges = opts.challenges ?? new Http01Tokens();
+    this.certs = new CertManager(() => void this.certificatesChanged(), { storage: (dir) => new FileStorage(dir), follower: opts.worker, challenges: this.challenges });
     this.state = {
       ready: () => this.gen !== undefined && !this.draining,
       certificates: () => this.certs.describe(),
@@ -179,7 +135,7 @@ export class Gateway {
     const g = config.global;
     let gen: Generation | undefined;
     // Discovery may report changes while a sliced build is under way: they concern this generation only once it exists.
-    const deps = { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, poolsChanged: () => gen && this.poolsChanged(gen) };
+    const deps = { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, challenges: this.challenges, poolsChanged: () => gen && this.poolsChanged(gen) };
     if (sliced) {
       this.compiling = true;
       try {
@@ -254,7 +210,7 @@ export class Gateway {
       if (!this.opts.worker && workers !== 1) log.warn("workers takes effect at the next start; this instance stays one process", { workers });
       return { ok: true, problems: [] };
     } catch (e) {
-      const problems = problemsOf(e);
+      const problems = problemLines(e);
       this.writeStatus("failure", problems);
       log.error("config rejected; the running config stays", { problems, generation: this.gen?.id });
       return { ok: false, problems };

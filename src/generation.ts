@@ -1,23 +1,24 @@
 /** A generation is one immutable compiled config: build → validate → swap → dispose. Requests take the generation that is live when they arrive and keep it to the end. */
-import { cachePhase } from "./cache/cache-phase.ts";
 import type { ResponseCache } from "./cache/response-cache.ts";
 import type { Config, HealthCheck, PathRoute, ProxyAction, RedirectAction, SiteConfig, StaticAction } from "./config/types.ts";
 import { BUILTIN_PREFIX } from "./config/route-schema.ts";
 import { cidrMatcher } from "./lib/cidr.ts";
 import { SLICE_MS, yieldToRequests } from "./lib/slices.ts";
 import { statsFor } from "./observability/gateway-metrics.ts";
-import type { CompiledRoute, ProxyTarget, RequestContext, Site } from "./proxy/context.ts";
-import { finish } from "./proxy/finish.ts";
+import { cachePhase } from "./proxy/cache-phase.ts";
+import type { CompiledRoute, HandlerView, ProxyRoute, RequestContext, ResponseFilter, Site } from "./proxy/context.ts";
+import { hstsFilter } from "./proxy/hsts.ts";
 import { forward } from "./proxy/forward.ts";
-import type { HandlerView } from "./proxy/handler.ts";
 import { HostRouter, PathRouter } from "./proxy/router.ts";
 import { directorySource, staticHandler } from "./static/index.ts";
 import type { Endpoint, EndpointRegistry } from "./upstream/endpoint.ts";
-import { parseAddress } from "./config/global-schema.ts";
+import { parseAddress } from "./config/locations.ts";
 import type { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import type { DnsDiscovery } from "./upstream/dns-discovery.ts";
 import { Pool } from "./upstream/pool.ts";
+import { targetOf, type Target } from "./upstream/target.ts";
 import type { ResolverServer } from "./upstream/resolver.ts";
+import type { Http01Tokens } from "./tls/acme/http01.ts";
 import { builtinSource } from "./welcome/builtin.ts";
 
 /** Generation is a compiled config and what it was compiled from; it owns no sockets. dispose() detaches its pools from DNS discovery once a newer generation is live. */
@@ -30,7 +31,7 @@ export type Generation = {
   readonly discoveries: ReadonlySet<DnsDiscovery>;
   /** endpoints lists the upstream endpoints this generation routes to now (shared with older generations where route and URL match). */
   endpoints(): Set<Endpoint>;
-  /** health maps the current endpoints of routes with an active health check to that check. */
+  /** health maps the current endpoints of routes with an active health check to that check, with the TLS settings of the endpoint's target. */
   health(): Map<Endpoint, HealthCheck>;
   dispose(): void;
 };
@@ -42,6 +43,8 @@ export type GenerationDeps = {
   readonly listenerIdleMs: number;
   readonly cache: ResponseCache;
   readonly poolsChanged: () => void;
+  /** challenges are the HTTP-01 tokens the plain HTTP listener answers before any routing. */
+  readonly challenges: Http01Tokens;
 };
 
 /** Pools is what a generation keeps of its proxy routes: their pools, health checks and discovery subscriptions. */
@@ -49,42 +52,38 @@ type Pools = { readonly list: { pool: Pool; health: HealthCheck | undefined }[];
 
 function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
   const tls = a.options.upstreamTls;
-  const statics = a.upstreams.filter((u) => !u.discover).map((u) => {
-    const e = deps.endpoints.get(route.name, u.url);
-    e.tls = tls;
-    return e;
-  });
+  // Targets carry this generation's settings; the shared Endpoints are never written here (a rejected reload must change nothing).
+  const statics = a.upstreams.filter((u) => !u.discover).map((u) => targetOf(deps.endpoints.get(route.name, u.url), tls));
   const names = a.upstreams.filter((u) => u.discover);
   const found = names.map((u) => deps.discovery.get(route.name, u.url, pools.servers));
   // A name's endpoints are its current addresses; an address that leaves DNS leaves the pool (requests in flight keep theirs).
   // They are reached by IP, but TLS verifies (and preserve_host = false sends) the name, as the URL said.
-  const current = () => {
+  const current = (): readonly Target[] => {
     if (found.length === 0) return statics;
-    const list = new Set(statics);
+    const list = [...statics];
+    const seen = new Set(statics.map((t) => t.endpoint));
     found.forEach((d, i) => {
       const name = new URL(names[i]!.url.replace(/^srv\+/, "")).host;
       for (const x of d.endpoints()) {
         const e = deps.endpoints.get(route.name, x.url);
-        if (list.has(e)) continue;
-        e.weight = x.weight;
-        e.hostHeader = name;
-        e.tls = x.url.startsWith("https:") ? { ...tls, serverName: tls?.serverName ?? name.replace(/:\d+$/, "") } : tls;
-        list.add(e);
+        if (seen.has(e)) continue;
+        seen.add(e);
+        list.push(targetOf(e, x.url.startsWith("https:") ? { ...tls, serverName: tls?.serverName ?? name.replace(/:\d+$/, "") } : tls, name, x.weight));
       }
     });
-    return [...list];
+    return list;
   };
   const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight, a.options.slowStart);
   for (const d of found) {
     pools.discoveries.add(d);
     pools.unsubscribe.push(d.onChange(() => {
-      pool.setEndpoints(current());
+      pool.setTargets(current());
       deps.poolsChanged();
     }));
   }
-  pools.list.push({ pool, health: a.options.health && { ...a.options.health, tls: a.options.upstreamTls } });
+  pools.list.push({ pool, health: a.options.health });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
-  const target: ProxyTarget = {
+  const target: ProxyRoute = {
     pool,
     options: a.options,
     stripPrefix: a.stripPrefix && route.prefix !== "/" ? route.prefix : undefined,
@@ -102,7 +101,7 @@ function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"]
   return (ctx: RequestContext) => {
     const res = serve(ctx.req, cut ? ctx.path.slice(cut) || "/" : ctx.path);
     res.headers.set("x-request-id", ctx.id);
-    finish(ctx, res.status, Number(res.headers.get("content-length") ?? 0), undefined);
+    ctx.bytesOut = Number(res.headers.get("content-length") ?? 0);
     return res;
   };
 }
@@ -110,35 +109,38 @@ function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"]
 function redirectRoute(a: RedirectAction): CompiledRoute["handle"] {
   return (ctx) => {
     const location = a.keepPath ? a.to + ctx.path + ctx.query : a.to;
-    finish(ctx, a.status, 0, undefined);
     return new Response(null, { status: a.status, headers: { location, "x-request-id": ctx.id } });
   };
 }
 
-function compileRoute(route: PathRoute, deps: GenerationDeps, pools: Pools): CompiledRoute | undefined {
+/** NO_FILTERS is the request filters of a route that has none (all of them, until access rules and rate limits come). */
+const NO_FILTERS: readonly never[] = [];
+
+function compileRoute(route: PathRoute, deps: GenerationDeps, pools: Pools, responseFilters: readonly ResponseFilter[]): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
-  const base = { name: route.name, prefix: route.prefix, stats: statsFor(route.name), maxBodySize: route.maxBodySize };
+  const base = { name: route.name, prefix: route.prefix, stats: statsFor(route.name), maxBodySize: route.maxBodySize, filters: NO_FILTERS, responseFilters };
   if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, pools) };
   if (a.kind === "static") return { ...base, proxy: undefined, handle: staticRoute(route, a) };
   return { ...base, proxy: undefined, handle: redirectRoute(a) };
 }
 
 function compileSite(site: SiteConfig, deps: GenerationDeps, pools: Pools, names: Set<string>, https: boolean): Site {
+  const h = site.tls.hsts;
+  const hsts = h ? `max-age=${h.maxAge}${h.includeSubDomains ? "; includeSubDomains" : ""}${h.preload ? "; preload" : ""}` : undefined;
+  const responseFilters = hsts === undefined ? NO_FILTERS : [hstsFilter(hsts)];
   const [root, ...subs] = site.routes;
-  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, pools) : undefined);
+  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, pools, responseFilters) : undefined);
   if (root?.action) names.add(root.name);
   for (const r of subs) {
-    const c = compileRoute(r, deps, pools);
+    const c = compileRoute(r, deps, pools, responseFilters);
     if (c) {
       paths.add(r.prefix, c);
       names.add(r.name);
     }
   }
-  const h = site.tls.hsts;
-  const hsts = h ? `max-age=${h.maxAge}${h.includeSubDomains ? "; includeSubDomains" : ""}${h.preload ? "; preload" : ""}` : undefined;
   const secure = site.tls.mode !== "off" && https;
-  return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect, hsts };
+  return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect };
 }
 
 type Build = { readonly router: HostRouter<Site>; readonly pools: Pools; readonly names: Set<string> };
@@ -153,23 +155,24 @@ function addSite(b: Build, site: SiteConfig, deps: GenerationDeps, https: boolea
   for (const host of site.hosts) b.router.add(host, compiled);
 }
 
-function endBuild(b: Build, config: Config, id: number): Generation {
+function endBuild(b: Build, config: Config, deps: GenerationDeps, id: number): Generation {
   const { router, pools, names } = b;
   const p = config.global.proxy;
   const via = `1.1 ${p.via}`;
   // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
   const hp = config.global.listen.publicHttpsPort ?? config.global.listen.https?.port;
-  const view = { router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
+  const view = { challenges: deps.challenges, router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
   return {
     id,
     config,
     view,
     routeNames: names,
     discoveries: pools.discoveries,
-    endpoints: () => new Set(pools.list.flatMap((p) => p.pool.endpoints)),
+    endpoints: () => new Set(pools.list.flatMap((p) => p.pool.targets.map((t) => t.endpoint))),
     health: () => {
       const m = new Map<Endpoint, HealthCheck>();
-      for (const p of pools.list) if (p.health) for (const e of p.pool.endpoints) m.set(e, p.health);
+      // Each endpoint is checked with its target's TLS settings (a discovered name verified as such).
+      for (const p of pools.list) if (p.health) for (const t of p.pool.targets) m.set(t.endpoint, { ...p.health, tls: t.tls });
       return m;
     },
     dispose: () => {
@@ -182,7 +185,7 @@ function endBuild(b: Build, config: Config, id: number): Generation {
 export function buildGeneration(config: Config, deps: GenerationDeps, id: number): Generation {
   const b = startBuild(config);
   for (const site of config.sites) addSite(b, site, deps, config.global.listen.https !== undefined);
-  return endBuild(b, config, id);
+  return endBuild(b, config, deps, id);
 }
 
 /** buildGenerationAsync is buildGeneration for a running gateway: it gives way to requests every few milliseconds. On failure it disposes of what it subscribed to. */
@@ -201,5 +204,5 @@ export async function buildGenerationAsync(config: Config, deps: GenerationDeps,
     for (const u of b.pools.unsubscribe) u();
     throw e;
   }
-  return endBuild(b, config, id);
+  return endBuild(b, config, deps, id);
 }

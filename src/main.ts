@@ -1,12 +1,13 @@
 /** gatehouse's command line: run, check, reload, version. The only file that touches process (argv, signals, exit). */
 import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { resolve } from "node:path";
 import defaultConfigText from "../config.toml" with { type: "text" };
 import welcomeRouteText from "../routes/welcome.toml" with { type: "text" };
 import { loadConfig, type ConfigFiles } from "./config/load.ts";
-import { ConfigError, formatProblem } from "./config/problems.ts";
-import { Gateway, problemsOf, statusPath, type ReloadStatus } from "./gateway.ts";
+import { problemLines } from "./config/problems.ts";
+import { readStartupSettings } from "./config/startup.ts";
+import { Gateway } from "./gateway.ts";
+import { statusPath, type ReloadStatus } from "./instance-files.ts";
 import { WORKER_ENV, type ToWorker } from "./workers/protocol.ts";
 import { StartCancelled, Supervisor } from "./workers/supervisor.ts";
 import { Worker } from "./workers/worker.ts";
@@ -61,24 +62,9 @@ function check(args: Args): number {
     console.log(`${files ? files.main.file : args.config}: ok (${c.sites.length} sites, ${routes} routes)`);
     return 0;
   } catch (e) {
-    const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String(e)];
-    for (const p of problems) console.error(p);
+    for (const p of problemLines(e)) console.error(p);
     return 1;
   }
-}
-
-/** pidFileOf finds the pid file even when the config has problems (the instance must still hear about them). */
-function pidFileOf(configPath: string): string {
-  const path = resolve(configPath);
-  const dir = dirname(path);
-  let pidFile = "gatehouse.pid";
-  try {
-    const data = Bun.TOML.parse(readFileSync(path, "utf8")) as { pid_file?: unknown };
-    if (typeof data.pid_file === "string") pidFile = data.pid_file;
-  } catch {
-    // a broken or missing config.toml still has the default pid file
-  }
-  return isAbsolute(pidFile) ? pidFile : resolve(dir, pidFile);
 }
 
 function readStatus(path: string): ReloadStatus | undefined {
@@ -90,7 +76,7 @@ function readStatus(path: string): ReloadStatus | undefined {
 }
 
 async function reload(args: Args): Promise<number> {
-  const pidFile = pidFileOf(args.config);
+  const { pidFile } = readStartupSettings(args.config);
   let pid: number;
   try {
     pid = Number(readFileSync(pidFile, "utf8").trim());
@@ -174,7 +160,7 @@ async function run(args: Args): Promise<number> {
   const files = args.explicitConfig ? undefined : builtinFiles(path);
   if (files) log.info("no config.toml here; running the built-in default config", { path });
   // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
-  const instance = workersOf(path, files) > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
+  const instance = readStartupSettings(path, files?.main.text).workers > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
   // The signal handlers are in place before the start begins (it may take a while: the workers, the certificates), so that a
   // logrotate SIGHUP does not kill a starting gateway: it is kept for when the start is done. SIGTERM during the start stops cleanly.
   let started = false;
@@ -207,7 +193,7 @@ async function run(args: Args): Promise<number> {
       await whenStopped;
       return 0;
     }
-    const problems = problemsOf(e);
+    const problems = problemLines(e);
     log.error("cannot start", { problems });
     log.flushNow();
     for (const p of problems) console.error(p);
@@ -217,18 +203,6 @@ async function run(args: Args): Promise<number> {
   if (hupPending && !stopping) void instance.reload();
   await whenStopped;
   return 0;
-}
-
-/** workersOf reads `workers` from config.toml alone, without loading the config (the instance loads it, once, and reports any problem in it, a bad `workers` included: anything but "auto" or a count above 1 runs one process, whose load then says what is wrong). */
-function workersOf(path: string, files: ConfigFiles | undefined): number {
-  try {
-    const data = Bun.TOML.parse(files ? files.main.text : readFileSync(path, "utf8")) as { workers?: unknown };
-    if (data.workers === "auto") return availableParallelism();
-    if (typeof data.workers === "number" && Number.isInteger(data.workers)) return data.workers;
-  } catch {
-    // unreadable or not TOML: the load reports it
-  }
-  return 1;
 }
 
 async function main(): Promise<number> {

@@ -187,7 +187,7 @@ async function ariDirectory(window: { start: Date; end: Date }) {
 }
 
 test("ARI: a renewal window in the past (a revoked certificate, say) makes the gateway replace a valid certificate at once; a future window is kept", async () => {
-  const { certId } = await import("../src/acme/ari.ts");
+  const { certId } = await import("../src/tls/acme/ari.ts");
   for (const past of [true, false]) {
     const now = Date.now();
     const ca = await ariDirectory(past ? { start: new Date(now - 7200_000), end: new Date(now - 3600_000) } : { start: new Date(now + 86_400_000), end: new Date(now + 2 * 86_400_000) });
@@ -263,7 +263,7 @@ test("DNS-01: a wildcard certificate through RFC 2136 updates to bind, records c
     expect(res.authorized).toBe(true);
     expect(res.cert.subjectaltname).toBe("DNS:*.app.test");
     expect(res.body).toBe("hello from x.app.test");
-    const { queryTxt } = await import("../src/acme/dns-update.ts");
+    const { queryTxt } = await import("../src/tls/acme/dns-update.ts");
     expect(await queryTxt({ host: "127.0.0.1", port: Number(tb.env.DNS_PORT) }, "_acme-challenge.app.test")).toEqual([]);
   } finally {
     await gw4.cleanup();

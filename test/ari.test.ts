@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RenewalInfoError, certId, encodeCertId, fetchRenewalInfo, parseRetryAfter } from "../src/acme/ari.ts";
+import { RenewalInfoError, certId, encodeCertId, fetchRenewalInfo, parseRetryAfter } from "../src/tls/acme/ari.ts";
 
 // RFC 9773 §4.1 example.
 const RFC_AKI = "69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:C8:D4";

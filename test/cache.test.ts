@@ -367,6 +367,30 @@ test("one access-log line per request, with the cache result, whatever path the 
   expect(lines.map((l) => [l.status, l.cache])).toEqual([[200, "miss"], [200, "hit"], [200, "revalidated"], [200, "stale"]]);
 });
 
+test("access-log lines count the bytes the client got when the origin's body streams: passed on, stored, or dropped for a stale answer", async () => {
+  // 100 KB with a Content-Length: over the upstream client's buffer limit, so each of these bodies streams from the origin.
+  const big = "b".repeat(100 * 1024);
+  const date = () => new Date(Math.ceil(Date.now() / 1000) * 1000).toUTCString();
+  const passed = on("logstream-pass", text(big, { "cache-control": "no-store" }));
+  const stored = on("logstream-store", (_r, n) => (n === 1 ? new Response(big, { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60" } }) : new Response(big, { status: 500 })));
+  const from = gw.logs.length;
+  const ids: string[] = [];
+  const req = async (p: string) => {
+    const r = await get(p, { "accept-encoding": "identity" }); // the stored copy would otherwise go out compressed
+    expect((await r.text()).length).toBe(big.length);
+    ids.push(r.headers.get("x-request-id")!);
+  };
+  await req(passed); // not storable: the origin's stream goes to the client
+  await req(stored); // stored: the cache read the stream whole, the client gets the stored copy
+  await Bun.sleep(1100);
+  await req(stored); // the origin's 500 streams, is dropped, and the stale copy answers (stale-if-error)
+  const deadline = Date.now() + 3000;
+  const lines = () => gw.logs.slice(from).filter((l) => l.msg === "access" && ids.includes(String(l.request_id)));
+  while (lines().length < 3 && Date.now() < deadline) await Bun.sleep(20);
+  expect(lines().map((l) => [l.status, l.bytes_out, l.error ?? null])).toEqual([[200, big.length, null], [200, big.length, null], [200, big.length, null]]);
+  expect(lines().map((l) => l.cache)).toEqual(["miss", "miss", "stale"]);
+});
+
 test("only-if-cached gets 504 on a miss, and for a stale stored response, without asking the origin", async () => {
   const p = on("oic", text("x", { "cache-control": "max-age=1" }));
   expect((await get(p, { "cache-control": "only-if-cached" })).status).toBe(504);

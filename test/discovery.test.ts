@@ -1,6 +1,6 @@
 /** DNS discovery of upstreams through the real gateway: a name's addresses are the endpoints, followed as records change in bind (RFC 2136 updates), the last answer kept when DNS fails. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { addRecord, deleteRecord, type DnsUpdateOptions } from "../src/acme/dns-update.ts";
+import { addRecord, deleteRecord, type DnsUpdateOptions } from "../src/tls/acme/dns-update.ts";
 import { addressData, TYPE } from "../src/lib/dns-wire.ts";
 import { freePort, startGateway, type TestGateway } from "./harness.ts";
 import { Testbed } from "./testbed.ts";

@@ -1,7 +1,7 @@
 /** DNS discovery of upstreams against a real bind9 (test/testbed.ts, records changed with TSIG-signed updates), plus fake DNS servers on loopback for failures bind will not produce on demand. */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import dgram from "node:dgram";
-import { addRecord, addTxt, deleteRecord, type DnsServer, type DnsUpdateOptions, type TsigKey } from "../src/acme/dns-update.ts";
+import { addRecord, addTxt, deleteRecord, type DnsServer, type DnsUpdateOptions, type TsigKey } from "../src/tls/acme/dns-update.ts";
 import { CLASS, TYPE, addressData, decodeMessage, encodeMessage, encodeName, srvData, type DecodedMessage, type SrvData } from "../src/lib/dns-wire.ts";
 import { DnsDiscovery, parseDiscoveryUrl, parseResolvConf, type DiscoveredEndpoint, type DnsDiscoveryOptions } from "../src/upstream/dns-discovery.ts";
 import { ResolveError, resolve } from "../src/upstream/resolver.ts";

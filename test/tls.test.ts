@@ -264,7 +264,7 @@ test("a second gatehouse cannot share the HTTPS port (SO_REUSEPORT is only for o
 
 test("SIGHUP adopts a newer certificate found in storage (obtained by another node, restored by hand)", async () => {
   const { InternalCa } = await import("../src/tls/internal-ca.ts");
-  const { FileStorage } = await import("../src/tls/storage.ts");
+  const { FileStorage } = await import("../src/tls/file-storage.ts");
   const { SiteCertStore } = await import("../src/tls/site-store.ts");
   const { inspectBundle } = await import("../src/lib/cert-info.ts");
   const storage = new FileStorage(join(gw.dir, "certs"));

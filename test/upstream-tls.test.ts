@@ -1,8 +1,8 @@
 /** https:// upstreams: verified against a configured CA and server name, with a client certificate for origins that require one (mTLS). */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startGateway, tempDir, type TestGateway } from "./harness.ts";
+import { freePort, startGateway, tempDir, type TestGateway } from "./harness.ts";
 
 const dir = tempDir("gatehouse-upstream-tls-");
 const sh = (cmd: string) => {
@@ -18,7 +18,8 @@ printf 'subjectAltName=DNS:origin.internal\\nextendedKeyUsage=serverAuth\\n' > s
 printf 'extendedKeyUsage=clientAuth\\n' > client.ext
 for who in server client; do
   openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile $who.ext -out $who.pem 2>/dev/null
-done`);
+done
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other-ca -keyout other-ca.key -out other-ca.pem -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null`);
 const pem = (f: string) => readFileSync(join(dir, f), "utf8");
 
 const plainTls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: pem("server.pem"), key: pem("server.key") }, fetch: () => new Response("over tls") });
@@ -29,12 +30,13 @@ const mutual = Bun.serve({
   fetch: () => new Response("over mutual tls"),
 });
 let gw: TestGateway;
+const tlsTable = (client: boolean, ca = "ca.pem") => `[upstream_tls]\nca = "${join(dir, ca)}"\nserver_name = "origin.internal"\n${client ? `cert = "${join(dir, "client.pem")}"\nkey = "${join(dir, "client.key")}"\n` : ""}`;
+const trustedRoute = (ca?: string) => `hosts = ["trusted.test"]\nupstreams = ["https://127.0.0.1:${plainTls.port}"]\n${tlsTable(false, ca)}`;
 
 beforeAll(async () => {
-  const tlsTable = (client: boolean) => `[upstream_tls]\nca = "${join(dir, "ca.pem")}"\nserver_name = "origin.internal"\n${client ? `cert = "${join(dir, "client.pem")}"\nkey = "${join(dir, "client.key")}"\n` : ""}`;
   gw = await startGateway({
     routes: {
-      trusted: `hosts = ["trusted.test"]\nupstreams = ["https://127.0.0.1:${plainTls.port}"]\n${tlsTable(false)}`,
+      trusted: trustedRoute(),
       untrusted: `hosts = ["untrusted.test"]\nupstreams = ["https://127.0.0.1:${plainTls.port}"]\n`,
       mtls: `hosts = ["mtls.test"]\nupstreams = ["https://127.0.0.1:${mutual.port}"]\n${tlsTable(true)}`,
       nocert: `hosts = ["nocert.test"]\nupstreams = ["https://127.0.0.1:${mutual.port}"]\n${tlsTable(false)}`,
@@ -64,4 +66,24 @@ test("mTLS: the client certificate is presented to an origin that requires one; 
   expect(r.status).toBe(200);
   expect(await r.text()).toBe("over mutual tls");
   expect((await gw.request("nocert.test")).status).toBe(502);
+});
+
+test("a rejected reload leaves the running upstream TLS settings alone: the old CA still verifies", async () => {
+  // The new config trusts another CA and adds an HTTPS listener on a port that is taken, so the reload must be rejected.
+  const taken = Bun.listen({ hostname: "127.0.0.1", port: freePort(), socket: { data() {} } });
+  const configPath = join(gw.dir, "config.toml");
+  const config = readFileSync(configPath, "utf8");
+  try {
+    writeFileSync(configPath, config.replace("[listen]\n", `[listen]\nhttps = "127.0.0.1:${taken.port}"\n`));
+    gw.writeRoute("trusted", trustedRoute("other-ca.pem"));
+    const outcome = await gw.reload();
+    expect(outcome.msg).toStartWith("config rejected");
+    const r = await gw.request("trusted.test");
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe("over tls");
+  } finally {
+    taken.stop(true);
+    writeFileSync(configPath, config);
+    gw.writeRoute("trusted", trustedRoute());
+  }
 });

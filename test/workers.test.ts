@@ -2,7 +2,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { setChallengePublisher } from "../src/acme/http01.ts";
 import { log } from "../src/observability/log.ts";
 import { WORKER_ENV } from "../src/workers/protocol.ts";
 import { Supervisor } from "../src/workers/supervisor.ts";
@@ -435,7 +434,6 @@ describe("supervisor in process", () => {
     await sup?.shutdown(1000);
     log.setSink((s) => void process.stdout.write(s));
     log.setLevel("info");
-    setChallengePublisher(undefined);
   });
 
   test("/readyz stays 200 while one worker crash-loops (one ready worker serves); /workers and gatehouse_workers show which", async () => {

@@ -1,13 +1,11 @@
 /** The process's response cache: the store, the coalescing lock, cache keys, purge and invalidation. It outlives reloads; a changed max_size starts an empty store. */
-import { normalizeHostHeader } from "../proxy/router.ts";
+import { normalizeHostHeader } from "../lib/host.ts";
+import type { PurgeFilter } from "../observability/admin.ts";
 import { Coalescer } from "./coalesce.ts";
 import { secondaryKey } from "./vary.ts";
 import { Store, type Entry } from "./store.ts";
 
 const HOST_MEMO_LIMIT = 10_000;
-
-/** PurgeFilter selects stored responses: all, one URL (both schemes), a host, or a path prefix on a host. */
-export type PurgeFilter = { readonly all: true } | { readonly url: string } | { readonly host: string; readonly prefix?: string };
 
 /** ResponseCache is the registry of stored responses shared by every route that caches. */
 export class ResponseCache {

@@ -1,7 +1,5 @@
 /** Answering from a stored response: the client's conditionals (304, 412), a byte range, HEAD, Age and Cache-Status (RFC 9211). */
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
-import { finish } from "../proxy/finish.ts";
-import type { RequestContext } from "../proxy/context.ts";
 import { compress, compressAsync, negotiate, type Coding } from "./compress.ts";
 import { evaluateConditional } from "./conditional.ts";
 import { ageHeader } from "./policy.ts";
@@ -9,6 +7,9 @@ import type { Entry } from "./store.ts";
 
 /** CACHE_NAME identifies this cache in Cache-Status (RFC 9211 §2). */
 export const CACHE_NAME = "gatehouse";
+
+/** Asker is the part of a request that answering from the store reads; bytesOut is set to the body bytes the answer carries (for the access log). The proxy's RequestContext is one. */
+export type Asker = { readonly id: string; readonly req: Request; bytesOut: number };
 
 /** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
 export type Conditionals = { readonly headers: Headers; readonly any: boolean };
@@ -70,8 +71,8 @@ function weakEtag(h: Headers): void {
   if (etag !== null && !etag.startsWith("W/")) h.set("etag", `W/${etag}`);
 }
 
-/** serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one, the body unless HEAD; Age and Cache-Status set, the request finished. */
-export function serveStored(ctx: RequestContext, e: Entry, age: number, status: string, cond: Conditionals | Headers, grown: () => void = () => undefined): Response {
+/** serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one, the body unless HEAD; Age and Cache-Status set, ctx.bytesOut set. */
+export function serveStored(ctx: Asker, e: Entry, age: number, status: string, cond: Conditionals | Headers, grown: () => void = () => undefined): Response {
   const req = cond instanceof Headers ? cond : cond.headers;
   const h = new Headers(e.headers);
   h.set("age", ageHeader(age));
@@ -90,7 +91,7 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
       if (coding !== undefined) weakEtag(h); // the validator the client holds is of the coded form (§15.4.5)
       // No body: RFC 9110 §15.4.5 (304 carries the validators, not the content's description); 412 is an error without content.
       for (const name of ["content-length", "content-type", "content-encoding", "content-range"]) h.delete(name);
-      finish(ctx, c, 0, undefined);
+      ctx.bytesOut = 0;
       return new Response(null, { status: c, headers: h });
     }
     // Ranges are of the identity body, with its strong ETag: no compression of ranges.
@@ -101,14 +102,14 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
       if (r === "unsatisfiable") {
         h.set("content-range", `bytes */${size}`);
         h.delete("content-length");
-        finish(ctx, 416, 0, undefined);
+        ctx.bytesOut = 0;
         return new Response(null, { status: 416, headers: h });
       }
       if (r !== undefined) {
         const [start, end] = r;
         h.set("content-range", `bytes ${start}-${end}/${size}`);
         h.set("content-length", String(end - start + 1));
-        finish(ctx, 206, end - start + 1, undefined);
+        ctx.bytesOut = end - start + 1;
         return new Response(e.body.subarray(start, end + 1), { status: 206, headers: h });
       }
     }
@@ -121,6 +122,6 @@ export function serveStored(ctx: RequestContext, e: Entry, age: number, status: 
   }
   const body = coded ?? e.body;
   const bytes = head ? 0 : body.byteLength;
-  finish(ctx, e.status, bytes, undefined);
+  ctx.bytesOut = bytes;
   return new Response(head || body.byteLength === 0 ? null : body, { status: e.status, headers: h });
 }

@@ -1,6 +1,6 @@
 /** Reading [acme] and [acme.dns] of config.toml into AcmeConfig. */
 import { readFileSync } from "node:fs";
-import { parseAddress, resolvePath } from "./global-schema.ts";
+import { parseAddress, resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
 import type { AcmeConfig, TsigConfig } from "./types.ts";
 

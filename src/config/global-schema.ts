@@ -1,8 +1,8 @@
 /** Reading config.toml into GlobalConfig. */
-import { isAbsolute, resolve } from "node:path";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { closest } from "../lib/did-you-mean.ts";
 import { readAcme } from "./acme-schema.ts";
+import { parseAddress, resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -22,16 +22,6 @@ function readHashOn(r: Reader, base: HashOn): HashOn {
 }
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 const ADDRESS_EXPECTED = 'HOST:PORT such as "127.0.0.1:8080" or "[::1]:8443"';
-
-/** parseAddress reads "127.0.0.1:8080", "[::1]:8080" or ":8080" (all interfaces); undefined when malformed. */
-export function parseAddress(text: string): Address | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
-  const hostname = m[1] ?? (m[2] || "0.0.0.0");
-  return { text, hostname, port };
-}
 
 function address(r: Reader, key: string): Address | undefined {
   const v = r.string(key);
@@ -137,11 +127,6 @@ export function readProxyOptions(r: Reader, base: ProxyOptions, dir = ""): Proxy
     upstreamTls: readUpstreamTls(r, base.upstreamTls, dir),
     health: readHealth(r, base.health),
   };
-}
-
-/** resolvePath makes a config path absolute: relative paths start at the directory of config.toml. */
-export function resolvePath(dir: string, p: string): string {
-  return isAbsolute(p) ? p : resolve(dir, p);
 }
 
 /** MAX_WORKERS bounds an explicit `workers` count ("auto" takes the CPU count, whatever it is). */

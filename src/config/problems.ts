@@ -24,3 +24,10 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
+
+/** problemLines turns a load or start failure into lines in `gatehouse check` format: a ConfigError's problems, the lines of an error that carries its own `problems` array, or else the error's message. */
+export function problemLines(e: unknown): string[] {
+  if (e instanceof ConfigError) return e.problems.map(formatProblem);
+  const own = (e as { problems?: unknown })?.problems;
+  return Array.isArray(own) ? own.map(String) : [String((e as Error)?.message ?? e)];
+}

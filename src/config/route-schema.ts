@@ -2,7 +2,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { readCacheRules } from "./cache-schema.ts";
-import { readProxyOptions, resolvePath } from "./global-schema.ts";
+import { readProxyOptions } from "./global-schema.ts";
+import { resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
 import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
 

@@ -54,7 +54,7 @@ export type HealthCheck = {
   readonly jitter: number;
   /** host is the Host header of checks; undefined: the endpoint's own host:port. */
   readonly host: string | undefined;
-  /** tls is the route's upstream TLS setup, used by checks of https:// endpoints too. */
+  /** tls is the checked target's upstream TLS setup (the route's, with a discovered name as server name), for https:// endpoints. */
   readonly tls?: UpstreamTls;
 };
 

@@ -1,7 +1,9 @@
 /** The admin listener's app (Hono): liveness, readiness and metrics; never mounted on a public listener. */
 import { Hono } from "hono";
-import type { PurgeFilter } from "../cache/response-cache.ts";
 import { registry } from "./gateway-metrics.ts";
+
+/** PurgeFilter is what POST /cache/purge asks to remove: all, one URL (both schemes), a host, or a path prefix on a host. */
+export type PurgeFilter = { readonly all: true } | { readonly url: string } | { readonly host: string; readonly prefix?: string };
 
 /** AdminState is what the admin app asks the running gateway. */
 export interface AdminState {

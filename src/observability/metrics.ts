@@ -12,7 +12,8 @@ function labelText(names: readonly string[], values: readonly string[]): string 
   return `{${names.map((n, i) => `${n}="${escapeLabel(values[i] ?? "")}"`).join(",")}}`;
 }
 
-function formatNumber(n: number): string {
+/** formatNumber renders a sample value as the Prometheus text format spells it (NaN, +Inf, -Inf, else the shortest decimal). */
+export function formatNumber(n: number): string {
   if (Number.isNaN(n)) return "NaN";
   if (n === Infinity) return "+Inf";
   if (n === -Infinity) return "-Inf";

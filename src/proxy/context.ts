@@ -2,10 +2,12 @@
 import type { Server } from "bun";
 import type { ProxyOptions } from "../config/types.ts";
 import type { RouteStats } from "../observability/gateway-metrics.ts";
+import type { Http01Tokens } from "../tls/acme/http01.ts";
 import type { Pool } from "../upstream/pool.ts";
+import type { HostRouter } from "./router.ts";
 
-/** ProxyTarget is a compiled proxy route: its pool and forwarding settings. */
-export type ProxyTarget = {
+/** ProxyRoute is a compiled proxy route: its pool and forwarding settings. */
+export type ProxyRoute = {
   readonly pool: Pool;
   readonly options: ProxyOptions;
   readonly stripPrefix: string | undefined;
@@ -13,14 +15,27 @@ export type ProxyTarget = {
   readonly requestIdleSeconds: number | undefined;
 };
 
-/** CompiledRoute is one route of a site, ready to answer: its handler, stats and limits. */
+/** RequestFilter is a step of the request_filter phase: it answers the request itself (a redirect, a refusal) or returns undefined to let it go on. */
+export type RequestFilter = (ctx: RequestContext) => Response | undefined | Promise<Response | undefined>;
+
+/** Answer is a route's own phase, which makes the response: for a proxy route the cache phase, then upstream_peer and upstream_request_filter (forward); or a static file, or a redirect. It sets ctx.bytesOut for what it answers, and ctx.streamed when the body still flows. */
+export type Answer = (ctx: RequestContext) => Response | Promise<Response>;
+
+/** ResponseFilter is a step of the response_filter phase: it edits the response on its way to the client (HSTS, header rules) and returns it. */
+export type ResponseFilter = (ctx: RequestContext, res: Response) => Response;
+
+/** CompiledRoute is one route of a site, ready to answer: its phases, stats and limits. */
 export type CompiledRoute = {
   readonly name: string;
   readonly prefix: string;
   readonly stats: RouteStats;
   readonly maxBodySize: number;
-  readonly proxy: ProxyTarget | undefined;
-  readonly handle: (ctx: RequestContext) => Response | Promise<Response>;
+  readonly proxy: ProxyRoute | undefined;
+  /** filters run in the request_filter phase, once the route is known, in order; the first answer ends the request. */
+  readonly filters: readonly RequestFilter[];
+  readonly handle: Answer;
+  /** responseFilters run in the response_filter phase on whatever the route answered, its errors included. */
+  readonly responseFilters: readonly ResponseFilter[];
 };
 
 /** Site is a compiled route file: its routes by path prefix, and how it is served over TLS. */
@@ -31,14 +46,15 @@ export type Site = {
   readonly secure: boolean;
   /** redirectHttps is set when plain HTTP requests get a 308 to HTTPS. */
   readonly redirectHttps: boolean;
-  /** hsts is the Strict-Transport-Security value for HTTPS responses, when the site has one. */
-  readonly hsts: string | undefined;
 };
 
 /** Hop is how this gateway describes itself and judges clients: Via pseudonym, trusted proxies. */
 export type Hop = { readonly via: string; readonly trusted: (ip: string) => boolean };
 
-/** RequestContext travels through the phases of one request; `finish` must be called exactly once, when the response has ended. */
+/** HandlerView is the part of a config generation the pipeline reads; one is taken per request, so a reload never changes a request's config midway. */
+export type HandlerView = { readonly challenges: Http01Tokens; readonly router: HostRouter<Site>; readonly hop: Hop; readonly httpsPortSuffix: string };
+
+/** RequestContext travels through the phases of one request (src/proxy/pipeline.ts); the logging phase records it once, when the response has ended. */
 export type RequestContext = {
   readonly req: Request;
   readonly server: Server<unknown>;
@@ -55,11 +71,16 @@ export type RequestContext = {
   upstream: string | undefined;
   upstreamMs: number;
   bytesIn: number;
+  /** status and bytesOut are what the client got: status set by the pipeline from the response, bytesOut by the phase that made it (or the end of a streamed body). */
+  status: number;
+  bytesOut: number;
+  /** streamed is the response whose body still flows from the upstream (set by forward); when it is the one the client gets, logging waits for its end. */
+  streamed: Response | undefined;
+  /** responded is set when the pipeline handed `streamed` to the client: its end then runs the logging phase. */
+  responded: boolean;
+  /** finished is set by the logging phase (a context made for a background exchange starts finished: it is no client request). */
   finished: boolean;
   error: string | undefined;
-  /** hold and held: see finish(); set by the cache phase around the upstream exchange. */
-  hold: boolean;
-  held: { readonly status: number; readonly bytesOut: number; readonly problem: string | undefined } | undefined;
   /** cache is the Cache-Status result for the access log (hit, miss, stale, revalidated, bypass). */
   cache: string | undefined;
 };

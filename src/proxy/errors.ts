@@ -1,4 +1,6 @@
 /** The gateway's own error responses: one error type that knows its status, and one place that turns it into a response. */
+import { log } from "../observability/log.ts";
+import type { RequestContext } from "./context.ts";
 
 /** ErrorSource says whose fault an error is: the client's, an upstream's, or ours. */
 export type ErrorSource = "downstream" | "upstream" | "internal";
@@ -30,4 +32,18 @@ export function errorResponse(status: number, message: string, requestId: string
   headers.set("cache-control", "no-store");
   headers.set("x-request-id", requestId);
   return new Response(`${status} ${reason}: ${message}\nrequest id: ${requestId}\n`, { status, headers });
+}
+
+/** failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message, anything else a logged 500. */
+export function failWith(ctx: RequestContext, err: unknown): Response {
+  ctx.bytesOut = 0;
+  if (err instanceof GatewayError) {
+    ctx.error = err.detail ?? err.message;
+    // 499 is for the log: the client has gone and will read nothing.
+    if (err.status === 499) return new Response(null, { status: 499 });
+    return errorResponse(err.status, err.message, ctx.id);
+  }
+  log.error("request failed", { request_id: ctx.id, route: ctx.route?.name, error: String((err as Error)?.stack ?? err) });
+  ctx.error = String(err);
+  return errorResponse(500, "internal error", ctx.id);
 }

@@ -2,10 +2,10 @@
 import { retries } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
-import { clientOf, type ProxyTarget, type RequestContext } from "./context.ts";
+import { clientOf, type ProxyRoute, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
-import { finish } from "./finish.ts";
+import { bodyEnded } from "./logging.ts";
 import { hashKey } from "./hash-key.ts";
 import { requestHead } from "./request-head.ts";
 import { IDEMPOTENT } from "../lib/http.ts";
@@ -41,7 +41,7 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
 }
 
 /** forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and, since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts. */
-export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Response> {
+export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Response> {
   const req = ctx.req;
   const route = ctx.route!;
   const o = t.options;
@@ -67,21 +67,22 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
   let lastProblem = "";
   try {
     for (;;) {
-      const ep = t.pool.select(performance.now(), tried, key);
-      if (ep === undefined) {
+      const picked = t.pool.select(performance.now(), tried, key);
+      if (picked === undefined) {
         if (tried.length === 0) {
           if (t.pool.saturated(performance.now())) throw new GatewayError(503, "upstream at capacity", "upstream", `every endpoint has ${o.maxInflight} requests in flight (max_inflight)`);
           throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
         }
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
       }
+      const ep = picked.endpoint;
       ep.inflight++;
       const t0 = performance.now();
       // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
       let tryCtrl: AbortController | undefined;
       let tryTimer: Timer | undefined;
       // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
-      if (o.tryTimeout > 0 && IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.endpoints.length > tried.length + 1 && t.pool.hasRetryBudget()) {
+      if (o.tryTimeout > 0 && IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.targets.length > tried.length + 1 && t.pool.hasRetryBudget()) {
         tryCtrl = new AbortController();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
@@ -91,12 +92,12 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
         if (ep.h1 !== undefined) {
           const body = limited?.stream ?? null;
           const chunked = body !== null && declared === null;
-          const host = o.preserveHost && ctx.host !== "" ? ctx.host : ep.hostHeader ?? ep.h1.authority;
+          const host = o.preserveHost && ctx.host !== "" ? ctx.host : picked.hostHeader ?? ep.h1.authority;
           res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, chunked), body, chunked, signal });
         } else {
           if (headers === undefined) headers = prepareHeaders(ctx, req.headers, o.preserveHost);
           if (!o.preserveHost) {
-            if (ep.hostHeader !== undefined) headers.set("host", ep.hostHeader);
+            if (picked.hostHeader !== undefined) headers.set("host", picked.hostHeader);
             else headers.delete("host");
           }
           res = fromFetch(await fetch(ep.url + path, {
@@ -107,7 +108,7 @@ export async function forward(ctx: RequestContext, t: ProxyTarget): Promise<Resp
             decompress: false,
             signal,
             timeout: o.idleTimeout,
-            tls: ep.tls,
+            tls: picked.tls,
           }));
         }
         clearTimeout(tryTimer);
@@ -180,7 +181,7 @@ function fromFetch(res: Response): H1Response {
   return { status: res.status, statusText: res.statusText, headers: h, kind, stream: kind === "stream" ? res.body! : undefined, bytes: () => res.bytes(), ready: () => undefined };
 }
 
-/** respond passes the upstream's status, headers and body to the client, finishing the request when the body ends: small bodies of known length are read whole first, others stream chunk by chunk. */
+/** respond passes the upstream's status, headers and body on (small bodies of known length read whole first, ctx.bytesOut set; others stream chunk by chunk as ctx.streamed, whose end reaches the logging phase through bodyEnded). */
 async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
   const h = res.headers;
   if (close) h.set("connection", "close");
@@ -189,7 +190,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
   const status = res.status;
   if (res.kind === "none") {
     ep.inflight--;
-    finish(ctx, status, 0, undefined);
+    ctx.bytesOut = 0;
     return new Response(null, { status, statusText: res.statusText, headers: h });
   }
   if (res.kind === "bytes") {
@@ -197,7 +198,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     const ready = res.ready();
     if (ready !== undefined) {
       ep.inflight--;
-      finish(ctx, status, ready.byteLength, undefined);
+      ctx.bytesOut = ready.byteLength;
       return new Response(ready, { status, statusText: res.statusText, headers: h });
     }
   }
@@ -219,7 +220,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     }
     unwatch(idle);
     ep.inflight--;
-    finish(ctx, status, bytes.byteLength, undefined);
+    ctx.bytesOut = bytes.byteLength;
     return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
   const body = trackBody(res.stream!, (bytes, problem) => {
@@ -227,7 +228,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     ep.inflight--;
     if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
     if (problem?.startsWith("upstream")) ep.lastError = problem;
-    finish(ctx, status, bytes, problem);
+    bodyEnded(ctx, bytes, problem);
   }, idle);
-  return new Response(body, { status, statusText: res.statusText, headers: h });
+  return (ctx.streamed = new Response(body, { status, statusText: res.statusText, headers: h }));
 }

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
-import { HOST_INVALID, HostRouter, PathRouter, normalizeHostHeader } from "./router.ts";
+import { normalizeHostHeader } from "../lib/host.ts";
+import { HOST_INVALID, HostRouter, PathRouter } from "./router.ts";
 
 test("hosts match exactly, case-insensitively, ignoring port and trailing dot", () => {
   const r = new HostRouter<string>();

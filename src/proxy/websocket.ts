@@ -2,10 +2,10 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { websocketsOpen } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
-import type { ProxyTarget, RequestContext } from "./context.ts";
+import type { ProxyRoute, RequestContext } from "./context.ts";
 import { hashKey } from "./hash-key.ts";
 import { GatewayError } from "./errors.ts";
-import { finish } from "./finish.ts";
+import { logging } from "./logging.ts";
 import { prepareHeaders } from "./forward.ts";
 
 type Message = string | Buffer;
@@ -62,8 +62,8 @@ function connect(url: string, headers: Record<string, string>, protocols: string
 }
 
 /** proxyWebSocket opens the upstream WebSocket, then upgrades the client with the subprotocol the upstream chose; returns undefined once upgraded. */
-export async function proxyWebSocket(ctx: RequestContext, t: ProxyTarget): Promise<Response | undefined> {
-  const ep = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined);
+export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promise<Response | undefined> {
+  const ep = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined)?.endpoint;
   if (ep === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
   // A copy: the client's own headers must stay intact for server.upgrade() below.
   const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);
@@ -148,6 +148,7 @@ export const websocketHandlers: WebSocketHandler<WsData> = {
     d.ep.websockets--;
     if (d.upstream.readyState === WebSocket.OPEN || d.upstream.readyState === WebSocket.CONNECTING) d.upstream.close(relayCode(code), reason);
     d.ctx.bytesIn = d.bytes;
-    finish(d.ctx, 101, 0, undefined);
+    d.ctx.status = 101;
+    logging(d.ctx); // the exchange ends with the socket: its logging phase runs here
   },
 };

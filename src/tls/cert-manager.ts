@@ -1,52 +1,39 @@
 /** Certificates of every TLS site: loaded from storage, issued (internal CA, ACME) or taken from the config (manual), renewed on schedule, and handed to the HTTPS listener. State outlives reloads. */
-import { AcmeError } from "../acme/acme-error.ts";
-import type { AcmeIssuer } from "../acme/issuer.ts";
-import type { RenewalWindow } from "../acme/ari.ts";
-import { renewAt, retryDelay } from "../acme/renewal-time.ts";
-import type { AcmeConfig, Config, SiteConfig } from "../config/types.ts";
-import { coversAll, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
-import { acmeOrders, certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
+import type { AcmeConfig, Config } from "../config/types.ts";
+import { inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
+import { certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import type { InternalCa } from "./internal-ca.ts";
-import { SiteCertStore, type Stored } from "./site-store.ts";
-import { FileStorage } from "./storage.ts";
+import type { Http01Tokens } from "./acme/http01.ts";
+import { renewAt, retryDelay } from "./acme/renewal-time.ts";
+import type { Solver } from "./acme/solver.ts";
+import { solversFor } from "./acme/solvers.ts";
+import { InternalIssuer } from "./internal-issuer.ts";
+import { issuerFor, type Issuer, type Issuers } from "./issuer.ts";
+import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
+import { RenewalScheduler } from "./renewal-scheduler.ts";
+import { SiteCertStore } from "./site-store.ts";
+import type { StorageFactory } from "./storage.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
 export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string; readonly fingerprint: string };
 
 /** FALLBACK_NAME is the only name on the certificate that handshakes for unknown names get: a reserved name (RFC 6761) that no site can claim. */
 export const FALLBACK_NAME = "gatehouse.invalid";
-const MAX_TIMER = 2 ** 31 - 1;
-const ARI_RECHECK_MS = 6 * 3600_000;
 const TEN_YEARS = 3650 * 86_400_000;
 
-type Managed = {
-  /** id changes when anything that decides the certificate changes: mode, hosts, storage, CA. */
-  readonly id: string;
-  readonly site: string;
-  readonly mode: "acme" | "internal" | "manual";
-  readonly hosts: readonly string[];
-  bundle: CertBundle | undefined;
-  /** stale: the served certificate is not what the config asks for (other issuer or CA, hosts missing); renewed at once. */
-  stale: boolean;
-  failures: number;
-  lastError: string | undefined;
-  timer: Timer | undefined;
-  nextCheck: number;
-  /** firstDelay is when a new entry's first check runs once committed (undefined: at its renewal time). */
-  firstDelay: number | undefined;
-  busy: boolean;
-  window: RenewalWindow | undefined;
-  /** ariRetryMs is how long the CA asked us to wait before asking for renewal information again (Retry-After, RFC 9773 §4.3). */
-  ariRetryMs?: number;
-};
+/** PlanIssuers are a plan's issuers, the internal one with its fallback-making ability. */
+type PlanIssuers = Issuers & { readonly internal: InternalIssuer };
 
 /** CertPlan is the registry as a new config would have it, built by prepare() without touching the running one and made live by commit() once the listeners took it. */
 export type CertPlan = {
   readonly store: SiteCertStore;
+  /** certsDir is the directory store was opened for: the same one in the next config reuses it. */
+  readonly certsDir: string;
   readonly fallback: CertBundle | undefined;
-  readonly issuer: AcmeIssuer | undefined;
+  readonly issuers: PlanIssuers;
   readonly issuerKey: string;
+  /** solvers map each ACME site to the solver that proves its names (empty in a follower). */
+  readonly solvers: ReadonlyMap<string, Solver>;
   readonly acme: AcmeConfig;
   readonly managed: ReadonlyMap<string, Managed>;
   /** adopt holds newer certificates found in storage for sites that did not change (obtained by another node, restored by hand). */
@@ -58,54 +45,73 @@ function acmeKey(a: AcmeConfig): string {
   return [a.directory, a.email, a.caFile, a.challenge, d?.server.text, d?.tsig.name, d?.tsig.algorithm, d && Buffer.from(d.tsig.secret).toString("base64")].join("|");
 }
 
-/** CertManagerOptions: a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look again (refresh). */
-export type CertManagerOptions = { readonly follower?: boolean };
+/** CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens ACME orders publish; a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look again (refresh). */
+export type CertManagerOptions = { readonly storage: StorageFactory; readonly challenges: Http01Tokens; readonly follower?: boolean };
 
 /** CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then swaps). */
 export class CertManager {
   private managed: ReadonlyMap<string, Managed> = new Map();
   private store: SiteCertStore | undefined;
-  private ca: InternalCa | undefined;
+  private certsDir: string | undefined;
   private fallback: CertBundle | undefined;
-  private issuer: AcmeIssuer | undefined;
+  private issuers: PlanIssuers | undefined;
   private issuerKey = "";
+  private solvers: ReadonlyMap<string, Solver> = new Map();
   private acme: AcmeConfig | undefined;
   private disposed = false;
-
   private readonly follower: boolean;
+  private readonly scheduler: RenewalScheduler;
 
-  constructor(private readonly onChange: () => void, opts: CertManagerOptions = {}) {
+  constructor(private readonly onChange: () => void, private readonly opts: CertManagerOptions) {
     this.follower = opts.follower ?? false;
+    this.scheduler = new RenewalScheduler(
+      {
+        live: (m) => this.live(m),
+        store: () => this.store,
+        issuerOf: (m) => issuerFor(m.mode, this.issuers),
+        renewFraction: (m) => (m.mode === "acme" ? this.acme?.renewFraction ?? 2 / 3 : 2 / 3),
+        renewed: (m) => {
+          this.expiryMetric(m);
+          this.onChange();
+        },
+      },
+      this.follower,
+    );
   }
 
   /** prepare works out the certificates a validated config needs, without changing what runs: loads and verifies stored certificates (every reload), issues internal ones, makes the fallback. Throws only when certs_dir is unusable. */
   async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
     const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
-    const store = this.store?.storage instanceof FileStorage && this.store.storage.root === g.certsDir ? this.store : new SiteCertStore(new FileStorage(g.certsDir));
-    let fallback = store === this.store ? this.fallback : undefined;
+    const store = this.store && this.certsDir === g.certsDir ? this.store : new SiteCertStore(this.opts.storage(g.certsDir));
+    const same = store === this.store;
+    const internal = same && this.issuers ? this.issuers.internal : new InternalIssuer(store.storage);
+    let fallback = same ? this.fallback : undefined;
     if (g.listen.https && this.follower) {
       // The leader made (or renewed) it before this follower was asked to load; a follower never makes a CA of its own.
       fallback = (await store.loadFallback()) ?? fallback;
       if (!fallback) throw new Error(`${store.storage.describe("internal-ca/fallback.pem")}: no fallback certificate in storage (the supervisor makes it)`);
     } else if (g.listen.https && !fallback) {
-      fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await (await this.internalCa(store)).issue([FALLBACK_NAME], TEN_YEARS))));
+      fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await internal.issueFor([FALLBACK_NAME], TEN_YEARS))));
       log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: store.storage.describe("internal-ca/ca.pem") });
     }
     const issuerKey = acmeKey(g.acme);
-    let issuer = store === this.store && issuerKey === this.issuerKey ? this.issuer : undefined;
-    if (!issuer && !this.follower && tlsSites.some((s) => s.tls.mode === "acme")) {
+    const acmeSites = this.follower ? [] : tlsSites.filter((s) => s.tls.mode === "acme");
+    let acme = same && issuerKey === this.issuerKey ? this.issuers?.acme : undefined;
+    if (!acme && acmeSites.length > 0) {
       // acme-client and its dependencies cost about 35 MB of memory: loaded only when a site uses ACME.
-      const { AcmeIssuer } = await import("../acme/issuer.ts");
-      issuer = new AcmeIssuer(g.acme, store.storage);
+      const { AcmeIssuer } = await import("./acme/issuer.ts");
+      acme = new AcmeIssuer(g.acme, store.storage, (site) => this.solvers.get(site));
     }
+    const issuers: PlanIssuers = { internal, acme };
+    const solvers = solversFor(acmeSites, g.acme, this.opts.challenges);
     const managed = new Map<string, Managed>();
     const adopt = new Map<Managed, CertBundle>();
     for (const site of tlsSites) {
       const id = [site.tls.mode, [...site.hosts].sort().join(","), g.certsDir, site.tls.mode === "acme" ? g.acme.directory : ""].join("|");
       const cur = this.managed.get(site.name);
       if (site.tls.mode === "manual") {
-        managed.set(site.name, entry(site, id, site.tls.manual, false));
+        managed.set(site.name, managedEntry(site, id, site.tls.manual, false));
         continue;
       }
       const stored = await store.load(site.name);
@@ -115,45 +121,46 @@ export class CertManager {
         if (cur && cur.id === id) {
           managed.set(site.name, cur);
           if (usable && usable.fingerprint !== cur.bundle?.fingerprint) adopt.set(cur, usable);
-        } else managed.set(site.name, entry(site, id, usable, false));
+        } else managed.set(site.name, managedEntry(site, id, usable, false));
         continue;
       }
+      const issuer = issuerFor(site.tls.mode, issuers);
+      const ofIssuer = (s: NonNullable<typeof stored>) => issuer !== undefined && fits(s, site.hosts, issuer);
       if (cur && cur.id === id) {
         managed.set(site.name, cur);
         const b = stored?.bundle;
-        if (b && fits(stored!, cur, g.acme) && b.fingerprint !== cur.bundle?.fingerprint && b.notAfter >= (cur.bundle?.notAfter ?? 0)) adopt.set(cur, b);
+        if (b && ofIssuer(stored!) && b.fingerprint !== cur.bundle?.fingerprint && b.notAfter >= (cur.bundle?.notAfter ?? 0)) adopt.set(cur, b);
         continue;
       }
       // A stored certificate keeps serving the hosts it covers until the one the config asks for is in place.
       const usable = stored && stored.bundle.notAfter > Date.now() ? stored : undefined;
-      const m = entry(site, id, usable?.bundle, false);
-      m.stale = !usable || !fits(usable, m, g.acme);
+      const m = managedEntry(site, id, usable?.bundle, false);
+      m.stale = !usable || !ofIssuer(usable);
       managed.set(site.name, m);
       if (m.mode === "acme") m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
-      else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store);
+      else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
-    return { store, fallback, issuer, issuerKey, acme: g.acme, managed, adopt };
+    return { store, certsDir: g.certsDir, fallback, issuers, issuerKey, solvers, acme: g.acme, managed, adopt };
   }
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
   commit(plan: CertPlan): void {
     const old = this.managed;
     for (const [name, m] of old) if (plan.managed.get(name) !== m) this.drop(name, m);
-    if (plan.store !== this.store) this.ca = undefined;
-    Object.assign(this, { store: plan.store, fallback: plan.fallback, issuer: plan.issuer, issuerKey: plan.issuerKey, acme: plan.acme, managed: plan.managed });
+    Object.assign(this, { store: plan.store, certsDir: plan.certsDir, fallback: plan.fallback, issuers: plan.issuers, issuerKey: plan.issuerKey, solvers: plan.solvers, acme: plan.acme, managed: plan.managed });
     for (const [m, b] of plan.adopt) {
       m.bundle = b;
       m.window = undefined;
       log.info("newer stored certificate adopted", { site: m.site, not_after: new Date(b.notAfter).toISOString() });
       this.expiryMetric(m);
-      this.schedule(m);
+      this.scheduler.schedule(m);
     }
     for (const m of plan.managed.values()) {
       if (old.get(m.site) === m) continue;
       this.expiryMetric(m);
       if (m.mode === "manual") {
         if (m.bundle && m.bundle.notAfter < Date.now()) log.warn("manual certificate has expired; clients will refuse it", { site: m.site, not_after: new Date(m.bundle.notAfter).toISOString() });
-      } else this.schedule(m, m.firstDelay);
+      } else this.scheduler.schedule(m, m.firstDelay);
     }
   }
 
@@ -210,8 +217,7 @@ export class CertManager {
   renewNow(site: string): boolean {
     const m = this.managed.get(site);
     if (!m || m.mode === "manual" || this.disposed || this.follower) return false;
-    clearTimeout(m.timer);
-    void this.renew(m);
+    this.scheduler.renewNow(m);
     return true;
   }
 
@@ -237,22 +243,11 @@ export class CertManager {
     else certificateExpiry.remove(m.site);
   }
 
-  /** internalCa opens (or makes) the internal CA of a store; @peculiar/x509 costs about 20 MB, so it is loaded only to issue. */
-  private async internalCa(store: SiteCertStore): Promise<InternalCa> {
-    if (!this.ca || store !== this.store) {
-      const { InternalCa } = await import("./internal-ca.ts");
-      const ca = await InternalCa.open(store.storage);
-      if (store === this.store) this.ca = ca;
-      return ca;
-    }
-    return this.ca;
-  }
-
   /** issueInternal gives a new entry an internal certificate before it goes live; a failure leaves it to the retry timer. */
-  private async issueInternal(m: Managed, store: SiteCertStore): Promise<void> {
+  private async issueInternal(m: Managed, store: SiteCertStore, issuer: Issuer): Promise<void> {
     try {
-      const b = inspectBundle(...unpack(await (await this.internalCa(store)).issue(m.hosts)));
-      await store.save(m.site, b, { issuer: "internal" });
+      const b = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
+      await store.save(m.site, b, issuer.meta);
       log.info("certificate obtained", { site: m.site, issuer: "internal", names: b.names, not_after: new Date(b.notAfter).toISOString() });
       m.bundle = b;
       m.stale = false;
@@ -263,103 +258,4 @@ export class CertManager {
       log.error("certificate not obtained; the current one keeps serving", { site: m.site, issuer: "internal", error: m.lastError, retry_in_s: Math.round(m.firstDelay / 1000) });
     }
   }
-
-  /** schedule sets the site's next renewal check: `delay` ms from now, or by the certificate's renewal time (the CA's ARI window when it gives one). */
-  private schedule(m: Managed, delay?: number): void {
-    clearTimeout(m.timer);
-    if (!this.live(m) || m.mode === "manual" || this.follower) return;
-    const now = Date.now();
-    let at = now + (delay ?? 0);
-    if (delay === undefined && m.bundle) {
-      at = renewAt(m.bundle, now, { window: m.window, fraction: m.mode === "acme" ? this.acme?.renewFraction ?? 2 / 3 : 2 / 3 });
-      const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
-      if (m.mode === "acme" && at > now + recheck) at = now + recheck + Math.random() * 60_000;
-    }
-    m.nextCheck = at;
-    certificateRenewal.labels(m.site).value = Math.floor(at / 1000);
-    m.timer = setTimeout(() => void this.tick(m), Math.min(MAX_TIMER, Math.max(0, at - now)));
-    m.timer.unref?.();
-  }
-
-  private async tick(m: Managed): Promise<void> {
-    if (!this.live(m)) return;
-    try {
-      if (m.mode === "acme" && m.bundle && !m.stale) {
-        await this.refreshWindow(m);
-        if (!this.live(m)) return;
-        if (renewAt(m.bundle, Date.now(), { window: m.window, fraction: this.acme?.renewFraction ?? 2 / 3 }) > Date.now()) return this.schedule(m);
-      }
-      await this.renew(m);
-    } catch (e) {
-      log.error("certificate renewal check failed", { site: m.site, error: String((e as Error)?.stack ?? e) });
-      this.schedule(m, retryDelay(++m.failures));
-    }
-  }
-
-  private async refreshWindow(m: Managed): Promise<void> {
-    try {
-      const info = await this.issuer!.renewalInfo(m.bundle!.certPem);
-      if (!info) return;
-      m.window = info.window;
-      m.ariRetryMs = info.retryAfterMs;
-    } catch (e) {
-      log.warn("acme renewal information unavailable; using the default renewal time", { site: m.site, error: String((e as Error).message ?? e) });
-    }
-  }
-
-  /** renew obtains a new certificate for m, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with backoff. */
-  private async renew(m: Managed): Promise<void> {
-    if (m.busy || !this.store) return;
-    m.busy = true;
-    const store = this.store;
-    const t0 = performance.now();
-    let release: (() => Promise<void>) | undefined;
-    try {
-      release = await store.storage.lock(`site-${m.site}`);
-      // Another node (or an earlier process) may have obtained one meanwhile.
-      const stored = await store.load(m.site);
-      let fresh: CertBundle | undefined;
-      if (stored && fits(stored, m, this.acme!) && stored.bundle.fingerprint !== m.bundle?.fingerprint && renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored.bundle;
-      if (!fresh) {
-        const issued = m.mode === "internal" ? await (await this.internalCa(store)).issue(m.hosts) : await this.issuer!.obtain(m.site, m.hosts);
-        fresh = inspectBundle(...unpack(issued));
-        await store.save(m.site, fresh, m.mode === "acme" ? { issuer: "acme", directory: this.acme?.directory } : { issuer: "internal" });
-        if (m.mode === "acme") acmeOrders.labels("success").value++;
-        log.info("certificate obtained", { site: m.site, issuer: m.mode, names: fresh.names, not_after: new Date(fresh.notAfter).toISOString(), ms: Math.round(performance.now() - t0) });
-      }
-      if (!this.live(m)) return;
-      Object.assign(m, { bundle: fresh, stale: false, failures: 0, lastError: undefined, window: undefined });
-      this.expiryMetric(m);
-      this.schedule(m);
-      this.onChange();
-    } catch (e) {
-      m.failures++;
-      m.lastError = String((e as Error).message ?? e);
-      const ae = e instanceof AcmeError ? e : undefined;
-      if (m.mode === "acme") acmeOrders.labels("failure").value++;
-      const delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
-      log.error("certificate not obtained; the current one keeps serving", {
-        site: m.site, issuer: m.mode, step: ae?.step, error: m.lastError, failures: m.failures,
-        serving: m.bundle ? new Date(m.bundle.notAfter).toISOString() : "none", retry_in_s: Math.round(delay / 1000),
-        ...(ae?.rateLimited ? { hint: "the CA rate-limits this account or these names: wait for the retry, and check for duplicate gatehouse instances or a loop of config changes" } : {}),
-      });
-      this.schedule(m, delay);
-    } finally {
-      m.busy = false;
-      await release?.().catch(() => undefined);
-    }
-  }
-}
-
-function entry(site: SiteConfig, id: string, bundle: CertBundle | undefined, stale: boolean): Managed {
-  return { id, site: site.name, mode: site.tls.mode as Managed["mode"], hosts: site.hosts, bundle, stale, failures: 0, lastError: undefined, timer: undefined, nextCheck: 0, firstDelay: undefined, busy: false, window: undefined };
-}
-
-/** fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the same issuer (and, for ACME, the same CA directory). */
-function fits(s: Stored, m: Pick<Managed, "mode" | "hosts">, acme: AcmeConfig): boolean {
-  return coversAll(s.bundle, m.hosts) && s.meta.issuer === m.mode && (m.mode !== "acme" || s.meta.directory === acme.directory);
-}
-
-function unpack(p: { certPem: string; keyPem: string }): [string, string] {
-  return [p.certPem, p.keyPem];
 }

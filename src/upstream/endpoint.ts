@@ -1,11 +1,10 @@
 /** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
 import { forgetEndpoint, upstreamDuration, upstreamEjections, upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Cell, HistogramCell } from "../observability/metrics.ts";
-import type { UpstreamTls } from "../config/types.ts";
 import { H1Pool } from "./h1-client.ts";
-import { hash32 } from "./policies.ts";
+import { hash32 } from "../lib/hash.ts";
 
-/** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL. */
+/** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL, so it holds state only: a generation's settings for it (TLS, Host, weight) are in its Target. */
 export class Endpoint {
   inflight = 0;
   /** downUntil is the time (ms, performance.now) before which the endpoint is skipped. */
@@ -15,8 +14,6 @@ export class Endpoint {
   ejections = 0;
   /** upSince is when (ms, performance.now) the endpoint last started taking requests: created, back from ejection, healthy again (slow start counts from it). */
   upSince = performance.now();
-  /** weight is the endpoint's share in weighted balancing (SRV weights); 1 for every static endpoint. */
-  weight = 1;
   /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
   healthy = true;
   lastError: string | undefined;
@@ -39,9 +36,6 @@ export class Endpoint {
   readonly urlHash: number;
   /** websockets counts open WebSockets, which hold `inflight` but do not count against max_inflight. */
   websockets = 0;
-  /** tls is the TLS setup for this endpoint (the route's, with the discovered name as server name); hostHeader the Host for preserve_host = false. */
-  tls: UpstreamTls | undefined;
-  hostHeader: string | undefined;
 
   /** h1 is the pool of kept-alive connections to a plain-HTTP endpoint (undefined for https://, which goes through fetch). */
   readonly h1: H1Pool | undefined;

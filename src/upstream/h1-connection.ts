@@ -1,14 +1,10 @@
-/** One upstream HTTP/1.1 connection of the pooled client: writing requests (bodies at the socket's pace), reading responses as their heads frame them (Content-Length, chunked coding, close), small bodies whole and large ones streamed with the socket paused while the reader is behind. */
+/** One upstream HTTP/1.1 connection of the pooled client: writing requests (bodies at the socket's pace), finding each response head, handing the body to its Exchange (h1-exchange.ts), and going back to the pool or closing. */
 import type { Socket } from "bun";
 import { IDEMPOTENT } from "../lib/http.ts";
-import { abortError, BUFFER_LIMIT, H1Error, INTERIM, MAX_HEAD, parseResponseHead, type Frame, type H1Request, type H1Response, type ResponseHead } from "./h1-message.ts";
+import { Exchange, type ExchangeConn } from "./h1-exchange.ts";
+import { H1Error, INTERIM, MAX_HEAD, parseResponseHead } from "./h1-message.ts";
 
-/** STREAM_HIGH_WATER: bytes queued for a slow client before the upstream socket is paused. */
-const STREAM_HIGH_WATER = 64 * 1024;
 const CRLF2 = Buffer.from("\r\n\r\n");
-const EMPTY = new Uint8Array(0);
-
-const enum Chunk { Size, Data, DataEnd, Trailer }
 
 /** ConnOwner is the pool a connection returns to. */
 export type ConnOwner = {
@@ -18,44 +14,8 @@ export type ConnOwner = {
   retry(ex: Exchange): void;
 };
 
-/** Exchange is one request/response on a connection. */
-export class Exchange {
-  resolve!: (r: H1Response) => void;
-  reject!: (e: Error) => void;
-  readonly promise: Promise<H1Response>;
-  /** received counts response bytes: a reused connection that closes before any may be retried on a new one. */
-  received = 0;
-  headDone = false;
-  done = false;
-  frame: Frame = "none";
-  remaining = 0;
-  // a "bytes" body
-  parts: Uint8Array[] | undefined;
-  bodyResolve: ((b: Uint8Array) => void) | undefined;
-  bodyReject: ((e: Error) => void) | undefined;
-  whole: Uint8Array | undefined;
-  failure: Error | undefined;
-  // a "stream" body
-  ctrl: ReadableStreamDefaultController<Uint8Array> | undefined;
-  // chunked decoding
-  chunk = Chunk.Size;
-  line = "";
-  sent = false;
-  /** reader is the request body's, while the pump sends it: cancelled when the exchange ends first. */
-  reader: { cancel(reason?: unknown): Promise<void> } | undefined;
-  readonly onAbort: () => void;
-
-  constructor(readonly req: H1Request, readonly conn: Conn) {
-    this.promise = new Promise<H1Response>((res, rej) => {
-      this.resolve = res;
-      this.reject = rej;
-    });
-    this.onAbort = () => conn.fail(this, abortError(req.signal));
-  }
-}
-
 /** Conn is one upstream connection and its parser state. */
-export class Conn {
+export class Conn implements ExchangeConn {
   socket: Socket<Conn> | undefined;
   ex: Exchange | undefined;
   head: Uint8Array | undefined;
@@ -169,166 +129,29 @@ export class Conn {
         if (rest.byteLength > 0) this.onData(rest);
         return;
       }
-      this.answer(ex, head);
-      if (rest.byteLength > 0 || ex.frame === "none") this.body(ex, rest);
+      ex.answer(head);
+      if (rest.byteLength > 0 || ex.frame === "none") ex.body(rest);
       return;
     }
-    this.body(ex, data);
+    ex.body(data);
   }
 
-  /** answer resolves the caller's promise with the response, its body to follow as framed. */
-  private answer(ex: Exchange, head: ResponseHead): void {
-    ex.headDone = true;
-    if (!head.keepAlive) this.reusable = false;
-    ex.frame = head.frame;
-    ex.remaining = head.length;
-    const kind: H1Response["kind"] = head.frame === "none" ? "none" : head.frame === "length" && head.length <= BUFFER_LIMIT ? "bytes" : "stream";
-    let stream: ReadableStream<Uint8Array> | undefined;
-    if (kind === "stream") {
-      stream = new ReadableStream<Uint8Array>({
-        start: (c) => {
-          ex.ctrl = c;
-        },
-        pull: () => {
-          if (this.paused && !this.closed) {
-            this.paused = false;
-            this.socket!.resume();
-          }
-        },
-        cancel: () => {
-          if (!ex.done) this.fail(ex, new Error("body cancelled"));
-        },
-      }, new ByteLengthQueuingStrategy({ highWaterMark: STREAM_HIGH_WATER }));
-    } else if (kind === "bytes") ex.parts = [];
-    ex.resolve({
-      status: head.status,
-      statusText: head.statusText,
-      headers: head.headers,
-      kind,
-      stream,
-      ready: () => ex.whole,
-      bytes: () => {
-        if (ex.whole !== undefined) return Promise.resolve(ex.whole);
-        if (ex.failure !== undefined) return Promise.reject(ex.failure);
-        return new Promise<Uint8Array>((res, rej) => {
-          ex.bodyResolve = res;
-          ex.bodyReject = rej;
-        });
-      },
-    });
+  pauseReading(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket!.pause();
   }
 
-  /** body takes response body bytes as framed. */
-  private body(ex: Exchange, data: Uint8Array): void {
-    switch (ex.frame) {
-      case "none":
-        if (data.byteLength > 0) this.reusable = false;
-        return this.complete(ex);
-      case "length": {
-        let extra = false;
-        if (data.byteLength > ex.remaining) {
-          data = data.subarray(0, ex.remaining);
-          extra = true;
-        }
-        ex.remaining -= data.byteLength;
-        this.deliver(ex, data);
-        if (extra) this.reusable = false;
-        if (ex.remaining === 0) this.complete(ex);
-        return;
-      }
-      case "close":
-        this.deliver(ex, data);
-        return;
-      case "chunked":
-        return this.dechunk(ex, data);
-    }
-  }
-
-  /** dechunk decodes chunked coding (RFC 9112 §7.1), passing chunk data on without copying; extensions and trailers are dropped. */
-  private dechunk(ex: Exchange, data: Uint8Array): void {
-    let i = 0;
-    const n = data.byteLength;
-    while (i < n && !ex.done) {
-      switch (ex.chunk) {
-        case Chunk.Size:
-        case Chunk.Trailer: {
-          const lf = data.indexOf(10, i);
-          const end = lf < 0 ? n : lf;
-          ex.line += (data as Buffer).toString("latin1", i, end);
-          if (ex.line.length > 4096) return this.fail(ex, new H1Error("EPROTO", "chunk size line too long"));
-          if (lf < 0) return;
-          i = lf + 1;
-          let line = ex.line;
-          ex.line = "";
-          if (line.endsWith("\r")) line = line.slice(0, -1);
-          if (ex.chunk === Chunk.Trailer) {
-            if (line === "") {
-              this.complete(ex);
-              if (i < n) this.reusable = false;
-              return;
-            }
-            continue;
-          }
-          const semi = line.indexOf(";");
-          const hex = (semi < 0 ? line : line.slice(0, semi)).trim();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) return this.fail(ex, new H1Error("EPROTO", `bad chunk size ${JSON.stringify(hex.slice(0, 20))}`));
-          const size = parseInt(hex, 16);
-          if (size === 0) ex.chunk = Chunk.Trailer;
-          else {
-            ex.remaining = size;
-            ex.chunk = Chunk.Data;
-          }
-          continue;
-        }
-        case Chunk.Data: {
-          const take = Math.min(ex.remaining, n - i);
-          this.deliver(ex, data.subarray(i, i + take));
-          i += take;
-          ex.remaining -= take;
-          if (ex.remaining === 0) ex.chunk = Chunk.DataEnd;
-          continue;
-        }
-        case Chunk.DataEnd: {
-          // the CRLF after a chunk's data
-          const c = data[i]!;
-          i++;
-          if (c === 10) ex.chunk = Chunk.Size;
-          else if (c !== 13) return this.fail(ex, new H1Error("EPROTO", "missing CRLF after chunk data"));
-          continue;
-        }
-      }
-    }
-  }
-
-  private deliver(ex: Exchange, data: Uint8Array): void {
-    if (data.byteLength === 0) return;
-    if (ex.parts !== undefined) {
-      ex.parts.push(data);
-      return;
-    }
-    const c = ex.ctrl;
-    if (c === undefined) return;
-    // the socket reuses nothing it handed us, so the view can be queued as it is
-    c.enqueue(data);
-    if (c.desiredSize !== null && c.desiredSize <= 0 && !this.paused) {
-      this.paused = true;
-      this.socket!.pause();
-    }
+  resumeReading(): void {
+    if (!this.paused || this.closed) return;
+    this.paused = false;
+    this.socket!.resume();
   }
 
   /** complete ends the exchange with its body whole; the connection goes back to the pool when it can. */
-  private complete(ex: Exchange): void {
+  complete(ex: Exchange): void {
     if (ex.done) return;
-    ex.done = true;
-    ex.req.signal.removeEventListener("abort", ex.onAbort);
-    if (ex.parts !== undefined) {
-      const whole = ex.parts.length === 1 ? ex.parts[0]! : ex.parts.length === 0 ? EMPTY : Buffer.concat(ex.parts);
-      ex.parts = undefined;
-      ex.whole = whole;
-      ex.bodyResolve?.(whole);
-    }
-    ex.ctrl?.close();
-    if (!ex.sent) void ex.reader?.cancel().catch(() => {});
+    ex.end();
     this.ex = undefined;
     if (this.paused) {
       this.paused = false;
@@ -345,21 +168,7 @@ export class Conn {
   /** fail ends the exchange with an error: before the head, the caller's promise rejects; after it, the body does. */
   fail(ex: Exchange, err: Error): void {
     if (ex.done) return;
-    ex.done = true;
-    ex.req.signal.removeEventListener("abort", ex.onAbort);
-    ex.failure = err;
-    if (!ex.sent) void ex.reader?.cancel().catch(() => {});
-    if (!ex.headDone) ex.reject(err);
-    else {
-      ex.bodyReject?.(err);
-      if (ex.ctrl !== undefined) {
-        try {
-          ex.ctrl.error(err);
-        } catch {
-          // already closed
-        }
-      }
-    }
+    ex.endWith(err);
     if (this.ex === ex) this.ex = undefined;
     this.destroy();
   }

@@ -38,7 +38,7 @@ class Checker {
         headers: { "user-agent": "gatehouse-health-check", ...(c.host ? { host: c.host } : {}) },
         redirect: "manual",
         signal: AbortSignal.timeout(c.timeout),
-        tls: e.tls ?? c.tls,
+        tls: c.tls,
       });
       await res.body?.cancel();
       ok = res.status >= c.expectMin && res.status <= c.expectMax;

@@ -2,17 +2,21 @@ import { expect, test } from "bun:test";
 import { Endpoint } from "./endpoint.ts";
 import { leastRequests, roundRobin } from "./policies.ts";
 import { Pool } from "./pool.ts";
+import { targetOf, type Target } from "./target.ts";
+
+/** as wraps endpoints into the targets a generation would build (weight 1, no TLS). */
+const as = (eps: Endpoint[], weights: number[] = []): Target[] => eps.map((e, i) => targetOf(e, undefined, undefined, weights[i]));
 
 const pool = () => ["a", "b", "c"].map((u) => new Endpoint("r", u));
 
 test("roundRobin cycles and skips ejected and tried endpoints", () => {
   const p = pool();
   const rr = roundRobin();
-  expect([0, 1, 2, 3].map(() => rr.select(p, 0)!.url)).toEqual(["a", "b", "c", "a"]);
+  expect([0, 1, 2, 3].map(() => rr.select(as(p), 0)!.endpoint.url)).toEqual(["a", "b", "c", "a"]);
   p[1]!.markDown(0, 1000, 60_000, "refused");
-  expect([0, 1, 2].map(() => rr.select(p, 10)!.url)).toEqual(["c", "a", "c"]);
-  expect(rr.select(p, 2000, [p[0]!, p[2]!])!.url).toBe("b");
-  expect(rr.select(p, 10, [p[0]!, p[2]!])).toBeUndefined();
+  expect([0, 1, 2].map(() => rr.select(as(p), 10)!.endpoint.url)).toEqual(["c", "a", "c"]);
+  expect(rr.select(as(p), 2000, [p[0]!, p[2]!])!.endpoint.url).toBe("b");
+  expect(rr.select(as(p), 10, [p[0]!, p[2]!])).toBeUndefined();
 });
 
 test("leastRequests prefers the least loaded and spreads ties", () => {
@@ -21,10 +25,10 @@ test("leastRequests prefers the least loaded and spreads ties", () => {
   p[0]!.inflight = 5;
   p[1]!.inflight = 1;
   p[2]!.inflight = 3;
-  expect(lr.select(p, 0)!.url).toBe("b");
+  expect(lr.select(as(p), 0)!.endpoint.url).toBe("b");
   p[1]!.inflight = 3;
   p[0]!.inflight = 3;
-  const picks = new Set([0, 1, 2].map(() => lr.select(p, 0)!.url));
+  const picks = new Set([0, 1, 2].map(() => lr.select(as(p), 0)!.endpoint.url));
   expect(picks.size).toBe(3);
 });
 
@@ -58,17 +62,17 @@ test("the cool-down doubles with each ejection in a row, up to the maximum; max_
 test("every endpoint unhealthy: \"try\" picks them anyway, \"fail\" picks none; a passive cool-down still counts", () => {
   const eps = pool();
   for (const e of eps) e.healthy = false;
-  expect(new Pool(eps, "round_robin", "try").select(0)).toBeDefined();
-  expect(new Pool(eps, "round_robin", "fail").select(0)).toBeUndefined();
+  expect(new Pool(as(eps), "round_robin", "try").select(0)).toBeDefined();
+  expect(new Pool(as(eps), "round_robin", "fail").select(0)).toBeUndefined();
   for (const e of eps) e.markDown(0, 1000, 1000, "refused");
-  expect(new Pool(eps, "round_robin", "try").select(10)).toBeUndefined();
+  expect(new Pool(as(eps), "round_robin", "try").select(10)).toBeUndefined();
   eps[2]!.healthy = true;
   eps[2]!.markUp();
-  expect(new Pool(eps, "round_robin", "fail").select(10)!.url).toBe("c");
+  expect(new Pool(as(eps), "round_robin", "fail").select(10)!.endpoint.url).toBe("c");
 });
 
 test("the retry budget allows a burst, then a fifth of the requests", () => {
-  const p = new Pool(pool(), "round_robin");
+  const p = new Pool(as(pool()), "round_robin");
   let n = 0;
   while (p.allowRetry()) n++;
   expect(n).toBe(10);
@@ -79,16 +83,16 @@ test("the retry budget allows a burst, then a fifth of the requests", () => {
 
 test("consistent hashing: a key sticks to one endpoint; when that endpoint leaves, only its keys move", () => {
   const eps = ["http://10.0.0.1", "http://10.0.0.2", "http://10.0.0.3", "http://10.0.0.4"].map((u) => new Endpoint("r", u));
-  const p = new Pool(eps, "hash");
+  const p = new Pool(as(eps), "hash");
   const keys = Array.from({ length: 400 }, (_, i) => `user-${i}`);
-  const first = new Map(keys.map((k) => [k, p.select(0, undefined, k)!.url]));
-  for (const k of keys) expect(p.select(0, undefined, k)!.url).toBe(first.get(k)!);
+  const first = new Map(keys.map((k) => [k, p.select(0, undefined, k)!.endpoint.url]));
+  for (const k of keys) expect(p.select(0, undefined, k)!.endpoint.url).toBe(first.get(k)!);
   const counts = new Map<string, number>();
   for (const u of first.values()) counts.set(u, (counts.get(u) ?? 0) + 1);
   for (const n of counts.values()) expect(n).toBeGreaterThan(50); // spread over all four
   eps[1]!.markDown(0, 1000, 1000, "refused");
   for (const k of keys) {
-    const now = p.select(10, undefined, k)!.url;
+    const now = p.select(10, undefined, k)!.endpoint.url;
     if (first.get(k) !== "http://10.0.0.2") expect(now).toBe(first.get(k)!);
     else expect(now).not.toBe("http://10.0.0.2");
   }
@@ -96,14 +100,13 @@ test("consistent hashing: a key sticks to one endpoint; when that endpoint leave
 
 test("weights (SRV): round-robin and hashing give each endpoint its share", () => {
   const eps = ["a", "b"].map((u) => new Endpoint("r", u));
-  eps[0]!.weight = 3;
-  eps[1]!.weight = 1;
-  const rr = new Pool(eps, "round_robin");
-  const picks = Array.from({ length: 8 }, () => rr.select(0)!.url);
+  const weighted = as(eps, [3, 1]);
+  const rr = new Pool(weighted, "round_robin");
+  const picks = Array.from({ length: 8 }, () => rr.select(0)!.endpoint.url);
   expect(picks.filter((u) => u === "a").length).toBe(6);
   expect(picks.slice(0, 4).filter((u) => u === "b").length).toBe(1); // interleaved, not a, a, a, then b
-  const h = new Pool(eps, "hash");
-  const share = Array.from({ length: 4000 }, (_, i) => h.select(0, undefined, `k${i}`)!.url).filter((u) => u === "a").length / 4000;
+  const h = new Pool(weighted, "hash");
+  const share = Array.from({ length: 4000 }, (_, i) => h.select(0, undefined, `k${i}`)!.endpoint.url).filter((u) => u === "a").length / 4000;
   expect(share).toBeGreaterThan(0.68);
   expect(share).toBeLessThan(0.82);
 });
@@ -113,8 +116,8 @@ test("slow start: an endpoint that just came back gets a share growing over slow
   const now = performance.now();
   eps[0]!.upSince = now - 60_000;
   eps[1]!.upSince = now;
-  const p = new Pool(eps, "round_robin", "try", undefined, 10_000);
-  const share = (t: number) => Array.from({ length: 2000 }, () => p.select(t)!.url).filter((u) => u === "new").length / 2000;
+  const p = new Pool(as(eps), "round_robin", "try", undefined, 10_000);
+  const share = (t: number) => Array.from({ length: 2000 }, () => p.select(t)!.endpoint.url).filter((u) => u === "new").length / 2000;
   expect(share(now + 100)).toBeLessThan(0.05);
   const half = share(now + 5000);
   expect(half).toBeGreaterThan(0.15);

@@ -1,20 +1,21 @@
-/** A route's pool: its endpoints and a selection policy; built per generation, its endpoint list swapped whole when DNS discovery changes it. */
+/** A route's pool: its targets and a selection policy; built per generation, its target list swapped whole when DNS discovery changes it. */
 import type { LoadBalance } from "../config/types.ts";
 import type { Endpoint } from "./endpoint.ts";
+import type { Target } from "./target.ts";
 import { policyFor, type SelectionPolicy } from "./policies.ts";
 
 /** RETRY_RATIO is the share of requests that may be retried; RETRY_BURST the tokens saved up for a burst. */
 const RETRY_RATIO = 0.2;
 const RETRY_BURST = 10;
 
-/** Pool selects endpoints for one route; a reload builds a new Pool over the surviving Endpoint objects. */
+/** Pool selects targets for one route; a reload builds a new Pool with new Targets over the surviving Endpoint objects. */
 export class Pool {
   private readonly policy: SelectionPolicy;
   /** budget: retries may be at most RETRY_RATIO of requests (a token per request, capped), so retries cannot multiply an outage. */
   private budget = RETRY_BURST;
 
   constructor(
-    private list: readonly Endpoint[],
+    private list: readonly Target[],
     loadBalance: LoadBalance,
     private readonly allUnhealthy: "try" | "fail" = "try",
     private readonly maxInflight?: number,
@@ -23,13 +24,13 @@ export class Pool {
     this.policy = policyFor(loadBalance);
   }
 
-  /** endpoints are the pool's endpoints now. */
-  get endpoints(): readonly Endpoint[] {
+  /** targets are the pool's targets now. */
+  get targets(): readonly Target[] {
     return this.list;
   }
 
-  /** setEndpoints replaces the endpoints in one assignment (DNS discovery found others); selection in progress keeps the list it started with. */
-  setEndpoints(list: readonly Endpoint[]): void {
+  /** setTargets replaces the targets in one assignment (DNS discovery found others); selection in progress keeps the list it started with. */
+  setTargets(list: readonly Target[]): void {
     this.list = list;
   }
 
@@ -45,22 +46,22 @@ export class Pool {
     return true;
   }
 
-  /** select returns an available endpoint not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
-  select(now: number, tried?: readonly Endpoint[], key?: string): Endpoint | undefined {
+  /** select returns a target whose endpoint is available and not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
+  select(now: number, tried?: readonly Endpoint[], key?: string): Target | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
     let e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
     if (e !== undefined && this.slowStart > 0 && key === undefined) {
       // Slow start: an endpoint that just came (back) gets a share growing linearly over slowStart ms; the pick passes to another one otherwise.
-      const age = now - e.upSince;
-      if (age < this.slowStart && Math.random() * this.slowStart > age) e = this.policy.select(this.list, now, [...(tried ?? []), e], false, this.maxInflight) ?? e;
+      const age = now - e.endpoint.upSince;
+      if (age < this.slowStart && Math.random() * this.slowStart > age) e = this.policy.select(this.list, now, [...(tried ?? []), e.endpoint], false, this.maxInflight) ?? e;
     }
-    if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.healthy)) return e;
+    if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.endpoint.healthy)) return e;
     return this.policy.select(this.list, now, tried, true, this.maxInflight, key);
   }
 
   /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
   saturated(now: number): boolean {
     const cap = this.maxInflight;
-    return cap !== undefined && this.list.some((e) => e.available(now)) && this.list.every((e) => !e.available(now) || e.inflight - e.websockets >= cap);
+    return cap !== undefined && this.list.some((t) => t.endpoint.available(now)) && this.list.every(({ endpoint: e }) => !e.available(now) || e.inflight - e.websockets >= cap);
   }
 }

@@ -1,6 +1,5 @@
 /** A small stub resolver for upstream discovery: A, AAAA and SRV with recursion desired, servers tried in order, UDP with TCP fallback on truncation (RFC 1035 §4.2, RFC 7766 §5), CNAME chains followed, negative TTLs from the SOA (RFC 2308 §5). */
-import { isIPv6 } from "../lib/ip.ts";
-import { nodeDgram, nodeNet } from "../lib/lazy-node.ts";
+import { DnsTransportError, dnsAddress, exchange, type Matcher } from "../lib/dns-transport.ts";
 import {
   randomId16, CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, normalizeName, parseA, parseAaaa, parseSrv, rcodeName, readName, soaMinimum,
   type DecodedMessage,
@@ -42,12 +41,10 @@ class Failure extends Error {
   constructor(readonly rcode: string, detail: string) { super(detail); }
 }
 
-const addr = (s: ResolverServer): string => (isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
-/** Matcher turns a received message into the answer to our query, or undefined for anything else, which is ignored (RFC 5452 §9.1). */
-type Matcher = (msg: Uint8Array) => DecodedMessage | undefined;
+const addr = dnsAddress;
 
 /** matcher accepts a response with our id, opcode QUERY and exactly our question; names compare case-insensitively. */
-function matcher(id: number, name: string, type: number): Matcher {
+function matcher(id: number, name: string, type: number): Matcher<DecodedMessage> {
   return (msg) => {
     const h = decodeHeader(msg);
     if (!h?.qr || h.id !== id || h.opcode !== OPCODE.QUERY) return undefined;
@@ -61,59 +58,11 @@ function matcher(id: number, name: string, type: number): Matcher {
   };
 }
 
-/** transport sends wire over UDP (retransmitting once at half time) or TCP with a length prefix (RFC 1035 §4.2.2), and waits until deadline for a matching answer. */
-function transport(proto: "udp" | "tcp", server: ResolverServer, wire: Uint8Array, deadline: number, match: Matcher): Promise<DecodedMessage & { wire: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    const timers: ReturnType<typeof setTimeout>[] = [];
-    let close = (): void => {};
-    let done = false;
-    const finish = (err: Failure | undefined, msg?: Uint8Array, m?: DecodedMessage): void => {
-      if (done) return;
-      done = true;
-      for (const t of timers) clearTimeout(t);
-      try { close(); } catch { /* already closed */ }
-      if (err) reject(err);
-      else resolve({ ...m!, wire: msg! });
-    };
-    const onMessage = (msg: Uint8Array): void => {
-      const m = match(msg);
-      if (m) finish(undefined, msg, m);
-    };
-    const netFail = (err: NodeJS.ErrnoException): void => finish(new Failure("NETWORK", `${proto} failed: ${err.code === "ECONNREFUSED" ? "connection refused" : err.message.toLowerCase()}`));
-    const left = Math.max(0, deadline - Date.now());
-    timers.push(setTimeout(() => finish(new Failure("TIMEOUT", `did not answer over ${proto} within the timeout`)), left));
-    try {
-      if (proto === "udp") {
-        const sock = nodeDgram().createSocket(isIPv6(server.host) ? "udp6" : "udp4");
-        close = () => sock.close();
-        const send = (): void => sock.send(wire, (err) => { if (err) netFail(err); });
-        sock.on("error", netFail);
-        sock.on("message", (msg) => onMessage(new Uint8Array(msg)));
-        // connect() makes the kernel drop packets from other sources and report ICMP port unreachable as ECONNREFUSED.
-        sock.connect(server.port, server.host, () => {
-          send();
-          timers.push(setTimeout(() => { if (!done) send(); }, left / 2));
-        });
-      } else {
-        const sock = nodeNet().connect({ host: server.host, port: server.port });
-        close = () => sock.destroy();
-        let buf = Buffer.alloc(0);
-        sock.on("connect", () => sock.write(Buffer.concat([Buffer.from([wire.length >> 8, wire.length & 0xff]), wire])));
-        sock.on("data", (chunk: Buffer) => {
-          buf = Buffer.concat([buf, chunk]);
-          while (!done && buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-            const len = buf.readUInt16BE(0);
-            onMessage(new Uint8Array(buf.subarray(2, 2 + len)));
-            buf = buf.subarray(2 + len);
-          }
-        });
-        sock.on("error", netFail);
-        sock.on("close", () => finish(new Failure("NETWORK", "closed the tcp connection without an answer")));
-      }
-    } catch (err) {
-      netFail(err as NodeJS.ErrnoException);
-    }
-  });
+/** failureOf turns a transport failure into one server's attempt. */
+function failureOf(e: DnsTransportError): Failure {
+  if (e.kind === "TIMEOUT") return new Failure("TIMEOUT", `did not answer over ${e.proto} within the timeout`);
+  if (e.stage === "closed") return new Failure("NETWORK", "closed the tcp connection without an answer");
+  return new Failure("NETWORK", `${e.proto} failed: ${e.sysError?.code === "ECONNREFUSED" ? "connection refused" : (e.sysError?.message ?? e.stage).toLowerCase()}`);
 }
 
 /** readAnswer extracts the records for name from one answer, following CNAMEs inside it; next is set when the chain leaves the answer without a final answer, to be asked again. */
@@ -158,9 +107,9 @@ async function ask<T extends RecordType>(name: string, type: T, servers: readonl
     const match = matcher(id, name, TYPE[type]);
     try {
       if (!Number.isInteger(server.port) || server.port < 1 || server.port > 65535) throw new Failure("NETWORK", `has port ${server.port}, not 1-65535`);
-      let res = await transport("udp", server, wire, deadline, match);
-      // No EDNS: answers over 512 bytes come truncated over UDP (RFC 1035 §4.2.1), so ask again over TCP (RFC 7766 §5).
-      if (res.tc) res = await transport("tcp", server, wire, deadline, match);
+      // No EDNS: answers over 512 bytes come truncated over UDP (RFC 1035 §4.2.1), so exchange asks again over TCP (RFC 7766 §5).
+      const got = await exchange(server, wire, deadline, match).catch((e) => Promise.reject(e instanceof DnsTransportError ? failureOf(e) : e));
+      const res = { ...got.answer, wire: got.wire };
       if (res.rcode !== 0 && res.rcode !== 3) throw new Failure(rcodeName(res.rcode), `answered ${rcodeName(res.rcode)}`);
       try {
         return readAnswer(res, name, type);

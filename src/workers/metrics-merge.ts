@@ -1,4 +1,5 @@
 /** Merging the /metrics expositions of worker processes into the one the supervisor serves: counters and histograms summed per label set, gauges by what they mean. */
+import { formatNumber } from "../observability/metrics.ts";
 
 /** Family is one metric family of a parsed exposition: its HELP and TYPE, and its samples keyed by series (name and labels exactly as rendered). */
 export type Family = { readonly name: string; help: string; type: string; readonly samples: Map<string, number> };
@@ -35,13 +36,6 @@ function parseValue(v: string): number {
   if (v === "+Inf") return Infinity;
   if (v === "-Inf") return -Infinity;
   return Number(v);
-}
-
-function formatValue(n: number): string {
-  if (Number.isNaN(n)) return "NaN";
-  if (n === Infinity) return "+Inf";
-  if (n === -Infinity) return "-Inf";
-  return String(n);
 }
 
 /** parseExposition reads the text format as gatehouse renders it (HELP and TYPE before each family's samples, no timestamps); a sample belongs to the family of the TYPE line before it. */
@@ -82,7 +76,7 @@ export function renderExposition(e: Exposition): string {
   const out: string[] = [];
   for (const f of e.values()) {
     out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
-    for (const [series, v] of f.samples) out.push(`${series} ${formatValue(v)}`);
+    for (const [series, v] of f.samples) out.push(`${series} ${formatNumber(v)}`);
   }
   out.push("");
   return out.join("\n");

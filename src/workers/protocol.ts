@@ -1,5 +1,5 @@
 /** The messages between a supervisor and its worker processes (Bun IPC, JSON): one init, then requests that each get a Reply with the same id. */
-import type { PurgeFilter } from "../cache/response-cache.ts";
+import type { PurgeFilter } from "../observability/admin.ts";
 import type { ConfigFiles } from "../config/load.ts";
 
 /** WORKER_ENV names the environment variable that makes `gatehouse run` a worker: its value is the worker's index (1…N). */

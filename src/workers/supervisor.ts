@@ -1,18 +1,20 @@
 /** The supervisor of `workers = N`: validates the config, holds the admin listener and the certificates (ACME in one place), runs N worker processes on shared public listeners, restarts them, relays reloads and merges their metrics. */
-import { pendingTokens, setChallengePublisher } from "../acme/http01.ts";
-import type { PurgeFilter } from "../cache/response-cache.ts";
+import { Http01Tokens } from "../tls/acme/http01.ts";
+import type { PurgeFilter } from "../observability/admin.ts";
 import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
 import type { Config, GlobalConfig } from "../config/types.ts";
-import { problemsOf, recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../gateway.ts";
+import { problemLines } from "../config/problems.ts";
+import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../instance-files.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
 import { registry } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import { Counter, Gauge, Registry } from "../observability/metrics.ts";
-import { assertFree, Listeners, sameAddress } from "../server.ts";
+import { assertFree, Listeners, sameAddress } from "../listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
+import { FileStorage } from "../tls/file-storage.ts";
 import { MetricsMerger, parseExposition, renderExposition } from "./metrics-merge.ts";
 import type { DistributiveOmit, Reply, Request } from "./protocol.ts";
-import { WorkerGone, WorkerProcess, type SpawnSpec } from "./worker-process.ts";
+import { WorkerGone, type SpawnSpec, type WorkerProcess } from "./worker-process.ts";
+import { workerMetrics, WorkerSet } from "./worker-set.ts";
 
 /** SupervisorTimings are the supervisor's waits, in ms (tests shorten them). */
 export type SupervisorTimings = {
@@ -39,20 +41,7 @@ export class StartCancelled extends Error {
   }
 }
 
-const MIN_BACKOFF_MS = 100;
-const MAX_BACKOFF_MS = 10_000;
-/** STABLE_MS: a worker that ran this long before it exited is restarted after the shortest delay again. */
-const STABLE_MS = 30_000;
-
-type Slot = { readonly index: number; worker: WorkerProcess | undefined; backoff: number; restarts: number; timer: Timer | undefined; spawnError: string | undefined };
 type Outcome = { readonly worker: WorkerProcess; readonly reply?: Reply; readonly error?: Error };
-
-/** own is the supervisor's registry of its own metrics, rendered with the merged ones. */
-const own = new Registry();
-const workerRestarts = own.register(new Counter("gatehouse_worker_restarts_total", "Worker processes restarted after they exited unexpectedly."));
-workerRestarts.labels();
-let readyWorkers = (): number => 0;
-own.register(new Gauge("gatehouse_workers", "Worker processes running with their listeners bound.", [], (g) => (g.labels().value = readyWorkers())));
 
 function adminOnly(listen: GlobalConfig["listen"]): GlobalConfig["listen"] {
   return { ...listen, http: undefined, https: undefined };
@@ -64,9 +53,7 @@ export class Supervisor {
   private files: ConfigFiles | undefined;
   /** filesSeq numbers the snapshots; each worker remembers the one it runs. */
   private filesSeq = 0;
-  private readonly slots: Slot[] = [];
-  /** stopped are workers draining after `workers` was lowered; shutdown waits for them too. */
-  private readonly stopped = new Set<WorkerProcess>();
+  private readonly workers: WorkerSet;
   private starting = true;
   private draining = false;
   private seq = 0;
@@ -80,33 +67,41 @@ export class Supervisor {
   /** retired are workers whose counters the merger has folded in: a late scrape answer must not bring them back. */
   private readonly retired = new WeakSet<WorkerProcess>();
   private readonly t: SupervisorTimings;
-  private readonly certs = new CertManager(() => void this.certificatesChanged());
+  /** challenges are the HTTP-01 tokens the supervisor's issuer publishes; its publisher carries them to every worker. */
+  private readonly challenges = new Http01Tokens();
+  private readonly certs = new CertManager(() => void this.certificatesChanged(), { storage: (dir) => new FileStorage(dir), challenges: this.challenges });
   private readonly listeners: Listeners;
   private readonly merger = new MetricsMerger();
 
   constructor(private readonly opts: SupervisorOptions) {
     this.t = { ...DEFAULT_TIMINGS, ...opts.timings };
-    readyWorkers = () => this.slots.filter((s) => s.worker?.ready).length;
+    this.workers = new WorkerSet({
+      spawn: opts.spawn,
+      init: () => ({ t: "init", files: this.files!, tokens: this.challenges.pending() }),
+      configSeq: () => this.filesSeq,
+      starting: () => this.starting,
+      exited: (w) => this.retire(w),
+    });
     const state: AdminState = {
       // One ready worker serves: a worker that crash-loops must not take the node out of its load balancer (per worker: /workers, gatehouse_workers).
-      ready: () => this.live !== undefined && !this.draining && !this.starting && this.slots.some((s) => s.worker?.ready),
+      ready: () => this.live !== undefined && !this.draining && !this.starting && this.workers.anyReady(),
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.purge(filter),
       upstreams: () => this.upstreams(),
       metrics: () => this.metrics(),
-      workers: () => this.slots.map((s) => ({ worker: s.index, pid: s.worker?.pid ?? null, ready: s.worker?.ready ?? false, started: s.worker ? new Date(s.worker.startedAt).toISOString() : null, restarts: s.restarts })),
+      workers: () => this.workers.describe(),
     };
     const unused = () => new Response(null, { status: 500 });
     this.listeners = new Listeners({ http: unused, https: unused, admin: adminApp(state).fetch });
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
-    setChallengePublisher({
+    this.challenges.publisher = {
       publish: async (token, keyAuthorization) => {
         const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
         if (failed.length > 0) throw new Error(`not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`);
       },
       withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
-    });
+    };
   }
 
   /** config is the live configuration. */
@@ -138,13 +133,12 @@ export class Supervisor {
       this.live = snap.config;
       this.files = snap.files;
       this.filesSeq++;
-      this.resize(g.workers);
-      const unstarted = this.slots.find((s) => !s.worker);
-      if (unstarted) throw new Error(`cannot start worker ${unstarted.index}: ${unstarted.spawnError}`);
+      this.workers.resize(g.workers);
+      this.workers.assertSpawned();
       let timer: Timer | undefined;
       const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${this.t.start / 1000} s`)), this.t.start)));
       try {
-        await Promise.race([Promise.all(this.slots.map((s) => s.worker!.started)), timeout, cancelled]);
+        await Promise.race([this.workers.allStarted(), timeout, cancelled]);
       } finally {
         clearTimeout(timer);
       }
@@ -154,7 +148,7 @@ export class Supervisor {
       this.draining = true;
       this.cancelStart = undefined;
       this.certs.dispose();
-      await this.stopWorkers(1000);
+      await this.workers.stopAll(1000);
       await this.listeners.closeAll();
       throw e;
     }
@@ -162,7 +156,7 @@ export class Supervisor {
     this.starting = false;
     this.pidFile = writePidFile(g.pidFile, this.opts.pid);
     recordReload({ pid: this.opts.pid, seq: 0, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
-    log.info("started", { config: g.file, sites: snap.config.sites.length, workers: g.workers, pids: this.slots.map((s) => s.worker?.pid) });
+    log.info("started", { config: g.file, sites: snap.config.sites.length, workers: g.workers, pids: this.workers.pids() });
   }
 
   private applyLog(g: GlobalConfig): void {
@@ -170,87 +164,25 @@ export class Supervisor {
     log.access = g.log.access;
   }
 
-  /** resize starts or stops workers until there are n (stopped ones drain as on SIGTERM). */
-  private resize(n: number): void {
-    while (this.slots.length < n && !this.draining) {
-      const slot: Slot = { index: this.slots.length + 1, worker: undefined, backoff: MIN_BACKOFF_MS, restarts: 0, timer: undefined, spawnError: undefined };
-      this.slots.push(slot);
-      this.spawn(slot);
-    }
-    while (this.slots.length > n) {
-      const slot = this.slots.pop()!;
-      clearTimeout(slot.timer);
-      const w = slot.worker;
-      slot.worker = undefined;
-      if (!w) continue;
-      this.stopped.add(w);
-      void w.exited.then(() => this.stopped.delete(w));
-      w.kill("SIGTERM");
-      log.info("worker stopped: fewer workers configured", { worker: slot.index, pid: w.pid });
-    }
-  }
-
-  /** spawn starts the slot's worker; when the process cannot even be started (the executable being replaced, out of processes or files) it is tried again like a worker that exited (during the start, the start fails instead). */
-  private spawn(slot: Slot): void {
-    let w: WorkerProcess;
-    try {
-      w = new WorkerProcess(slot.index, this.opts.spawn(slot.index), { t: "init", files: this.files!, tokens: pendingTokens() }, this.filesSeq);
-    } catch (e) {
-      slot.worker = undefined;
-      slot.spawnError = String((e as Error)?.message ?? e);
-      if (this.starting) return;
-      this.scheduleRestart(slot, "cannot start a worker process; trying again", { error: slot.spawnError });
-      return;
-    }
-    slot.worker = w;
-    slot.spawnError = undefined;
-    log.info("worker started", { worker: slot.index, pid: w.pid });
-    void w.exited.then(() => this.exited(slot, w));
-  }
-
-  private exited(slot: Slot, w: WorkerProcess): void {
-    // Its final numbers (sent just before it exited) replace those of the last scrape, then they join the retired sums.
+  /** retire takes a worker's final numbers (sent just before it exited) in place of those of the last scrape; then they join the retired sums. */
+  private retire(w: WorkerProcess): void {
     if (w.finalMetrics !== undefined && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(w.finalMetrics));
     this.retired.add(w);
     this.merger.retire(w.serial);
-    if (slot.worker !== w) return;
-    slot.worker = undefined;
-    // During the start too: a worker that fails then fails the start, which cancels this restart.
-    if (Date.now() - w.startedAt >= STABLE_MS) slot.backoff = MIN_BACKOFF_MS;
-    this.scheduleRestart(slot, "worker exited unexpectedly; restarting it", { pid: w.pid, exit: w.describeExit() });
-  }
-
-  /** scheduleRestart starts the slot's worker again after its back-off (100 ms, doubling with each failure in a row up to 10 s), counted as a restart. */
-  private scheduleRestart(slot: Slot, msg: string, fields: Record<string, unknown>): void {
-    if (this.draining) return;
-    clearTimeout(slot.timer);
-    const delay = slot.backoff;
-    slot.backoff = Math.min(MAX_BACKOFF_MS, slot.backoff * 2);
-    slot.restarts++;
-    workerRestarts.labels().value++;
-    log.error(msg, { worker: slot.index, ...fields, restart_in_ms: delay });
-    slot.timer = setTimeout(() => {
-      slot.timer = undefined;
-      if (!this.draining && this.slots[slot.index - 1] === slot && !slot.worker) this.spawn(slot);
-    }, delay);
-  }
-
-  private workers(): WorkerProcess[] {
-    return this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w !== undefined && w.alive);
   }
 
   /** broadcast sends a request to every live worker and collects each reply or error (never rejects). */
-  private broadcast(msg: DistributiveOmit<Request, "id">, timeoutMs: number, to = this.workers()): Promise<Outcome[]> {
+  private broadcast(msg: DistributiveOmit<Request, "id">, timeoutMs: number, to = this.workers.running()): Promise<Outcome[]> {
     return Promise.all(to.map((worker) => worker.request(msg, timeoutMs).then((reply) => ({ worker, reply }), (error: Error) => ({ worker, error }))));
   }
 
   /** certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). A worker that does not take them is asked again (certsRetries times, backing off), then killed: its replacement loads them from storage. */
   private async certificatesChanged(): Promise<void> {
-    let to = this.workers();
+    let to = this.workers.running();
     for (let attempt = 0; to.length > 0; attempt++) {
       const failed = (await this.broadcast({ t: "certs" }, this.t.reload, to)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
       // Only workers still running (not restarted or stopped meanwhile: a new one loads storage at its start).
-      to = failed.map((o) => o.worker).filter((w) => w.alive && this.slots[w.index - 1]?.worker === w);
+      to = failed.map((o) => o.worker).filter((w) => w.alive && this.workers.isCurrent(w));
       if (to.length === 0 || this.draining) return;
       const last = attempt >= this.t.certsRetries;
       const delay = this.t.certsBackoff * 2 ** attempt;
@@ -277,7 +209,7 @@ export class Supervisor {
 
   /** failed reports a reload that threw instead of returning its outcome (after the new config went live, or a bug): a failure in the status file, so `gatehouse reload` hears of it. */
   private failed(e: unknown): ReloadOutcome {
-    const problems = problemsOf(e).map((p) => `reload failed: ${p}`);
+    const problems = problemLines(e).map((p) => `reload failed: ${p}`);
     recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
     log.error("reload failed", { problems });
     return { ok: false, problems };
@@ -302,7 +234,7 @@ export class Supervisor {
       for (const kind of ["http", "https", "admin"] as const) if (next[kind] && !sameAddress(next[kind], cur[kind])) assertFree(kind, next[kind]);
       plan = await this.certs.prepare(snap.config);
     } catch (e) {
-      return this.rejected(problemsOf(e));
+      return this.rejected(problemLines(e));
     }
     const seq = this.filesSeq + 1;
     const outcomes = await this.broadcast({ t: "reload", files: snap.files }, this.t.reload);
@@ -338,8 +270,8 @@ export class Supervisor {
       log.error("cannot bind the new admin listener; the old one keeps serving", { error: String((e as Error).message ?? e) });
     }
     this.applyLog(g);
-    if (g.workers !== this.slots.length) log.info("workers changed", { from: this.slots.length, to: g.workers });
-    this.resize(g.workers);
+    if (g.workers !== this.workers.size) log.info("workers changed", { from: this.workers.size, to: g.workers });
+    this.workers.resize(g.workers);
     this.catchUp();
     recordReload({ pid: this.opts.pid, seq: this.seq, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
     log.info("config reloaded", { sites: snap.config.sites.length, workers: g.workers, ms: Math.round((performance.now() - t0) * 10) / 10 });
@@ -348,7 +280,7 @@ export class Supervisor {
 
   /** catchUp gives the live snapshot to workers that were (re)started with an older one while a reload ran; one that cannot take it is restarted. */
   private catchUp(): void {
-    const behind = this.workers().filter((w) => w.configSeq !== this.filesSeq);
+    const behind = this.workers.running().filter((w) => w.configSeq !== this.filesSeq);
     if (behind.length === 0) return;
     const seq = this.filesSeq;
     void this.broadcast({ t: "reload", files: this.files! }, this.t.reload, behind).then((outcomes) => {
@@ -361,7 +293,7 @@ export class Supervisor {
 
   /** metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit). */
   private async metrics(): Promise<string> {
-    const scraped = [...this.workers(), ...[...this.stopped].filter((w) => w.alive)];
+    const scraped = [...this.workers.running(), ...this.workers.draining()];
     await Promise.all(scraped.map(async (w) => {
       try {
         const r = await w.request({ t: "metrics" }, this.t.scrape);
@@ -372,7 +304,7 @@ export class Supervisor {
       }
     }));
     const live = scraped.filter((w) => !this.retired.has(w)).map((w) => w.serial);
-    return renderExposition(this.merger.merge(parseExposition(registry.render() + own.render()), live));
+    return renderExposition(this.merger.merge(parseExposition(registry.render() + workerMetrics.render()), live));
   }
 
   private async purge(filter: PurgeFilter): Promise<number> {
@@ -394,24 +326,6 @@ export class Supervisor {
     return out;
   }
 
-  /** stopWorkers sends SIGTERM to every worker, waits for them within waitMs, then kills the rest. */
-  private async stopWorkers(waitMs: number): Promise<void> {
-    for (const s of this.slots) clearTimeout(s.timer);
-    const all = [...this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w !== undefined), ...this.stopped];
-    for (const w of all) w.kill("SIGTERM");
-    let timer: Timer | undefined;
-    await Promise.race([Promise.all(all.map((w) => w.exited)), new Promise((r) => (timer = setTimeout(r, waitMs)))]);
-    clearTimeout(timer);
-    for (const w of all) {
-      if (!w.alive) continue;
-      log.warn("worker did not stop in time; killing it", { worker: w.index, pid: w.pid });
-      w.kill("SIGKILL");
-    }
-    await Promise.all(all.map((w) => w.exited));
-    // Their last lines ("stopped") reach the log before the supervisor's own.
-    await Promise.race([Promise.all(all.map((w) => w.relayed)), Bun.sleep(1000)]);
-  }
-
   /** shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the start it cancels the start (which stops what it started). Called again, it returns the same promise. */
   shutdown(graceMs: number): Promise<void> {
     return (this.stopping ??= this.stop(graceMs));
@@ -431,8 +345,8 @@ export class Supervisor {
     if (this.draining) return;
     this.draining = true;
     this.certs.dispose();
-    log.info("draining", { workers: this.workers().length, grace_ms: graceMs });
-    await this.stopWorkers(graceMs + 5000);
+    log.info("draining", { workers: this.workers.running().length, grace_ms: graceMs });
+    await this.workers.stopAll(graceMs + 5000);
     await this.listeners.closeAll();
     removePidFile(this.pidFile, this.opts.pid);
     log.info("stopped");

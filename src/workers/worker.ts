@@ -1,6 +1,6 @@
 /** The worker side: one Gateway in worker mode, driven by its supervisor over IPC; it exits when told to stop or when the supervisor is gone. */
-import { addToken, removeToken } from "../acme/http01.ts";
-import { ConfigError, formatProblem } from "../config/problems.ts";
+import { Http01Tokens } from "../tls/acme/http01.ts";
+import { problemLines } from "../config/problems.ts";
 import { Gateway } from "../gateway.ts";
 import { registry } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
@@ -28,6 +28,8 @@ export class Worker {
   private gateway: Gateway | undefined;
   private starting: Promise<void> | undefined;
   private stopping = false;
+  /** challenges are the HTTP-01 tokens the supervisor publishes here; they outlive the gateway's start, so a token that arrives meanwhile is answered once it listens. */
+  private readonly challenges = new Http01Tokens();
   private disconnected = false;
   private bye: (() => void) | undefined;
 
@@ -62,12 +64,12 @@ export class Worker {
   }
 
   private async start(init: Init): Promise<void> {
-    for (const [token, keyAuthorization] of init.tokens) addToken(token, keyAuthorization);
-    const gateway = new Gateway({ configPath: this.opts.configPath, files: init.files, pid: this.opts.pid, worker: true });
+    for (const [token, keyAuthorization] of init.tokens) this.challenges.add(token, keyAuthorization);
+    const gateway = new Gateway({ configPath: this.opts.configPath, files: init.files, pid: this.opts.pid, worker: true, challenges: this.challenges });
     try {
       await gateway.start();
     } catch (e) {
-      const problems = e instanceof ConfigError ? e.problems.map(formatProblem) : [String((e as Error)?.message ?? e)];
+      const problems = problemLines(e);
       log.error("cannot start", { problems });
       this.opts.channel.send({ t: "failed", problems });
       log.flushNow();
@@ -82,8 +84,8 @@ export class Worker {
     switch (msg.t) {
       case "challenge":
         // Answered before the gateway runs too: a worker that is starting binds with the token already in place.
-        if (msg.keyAuthorization === null) removeToken(msg.token);
-        else addToken(msg.token, msg.keyAuthorization);
+        if (msg.keyAuthorization === null) this.challenges.remove(msg.token);
+        else this.challenges.add(msg.token, msg.keyAuthorization);
         return { ok: true };
       case "metrics":
         return { ok: true, value: registry.render() };

@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileStorage } from "./storage.ts";
+import { FileStorage } from "./file-storage.ts";
 
 const root = mkdtempSync(join(tmpdir(), "gatehouse-storage-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

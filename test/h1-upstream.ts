@@ -1,6 +1,6 @@
 /** Scripted upstreams for the HTTP/1.1 client's tests: raw TCP servers on 127.0.0.1 (Bun.listen) that parse requests and write exact bytes, often split across writes at awkward points, and small helpers around them. */
 import type { Socket, TCPSocketListener } from "bun";
-import { H1Pool, type H1Request, type H1Response, type PoolOptions } from "./h1-client.ts";
+import { H1Pool, type H1Request, type H1Response, type PoolOptions } from "../src/upstream/h1-client.ts";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -1,22 +1,23 @@
-/** Obtaining certificates from an RFC 8555 CA with acme-client: account reuse, one order per site, HTTP-01 or DNS-01, each step's failure logged with the CA's detail. */
+/** Obtaining certificates from an RFC 8555 CA with acme-client: account reuse, one order per site, each site's challenge proven by its Solver, each step's failure logged with the CA's detail. */
 import * as acme from "acme-client";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { rootCertificates } from "node:tls";
-import type { AcmeConfig } from "../config/types.ts";
-import { log } from "../observability/log.ts";
-import type { Storage } from "../tls/storage.ts";
-import { addTxt, deleteTxt, queryTxt, type DnsUpdateOptions } from "./dns-update.ts";
+import type { AcmeConfig } from "../../config/types.ts";
+import { log } from "../../observability/log.ts";
+import type { Issued, Issuer, RenewalAdvisor } from "../issuer.ts";
+import type { StoredMeta } from "../site-store.ts";
+import type { Storage } from "../storage.ts";
 import { AcmeError } from "./acme-error.ts";
 import { certId, fetchRenewalInfo, parseRetryAfter, type RenewalInfo } from "./ari.ts";
-import { publishToken, withdrawToken } from "./http01.ts";
+import { waits, type Challenge, type Solver } from "./solver.ts";
 
 /** Directory is the part of the CA's directory object we use. */
 export type Directory = { readonly newOrder: string; readonly renewalInfo?: string; readonly meta?: { readonly termsOfService?: string } };
 
-/** Issued is a certificate chain (leaf first) and its new key, as PEM. */
-export type Issued = { readonly certPem: string; readonly keyPem: string };
+/** SolverChoice returns the solver that proves a site's names, undefined for a site that is not (or no longer) an ACME site. */
+export type SolverChoice = (site: string) => Solver | undefined;
 
 function storageDir(directory: string): string {
   const u = new URL(directory);
@@ -61,20 +62,18 @@ function problemOf(e: unknown, since: number): Problem {
   return { type: seen?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(message)?.[0], detail: message || seen?.detail || "unknown error", retryAfterMs: seen?.retryAfterMs };
 }
 
-/** challengeName is the DNS-01 record name for an identifier (RFC 8555 §8.4): a wildcard's base name. */
-export function challengeName(identifier: string): string {
-  return `_acme-challenge.${identifier.replace(/^\*\./, "")}`;
-}
-
-/** AcmeIssuer obtains certificates from one directory for one account; it holds no certificate state itself. */
-export class AcmeIssuer {
+/** AcmeIssuer obtains certificates from one directory for one account, proving each site's names with the solver solverFor picks; it holds no certificate state itself. */
+export class AcmeIssuer implements Issuer, RenewalAdvisor {
+  readonly meta: StoredMeta;
   private directoryCache: Directory | undefined;
   private readonly ca: string | undefined;
 
   constructor(
     private readonly cfg: AcmeConfig,
     private readonly storage: Storage,
+    private readonly solverFor: SolverChoice,
   ) {
+    this.meta = { issuer: "acme", directory: cfg.directory };
     this.ca = cfg.caFile ? readFileSync(cfg.caFile, "utf8") : undefined;
     // acme-client talks through its own axios instance; extra trust goes there, on top of the system roots.
     watchProblems();
@@ -132,13 +131,10 @@ export class AcmeIssuer {
     return client;
   }
 
-  private dnsOptions(): DnsUpdateOptions {
-    const d = this.cfg.dns!;
-    return { server: { host: d.server.hostname, port: d.server.port }, key: { name: d.tsig.name, algorithm: d.tsig.algorithm, secret: d.tsig.secret } };
-  }
-
-  /** obtain runs one order for names and returns the chain with a new P-256 key; each failed step throws AcmeError with the CA's detail, after removing the challenge answers it published. */
-  async obtain(site: string, names: readonly string[]): Promise<Issued> {
+  /** issue runs one order for names and returns the chain with a new P-256 key; each failed step throws AcmeError with the CA's detail, after removing the challenge answers it published. */
+  async issue(site: string, names: readonly string[]): Promise<Issued> {
+    const solver = this.solverFor(site);
+    if (!solver) throw new AcmeError("challenge", `no challenge solver for site ${site}`);
     await this.directory();
     const client = await this.client();
     const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -158,27 +154,15 @@ export class AcmeIssuer {
     try {
       for (const authz of authzs) {
         if (authz.status === "valid") continue;
-        const wanted = this.cfg.challenge;
+        const wanted = solver.type;
         const challenge = authz.challenges.find((c) => c.type === wanted);
         const id = (authz.wildcard ? "*." : "") + authz.identifier.value;
         if (!challenge) throw new AcmeError("challenge", `the CA offers no ${wanted} challenge for ${id} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
         const keyAuth = await client.getChallengeKeyAuthorization(challenge);
-        if (challenge.type === "http-01") {
-          cleanups.push(() => withdrawToken(challenge.token));
-          await step("http-01-publish", () => publishToken(challenge.token, keyAuth));
-        } else {
-          const name = challengeName(authz.identifier.value);
-          const opts = this.dnsOptions();
-          await step("dns-update", () => addTxt(opts, name, keyAuth, 60));
-          cleanups.push(() => deleteTxt(opts, name, keyAuth).catch((e) => log.warn("cannot remove the dns-01 record", { site, name, error: String((e as Error).message ?? e) })));
-          await step("dns-check", async () => {
-            const deadline = Date.now() + 30_000;
-            while (!(await queryTxt(opts.server, name)).includes(keyAuth)) {
-              if (Date.now() > deadline) throw new Error(`${name} TXT is not visible on ${opts.server.host}:${opts.server.port} 30 s after the update`);
-              await Bun.sleep(250);
-            }
-          });
-        }
+        const c: Challenge = { site, identifier: authz.identifier.value, token: challenge.token, keyAuthorization: keyAuth };
+        cleanups.push(() => solver.cleanUp(c));
+        await step(solver.presentStep, () => solver.present(c));
+        if (waits(solver)) await step(solver.waitStep, () => solver.wait(c));
         await step("challenge", () => client.completeChallenge(challenge));
         await step("validation", () => client.waitForValidStatus(challenge));
       }

@@ -1,7 +1,7 @@
 /** Tests of the HTTP/1.1 client reading responses from scripted upstreams: framing (Content-Length, chunked, close), interim and bodiless answers, hop-by-hop fields, malformed heads. */
 import { afterEach, expect, test } from "bun:test";
-import { BUFFER_LIMIT } from "./h1-client.ts";
-import { bodyText, cleanup, closedWithin, countedSignal, get, headOf, listen, mkPool, ok, pattern, readAll, rejection, sleep, splitAfter, until, within, writeParts } from "./h1-test-upstream.ts";
+import { BUFFER_LIMIT } from "../src/upstream/h1-client.ts";
+import { bodyText, cleanup, closedWithin, countedSignal, get, headOf, listen, mkPool, ok, pattern, readAll, rejection, sleep, splitAfter, until, within, writeParts } from "./h1-upstream.ts";
 
 afterEach(cleanup);
 

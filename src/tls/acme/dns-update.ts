@@ -1,12 +1,11 @@
 /** DNS client for ACME DNS-01: zone discovery, TXT queries, and TSIG-signed RFC 2136 updates that add or delete one TXT record. */
-import { isIPv6 } from "../lib/ip.ts";
-import { nodeDgram, nodeNet } from "../lib/lazy-node.ts";
+import { DnsTransportError, dnsAddress, exchange as exchangeOver } from "../../lib/dns-transport.ts";
 import {
   randomId16, CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, isSubdomain, normalizeName, parseTxt, rcodeName,
   signMessage, tsigErrorName, verifyTsig, type DecodedMessage, type ResourceRecord, type TsigKey, txtData,
-} from "../lib/dns-wire.ts";
+} from "../../lib/dns-wire.ts";
 
-export type { TsigKey } from "../lib/dns-wire.ts";
+export type { TsigKey } from "../../lib/dns-wire.ts";
 
 /** DnsServer is where queries and updates go: an IP address (or host name) and port, usually the zone's primary. */
 export type DnsServer = { readonly host: string; readonly port: number };
@@ -15,8 +14,6 @@ export type DnsUpdateOptions = { readonly server: DnsServer; readonly key: TsigK
 
 /** DEFAULT_TIMEOUT_MS bounds one public call: discovery, UDP tries and any TCP retry together. */
 export const DEFAULT_TIMEOUT_MS = 5000;
-/** UDP_MAX is the largest message sent or expected over UDP without EDNS (RFC 1035 §4.2.1). */
-const UDP_MAX = 512;
 
 /** DnsUpdateError is a refused or failed update: rcode name (e.g. "NOTAUTH", "REFUSED"), TSIG error name if any (e.g. "BADSIG", "BADKEY", "BADTIME"), and a message that tells an operator what to check (key name, secret, allow-update / update-policy in named.conf, server address); rcode is "TIMEOUT" or "NETWORK" when no answer came. */
 export class DnsUpdateError extends Error {
@@ -29,95 +26,42 @@ export class DnsUpdateError extends Error {
 /** Budget is one public call's time limit, shared by all its steps. */
 type Budget = { readonly deadline: number; readonly timeoutMs: number };
 const budgetOf = (timeoutMs: number): Budget => ({ deadline: Date.now() + timeoutMs, timeoutMs });
-const addr = (s: DnsServer): string => (isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`);
+const addr = dnsAddress;
 
-/** udpExchange sends wire and waits for an answer with its id, retransmitting once at half the time left; other packets are ignored. */
-function udpExchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promise<Uint8Array> {
-  const id = (wire[0]! << 8) | wire[1]!;
-  return new Promise((resolve, reject) => {
-    const sock = nodeDgram().createSocket(isIPv6(server.host) ? "udp6" : "udp4");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let tries = 0;
-    let done = false;
-    const finish = (err: Error | undefined, answer?: Uint8Array): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      try { sock.close(); } catch { /* already closed */ }
-      if (err) reject(err);
-      else resolve(answer!);
-    };
-    const send = (): void => {
-      tries++;
-      try {
-        sock.send(wire, (err) => { if (err) finish(new DnsUpdateError(`sending to ${addr(server)} over udp failed: ${err.message.toLowerCase()}: check the server address`, "NETWORK")); });
-      } catch (err) {
-        return finish(err as Error);
-      }
-      const left = budget.deadline - Date.now();
-      timer = setTimeout(() => {
-        if (tries < 2 && !done) return send();
-        finish(new DnsUpdateError(`no answer from ${addr(server)} over udp after ${tries} tries (timeout ${budget.timeoutMs} ms): check the server address and port, that named runs and listens there, and that no firewall drops dns`, "TIMEOUT"));
-      }, Math.max(0, tries === 1 ? left / 2 : left));
-    };
-    sock.on("error", (err: NodeJS.ErrnoException) => {
-      const why = err.code === "ECONNREFUSED" ? "port unreachable, nothing listens there" : err.message.toLowerCase();
-      finish(new DnsUpdateError(`udp to ${addr(server)} failed (${why}): check the server address and port and that named runs`, "NETWORK"));
-    });
-    sock.on("message", (msg) => {
-      const h = decodeHeader(msg);
-      if (h?.qr && h.id === id) finish(undefined, new Uint8Array(msg));
-    });
-    // connect() makes the kernel drop packets from other sources and report ICMP port-unreachable as ECONNREFUSED.
-    try {
-      sock.connect(server.port, server.host, send);
-    } catch (err) {
-      finish(new DnsUpdateError(`udp to ${addr(server)} failed (${(err as Error).message.toLowerCase()}): check the server address and port`, "NETWORK"));
+/** transportError says what an operator should check when no answer came. */
+function transportError(server: DnsServer, e: DnsTransportError, budget: Budget): DnsUpdateError {
+  const at = addr(server);
+  const why = (e.sysError?.message ?? "").toLowerCase();
+  if (e.proto === "udp") {
+    switch (e.stage) {
+      case "timeout": return new DnsUpdateError(`no answer from ${at} over udp after ${e.tries} tries (timeout ${budget.timeoutMs} ms): check the server address and port, that named runs and listens there, and that no firewall drops dns`, "TIMEOUT");
+      case "send": return new DnsUpdateError(`sending to ${at} over udp failed: ${why}: check the server address`, "NETWORK");
+      case "socket": return new DnsUpdateError(`udp to ${at} failed (${e.sysError?.code === "ECONNREFUSED" ? "port unreachable, nothing listens there" : why}): check the server address and port and that named runs`, "NETWORK");
+      default: return new DnsUpdateError(`udp to ${at} failed (${why}): check the server address and port`, "NETWORK");
     }
-  });
+  }
+  switch (e.stage) {
+    case "timeout": return new DnsUpdateError(`no answer from ${at} over tcp (timeout ${budget.timeoutMs} ms): check the server address and port and that named accepts tcp`, "TIMEOUT");
+    case "closed": return new DnsUpdateError(`${at} closed the tcp connection without answering`, "NETWORK");
+    default: return new DnsUpdateError(`tcp to ${at} failed (${why}): check the server address and port and that named runs`, "NETWORK");
+  }
 }
 
-/** tcpExchange sends wire with a 2-byte length prefix and reads framed answers until one has its id (RFC 1035 §4.2.2). */
-function tcpExchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promise<Uint8Array> {
-  const id = (wire[0]! << 8) | wire[1]!;
-  return new Promise((resolve, reject) => {
-    const sock = nodeNet().connect({ host: server.host, port: server.port });
-    let buf = Buffer.alloc(0);
-    let done = false;
-    const finish = (err: Error | undefined, answer?: Uint8Array): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(answer!);
-    };
-    const timer = setTimeout(() => finish(new DnsUpdateError(`no answer from ${addr(server)} over tcp (timeout ${budget.timeoutMs} ms): check the server address and port and that named accepts tcp`, "TIMEOUT")), Math.max(0, budget.deadline - Date.now()));
-    sock.on("connect", () => {
-      const frame = Buffer.alloc(2 + wire.length);
-      frame.writeUInt16BE(wire.length, 0);
-      frame.set(wire, 2);
-      sock.write(frame);
-    });
-    sock.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        const msg = new Uint8Array(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-        buf = buf.subarray(2 + msg.length);
-        const h = decodeHeader(msg);
-        if (h?.qr && h.id === id) return finish(undefined, msg);
-      }
-    });
-    sock.on("error", (err) => finish(new DnsUpdateError(`tcp to ${addr(server)} failed (${err.message.toLowerCase()}): check the server address and port and that named runs`, "NETWORK")));
-    sock.on("close", () => finish(new DnsUpdateError(`${addr(server)} closed the tcp connection without answering`, "NETWORK")));
-  });
-}
-
-/** exchange uses UDP unless the message is too large, and retries over TCP when the answer has TC set (RFC 1035 §4.2.1, RFC 7766 §5). */
+/** exchange sends wire (UDP, TCP when too large or truncated) and returns the answer with its id; the answer must parse (RFC 1035 §4.2.1, RFC 7766 §5). */
 async function exchange(server: DnsServer, wire: Uint8Array, budget: Budget): Promise<DecodedMessage & { wire: Uint8Array }> {
   if (!Number.isInteger(server.port) || server.port < 1 || server.port > 65535) throw new DnsUpdateError(`dns server port ${server.port} is not 1-65535: check the server port`, "NETWORK");
-  let answer = wire.length > UDP_MAX ? await tcpExchange(server, wire, budget) : await udpExchange(server, wire, budget);
-  if (decodeHeader(answer)?.tc && wire.length <= UDP_MAX) answer = await tcpExchange(server, wire, budget);
+  const id = (wire[0]! << 8) | wire[1]!;
+  // Any answer with our id; query() then checks that it echoes the question.
+  const ours = (msg: Uint8Array): true | undefined => {
+    const h = decodeHeader(msg);
+    return h?.qr && h.id === id ? true : undefined;
+  };
+  let answer: Uint8Array;
+  try {
+    answer = (await exchangeOver(server, wire, budget.deadline, ours)).wire;
+  } catch (err) {
+    throw err instanceof DnsTransportError ? transportError(server, err, budget) : err;
+  }
   try {
     return { ...decodeMessage(answer), wire: answer };
   } catch (err) {

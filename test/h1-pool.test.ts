@@ -1,7 +1,7 @@
 /** Tests of the HTTP/1.1 client's connections: reuse and stale connections, refusal, aborts, backpressure, request bodies, early answers, the idle pool. */
 import { afterEach, expect, test } from "bun:test";
-import { H1Pool, type H1Request } from "./h1-client.ts";
-import { bodyText, cleanup, closeAfter, countedSignal, get, headOf, listen, mkPool, ok, pattern, rejection, sleep, until, within, writeParts, type Peer } from "./h1-test-upstream.ts";
+import { H1Pool, type H1Request } from "../src/upstream/h1-client.ts";
+import { bodyText, cleanup, closeAfter, countedSignal, get, headOf, listen, mkPool, ok, pattern, rejection, sleep, until, within, writeParts, type Peer } from "./h1-upstream.ts";
 
 afterEach(cleanup);
 

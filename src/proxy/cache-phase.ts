@@ -1,14 +1,14 @@
 /** The cache phase of a proxied route (RFC 9111): lookup, serve fresh or allowed-stale responses, revalidate, coalesce misses and revalidations, invalidate after unsafe methods. */
 import type { CacheRules } from "../config/types.ts";
-import type { RequestContext } from "../proxy/context.ts";
-import { GatewayError } from "../proxy/errors.ts";
-import { count, Filler, tag, type Forward } from "./fill.ts";
-import { decide, invalidates, onlyIfCached, type Decision } from "./policy.ts";
-import type { ResponseCache } from "./response-cache.ts";
-import { serveStored } from "./serve.ts";
-import type { Entry } from "./store.ts";
+import type { RequestContext } from "./context.ts";
+import { GatewayError } from "./errors.ts";
+import { count, Filler, tag, type Forward } from "./cache-fill.ts";
+import { decide, invalidates, onlyIfCached, type Decision } from "../cache/policy.ts";
+import type { ResponseCache } from "../cache/response-cache.ts";
+import { serveStored } from "../cache/serve.ts";
+import type { Entry } from "../cache/store.ts";
 
-export type { Forward } from "./fill.ts";
+export type { Forward } from "./cache-fill.ts";
 
 /** COALESCE_WAIT_MS bounds how long a request waits for another one fetching or revalidating the same URL before going to the origin itself. */
 const COALESCE_WAIT_MS = 10_000;

@@ -2,16 +2,15 @@
 import type { CacheRules } from "../config/types.ts";
 import { cacheRequests } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import { clientOf, type RequestContext } from "../proxy/context.ts";
-import { GatewayError } from "../proxy/errors.ts";
-import { discard, release } from "../proxy/finish.ts";
-import { responsePolicy } from "./cache-control.ts";
-import { compressible } from "./compress.ts";
-import { currentAge, freshnessLifetime, hasExplicitFreshness, mergeRevalidated, storable, type ResponseInfo } from "./policy.ts";
-import type { ResponseCache } from "./response-cache.ts";
-import { CACHE_NAME, serveStored, takeConditionals, type Conditionals } from "./serve.ts";
-import type { Entry } from "./store.ts";
-import { secondaryKey, varyNames } from "./vary.ts";
+import { clientOf, type RequestContext } from "./context.ts";
+import { GatewayError } from "./errors.ts";
+import { responsePolicy } from "../cache/cache-control.ts";
+import { compressible } from "../cache/compress.ts";
+import { currentAge, freshnessLifetime, hasExplicitFreshness, mergeRevalidated, storable, type ResponseInfo } from "../cache/policy.ts";
+import type { ResponseCache } from "../cache/response-cache.ts";
+import { CACHE_NAME, serveStored, takeConditionals, type Conditionals } from "../cache/serve.ts";
+import type { Entry } from "../cache/store.ts";
+import { secondaryKey, varyNames } from "../cache/vary.ts";
 
 /** Forward sends the request on to the origin and returns the client-ready response (the proxy's forward). */
 export type Forward = (ctx: RequestContext) => Promise<Response>;
@@ -59,23 +58,12 @@ export class Filler {
     private readonly forward: Forward,
   ) {}
 
-  /** upstream forwards with the outcome held: the phase decides whether the client gets this response (release) or one from the store (discard). */
-  private async upstream(ctx: RequestContext): Promise<Response> {
-    ctx.hold = true;
-    try {
-      return await this.forward(ctx);
-    } catch (e) {
-      discard(ctx);
-      throw e;
-    }
-  }
-
   /** fetch sends the client's request as it is (its validators and range too: the origin may answer 304 or 206, which pass through) and stores a full response that may be stored. */
   async fetch(ctx: RequestContext, primary: string): Promise<Response> {
     // The Vary key must come from what the client sent, before forwarding adds X-Forwarded-For, Via and the like.
     const asked = new Headers(ctx.req.headers);
     const requestTime = Date.now();
-    const res = await this.upstream(ctx);
+    const res = await this.forward(ctx);
     return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
   }
 
@@ -83,17 +71,14 @@ export class Filler {
     const ok = storable("GET", asked, res);
     const declared = Number(res.headers.get("content-length") ?? NaN);
     if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
-      release(ctx);
       return tag(res, `${status}; detail=${ok.ok ? (res.body === null ? "no-body" : "too-large") : ok.reason}`);
     }
     let body: Uint8Array;
     try {
       body = await res.bytes();
     } catch (e) {
-      discard(ctx);
       throw e instanceof GatewayError ? e : new GatewayError(502, "upstream response broke off", "upstream", String((e as Error).message ?? e));
     }
-    discard(ctx);
     const headers = new Headers(res.headers);
     for (const name of NOT_STORED) headers.delete(name);
     const vary = varyNames(headers);
@@ -129,7 +114,7 @@ export class Filler {
     const requestTime = Date.now();
     let res: Response;
     try {
-      res = await this.upstream(ctx);
+      res = await this.forward(ctx);
     } catch (err) {
       if (staleIfError > 0 && err instanceof GatewayError && err.status >= 500) {
         count(ctx, "stale");
@@ -143,7 +128,6 @@ export class Filler {
       const merged = mergeRevalidated(e.headers, res.headers, responseTime);
       for (const name of NOT_STORED) merged.delete(name);
       const vary = varyNames(merged);
-      discard(ctx);
       if (vary === "*" || vary.join(",") !== e.vary.join(",")) {
         // The variants are keyed by the old Vary names: serve this client, drop them all (RFC 9111 §4.1).
         this.cache.store.delete(primary);
@@ -159,7 +143,6 @@ export class Filler {
     if (res.status >= 500 && staleIfError > 0) {
       count(ctx, "stale");
       void res.body?.cancel();
-      discard(ctx);
       return serveStored(ctx, e, age, `fwd=stale; fwd-status=${res.status}; detail=stale-if-error; ttl=${Math.floor(ttl)}`, cond, grown);
     }
     count(ctx, "miss");
@@ -177,7 +160,7 @@ export class Filler {
       // A context of its own, finished from the start: the exchange is not a client request in logs and metrics;
       // its server stub ignores per-request timeouts (the request is not one of the listener's).
       const server = Object.create(ctx.server, { timeout: { value: () => undefined } }) as RequestContext["server"];
-      const bg: RequestContext = { ...ctx, req, server, peer: clientOf(ctx), finished: true, hold: false, held: undefined };
+      const bg: RequestContext = { ...ctx, req, server, peer: clientOf(ctx), finished: true, streamed: undefined, responded: false };
       const res = await this.revalidate(bg, primary, secondary, e, 0, 0, 0);
       // Nobody reads this response; a streamed body must still be ended so the upstream connection is released.
       await res.body?.cancel();

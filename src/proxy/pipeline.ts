@@ -1,0 +1,106 @@
+/**
+ * The phases of one request, named and run in this one place (Pingora's model), over one RequestContext:
+ * 1. request_filter: routing (request-filter.ts: ACME HTTP-01 answers, Host → site → route, the redirect to HTTPS),
+ *    then the route's own filters (`CompiledRoute.filters`: access rules, rate limits), in order;
+ * 2. the route's answer (`CompiledRoute.handle`): for a proxy route the cache phase (cache-phase.ts), then
+ *    upstream_peer (the pool's choice) and upstream_request_filter (the upstream's request head) in forward.ts;
+ *    or a static file, or a redirect; a WebSocket upgrade goes to websocket.ts instead;
+ * 3. response_filter: the route's response filters (`CompiledRoute.responseFilters`: HSTS), on its errors too;
+ * 4. logging (logging.ts): metrics and one access-log line, once, when the response has ended.
+ * A phase that answers skips the others up to logging; every error becomes the gateway's own response here.
+ */
+import type { Server } from "bun";
+import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "./context.ts";
+import { failWith } from "./errors.ts";
+import { delivered } from "./logging.ts";
+import { routeRequest } from "./request-filter.ts";
+import { requestId } from "./request-id.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+
+type Out = Response | Promise<Response | undefined>;
+
+/** respond runs the response_filter phase on what the route answered, then hands it over to logging. */
+function respond(ctx: RequestContext, route: CompiledRoute, res: Response): Response {
+  const filters = route.responseFilters;
+  if (filters.length !== 0) {
+    const original = res;
+    for (const f of filters) res = f(ctx, res);
+    // A filter that replaced the response passes the streamed body on with it: its end still ends the request.
+    if (original === ctx.streamed) ctx.streamed = res;
+  }
+  delivered(ctx, res);
+  return res;
+}
+
+/** early hands over an answer made before any route phase ran (request_filter). */
+function early(ctx: RequestContext, res: Response): Response {
+  delivered(ctx, res);
+  return res;
+}
+
+/** answer runs the route's own phase, or upgrades a WebSocket. */
+function answer(ctx: RequestContext, route: CompiledRoute): Out {
+  try {
+    if (route.proxy !== undefined && isWebSocketUpgrade(ctx.req)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
+    const res = route.handle(ctx);
+    if (res instanceof Promise) return res.then((r) => respond(ctx, route, r), (e) => respond(ctx, route, failWith(ctx, e)));
+    return respond(ctx, route, res);
+  } catch (e) {
+    return respond(ctx, route, failWith(ctx, e));
+  }
+}
+
+/** filtered runs the route's request filters from index i; the first answer goes out through response_filter, else the route answers. */
+function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly RequestFilter[], i: number): Out {
+  for (; i < filters.length; i++) {
+    let r: ReturnType<RequestFilter>;
+    try {
+      r = filters[i]!(ctx);
+    } catch (e) {
+      return respond(ctx, route, failWith(ctx, e));
+    }
+    if (r instanceof Promise) {
+      const next = i + 1;
+      return r.then((res) => (res === undefined ? filtered(ctx, route, filters, next) : respond(ctx, route, res)), (e) => respond(ctx, route, failWith(ctx, e)));
+    }
+    if (r !== undefined) return respond(ctx, route, r);
+  }
+  return answer(ctx, route);
+}
+
+/** createFetchHandler builds the Bun.serve fetch handler of a public listener; `view` returns the live generation's view, read once per request. */
+export function createFetchHandler(view: () => HandlerView, scheme: "http" | "https") {
+  return function handle(req: Request, server: Server<unknown>): Out {
+    const v = view();
+    const url = req.url;
+    const start = url.indexOf("/", url.indexOf("//") + 2);
+    const q = start < 0 ? -1 : url.indexOf("?", start);
+    const ctx: RequestContext = {
+      req,
+      server,
+      id: requestId(req.headers.get("x-request-id")),
+      start: performance.now(),
+      peer: undefined,
+      scheme,
+      host: req.headers.get("host") ?? "",
+      path: start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q),
+      query: q < 0 ? "" : url.slice(q),
+      hop: v.hop,
+      route: undefined,
+      upstream: undefined,
+      upstreamMs: 0,
+      bytesIn: 0,
+      status: 0,
+      bytesOut: 0,
+      streamed: undefined,
+      responded: false,
+      finished: false,
+      error: undefined,
+      cache: undefined,
+    };
+    const routed = routeRequest(ctx, v);
+    if (routed !== undefined) return early(ctx, routed);
+    const route = ctx.route!;
+    return route.filters.length === 0 ? answer(ctx, route) : filtered(ctx, route, route.filters, 0);
+  };
+}

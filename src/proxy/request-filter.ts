@@ -1,0 +1,32 @@
+/** The request_filter phase's first steps, before any route runs: ACME HTTP-01 answers, Host → site → route (400, 421, 404), the redirect to HTTPS. */
+import { CHALLENGE_PREFIX } from "../tls/acme/http01.ts";
+import type { HandlerView, RequestContext } from "./context.ts";
+import { failWith, GatewayError } from "./errors.ts";
+import { HOST_INVALID } from "./router.ts";
+
+/** routeRequest finds the request's route (ctx.route) in the view, or answers it: a challenge token, a bad or unknown Host, a redirect to HTTPS, an unknown path. A few Map hits; undefined when the route's phases should run. */
+export function routeRequest(ctx: RequestContext, v: HandlerView): Response | undefined {
+  const { scheme, path } = ctx;
+  if (scheme === "http") {
+    // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.
+    const challenge = v.challenges.answer(path);
+    if (challenge !== undefined) return challenge;
+  }
+  const site = v.router.lookup(ctx.host);
+  if (site === HOST_INVALID) return failWith(ctx, new GatewayError(400, "invalid Host header", "downstream"));
+  if (site === undefined || (scheme === "https" && !site.secure)) {
+    // RFC 9110 §15.5.20: over TLS the connection was made for a name we do not serve.
+    return failWith(ctx, scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"));
+  }
+  const route = site.lookup(path);
+  if (scheme === "http" && site.redirectHttps && !path.startsWith(CHALLENGE_PREFIX)) {
+    // The Host passed the router's check (a name or bracketed address, an optional port), so it is safe in Location.
+    ctx.route = route;
+    const colon = ctx.host.lastIndexOf(":");
+    const host = colon > ctx.host.lastIndexOf("]") ? ctx.host.slice(0, colon) : ctx.host;
+    return new Response(null, { status: 308, headers: { location: `https://${host}${v.httpsPortSuffix}${path}${ctx.query}`, "x-request-id": ctx.id } });
+  }
+  if (route === undefined) return failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
+  ctx.route = route;
+  return undefined;
+}

@@ -1,0 +1,43 @@
+/** One TLS site's certificate state in the registry (Managed), shared by the certificate manager and the renewal scheduler. */
+import type { SiteConfig } from "../config/types.ts";
+import { coversAll, type CertBundle } from "../lib/cert-info.ts";
+import type { RenewalWindow } from "./acme/ari.ts";
+import { issuedBy, type Issuer } from "./issuer.ts";
+import type { Stored } from "./site-store.ts";
+
+/** Managed is a site's certificate as the registry serves and renews it; it lives as long as the site's mode, hosts, storage and CA stay (its id). */
+export type Managed = {
+  /** id changes when anything that decides the certificate changes: mode, hosts, storage, CA. */
+  readonly id: string;
+  readonly site: string;
+  readonly mode: "acme" | "internal" | "manual";
+  readonly hosts: readonly string[];
+  bundle: CertBundle | undefined;
+  /** stale: the served certificate is not what the config asks for (other issuer or CA, hosts missing); renewed at once. */
+  stale: boolean;
+  failures: number;
+  lastError: string | undefined;
+  timer: Timer | undefined;
+  nextCheck: number;
+  /** firstDelay is when a new entry's first check runs once committed (undefined: at its renewal time). */
+  firstDelay: number | undefined;
+  busy: boolean;
+  window: RenewalWindow | undefined;
+  /** ariRetryMs is how long the CA asked us to wait before asking for renewal information again (Retry-After, RFC 9773 §4.3). */
+  ariRetryMs?: number;
+};
+
+/** managedEntry is a new entry for a site, serving bundle (when any). */
+export function managedEntry(site: SiteConfig, id: string, bundle: CertBundle | undefined, stale: boolean): Managed {
+  return { id, site: site.name, mode: site.tls.mode as Managed["mode"], hosts: site.hosts, bundle, stale, failures: 0, lastError: undefined, timer: undefined, nextCheck: 0, firstDelay: undefined, busy: false, window: undefined };
+}
+
+/** fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the site's issuer (for ACME, the same CA directory). */
+export function fits(s: Stored, hosts: readonly string[], issuer: Pick<Issuer, "meta">): boolean {
+  return coversAll(s.bundle, hosts) && issuedBy(s.meta, issuer);
+}
+
+/** unpack turns an issued pair into inspectBundle's arguments. */
+export function unpack(p: { certPem: string; keyPem: string }): [string, string] {
+  return [p.certPem, p.keyPem];
+}

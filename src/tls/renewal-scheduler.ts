@@ -1,0 +1,128 @@
+/** The renewal scheduler: one timer per managed certificate, set by its renewal time (the CA's ARI window when it gives one), rechecks of that window, and retries with backoff after a failure. */
+import { inspectBundle, type CertBundle } from "../lib/cert-info.ts";
+import { acmeOrders, certificateRenewal } from "../observability/gateway-metrics.ts";
+import { log } from "../observability/log.ts";
+import { AcmeError } from "./acme/acme-error.ts";
+import { renewAt, retryDelay } from "./acme/renewal-time.ts";
+import type { Issuer, RenewalAdvisor } from "./issuer.ts";
+import { fits, unpack, type Managed } from "./managed.ts";
+import type { SiteCertStore } from "./site-store.ts";
+
+const MAX_TIMER = 2 ** 31 - 1;
+/** ARI_RECHECK_MS is how often the CA's renewal window is asked again when the certificate is not due before (RFC 9773 §4.3 suggests a few times a day). */
+const ARI_RECHECK_MS = 6 * 3600_000;
+
+/** RenewalHost is the registry the scheduler works for; it is asked at each step, because the live store and issuers change with reloads. */
+export interface RenewalHost {
+  /** live says whether m is still served (not dropped by a reload, registry not disposed). */
+  live(m: Managed): boolean;
+  /** store is where certificates are stored now; undefined before the first commit. */
+  store(): SiteCertStore | undefined;
+  /** issuerOf is the issuer m's site chooses now. */
+  issuerOf(m: Managed): Issuer | undefined;
+  /** renewFraction is how far into m's lifetime it is renewed without an ARI window. */
+  renewFraction(m: Managed): number;
+  /** renewed is told that m serves a new certificate (metrics, then the HTTPS listener swaps). */
+  renewed(m: Managed): void;
+}
+
+function advisor(i: Issuer | undefined): RenewalAdvisor | undefined {
+  return i && typeof (i as Partial<RenewalAdvisor>).renewalInfo === "function" ? (i as Issuer & RenewalAdvisor) : undefined;
+}
+
+/** RenewalScheduler renews the ACME and internal certificates of its host; a follower's never runs (it only loads what the leader stored). */
+export class RenewalScheduler {
+  constructor(private readonly host: RenewalHost, private readonly follower: boolean) {}
+
+  /** schedule sets m's next renewal check: `delay` ms from now, or by the certificate's renewal time (the CA's ARI window when it gives one). */
+  schedule(m: Managed, delay?: number): void {
+    clearTimeout(m.timer);
+    if (!this.host.live(m) || m.mode === "manual" || this.follower) return;
+    const now = Date.now();
+    let at = now + (delay ?? 0);
+    if (delay === undefined && m.bundle) {
+      at = renewAt(m.bundle, now, { window: m.window, fraction: this.host.renewFraction(m) });
+      const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
+      if (advisor(this.host.issuerOf(m)) && at > now + recheck) at = now + recheck + Math.random() * 60_000;
+    }
+    m.nextCheck = at;
+    certificateRenewal.labels(m.site).value = Math.floor(at / 1000);
+    m.timer = setTimeout(() => void this.tick(m), Math.min(MAX_TIMER, Math.max(0, at - now)));
+    m.timer.unref?.();
+  }
+
+  /** renewNow starts m's renewal at once, in place of its timer. */
+  renewNow(m: Managed): void {
+    clearTimeout(m.timer);
+    void this.renew(m);
+  }
+
+  private async tick(m: Managed): Promise<void> {
+    if (!this.host.live(m)) return;
+    try {
+      if (advisor(this.host.issuerOf(m)) && m.bundle && !m.stale) {
+        await this.refreshWindow(m);
+        if (!this.host.live(m)) return;
+        if (renewAt(m.bundle, Date.now(), { window: m.window, fraction: this.host.renewFraction(m) }) > Date.now()) return this.schedule(m);
+      }
+      await this.renew(m);
+    } catch (e) {
+      log.error("certificate renewal check failed", { site: m.site, error: String((e as Error)?.stack ?? e) });
+      this.schedule(m, retryDelay(++m.failures));
+    }
+  }
+
+  private async refreshWindow(m: Managed): Promise<void> {
+    try {
+      const info = await advisor(this.host.issuerOf(m))?.renewalInfo(m.bundle!.certPem);
+      if (!info) return;
+      m.window = info.window;
+      m.ariRetryMs = info.retryAfterMs;
+    } catch (e) {
+      log.warn("acme renewal information unavailable; using the default renewal time", { site: m.site, error: String((e as Error).message ?? e) });
+    }
+  }
+
+  /** renew obtains a new certificate for m under the storage lock, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with backoff. */
+  private async renew(m: Managed): Promise<void> {
+    const store = this.host.store();
+    if (m.busy || !store) return;
+    m.busy = true;
+    const t0 = performance.now();
+    let release: (() => Promise<void>) | undefined;
+    try {
+      const issuer = this.host.issuerOf(m);
+      if (!issuer) throw new Error(`no issuer for site ${m.site} (tls = "${m.mode}")`);
+      release = await store.storage.lock(`site-${m.site}`);
+      // Another node (or an earlier process) may have obtained one meanwhile.
+      const stored = await store.load(m.site);
+      let fresh: CertBundle | undefined;
+      if (stored && fits(stored, m.hosts, issuer) && stored.bundle.fingerprint !== m.bundle?.fingerprint && renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored.bundle;
+      if (!fresh) {
+        fresh = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
+        await store.save(m.site, fresh, issuer.meta);
+        if (m.mode === "acme") acmeOrders.labels("success").value++;
+        log.info("certificate obtained", { site: m.site, issuer: m.mode, names: fresh.names, not_after: new Date(fresh.notAfter).toISOString(), ms: Math.round(performance.now() - t0) });
+      }
+      if (!this.host.live(m)) return;
+      Object.assign(m, { bundle: fresh, stale: false, failures: 0, lastError: undefined, window: undefined });
+      this.schedule(m);
+      this.host.renewed(m);
+    } catch (e) {
+      m.failures++;
+      m.lastError = String((e as Error).message ?? e);
+      const ae = e instanceof AcmeError ? e : undefined;
+      if (m.mode === "acme") acmeOrders.labels("failure").value++;
+      const delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
+      log.error("certificate not obtained; the current one keeps serving", {
+        site: m.site, issuer: m.mode, step: ae?.step, error: m.lastError, failures: m.failures,
+        serving: m.bundle ? new Date(m.bundle.notAfter).toISOString() : "none", retry_in_s: Math.round(delay / 1000),
+        ...(ae?.rateLimited ? { hint: "the CA rate-limits this account or these names: wait for the retry, and check for duplicate gatehouse instances or a loop of config changes" } : {}),
+      });
+      this.schedule(m, delay);
+    } finally {
+      m.busy = false;
+      await release?.().catch(() => undefined);
+    }
+  }
+}
