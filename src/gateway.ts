@@ -25,9 +25,15 @@ export type GatewayOptions = {
   readonly configPath: string;
   readonly files?: ConfigFiles;
   readonly pid: number;
-  /** worker: one of several worker processes under a supervisor: public listeners shared with its siblings (SO_REUSEPORT), no admin listener, no pid or status file, certificates only loaded from storage (the supervisor obtains them). */
+  /**
+   * worker: one of several worker processes under a supervisor: public listeners shared with its siblings (SO_REUSEPORT), no admin listener, no pid or status
+   * file, certificates only loaded from storage (the supervisor obtains them).
+   */
   readonly worker?: boolean;
-  /** challenges: the HTTP-01 tokens to answer (a worker passes the table its supervisor fills, also before the gateway starts); default: a new one of this gateway's own. */
+  /**
+   * challenges: the HTTP-01 tokens to answer (a worker passes the table its supervisor fills, also before the gateway starts); default: a new one of this
+   * gateway's own.
+   */
   readonly challenges?: Http01Tokens;
 };
 
@@ -60,7 +66,11 @@ export class Gateway {
   constructor(private readonly opts: GatewayOptions) {
     this.files = opts.files;
     this.challenges = opts.challenges ?? new Http01Tokens();
-    this.certs = new CertManager(() => void this.certificatesChanged(), { storage: (dir) => new FileStorage(dir), follower: opts.worker, challenges: this.challenges });
+    this.certs = new CertManager(() => void this.certificatesChanged(), {
+      storage: (dir) => new FileStorage(dir),
+      follower: opts.worker,
+      challenges: this.challenges,
+    });
     this.state = {
       ready: () => this.gen !== undefined && !this.draining,
       certificates: () => this.certs.describe(),
@@ -69,7 +79,10 @@ export class Gateway {
       upstreams: () => this.endpoints.describe(performance.now()),
     };
     const admin = adminApp(this.state);
-    this.listeners = new Listeners({ http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch }, { shared: opts.worker });
+    this.listeners = new Listeners(
+      { http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch },
+      { shared: opts.worker },
+    );
     setHealthCollector((g) => {
       g.retain(() => false);
       const now = performance.now();
@@ -97,7 +110,10 @@ export class Gateway {
     return this.opts.worker ? { ...g.listen, admin: undefined } : g.listen;
   }
 
-  /** poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them (and their metric series); the endpoints of a generation being built are kept too. */
+  /**
+   * poolsChanged follows DNS discovery: new endpoints of the live generation get their health checks, departed ones lose them (and their metric series); the
+   * endpoints of a generation being built are kept too.
+   */
   private poolsChanged(gen: Generation): void {
     if (this.gen !== gen) return;
     if (this.compiling) {
@@ -116,7 +132,10 @@ export class Gateway {
     return { entries, digest: entries.map((e) => `${e.serverName ?? ""}=${e.fingerprint}`).join(",") };
   }
 
-  /** certificatesChanged swaps the HTTPS listener to the certificates the registry serves now (after a renewal or a first issuance); it waits for any reload in progress. */
+  /**
+   * certificatesChanged swaps the HTTPS listener to the certificates the registry serves now (after a renewal or a first issuance); it waits for any reload in
+   * progress.
+   */
   private certificatesChanged(): Promise<unknown> {
     const run = this.reloadChain.then(() => {
       if (!this.gen || this.draining) return;
@@ -135,7 +154,14 @@ export class Gateway {
     const g = config.global;
     let gen: Generation | undefined;
     // Discovery may report changes while a sliced build is under way: they concern this generation only once it exists.
-    const deps = { endpoints: this.endpoints, discovery: this.discovery, listenerIdleMs: g.listen.idleTimeout, cache: this.cache, challenges: this.challenges, poolsChanged: () => gen && this.poolsChanged(gen) };
+    const deps = {
+      endpoints: this.endpoints,
+      discovery: this.discovery,
+      listenerIdleMs: g.listen.idleTimeout,
+      cache: this.cache,
+      challenges: this.challenges,
+      poolsChanged: () => gen && this.poolsChanged(gen),
+    };
     if (sliced) {
       this.compiling = true;
       try {
@@ -188,7 +214,10 @@ export class Gateway {
     log.info("started", { config: config.global.file, sites: config.sites.length, routes: gen.routeNames.size, generation: gen.id });
   }
 
-  /** reload re-reads everything (or takes the given texts: a worker gets its supervisor's snapshot) and swaps atomically; on any problem the running config stays and the problems are logged in `gatehouse check` format. Reloads run one at a time. */
+  /**
+   * reload re-reads everything (or takes the given texts: a worker gets its supervisor's snapshot) and swaps atomically; on any problem the running config
+   * stays and the problems are logged in `gatehouse check` format. Reloads run one at a time.
+   */
   reload(files?: ConfigFiles): Promise<ReloadOutcome> {
     const run = this.reloadChain.then(() => this.reloadNow(files ?? this.files));
     this.reloadChain = run;
@@ -205,7 +234,12 @@ export class Gateway {
       const gen = await this.activate(config, true);
       this.files = files;
       this.writeStatus("success", []);
-      log.info("config reloaded", { generation: gen.id, sites: gen.config.sites.length, routes: gen.routeNames.size, ms: Math.round((performance.now() - t0) * 10) / 10 });
+      log.info("config reloaded", {
+        generation: gen.id,
+        sites: gen.config.sites.length,
+        routes: gen.routeNames.size,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+      });
       const workers = gen.config.global.workers;
       if (!this.opts.worker && workers !== 1) log.warn("workers takes effect at the next start; this instance stays one process", { workers });
       return { ok: true, problems: [] };
@@ -217,7 +251,10 @@ export class Gateway {
     }
   }
 
-  /** adoptStoredCertificates (a worker's) serves the certificates its supervisor stored since the last look, swapping the HTTPS listener when any changed; it waits for a reload in progress. */
+  /**
+   * adoptStoredCertificates (a worker's) serves the certificates its supervisor stored since the last look, swapping the HTTPS listener when any changed; it
+   * waits for a reload in progress.
+   */
   adoptStoredCertificates(): Promise<void> {
     const run = this.reloadChain.then(async () => {
       if (!this.gen || this.draining || !(await this.certs.refresh())) return;
@@ -259,4 +296,3 @@ export class Gateway {
     return this.listeners.pending();
   }
 }
-

@@ -21,7 +21,10 @@ import type { ResolverServer } from "./upstream/resolver.ts";
 import type { Http01Tokens } from "./tls/acme/http01.ts";
 import { builtinSource } from "./welcome/builtin.ts";
 
-/** Generation is a compiled config and what it was compiled from; it owns no sockets. dispose() detaches its pools from DNS discovery once a newer generation is live. */
+/**
+ * Generation is a compiled config and what it was compiled from; it owns no sockets. dispose() detaches its pools from DNS discovery once a newer generation is
+ * live.
+ */
 export type Generation = {
   readonly id: number;
   readonly config: Config;
@@ -48,7 +51,12 @@ export type GenerationDeps = {
 };
 
 /** Pools is what a generation keeps of its proxy routes: their pools, health checks and discovery subscriptions. */
-type Pools = { readonly list: { pool: Pool; health: HealthCheck | undefined }[]; readonly discoveries: Set<DnsDiscovery>; readonly unsubscribe: (() => void)[]; readonly servers: readonly ResolverServer[] };
+type Pools = {
+  readonly list: { pool: Pool; health: HealthCheck | undefined }[];
+  readonly discoveries: Set<DnsDiscovery>;
+  readonly unsubscribe: (() => void)[];
+  readonly servers: readonly ResolverServer[];
+};
 
 function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
   const tls = a.options.upstreamTls;
@@ -76,10 +84,12 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
   const pool = new Pool(current(), a.options.loadBalance, a.options.allUnhealthy, a.options.maxInflight, a.options.slowStart);
   for (const d of found) {
     pools.discoveries.add(d);
-    pools.unsubscribe.push(d.onChange(() => {
-      pool.setTargets(current());
-      deps.poolsChanged();
-    }));
+    pools.unsubscribe.push(
+      d.onChange(() => {
+        pool.setTargets(current());
+        deps.poolsChanged();
+      }),
+    );
   }
   pools.list.push({ pool, health: a.options.health });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
@@ -161,7 +171,12 @@ function endBuild(b: Build, config: Config, deps: GenerationDeps, id: number): G
   const via = `1.1 ${p.via}`;
   // Redirects name the port clients reach HTTPS on: behind a port forward (443 → 8443) that is not the listener's own.
   const hp = config.global.listen.publicHttpsPort ?? config.global.listen.https?.port;
-  const view = { challenges: deps.challenges, router, hop: { via, trusted: cidrMatcher(p.trustedProxies) }, httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}` };
+  const view = {
+    challenges: deps.challenges,
+    router,
+    hop: { via, trusted: cidrMatcher(p.trustedProxies) },
+    httpsPortSuffix: hp === undefined || hp === 443 ? "" : `:${hp}`,
+  };
   return {
     id,
     config,
@@ -188,7 +203,10 @@ export function buildGeneration(config: Config, deps: GenerationDeps, id: number
   return endBuild(b, config, deps, id);
 }
 
-/** buildGenerationAsync is buildGeneration for a running gateway: it gives way to requests every few milliseconds. On failure it disposes of what it subscribed to. */
+/**
+ * buildGenerationAsync is buildGeneration for a running gateway: it gives way to requests every few milliseconds. On failure it disposes of what it subscribed
+ * to.
+ */
 export async function buildGenerationAsync(config: Config, deps: GenerationDeps, id: number): Promise<Generation> {
   const b = startBuild(config);
   let slice = performance.now();

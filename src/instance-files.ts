@@ -15,14 +15,17 @@ export function statusPath(pidFile: string): string {
   return `${pidFile}.status`;
 }
 
-/** recordReload counts a (re)load in the metrics and writes the outcome to the status file beside the pid file (when there is one) for `gatehouse reload`; seq 0 is the start, not counted as a reload. */
+/**
+ * recordReload counts a (re)load in the metrics and writes the outcome to the status file beside the pid file (when there is one) for `gatehouse reload`; seq 0
+ * is the start, not counted as a reload.
+ */
 export function recordReload(status: ReloadStatus, pidFile: string | undefined): void {
   if (status.seq > 0) configReloads.labels(status.result).value++;
   configLastReloadSuccess.labels().value = status.result === "success" ? 1 : 0;
   configLastReloadTime.labels().value = Date.now() / 1000;
   if (!pidFile) return;
   try {
-    writeFileAtomic(statusPath(pidFile), JSON.stringify(status) + "\n", 0o644, false);
+    writeFileAtomic(statusPath(pidFile), `${JSON.stringify(status)}\n`, 0o644, false);
   } catch (e) {
     log.warn("cannot write the reload status file", { path: statusPath(pidFile), error: String(e) });
   }

@@ -20,7 +20,10 @@ export type ListenerHandlers = {
 /** TlsSet is what the HTTPS listener serves: Bun.serve `tls` entries (fallback first) and a digest that changes when any of them does. */
 export type TlsSet = { readonly entries: readonly TlsEntry[]; readonly digest: string };
 
-/** migrateWarning says, once, when the kernel will reset connections queued on a replaced HTTPS listener: with net.ipv4.tcp_migrate_req = 0 (the default), a closing SO_REUSEPORT listener resets its accept queue instead of handing it to its successor. */
+/**
+ * migrateWarning says, once, when the kernel will reset connections queued on a replaced HTTPS listener: with net.ipv4.tcp_migrate_req = 0 (the default), a
+ * closing SO_REUSEPORT listener resets its accept queue instead of handing it to its successor.
+ */
 let migrateChecked = false;
 function warnUnlessMigrating(): void {
   if (migrateChecked) return;
@@ -32,20 +35,31 @@ function warnUnlessMigrating(): void {
     return; // not Linux, or a kernel before 5.14: nothing to advise
   }
   if (value === "0") {
-    log.warn("net.ipv4.tcp_migrate_req is 0: when new certificates replace the HTTPS listener, connections still in the kernel's accept queue are reset (a few per swap under load); set it to 1 to hand them to the new listener", { fix: "sysctl -w net.ipv4.tcp_migrate_req=1" });
+    log.warn(
+      "net.ipv4.tcp_migrate_req is 0: when new certificates replace the HTTPS listener, connections still in the kernel's accept queue are reset (a few per swap under load); set it to 1 to hand them to the new listener",
+      { fix: "sysctl -w net.ipv4.tcp_migrate_req=1" },
+    );
   }
 }
 
-/** assertFree throws a clear error when nothing may bind address now (in use by another process, or not local); it binds without SO_REUSEPORT for a moment, so a listener that would share the port with a stranger is refused. */
+/**
+ * assertFree throws a clear error when nothing may bind address now (in use by another process, or not local); it binds without SO_REUSEPORT for a moment, so a
+ * listener that would share the port with a stranger is refused.
+ */
 export function assertFree(kind: string, address: Address): void {
   try {
     Bun.listen({ hostname: address.hostname, port: address.port, socket: { data() {} } }).stop(true);
   } catch (e) {
-    throw new Error(`listen.${kind} ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`);
+    throw new Error(
+      `listen.${kind} ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`,
+    );
   }
 }
 
-/** ListenersOptions: shared listeners are bound with SO_REUSEPORT beside sibling worker processes, which take turns accepting (the supervisor checked the addresses were free). */
+/**
+ * ListenersOptions: shared listeners are bound with SO_REUSEPORT beside sibling worker processes, which take turns accepting (the supervisor checked the
+ * addresses were free).
+ */
 export type ListenersOptions = { readonly shared?: boolean };
 
 /** sameAddress says whether two listener addresses are the same (both given). */
@@ -60,7 +74,10 @@ export class Listeners {
   private idleSeconds = 75;
   private http2 = false;
 
-  constructor(private readonly handlers: ListenerHandlers, private readonly opts: ListenersOptions = {}) {}
+  constructor(
+    private readonly handlers: ListenerHandlers,
+    private readonly opts: ListenersOptions = {},
+  ) {}
 
   private start(kind: Kind, address: Address, tls?: TlsSet): Bound {
     const common = { hostname: address.hostname, port: address.port, development: false };
@@ -71,12 +88,14 @@ export class Listeners {
     if (tls) {
       warnUnlessMigrating();
       const cur = this.bound.get("https");
-      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free (a worker's siblings hold it already: its supervisor checked).
+      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free (a worker's siblings hold it already: its
+      // supervisor checked).
       if (!this.opts.shared && (!cur || !sameAddress(cur.address, address))) assertFree("https", address);
     }
     const server = Bun.serve<WsData>({
       ...common,
-      // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one stops.
+      // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one
+      // stops.
       ...(tls ? { tls: tls.entries.map((e) => ({ serverName: e.serverName, cert: e.cert, key: e.key })), reusePort: true, http2: this.http2 } : {}),
       // Sibling workers bind the same public addresses; the kernel spreads new connections between them.
       ...(this.opts.shared ? { reusePort: true } : {}),
@@ -98,7 +117,11 @@ export class Listeners {
     this.idleSeconds = Math.round(listen.idleTimeout / 1000);
     const http2Changed = this.http2 !== listen.http2;
     this.http2 = listen.http2;
-    const wanted: [Kind, Address | undefined][] = [["http", listen.http], ["https", listen.https], ["admin", listen.admin]];
+    const wanted: [Kind, Address | undefined][] = [
+      ["http", listen.http],
+      ["https", listen.https],
+      ["admin", listen.admin],
+    ];
     const started: [Kind, Bound][] = [];
     try {
       for (const [kind, address] of wanted) {
@@ -144,7 +167,10 @@ export class Listeners {
     return n;
   }
 
-  /** closePublic stops accepting on the public listeners and resolves when their in-flight requests (and those of retiring listeners) have finished, or at once with force. */
+  /**
+   * closePublic stops accepting on the public listeners and resolves when their in-flight requests (and those of retiring listeners) have finished, or at once
+   * with force.
+   */
   async closePublic(force: boolean): Promise<void> {
     const closing: Promise<void>[] = [];
     for (const [kind, b] of this.bound) if (kind !== "admin") closing.push(b.server.stop(force));

@@ -51,7 +51,11 @@ function parseArgs(argv: string[]): Args | string {
 /** builtinFiles is the built-in default config, used when no config file exists at the default path. */
 function builtinFiles(path: string): ConfigFiles | undefined {
   if (existsSync(path)) return undefined;
-  return { path, main: { file: "(built-in) config.toml", text: defaultConfigText }, routes: [{ file: "(built-in) routes/welcome.toml", text: welcomeRouteText }] };
+  return {
+    path,
+    main: { file: "(built-in) config.toml", text: defaultConfigText },
+    routes: [{ file: "(built-in) routes/welcome.toml", text: welcomeRouteText }],
+  };
 }
 
 function check(args: Args): number {
@@ -105,7 +109,10 @@ async function reload(args: Args): Promise<number> {
   return 1;
 }
 
-/** selfSpawn is how a supervisor starts worker `index`: this executable again (with the script when running from source; the compiled binary is its own script), marked by WORKER_ENV. */
+/**
+ * selfSpawn is how a supervisor starts worker `index`: this executable again (with the script when running from source; the compiled binary is its own script),
+ * marked by WORKER_ENV.
+ */
 function selfSpawn(configPath: string): (index: number) => SpawnSpec {
   const self = Bun.main.includes("$bunfs") ? [process.execPath] : [process.execPath, Bun.main];
   return (index) => ({ cmd: [...self, "run", "-c", configPath], env: { ...process.env, [WORKER_ENV]: String(index) } });
@@ -160,7 +167,10 @@ async function run(args: Args): Promise<number> {
   const files = args.explicitConfig ? undefined : builtinFiles(path);
   if (files) log.info("no config.toml here; running the built-in default config", { path });
   // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
-  const instance = readStartupSettings(path, files?.main.text).workers > 1 ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) }) : new Gateway({ configPath: path, files, pid: process.pid });
+  const instance =
+    readStartupSettings(path, files?.main.text).workers > 1
+      ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) })
+      : new Gateway({ configPath: path, files, pid: process.pid });
   // The signal handlers are in place before the start begins (it may take a while: the workers, the certificates), so that a
   // logrotate SIGHUP does not kill a starting gateway: it is kept for when the start is done. SIGTERM during the start stops cleanly.
   let started = false;
@@ -180,7 +190,13 @@ async function run(args: Args): Promise<number> {
     // One shutdown: a second signal waits for the first one's drain (exiting now would orphan the workers and leave the pid file).
     if (stopping) return;
     // A supervisor cancels its own start; a single gateway finishes starting (it binds nothing it could not close), then drains.
-    stopping = started || instance instanceof Supervisor ? instance.shutdown(grace()) : starting.then(() => instance.shutdown(grace()), () => undefined);
+    stopping =
+      started || instance instanceof Supervisor
+        ? instance.shutdown(grace())
+        : starting.then(
+            () => instance.shutdown(grace()),
+            () => undefined,
+          );
     void stopping.then(stopped);
   };
   process.on("SIGTERM", () => stop("SIGTERM"));

@@ -23,7 +23,11 @@ function dnsTable(secret = tb.env.TSIG_SECRET): string {
 
 async function metric(g: TestGateway, name: string): Promise<string | undefined> {
   const text = await (await fetch(`${g.admin}/metrics`)).text();
-  return text.split("\n").find((l) => l.startsWith(name))?.split(" ").pop();
+  return text
+    .split("\n")
+    .find((l) => l.startsWith(name))
+    ?.split(" ")
+    .pop();
 }
 
 beforeAll(async () => {
@@ -146,7 +150,10 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
   }
 });
 
-/** copyCerts copies the first gateway's certificates for another gateway whose [acme] directory is `directory`, recording that CA as their issuer (a certificate from another CA would be replaced at once). */
+/**
+ * copyCerts copies the first gateway's certificates for another gateway whose [acme] directory is `directory`, recording that CA as their issuer (a certificate
+ * from another CA would be replaced at once).
+ */
 function copyCerts(directory: string): string {
   const dir = tempDir("gatehouse-certs-");
   cpSync(join(gw.dir, "certs"), dir, { recursive: true });
@@ -155,15 +162,21 @@ function copyCerts(directory: string): string {
   return dir;
 }
 
-/** fakeDirectory plays a CA in front of Pebble: Pebble's directory, plus the endpoints in `own` (path → handler) that the directory names instead of Pebble's. */
+/**
+ * fakeDirectory plays a CA in front of Pebble: Pebble's directory, plus the endpoints in `own` (path → handler) that the directory names instead of Pebble's.
+ */
 async function fakeDirectory(own: Record<string, { key: string; handle: (req: Request) => Response }>) {
-  const pebbleDir = (await (await fetch(tb.env.ACME_DIRECTORY_URL, { tls: { ca: readFileSync(tb.env.ACME_API_CA_CERT, "utf8") } })).json()) as Record<string, unknown>;
+  const pebbleDir = (await (await fetch(tb.env.ACME_DIRECTORY_URL, { tls: { ca: readFileSync(tb.env.ACME_API_CA_CERT, "utf8") } })).json()) as Record<
+    string,
+    unknown
+  >;
   const server: import("bun").Server<undefined> = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     fetch(req): Response {
       const path = new URL(req.url).pathname;
-      if (path === "/dir") return Response.json({ ...pebbleDir, ...Object.fromEntries(Object.entries(own).map(([p, o]) => [o.key, `http://127.0.0.1:${server.port}${p}`])) });
+      if (path === "/dir")
+        return Response.json({ ...pebbleDir, ...Object.fromEntries(Object.entries(own).map(([p, o]) => [o.key, `http://127.0.0.1:${server.port}${p}`])) });
       const hit = Object.entries(own).find(([p]) => path.startsWith(p));
       return hit ? hit[1].handle(req) : new Response("not found", { status: 404 });
     },
@@ -190,7 +203,9 @@ test("ARI: a renewal window in the past (a revoked certificate, say) makes the g
   const { certId } = await import("../src/tls/acme/ari.ts");
   for (const past of [true, false]) {
     const now = Date.now();
-    const ca = await ariDirectory(past ? { start: new Date(now - 7200_000), end: new Date(now - 3600_000) } : { start: new Date(now + 86_400_000), end: new Date(now + 2 * 86_400_000) });
+    const ca = await ariDirectory(
+      past ? { start: new Date(now - 7200_000), end: new Date(now - 3600_000) } : { start: new Date(now + 86_400_000), end: new Date(now + 2 * 86_400_000) },
+    );
     const certs = copyCerts(ca.url);
     const oldCert = readFileSync(join(certs, "sites/app/cert.pem"), "utf8");
     const g = await startGateway({
@@ -226,7 +241,11 @@ test("a rate-limited order is logged with the CA's detail and advice, and retrie
   const ca = await fakeDirectory({
     "/new-order": {
       key: "newOrder",
-      handle: () => Response.json({ type: "urn:ietf:params:acme:error:rateLimited", detail: "too many certificates already issued for: app.test" }, { status: 429, headers: { "retry-after": "7200", "content-type": "application/problem+json" } }),
+      handle: () =>
+        Response.json(
+          { type: "urn:ietf:params:acme:error:rateLimited", detail: "too many certificates already issued for: app.test" },
+          { status: 429, headers: { "retry-after": "7200", "content-type": "application/problem+json" } },
+        ),
     },
   });
   const g = await startGateway({

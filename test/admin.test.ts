@@ -39,7 +39,14 @@ test("/metrics counts requests by route and code, keeps labels bounded, and pass
   expect(text).toMatch(/gatehouse_build_info\{version="[^"]+",bun="[^"]+"\} 1/);
   expect(text).toContain('gatehouse_config_reloads_total{result="success"} 0');
   expect(text).toContain("gatehouse_config_last_reload_success 1");
-  for (const name of ["gatehouse_upstream_requests_total", "gatehouse_upstream_healthy", "gatehouse_cache_requests_total", "gatehouse_cache_size_bytes", "gatehouse_certificate_expiry_timestamp_seconds", "gatehouse_acme_orders_total"]) {
+  for (const name of [
+    "gatehouse_upstream_requests_total",
+    "gatehouse_upstream_healthy",
+    "gatehouse_cache_requests_total",
+    "gatehouse_cache_size_bytes",
+    "gatehouse_certificate_expiry_timestamp_seconds",
+    "gatehouse_acme_orders_total",
+  ]) {
     expect(text).toContain(`# TYPE ${name} `);
   }
   const promtool = Bun.spawnSync(["promtool", "check", "metrics"], { stdin: new TextEncoder().encode(text) });

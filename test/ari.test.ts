@@ -46,13 +46,36 @@ describe("certId", () => {
   });
 
   test("gives the RFC 9773 §4.1 example for an openssl certificate with that AKI and serial", () => {
-    openssl("req", "-x509", ...EC, "-keyout", "rfc.key", "-out", "rfc.pem", "-days", "3", "-subj", "/CN=rfc",
-      "-set_serial", "0x87654321", "-addext", `subjectKeyIdentifier=${RFC_AKI}`, "-addext", "authorityKeyIdentifier=keyid:always");
+    openssl(
+      "req",
+      "-x509",
+      ...EC,
+      "-keyout",
+      "rfc.key",
+      "-out",
+      "rfc.pem",
+      "-days",
+      "3",
+      "-subj",
+      "/CN=rfc",
+      "-set_serial",
+      "0x87654321",
+      "-addext",
+      `subjectKeyIdentifier=${RFC_AKI}`,
+      "-addext",
+      "authorityKeyIdentifier=keyid:always",
+    );
     expect(certId(read("rfc.pem"))).toBe(RFC_ID);
   });
 
   test("matches openssl's AKI and serial for CA-signed leaves, high-bit serials included", () => {
-    for (const [name, serial] of [["rand", undefined], ["one", "1"], ["low", "0x7f"], ["high", "0x80"], ["long", "0xF0112233445566778899AABBCCDDEEFF00112233"]] as const) {
+    for (const [name, serial] of [
+      ["rand", undefined],
+      ["one", "1"],
+      ["low", "0x7f"],
+      ["high", "0x80"],
+      ["long", "0xF0112233445566778899AABBCCDDEEFF00112233"],
+    ] as const) {
       const pem = issueLeaf(name, serial);
       expect(certId(pem)).toBe(expectedId(`${name}.pem`));
     }
@@ -67,11 +90,29 @@ describe("certId", () => {
   });
 
   test("throws a clear Error for a certificate without AKI, garbage, or truncated DER", () => {
-    openssl("req", "-x509", ...EC, "-keyout", "n.key", "-out", "n.pem", "-days", "3", "-subj", "/CN=noaki",
-      "-addext", "subjectKeyIdentifier=none", "-addext", "authorityKeyIdentifier=none");
+    openssl(
+      "req",
+      "-x509",
+      ...EC,
+      "-keyout",
+      "n.key",
+      "-out",
+      "n.pem",
+      "-days",
+      "3",
+      "-subj",
+      "/CN=noaki",
+      "-addext",
+      "subjectKeyIdentifier=none",
+      "-addext",
+      "authorityKeyIdentifier=none",
+    );
     expect(() => certId(read("n.pem"))).toThrow("certId: no Authority Key Identifier keyIdentifier");
     expect(() => certId("hello")).toThrow("certId: no PEM CERTIFICATE block found");
-    const b64 = read("rfc.pem").split("\n").filter((l) => !l.startsWith("-----")).join("");
+    const b64 = read("rfc.pem")
+      .split("\n")
+      .filter((l) => !l.startsWith("-----"))
+      .join("");
     const cut = Buffer.from(b64, "base64").subarray(0, 120).toString("base64");
     expect(() => certId(`-----BEGIN CERTIFICATE-----\n${cut}\n-----END CERTIFICATE-----`)).toThrow("certId: truncated DER");
   });
@@ -80,14 +121,24 @@ describe("certId", () => {
 describe("fetchRenewalInfo", () => {
   let handler: (req: Request) => Response | Promise<Response> = () => new Response("unset", { status: 500 });
   const seen: string[] = [];
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => (seen.push(new URL(req.url).pathname), handler(req)) });
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => {
+      seen.push(new URL(req.url).pathname);
+      return handler(req);
+    },
+  });
   const base = `http://127.0.0.1:${server.port}/acme/renewal-info`;
   afterAll(() => server.stop(true));
   const window = { suggestedWindow: { start: "2025-01-02T04:00:00Z", end: "2025-01-03T04:00:00.5+01:00" } };
   const ok = (retryAfter?: string, body: unknown = window) =>
     (handler = () => Response.json(body, { headers: retryAfter === undefined ? {} : { "retry-after": retryAfter } }));
   const fails = async (p: Promise<unknown>): Promise<RenewalInfoError> => {
-    const e = await p.then(() => undefined, (err: unknown) => err);
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(e).toBeInstanceOf(RenewalInfoError);
     return e as RenewalInfoError;
   };
@@ -101,8 +152,14 @@ describe("fetchRenewalInfo", () => {
   });
 
   test("reads Retry-After as seconds or an HTTP date, clamped to [1 min, 1 day], default 6 h", async () => {
-    const cases: Array<[string | undefined, number]> = [["120", 120_000], ["5", 60_000], ["999999", 86_400_000],
-      [undefined, 21_600_000], ["soon", 21_600_000], [new Date(Date.now() - 3600_000).toUTCString(), 60_000]];
+    const cases: Array<[string | undefined, number]> = [
+      ["120", 120_000],
+      ["5", 60_000],
+      ["999999", 86_400_000],
+      [undefined, 21_600_000],
+      ["soon", 21_600_000],
+      [new Date(Date.now() - 3600_000).toUTCString(), 60_000],
+    ];
     for (const [header, want] of cases) {
       ok(header);
       expect((await fetchRenewalInfo(base, "x.y")).retryAfterMs).toBe(want);
@@ -144,7 +201,10 @@ describe("fetchRenewalInfo", () => {
   });
 
   test("times out a CA that does not answer", async () => {
-    handler = async () => (await Bun.sleep(3000), Response.json(window));
+    handler = async () => {
+      await Bun.sleep(3000);
+      return Response.json(window);
+    };
     const t0 = performance.now();
     const e = await fails(fetchRenewalInfo(base, "slow.id", { timeoutMs: 150 }));
     expect(performance.now() - t0).toBeLessThan(2000);
@@ -155,7 +215,10 @@ describe("fetchRenewalInfo", () => {
   test("uses the injected fetch and reports a refused connection as temporary", async () => {
     ok("60");
     const urls: string[] = [];
-    const counting = ((input: string | URL | Request, init?: RequestInit) => (urls.push(String(input)), fetch(input, init))) as typeof fetch;
+    const counting = ((input: string | URL | Request, init?: RequestInit) => {
+      urls.push(String(input));
+      return fetch(input, init);
+    }) as typeof fetch;
     await fetchRenewalInfo(base, "c.d", { fetch: counting });
     expect(urls).toEqual([`${base}/c.d`]);
     const closed = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });

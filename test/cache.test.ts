@@ -67,7 +67,10 @@ afterAll(async () => {
 });
 
 const get = (path: string, headers: Record<string, string> = {}, method = "GET") => gw.request(HOST, path, { method, headers });
-const text = (body: string, headers: Record<string, string>, status = 200) => () => new Response(body, { status, headers });
+const text =
+  (body: string, headers: Record<string, string>, status = 200) =>
+  () =>
+    new Response(body, { status, headers });
 
 test("a fresh response is served from the cache with Age and Cache-Status; the origin sees one request", async () => {
   const p = on("fresh", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }));
@@ -83,7 +86,10 @@ test("a fresh response is served from the cache with Age and Cache-Status; the o
 });
 
 test("no-store, private and responses without freshness information are not stored", async () => {
-  for (const [name, cc] of [["nostore", "no-store, max-age=60"], ["private", "private, max-age=60"]] as const) {
+  for (const [name, cc] of [
+    ["nostore", "no-store, max-age=60"],
+    ["private", "private, max-age=60"],
+  ] as const) {
     const p = on(name, (_r, n) => new Response(`v${n}`, { headers: { "cache-control": cc } }));
     await get(p);
     expect(await (await get(p)).text()).toBe("v2");
@@ -110,7 +116,10 @@ test("s-maxage wins over max-age for the shared cache; Expires and Date work whe
   await get(p);
   expect(await (await get(p)).text()).toBe("v1");
   const date = new Date();
-  const q = on("expires", (_r, n) => new Response(`v${n}`, { headers: { date: date.toUTCString(), expires: new Date(date.getTime() + 60_000).toUTCString() } }));
+  const q = on(
+    "expires",
+    (_r, n) => new Response(`v${n}`, { headers: { date: date.toUTCString(), expires: new Date(date.getTime() + 60_000).toUTCString() } }),
+  );
   await get(q);
   expect(await (await get(q)).text()).toBe("v1");
   const r = on("badexpires", (_r, n) => new Response(`v${n}`, { headers: { expires: "0" } }));
@@ -127,7 +136,10 @@ test("heuristic freshness from Last-Modified for a heuristically cacheable statu
 });
 
 test("Vary: variants are stored per request value; Vary: * never matches", async () => {
-  const p = on("vary", (r, n) => new Response(`${r.headers.get("accept-language")}-${n}`, { headers: { "cache-control": "max-age=60", vary: "Accept-Language" } }));
+  const p = on(
+    "vary",
+    (r, n) => new Response(`${r.headers.get("accept-language")}-${n}`, { headers: { "cache-control": "max-age=60", vary: "Accept-Language" } }),
+  );
   expect(await (await get(p, { "accept-language": "en" })).text()).toBe("en-1");
   expect(await (await get(p, { "accept-language": "de" })).text()).toBe("de-2");
   expect(await (await get(p, { "accept-language": "en" })).text()).toBe("en-1");
@@ -162,7 +174,11 @@ test("Set-Cookie: not stored unless public, and then never served to others", as
 });
 
 test("a stale response is revalidated with its validators; a 304 refreshes it and the client gets the stored body", async () => {
-  const p = on("reval", (r, n) => (r.headers.get("if-none-match") === '"v1"' ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"v1"', "x-fresh": `${n}` } }) : new Response("body1", { headers: { "cache-control": "max-age=1", etag: '"v1"' } })));
+  const p = on("reval", (r, n) =>
+    r.headers.get("if-none-match") === '"v1"'
+      ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"v1"', "x-fresh": `${n}` } })
+      : new Response("body1", { headers: { "cache-control": "max-age=1", etag: '"v1"' } }),
+  );
   await get(p);
   await Bun.sleep(2100);
   const r = await get(p);
@@ -218,21 +234,29 @@ test("stale-while-revalidate serves the stale response at once and refreshes it 
 });
 
 test("stale-if-error serves the stale response when the origin fails; must-revalidate forbids it", async () => {
-  const p = on("sie", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, stale-if-error=60" } }) : new Response("broken", { status: 500 })));
+  const p = on("sie", (_r, n) =>
+    n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, stale-if-error=60" } }) : new Response("broken", { status: 500 }),
+  );
   await get(p);
   await Bun.sleep(1100);
   const r = await get(p);
   expect(r.status).toBe(200);
   expect(await r.text()).toBe("good");
   expect(r.headers.get("cache-status")).toContain("detail=stale-if-error");
-  const q = on("mustreval", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, must-revalidate, stale-if-error=60" } }) : new Response("broken", { status: 500 })));
+  const q = on("mustreval", (_r, n) =>
+    n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, must-revalidate, stale-if-error=60" } }) : new Response("broken", { status: 500 }),
+  );
   await get(q);
   await Bun.sleep(1100);
   expect((await get(q)).status).toBe(500);
 });
 
 test("an unsafe method invalidates the target and a same-origin Location", async () => {
-  const p = on("inval", (r, n) => (r.method === "POST" ? new Response("ok", { status: 201, headers: { location: "/inval2" } }) : new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } })));
+  const p = on("inval", (r, n) =>
+    r.method === "POST"
+      ? new Response("ok", { status: 201, headers: { location: "/inval2" } })
+      : new Response(`v${n}`, { headers: { "cache-control": "max-age=60" } }),
+  );
   const q = on("inval2", (_r, n) => new Response(`w${n}`, { headers: { "cache-control": "max-age=60" } }));
   await get(p);
   await get(q);
@@ -273,7 +297,11 @@ test("must-understand stores a response whose status is understood even with no-
   const p = on("mu", (_r, n) => new Response(`v${n}`, { headers: { "cache-control": "must-understand, no-store, max-age=60" } }));
   await get(p);
   expect(await (await get(p)).text()).toBe("v1");
-  const q = on("proxyreval", (_r, n) => (n === 1 ? new Response("good", { headers: { "cache-control": "max-age=1, proxy-revalidate, stale-if-error=60" } }) : new Response("broken", { status: 503 })));
+  const q = on("proxyreval", (_r, n) =>
+    n === 1
+      ? new Response("good", { headers: { "cache-control": "max-age=1, proxy-revalidate, stale-if-error=60" } })
+      : new Response("broken", { status: 503 }),
+  );
   await get(q);
   await Bun.sleep(1100);
   expect((await get(q, { "cache-control": "max-stale=60" })).status).toBe(503);
@@ -288,13 +316,20 @@ test("no-transform: a compressible response is never compressed by the cache", a
 });
 
 test("conditional and range requests for responses that are not stored reach the origin as they are", async () => {
-  const p = on("privcond", (r) => (r.headers.get("if-none-match") === '"p1"' ? new Response(null, { status: 304, headers: { etag: '"p1"' } }) : new Response("mine", { headers: { "cache-control": "private", etag: '"p1"' } })));
+  const p = on("privcond", (r) =>
+    r.headers.get("if-none-match") === '"p1"'
+      ? new Response(null, { status: 304, headers: { etag: '"p1"' } })
+      : new Response("mine", { headers: { "cache-control": "private", etag: '"p1"' } }),
+  );
   expect((await get(p, { "if-none-match": '"p1"' })).status).toBe(304);
   const big = "z".repeat(300 * 1024);
   const q = on("bigrange", (r) => {
     const m = /bytes=(\d+)-(\d+)/.exec(r.headers.get("range") ?? "");
     if (!m) return new Response(big, { headers: { "cache-control": "max-age=60" } });
-    return new Response(big.slice(Number(m[1]), Number(m[2]) + 1), { status: 206, headers: { "content-range": `bytes ${m[1]}-${m[2]}/${big.length}`, "cache-control": "max-age=60" } });
+    return new Response(big.slice(Number(m[1]), Number(m[2]) + 1), {
+      status: 206,
+      headers: { "content-range": `bytes ${m[1]}-${m[2]}/${big.length}`, "cache-control": "max-age=60" },
+    });
   });
   const r = await get(q, { range: "bytes=0-9" });
   expect(r.status).toBe(206);
@@ -303,7 +338,12 @@ test("conditional and range requests for responses that are not stored reach the
 
 test("a 304 that changes Vary drops the stored variants instead of serving them to everyone", async () => {
   const p = on("varychange", (r, n) =>
-    n === 1 ? new Response("for anyone", { headers: { "cache-control": "max-age=1", etag: '"vc"' } }) : r.headers.get("if-none-match") ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"vc"', vary: "Cookie" } }) : new Response(`fresh ${n}`, { headers: { "cache-control": "max-age=60", vary: "Cookie" } }));
+    n === 1
+      ? new Response("for anyone", { headers: { "cache-control": "max-age=1", etag: '"vc"' } })
+      : r.headers.get("if-none-match")
+        ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"vc"', vary: "Cookie" } })
+        : new Response(`fresh ${n}`, { headers: { "cache-control": "max-age=60", vary: "Cookie" } }),
+  );
   await get(p, { cookie: "u=alice" });
   await Bun.sleep(1100);
   const alice = await get(p, { cookie: "u=alice" });
@@ -319,7 +359,11 @@ test("what belongs to the filling client is not stored: Connection: close, and a
   const hit = await get(p);
   expect(hit.headers.get("cache-status")).toStartWith("gatehouse; hit");
   expect(hit.headers.get("connection")).not.toBe("close");
-  const q = on("cookie304", (r, n) => (r.headers.get("if-none-match") ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"s"', "set-cookie": `seen=${n}` } }) : new Response("page", { headers: { "cache-control": "max-age=1", etag: '"s"' } })));
+  const q = on("cookie304", (r, n) =>
+    r.headers.get("if-none-match")
+      ? new Response(null, { status: 304, headers: { "cache-control": "max-age=60", etag: '"s"', "set-cookie": `seen=${n}` } })
+      : new Response("page", { headers: { "cache-control": "max-age=1", etag: '"s"' } }),
+  );
   await get(q);
   await Bun.sleep(1100);
   const r = await get(q);
@@ -352,7 +396,13 @@ test("a 304 for a compressed representation carries its weak ETag and Vary", asy
 test("one access-log line per request, with the cache result, whatever path the cache took", async () => {
   // Date rounded up to the next second, so that the age is the time since the response, not up to a second more.
   const date = () => new Date(Math.ceil(Date.now() / 1000) * 1000).toUTCString();
-  const p = on("logged", (r, n) => (n === 1 ? new Response("a", { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : r.headers.get("if-none-match") && n === 2 ? new Response(null, { status: 304, headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } }) : new Response("down", { status: 500 })));
+  const p = on("logged", (r, n) =>
+    n === 1
+      ? new Response("a", { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } })
+      : r.headers.get("if-none-match") && n === 2
+        ? new Response(null, { status: 304, headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60", etag: '"l"' } })
+        : new Response("down", { status: 500 }),
+  );
   const from = gw.logs.length;
   const ids: string[] = [];
   const req = async (h: Record<string, string> = {}) => ids.push((await get(p, h)).headers.get("x-request-id")!);
@@ -364,7 +414,12 @@ test("one access-log line per request, with the cache result, whatever path the 
   await req(); // origin 500: stale-if-error
   await Bun.sleep(100);
   const lines = gw.logs.slice(from).filter((l) => l.msg === "access" && ids.includes(String(l.request_id)));
-  expect(lines.map((l) => [l.status, l.cache])).toEqual([[200, "miss"], [200, "hit"], [200, "revalidated"], [200, "stale"]]);
+  expect(lines.map((l) => [l.status, l.cache])).toEqual([
+    [200, "miss"],
+    [200, "hit"],
+    [200, "revalidated"],
+    [200, "stale"],
+  ]);
 });
 
 test("access-log lines count the bytes the client got when the origin's body streams: passed on, stored, or dropped for a stale answer", async () => {
@@ -372,7 +427,9 @@ test("access-log lines count the bytes the client got when the origin's body str
   const big = "b".repeat(100 * 1024);
   const date = () => new Date(Math.ceil(Date.now() / 1000) * 1000).toUTCString();
   const passed = on("logstream-pass", text(big, { "cache-control": "no-store" }));
-  const stored = on("logstream-store", (_r, n) => (n === 1 ? new Response(big, { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60" } }) : new Response(big, { status: 500 })));
+  const stored = on("logstream-store", (_r, n) =>
+    n === 1 ? new Response(big, { headers: { date: date(), "cache-control": "max-age=1, stale-if-error=60" } }) : new Response(big, { status: 500 }),
+  );
   const from = gw.logs.length;
   const ids: string[] = [];
   const req = async (p: string) => {
@@ -387,7 +444,11 @@ test("access-log lines count the bytes the client got when the origin's body str
   const deadline = Date.now() + 3000;
   const lines = () => gw.logs.slice(from).filter((l) => l.msg === "access" && ids.includes(String(l.request_id)));
   while (lines().length < 3 && Date.now() < deadline) await Bun.sleep(20);
-  expect(lines().map((l) => [l.status, l.bytes_out, l.error ?? null])).toEqual([[200, big.length, null], [200, big.length, null], [200, big.length, null]]);
+  expect(lines().map((l) => [l.status, l.bytes_out, l.error ?? null])).toEqual([
+    [200, big.length, null],
+    [200, big.length, null],
+    [200, big.length, null],
+  ]);
   expect(lines().map((l) => l.cache)).toEqual(["miss", "miss", "stale"]);
 });
 
@@ -412,7 +473,8 @@ test("CDN-Cache-Control (RFC 9213) governs the gateway's caching; clients still 
 test("compression: zstd, br or gzip by Accept-Encoding for compressible types, each made once; identity otherwise; never for ranges or encoded types", async () => {
   const css = "body { color: red; }\n".repeat(500);
   const p = on("compress", text(css, { "cache-control": "max-age=60", "content-type": "text/css", etag: '"k1"' }));
-  const raw = (ae?: string, extra: Record<string, string> = {}) => gw.request(HOST, p, { headers: { ...(ae ? { "accept-encoding": ae } : {}), ...extra }, decompress: false } as RequestInit);
+  const raw = (ae?: string, extra: Record<string, string> = {}) =>
+    gw.request(HOST, p, { headers: { ...(ae ? { "accept-encoding": ae } : {}), ...extra }, decompress: false } as RequestInit);
   await raw();
   const z = await raw("gzip, br, zstd");
   expect(z.headers.get("content-encoding")).toBe("zstd");
@@ -488,7 +550,14 @@ test("purge by URL, host, path prefix and all, answered with the count; never on
 
 test("cache metrics: requests by result, size, objects", async () => {
   const m = await (await fetch(`${gw.admin}/metrics`)).text();
-  const v = (name: string) => Number(m.split("\n").find((l) => l.startsWith(name))?.split(" ").pop());
+  const v = (name: string) =>
+    Number(
+      m
+        .split("\n")
+        .find((l) => l.startsWith(name))
+        ?.split(" ")
+        .pop(),
+    );
   expect(v('gatehouse_cache_requests_total{result="hit"}')).toBeGreaterThan(5);
   expect(v('gatehouse_cache_requests_total{result="miss"}')).toBeGreaterThan(5);
   expect(v('gatehouse_cache_requests_total{result="revalidated"}')).toBeGreaterThanOrEqual(1);
@@ -504,9 +573,18 @@ test("memory stays within max_size: 10x max_size of distinct objects, accounted 
   const before = gw.memory().rssKiB;
   for (let i = 0; i < 640; i += 16) await Promise.all(Array.from({ length: 16 }, (_, j) => get(`${p}/${i + j}`).then((r) => r.arrayBuffer())));
   const m = await (await fetch(`${gw.admin}/metrics`)).text();
-  const v = (name: string) => Number(m.split("\n").find((l) => l.startsWith(name))?.split(" ").pop());
+  const v = (name: string) =>
+    Number(
+      m
+        .split("\n")
+        .find((l) => l.startsWith(name))
+        ?.split(" ")
+        .pop(),
+    );
   const size = v("gatehouse_cache_size_bytes");
-  console.log(`fill: accounted ${size} bytes in ${v("gatehouse_cache_objects")} objects, ${v("gatehouse_cache_evictions_total")} evictions, rss ${before} -> ${gw.memory().rssKiB} KiB`);
+  console.log(
+    `fill: accounted ${size} bytes in ${v("gatehouse_cache_objects")} objects, ${v("gatehouse_cache_evictions_total")} evictions, rss ${before} -> ${gw.memory().rssKiB} KiB`,
+  );
   expect(size).toBeLessThanOrEqual(4 * 1024 * 1024);
   expect(size).toBeGreaterThan(3 * 1024 * 1024);
   expect(v("gatehouse_cache_evictions_total")).toBeGreaterThan(500);

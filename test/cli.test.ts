@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { BUN, MAIN, ROOT, tempDir } from "./harness.ts";
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 function layout(main: string, routes: Record<string, string>): string {
   const dir = tempDir();

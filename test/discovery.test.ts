@@ -15,7 +15,10 @@ const NAME = "web.svcs.test";
 
 beforeAll(async () => {
   tb = Testbed.start();
-  opts = { server: { host: "127.0.0.1", port: Number(tb.env.DNS_PORT) }, key: { name: tb.env.TSIG_KEY_NAME, algorithm: "hmac-sha256", secret: new Uint8Array(Buffer.from(tb.env.TSIG_SECRET, "base64")) } };
+  opts = {
+    server: { host: "127.0.0.1", port: Number(tb.env.DNS_PORT) },
+    key: { name: tb.env.TSIG_KEY_NAME, algorithm: "hmac-sha256", secret: new Uint8Array(Buffer.from(tb.env.TSIG_SECRET, "base64")) },
+  };
   await addRecord(opts, NAME, TYPE.A, addressData("127.0.0.2"), 1);
   gw = await startGateway({
     extra: `[resolver]\nservers = ["127.0.0.1:${tb.env.DNS_PORT}"]\n`,
@@ -67,7 +70,10 @@ test("scale down: an address that leaves DNS leaves the pool", async () => {
 });
 
 test("health checks follow DNS: an address that appears is checked, one that leaves is not", async () => {
-  gw.writeRoute("checked", `hosts = ["checked.test"]\nupstreams = ["http://${NAME}:${port}"]\n[health]\npath = "/"\ninterval = "200ms"\ntimeout = "100ms"\njitter = "10ms"\n`);
+  gw.writeRoute(
+    "checked",
+    `hosts = ["checked.test"]\nupstreams = ["http://${NAME}:${port}"]\n[health]\npath = "/"\ninterval = "200ms"\ntimeout = "100ms"\njitter = "10ms"\n`,
+  );
   expect((await gw.reload()).msg).toBe("config reloaded");
   type View = { route: string; upstream: string; last_check: { ok: boolean } | null }[];
   const view = async () => ((await (await fetch(`${gw.admin}/upstreams`)).json()) as View).filter((u) => u.route === "checked");

@@ -20,7 +20,11 @@ beforeAll(async () => {
   testbed = Testbed.start();
   const env = testbed.env;
   bind = { host: env.DNS_SERVER, port: Number(env.DNS_PORT) };
-  const key: TsigKey = { name: env.TSIG_KEY_NAME, algorithm: env.TSIG_ALGORITHM as TsigKey["algorithm"], secret: new Uint8Array(Buffer.from(env.TSIG_SECRET, "base64")) };
+  const key: TsigKey = {
+    name: env.TSIG_KEY_NAME,
+    algorithm: env.TSIG_ALGORITHM as TsigKey["algorithm"],
+    secret: new Uint8Array(Buffer.from(env.TSIG_SECRET, "base64")),
+  };
   opts = { server: bind, key, zone: env.ACME_ZONE, timeoutMs: 3000 };
   base = `disc.${env.ACME_ZONE}`;
   // The zone has "*.test A 127.0.0.1"; once disc.test exists, missing names under it are NXDOMAIN instead (RFC 4592 §2.2).
@@ -34,7 +38,9 @@ const del = (name: string, ip: string): Promise<void> => deleteRecord(opts, name
 const addSrv = (name: string, srv: SrvData): Promise<void> => addRecord(opts, name, TYPE.SRV, srvData(srv), 1);
 
 const running: DnsDiscovery[] = [];
-afterEach(() => { for (const d of running.splice(0)) d.stop(); });
+afterEach(() => {
+  for (const d of running.splice(0)) d.stop();
+});
 
 /** discover starts a DnsDiscovery, records its changes and errors, and awaits its first attempt (bounded). */
 async function discover(url: string, servers: DnsServer[], options: DnsDiscoveryOptions = FAST) {
@@ -44,9 +50,17 @@ async function discover(url: string, servers: DnsServer[], options: DnsDiscovery
   const errors: ResolveError[] = [];
   const errorTimes: number[] = [];
   d.onChange((list) => changes.push(list));
-  d.onError((err) => { errors.push(err); errorTimes.push(Date.now()); });
+  d.onError((err) => {
+    errors.push(err);
+    errorTimes.push(Date.now());
+  });
   d.start();
-  await Promise.race([d.ready, Bun.sleep(3000).then(() => { throw new Error("ready did not settle within 3 s"); })]);
+  await Promise.race([
+    d.ready,
+    Bun.sleep(3000).then(() => {
+      throw new Error("ready did not settle within 3 s");
+    }),
+  ]);
   return { d, changes, errors, errorTimes, urls: () => d.endpoints().map((e) => e.url) };
 }
 
@@ -85,7 +99,8 @@ describe("against bind9", () => {
   });
 
   test("A and AAAA together: IPv6 in brackets, https defaults to 443; an AAAA-only name works too", async () => {
-    const both = unique("dual"), v6 = unique("v6");
+    const both = unique("dual"),
+      v6 = unique("v6");
     await add(both, "127.0.0.4");
     await add(both, "::1");
     await add(v6, "0:0::1");
@@ -95,19 +110,26 @@ describe("against bind9", () => {
   });
 
   test("SRV: ports and weights from the records, targets' A and AAAA, weight 0 counts as 1, lowest priority with addresses wins", async () => {
-    const svc = `_http._tcp.${unique("svc")}`, t1 = unique("t1"), t2 = unique("t2"), t3 = unique("t3"), nowhere = unique("nowhere");
+    const svc = `_http._tcp.${unique("svc")}`,
+      t1 = unique("t1"),
+      t2 = unique("t2"),
+      t3 = unique("t3"),
+      nowhere = unique("nowhere");
     await add(t1, "127.0.0.5");
     await add(t2, "127.0.0.6");
     await add(t2, "::1");
     await add(t3, "127.0.0.7");
-    const r1 = { priority: 10, weight: 60, port: 8081, target: t1 }, r2 = { priority: 10, weight: 0, port: 8082, target: t2 };
+    const r1 = { priority: 10, weight: 60, port: 8081, target: t1 },
+      r2 = { priority: 10, weight: 0, port: 8082, target: t2 };
     await addSrv(svc, { priority: 0, weight: 100, port: 1, target: nowhere }); // has no addresses: skipped
     await addSrv(svc, r1);
     await addSrv(svc, r2);
     await addSrv(svc, { priority: 20, weight: 5, port: 9000, target: t3 });
     const w = await discover(`srv+http://${svc}`, [bind]);
     expect(w.d.endpoints()).toEqual([
-      { url: "http://127.0.0.5:8081", weight: 60 }, { url: "http://127.0.0.6:8082", weight: 1 }, { url: "http://[::1]:8082", weight: 1 },
+      { url: "http://127.0.0.5:8081", weight: 60 },
+      { url: "http://127.0.0.6:8082", weight: 1 },
+      { url: "http://[::1]:8082", weight: 1 },
     ]);
     const srv = await resolve(svc, "SRV", [bind], 1000);
     expect(srv.records.length).toBe(4);
@@ -120,7 +142,9 @@ describe("against bind9", () => {
   });
 
   test("a CNAME chain is followed to its addresses; the smallest TTL on the way counts", async () => {
-    const alias = unique("alias"), mid = unique("mid"), web = unique("web");
+    const alias = unique("alias"),
+      mid = unique("mid"),
+      web = unique("web");
     await addRecord(opts, alias, TYPE.CNAME, encodeName(mid), 3);
     await addRecord(opts, mid, TYPE.CNAME, encodeName(web), 1);
     await addRecord(opts, web, TYPE.A, addressData("127.0.0.8"), 2);
@@ -152,14 +176,18 @@ describe("against bind9", () => {
     await add(name, "127.0.0.10");
     const dead = { host: "127.0.0.1", port: await freeUdpPort() };
     expect((await resolve(name, "A", [dead, bind], 1000)).records).toEqual([{ address: "127.0.0.10", ttl: 1 }]);
-    const err = await resolve("gatehouse.example", "A", [dead, bind], 1000).then(() => undefined, (e: unknown) => e);
+    const err = await resolve("gatehouse.example", "A", [dead, bind], 1000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ResolveError);
     const e = err as ResolveError;
     expect([e.rcode, e.server, e.attempts.map((a) => a.rcode)]).toEqual(["REFUSED", `127.0.0.1:${bind.port}`, ["NETWORK", "REFUSED"]]);
-    expect(e.message).toBe(`resolving gatehouse.example A failed: 127.0.0.1:${dead.port} udp failed: connection refused; 127.0.0.1:${bind.port} answered REFUSED`);
+    expect(e.message).toBe(
+      `resolving gatehouse.example A failed: 127.0.0.1:${dead.port} udp failed: connection refused; 127.0.0.1:${bind.port} answered REFUSED`,
+    );
   });
 });
-
 
 /** fakeDns answers each UDP query with reply(request) (nothing for []), counting queries. */
 async function fakeDns(reply: (req: DecodedMessage) => Uint8Array[]) {
@@ -283,20 +311,39 @@ describe("against fake servers on loopback", () => {
 });
 
 test("upstream URLs: host names with scheme ports, srv+http(s) without ports; IPs, paths and other schemes are refused", () => {
-  expect(parseDiscoveryUrl("http://Web.Default.svc.cluster.local.:8080")).toEqual({ kind: "host", scheme: "http", host: "web.default.svc.cluster.local", port: 8080 });
+  expect(parseDiscoveryUrl("http://Web.Default.svc.cluster.local.:8080")).toEqual({
+    kind: "host",
+    scheme: "http",
+    host: "web.default.svc.cluster.local",
+    port: 8080,
+  });
   expect(parseDiscoveryUrl("https://web.test/")).toEqual({ kind: "host", scheme: "https", host: "web.test", port: 443 });
   expect(parseDiscoveryUrl("srv+https://_https._tcp.Web.test")).toEqual({ kind: "srv", scheme: "https", name: "_https._tcp.web.test" });
   const cases: [string, string][] = [
-    ["http://10.0.0.1:80", "names an ip address"], ["http://[fd00::1]:80", "names an ip address"], ["http://web.test/api", "has a path"],
-    ["srv+http://_http._tcp.web.test:80", "has a port; with srv the records give the ports"], ["ftp://web.test", "has scheme ftp"],
-    ["srv+ftp://x.test", "has scheme srv+ftp"], ["web.test:80", "has scheme web.test"], ["http://u:p@web.test", "has user info"], ["nope", "is not a URL"],
+    ["http://10.0.0.1:80", "names an ip address"],
+    ["http://[fd00::1]:80", "names an ip address"],
+    ["http://web.test/api", "has a path"],
+    ["srv+http://_http._tcp.web.test:80", "has a port; with srv the records give the ports"],
+    ["ftp://web.test", "has scheme ftp"],
+    ["srv+ftp://x.test", "has scheme srv+ftp"],
+    ["web.test:80", "has scheme web.test"],
+    ["http://u:p@web.test", "has user info"],
+    ["nope", "is not a URL"],
   ];
   for (const [url, why] of cases) expect(() => parseDiscoveryUrl(url)).toThrow(`upstream ${JSON.stringify(url)} ${why}`);
-  expect(() => parseDiscoveryUrl("http://web.test/api")).toThrow(`has a path, query or fragment: expected "http://web.default.svc.cluster.local:8080" (A/AAAA of a host name) or "srv+http://`);
-  expect(() => new DnsDiscovery("http://web.test", [bind ?? { host: "127.0.0.1", port: 53 }], { minTtlMs: 5000, maxTtlMs: 1000 })).toThrow("minTtlMs (5000) is above maxTtlMs (1000)");
+  expect(() => parseDiscoveryUrl("http://web.test/api")).toThrow(
+    `has a path, query or fragment: expected "http://web.default.svc.cluster.local:8080" (A/AAAA of a host name) or "srv+http://`,
+  );
+  expect(() => new DnsDiscovery("http://web.test", [bind ?? { host: "127.0.0.1", port: 53 }], { minTtlMs: 5000, maxTtlMs: 1000 })).toThrow(
+    "minTtlMs (5000) is above maxTtlMs (1000)",
+  );
 });
 
 test("resolv.conf: nameserver lines only, port 53, comments and junk skipped", () => {
-  expect(parseResolvConf("# x\nsearch default.svc.cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0 ; c\nnameserver bogus\noptions ndots:5\n"))
-    .toEqual([{ host: "10.96.0.10", port: 53 }, { host: "fe80::1%eth0", port: 53 }]);
+  expect(
+    parseResolvConf("# x\nsearch default.svc.cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0 ; c\nnameserver bogus\noptions ndots:5\n"),
+  ).toEqual([
+    { host: "10.96.0.10", port: 53 },
+    { host: "fe80::1%eth0", port: 53 },
+  ]);
 });

@@ -28,7 +28,10 @@ afterAll(() => testbed?.stop());
 
 /** rejection awaits p and returns its DnsUpdateError, failing the test when p resolves or throws something else. */
 async function rejection(p: Promise<unknown>): Promise<DnsUpdateError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(DnsUpdateError);
   return err as DnsUpdateError;
 }
@@ -46,7 +49,7 @@ describe("against bind9", () => {
     const name = unique("add");
     expect(await queryTxt(server, name)).toEqual([]);
     await addTxt(opts, name, "token-1");
-    expect(await queryTxt(server, name.toUpperCase() + ".")).toEqual(["token-1"]);
+    expect(await queryTxt(server, `${name.toUpperCase()}.`)).toEqual(["token-1"]);
   });
 
   test("two values on one name: deleteTxt removes only the one given", async () => {
@@ -92,7 +95,6 @@ describe("against bind9", () => {
   });
 });
 
-
 /** fakeServer answers each UDP packet and each framed TCP message (same port) with reply(request), or nothing when it returns []; it counts both. */
 async function fakeServer(reply: (req: DecodedMessage, wire: Uint8Array, via: "udp" | "tcp") => Uint8Array[]) {
   const count = { udp: 0, tcp: 0 };
@@ -133,7 +135,10 @@ async function fakeServer(reply: (req: DecodedMessage, wire: Uint8Array, via: "u
 
 const fakeKey: TsigKey = { name: "fake-key", algorithm: "hmac-sha512", secret: new Uint8Array(64).fill(9) };
 
-/** signedReply answers an update NOERROR, signed with fakeKey over the request MAC (nothing if the request does not verify); tamper may alter the bytes after signing. */
+/**
+ * signedReply answers an update NOERROR, signed with fakeKey over the request MAC (nothing if the request does not verify); tamper may alter the bytes after
+ * signing.
+ */
 function signedReply(req: DecodedMessage, wire: Uint8Array, tamper?: (w: Uint8Array) => void): Uint8Array[] {
   const check = verifyTsig(wire, req, fakeKey, undefined, Math.floor(Date.now() / 1000));
   if (check.status !== "verified") return [];
@@ -148,7 +153,15 @@ describe("against fake servers on loopback", () => {
     let mode: "ok" | "tampered" | "unsigned" = "ok";
     const fake = await fakeServer((req, wire) => {
       if (mode === "unsigned") return [encodeMessage({ ...req, qr: true, authorities: [], additionals: [] })];
-      return signedReply(req, wire, mode === "tampered" ? (w) => { w[w.length - 20]! ^= 0x40; } : undefined);
+      return signedReply(
+        req,
+        wire,
+        mode === "tampered"
+          ? (w) => {
+              w[w.length - 20]! ^= 0x40;
+            }
+          : undefined,
+      );
     });
     try {
       const o = { server: fake.server, key: fakeKey, zone: "fake.test", timeoutMs: 2000 };
@@ -194,7 +207,15 @@ describe("against fake servers on loopback", () => {
 
   test("stray packets with another id are ignored, over UDP and over TCP after TC", async () => {
     const fake = await fakeServer((req, _wire, via) => {
-      const answer = (id: number, text: string, tc = false) => encodeMessage({ ...req, id, qr: true, aa: true, tc, answers: [{ name: req.questions[0]!.name, type: 16, class: CLASS.IN, ttl: 5, data: txtData(text) }] });
+      const answer = (id: number, text: string, tc = false) =>
+        encodeMessage({
+          ...req,
+          id,
+          qr: true,
+          aa: true,
+          tc,
+          answers: [{ name: req.questions[0]!.name, type: 16, class: CLASS.IN, ttl: 5, data: txtData(text) }],
+        });
       const stray = answer((req.id + 1) & 0xffff, "stray");
       if (req.questions[0]!.name.startsWith("big") && via === "udp") return [stray, answer(req.id, "truncated", true)];
       return [stray, answer(req.id, `real over ${via}`)];

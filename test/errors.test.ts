@@ -4,23 +4,44 @@ import { freePort, origin, rawRequest, startGateway, type TestGateway } from "./
 const ok = origin(() => new Response("fine"));
 // Reads the whole request body before answering, as an upload handler does.
 const reader = origin(async (req) => new Response(`got ${(await req.arrayBuffer()).byteLength}`));
-let hits = { slow: 0 };
+const hits = { slow: 0 };
 const slow = origin(async () => {
   hits.slow++;
   await Bun.sleep(3000);
   return new Response("late");
 });
 // An "origin" that answers every connection with bytes that are not HTTP.
-const garbage = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.write("this is not http\r\n\r\n"); s.end(); } } });
+const garbage = Bun.listen({
+  hostname: "127.0.0.1",
+  port: 0,
+  socket: {
+    data(s) {
+      s.write("this is not http\r\n\r\n");
+      s.end();
+    },
+  },
+});
 // An origin that promises 100000 bytes and hangs up after 5.
 const truncating = Bun.listen({
-  hostname: "127.0.0.1", port: 0,
-  socket: { data(s) { s.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: text/plain\r\n\r\nhello"); setTimeout(() => s.end(), 50); } },
+  hostname: "127.0.0.1",
+  port: 0,
+  socket: {
+    data(s) {
+      s.write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: text/plain\r\n\r\nhello");
+      setTimeout(() => s.end(), 50);
+    },
+  },
 });
 // The same with a small declared length, which the gateway reads whole before answering.
 const truncatingSmall = Bun.listen({
-  hostname: "127.0.0.1", port: 0,
-  socket: { data(s) { s.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhello"); setTimeout(() => s.end(), 50); } },
+  hostname: "127.0.0.1",
+  port: 0,
+  socket: {
+    data(s) {
+      s.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhello");
+      setTimeout(() => s.end(), 50);
+    },
+  },
 });
 const dead1 = freePort();
 const dead2 = freePort();

@@ -1,7 +1,25 @@
 /** Tests of the HTTP/1.1 client reading responses from scripted upstreams: framing (Content-Length, chunked, close), interim and bodiless answers, hop-by-hop fields, malformed heads. */
 import { afterEach, expect, test } from "bun:test";
 import { BUFFER_LIMIT } from "../src/upstream/h1-client.ts";
-import { bodyText, cleanup, closedWithin, countedSignal, get, headOf, listen, mkPool, ok, pattern, readAll, rejection, sleep, splitAfter, until, within, writeParts } from "./h1-upstream.ts";
+import {
+  bodyText,
+  cleanup,
+  closedWithin,
+  countedSignal,
+  get,
+  headOf,
+  listen,
+  mkPool,
+  ok,
+  pattern,
+  readAll,
+  rejection,
+  sleep,
+  splitAfter,
+  until,
+  within,
+  writeParts,
+} from "./h1-upstream.ts";
 
 afterEach(cleanup);
 
@@ -12,7 +30,13 @@ test("1. a Content-Length body up to 64 KiB arrives whole as bytes (even in piec
   const srv = listen({
     onRequest: async (p, r) => {
       if (r.target === "/1") await writeParts(p.s, ["HTTP/1.1 200 OK\r\nContent-Le", "ngth: 11\r\nX-A: 1\r\n\r", "\nhello", " world"]);
-      else await writeParts(p.s, [`HTTP/1.1 201 Created\r\nContent-Length: ${big.length}\r\n\r\n`, big.subarray(0, 1000), big.subarray(1000, 30_000), big.subarray(30_000)]);
+      else
+        await writeParts(p.s, [
+          `HTTP/1.1 201 Created\r\nContent-Length: ${big.length}\r\n\r\n`,
+          big.subarray(0, 1000),
+          big.subarray(1000, 30_000),
+          big.subarray(30_000),
+        ]);
     },
   });
   const pool = mkPool(srv);
@@ -44,7 +68,12 @@ test("1b. a Content-Length body over 64 KiB streams, exact, and the connection i
   const big = pattern(300_000, 7);
   const srv = listen({
     onRequest: async (p, r) => {
-      if (r.target === "/big") await writeParts(p.s, [`HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n${big.subarray(0, 5).toString("latin1")}`, big.subarray(5, 100_000), big.subarray(100_000)]);
+      if (r.target === "/big")
+        await writeParts(p.s, [
+          `HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n${big.subarray(0, 5).toString("latin1")}`,
+          big.subarray(5, 100_000),
+          big.subarray(100_000),
+        ]);
       else await writeParts(p.s, [ok("next")]);
     },
   });
@@ -223,7 +252,12 @@ for (const [name, response, reused] of [
     const pool = mkPool(srv);
     expect(await bodyText(await within(pool.request(get("/")), 1000, "first"))).toBe("a");
     expect(pool.idleCount).toBe(reused ? 1 : 0);
-    if (!reused) await within(until(() => srv.closed() === 1, 500, "the server to see the close"), 1000, "close");
+    if (!reused)
+      await within(
+        until(() => srv.closed() === 1, 500, "the server to see the close"),
+        1000,
+        "close",
+      );
     expect(await bodyText(await within(pool.request(get("/")), 1000, "second"))).toBe("a");
     expect(pool.opened).toBe(reused ? 1 : 2);
     expect(srv.peers.length).toBe(reused ? 1 : 2);
@@ -282,7 +316,11 @@ test("9b. a bad chunk size errors the body stream with EPROTO and closes the con
   const e = await rejection(readAll(r.stream!), 1000, "body");
   expect(e.code).toBe("EPROTO");
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
 });
 
 // ---------------------------------------------------------------- review: other edges
@@ -307,7 +345,7 @@ test("R1. a body cut short by the upstream's close fails: bytes() and the stream
 test("R2. bytes after a Content-Length body, or unasked-for bytes on an idle connection, take the connection out of use", async () => {
   const srv = listen({
     onRequest: async (p, r) => {
-      if (r.target === "/extra") await writeParts(p.s, [ok("ab") + "HTTP/1.1 200 OK\r\n"]);
+      if (r.target === "/extra") await writeParts(p.s, [`${ok("ab")}HTTP/1.1 200 OK\r\n`]);
       else {
         await writeParts(p.s, [ok("cd")]);
         await sleep(20);
@@ -322,13 +360,25 @@ test("R2. bytes after a Content-Length body, or unasked-for bytes on an idle con
   expect(pool.idleCount).toBe(1);
   await sleep(60);
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 2, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 2, 500, "close"),
+    1000,
+    "close",
+  );
 });
 
 test("R3. no abort listener is left on the signal after bytes, stream, none, EPROTO and refused outcomes", async () => {
   const srv = listen({
     onRequest: (p, r) =>
-      writeParts(p.s, [r.target === "/bad" ? "HTTP/1.1 XYZ\r\n\r\n" : r.target === "/s" ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n" : r.target === "/n" ? "HTTP/1.1 204 No Content\r\n\r\n" : ok("b")]),
+      writeParts(p.s, [
+        r.target === "/bad"
+          ? "HTTP/1.1 XYZ\r\n\r\n"
+          : r.target === "/s"
+            ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+            : r.target === "/n"
+              ? "HTTP/1.1 204 No Content\r\n\r\n"
+              : ok("b"),
+      ]),
   });
   const pool = mkPool(srv);
   const sig = countedSignal();
@@ -350,7 +400,14 @@ test("R4. a close-delimited body ended by a connection reset (not a clean close)
   const pool = mkPool(srv);
   const r = await pool.request(get("/"));
   expect(r.kind).toBe("stream");
-  const out = await within(readAll(r.stream!).then((b) => `complete: ${b.toString()}`, (e: Error & { code?: string }) => `failed: ${e.code}`), 1000, "body");
+  const out = await within(
+    readAll(r.stream!).then(
+      (b) => `complete: ${b.toString()}`,
+      (e: Error & { code?: string }) => `failed: ${e.code}`,
+    ),
+    1000,
+    "body",
+  );
   expect(out).toBe("failed: ECONNRESET");
 });
 
@@ -364,12 +421,21 @@ test("R5. Transfer-Encoding chunked then gzip (chunked not the final coding) is 
   });
   const pool = mkPool(srv);
   const r = await pool.request(get("/"));
-  const out = await within(readAll(r.stream!).then((b) => b.toString(), (e: Error & { code?: string }) => `failed: ${e.code}`), 1000, "body");
+  const out = await within(
+    readAll(r.stream!).then(
+      (b) => b.toString(),
+      (e: Error & { code?: string }) => `failed: ${e.code}`,
+    ),
+    1000,
+    "body",
+  );
   expect(out).toBe("raw gzip bytes");
 });
 
 test("R6. an HTTP/1.0 response with Transfer-Encoding is not reused even with keep-alive (RFC 9112 §6.1)", async () => {
-  const srv = listen({ onRequest: (p) => writeParts(p.s, ["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"]) });
+  const srv = listen({
+    onRequest: (p) => writeParts(p.s, ["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"]),
+  });
   const pool = mkPool(srv);
   const r = await pool.request(get("/"));
   await within(bodyText(r), 1000, "body");

@@ -1,7 +1,24 @@
 /** Tests of the HTTP/1.1 client's connections: reuse and stale connections, refusal, aborts, backpressure, request bodies, early answers, the idle pool. */
 import { afterEach, expect, test } from "bun:test";
 import { H1Pool, type H1Request } from "../src/upstream/h1-client.ts";
-import { bodyText, cleanup, closeAfter, countedSignal, get, headOf, listen, mkPool, ok, pattern, rejection, sleep, until, within, writeParts, type Peer } from "./h1-upstream.ts";
+import {
+  bodyText,
+  cleanup,
+  closeAfter,
+  countedSignal,
+  get,
+  headOf,
+  listen,
+  mkPool,
+  ok,
+  pattern,
+  rejection,
+  sleep,
+  until,
+  within,
+  writeParts,
+  type Peer,
+} from "./h1-upstream.ts";
 
 afterEach(cleanup);
 
@@ -90,7 +107,11 @@ test("11a. an abort before the head arrives rejects promptly with the signal's r
   expect(performance.now() - t0).toBeLessThan(100);
   expect(sig.listeners()).toBe(0);
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
 });
 
 test("11b. a string reason becomes an Error with that message; a signal aborted already opens no connection", async () => {
@@ -125,7 +146,11 @@ test("11c. an abort during a streamed body errors the stream; the connection is 
   sig.ctrl.abort(reason);
   expect(await rejection(pending, 500, "read after abort")).toBe(reason);
   expect(sig.listeners()).toBe(0);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
   expect(await bodyText(await pool.request(get("/n")))).toBe("fresh");
   expect(pool.opened).toBe(2);
 });
@@ -140,7 +165,11 @@ test("11d. an abort during a bytes body rejects bytes(); the connection is close
   const reason = new Error("idle");
   ctrl.abort(reason);
   expect(await rejection(b, 500, "bytes after abort")).toBe(reason);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
   expect(pool.idleCount).toBe(0);
 });
 
@@ -150,7 +179,11 @@ test("11e. cancelling the body stream closes the connection", async () => {
   const sig = countedSignal();
   const r = await pool.request(get("/", sig.signal));
   await r.stream!.cancel("not wanted");
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
   expect(pool.idleCount).toBe(0);
   expect(sig.listeners()).toBe(0);
 });
@@ -172,7 +205,14 @@ test("11f. an abort while the connection is still being made rejects promptly (a
     const reason = new Error("response header timeout");
     ctrl.abort(reason);
     const t0 = performance.now();
-    const out = await within(p.then(() => "resolved", (e: unknown) => (e === reason ? "rejected with the reason" : `rejected with ${String(e)}`)), 1000, "aborted connect");
+    const out = await within(
+      p.then(
+        () => "resolved",
+        (e: unknown) => (e === reason ? "rejected with the reason" : `rejected with ${String(e)}`),
+      ),
+      1000,
+      "aborted connect",
+    );
     expect({ out, prompt: performance.now() - t0 < 100 }).toEqual({ out: "rejected with the reason", prompt: true });
     // the connection made after all is not kept
     await sleep(450);
@@ -218,7 +258,9 @@ test("12. a streamed body that nobody reads pauses the socket (the upstream can 
   const t0 = performance.now();
   for await (const c of r.stream!) total += c.byteLength;
   expect(total).toBe(TOTAL);
-  console.log(`backpressure: the upstream wrote ${(early / 1048576).toFixed(1)} MiB while the body was unread; reading 64 MiB took ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(
+    `backpressure: the upstream wrote ${(early / 1048576).toFixed(1)} MiB while the body was unread; reading 64 MiB took ${(performance.now() - t0).toFixed(0)} ms`,
+  );
 }, 10_000);
 
 // ---------------------------------------------------------------- 13. request bodies
@@ -258,11 +300,15 @@ test("13b. a ReadableStream body with chunked=true is sent in chunked coding, em
   const pool = mkPool(srv);
   const bin = pattern(70_000, 5);
   const body = streamOf(["abc", new Uint8Array(0), "defgh", bin]);
-  const r = await within(pool.request({ method: "POST", head: headOf("POST", "/c", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }), 3000, "POST");
+  const r = await within(
+    pool.request({ method: "POST", head: headOf("POST", "/c", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }),
+    3000,
+    "POST",
+  );
   expect(await bodyText(r)).toBe(`got ${8 + bin.length}`);
   const req = srv.peers[0]!.reqs[0]!;
   expect(srv.peers[0]!.problem).toBeUndefined();
-  const expected = Buffer.concat([Buffer.from("3\r\nabc\r\n5\r\ndefgh\r\n" + `${bin.length.toString(16)}\r\n`), bin, Buffer.from("\r\n0\r\n\r\n")]);
+  const expected = Buffer.concat([Buffer.from(`3\r\nabc\r\n5\r\ndefgh\r\n${bin.length.toString(16)}\r\n`), bin, Buffer.from("\r\n0\r\n\r\n")]);
   expect(Buffer.compare(req.raw.subarray(req.head.length), expected)).toBe(0);
   // a chunked body that was sent whole leaves the connection usable
   expect(await bodyText(await pool.request(get("/")))).toBe("got 0");
@@ -273,9 +319,15 @@ test("13c. a ReadableStream body with a Content-Length is sent as it is", async 
   const srv = listen({ onRequest: (p, r) => writeParts(p.s, [ok(`got ${r.body.toString()}`)]) });
   const pool = mkPool(srv);
   const body = streamOf(["hello ", "world"]);
-  const r = await pool.request({ method: "POST", head: headOf("POST", "/l", "content-length: 11\r\n"), body, chunked: false, signal: new AbortController().signal });
+  const r = await pool.request({
+    method: "POST",
+    head: headOf("POST", "/l", "content-length: 11\r\n"),
+    body,
+    chunked: false,
+    signal: new AbortController().signal,
+  });
   expect(await within(bodyText(r), 2000, "body")).toBe("got hello world");
-  expect(srv.peers[0]!.reqs[0]!.raw.toString()).toBe(headOf("POST", "/l", "content-length: 11\r\n") + "hello world");
+  expect(srv.peers[0]!.reqs[0]!.raw.toString()).toBe(`${headOf("POST", "/l", "content-length: 11\r\n")}hello world`);
 });
 
 test("13d. a request body stream that fails rejects the request with its error and closes the connection", async () => {
@@ -290,9 +342,17 @@ test("13d. a request body stream that fails rejects the request with its error a
       else c.error(boom);
     },
   });
-  const e = await rejection(pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }), 1000, "failed body");
+  const e = await rejection(
+    pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }),
+    1000,
+    "failed body",
+  );
   expect(e).toBe(boom);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
 });
 
 // ---------------------------------------------------------------- 14. early answer
@@ -320,13 +380,25 @@ test("14. an upstream that answers (413) while a streamed request body is still 
       cancelled = true;
     },
   });
-  const r = await within(pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }), 1000, "early answer");
+  const r = await within(
+    pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }),
+    1000,
+    "early answer",
+  );
   expect(r.status).toBe(413);
   expect(await within(bodyText(r), 1000, "413 body")).toBe("too big!");
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
   // the rest of the client's body is not read on: the source is cancelled
-  await within(until(() => cancelled, 500, "the body source to be cancelled"), 1000, "cancel");
+  await within(
+    until(() => cancelled, 500, "the body source to be cancelled"),
+    1000,
+    "cancel",
+  );
   expect(pulls).toBeLessThan(20);
   expect(await bodyText(await within(pool.request(get("/")), 1000, "next request"))).toBe("too big!");
   expect(pool.opened).toBe(2);
@@ -355,10 +427,22 @@ test("14b. after an early answer, a request body source that has stalled is canc
       cancelled = true;
     },
   });
-  const r = await within(pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }), 1000, "early answer");
+  const r = await within(
+    pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal }),
+    1000,
+    "early answer",
+  );
   expect(r.status).toBe(413);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
-  await within(until(() => cancelled, 300, "the stalled body source to be cancelled"), 1000, "cancel");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
+  await within(
+    until(() => cancelled, 300, "the stalled body source to be cancelled"),
+    1000,
+    "cancel",
+  );
 });
 
 test("14c. after an early answer, a request body pump waiting for the socket to drain stops and cancels its source", async () => {
@@ -380,7 +464,13 @@ test("14c. after an early answer, a request body pump waiting for the socket to 
       cancelled = true;
     },
   });
-  const p = pool.request({ method: "POST", head: headOf("POST", "/", "transfer-encoding: chunked\r\n"), body, chunked: true, signal: new AbortController().signal });
+  const p = pool.request({
+    method: "POST",
+    head: headOf("POST", "/", "transfer-encoding: chunked\r\n"),
+    body,
+    chunked: true,
+    signal: new AbortController().signal,
+  });
   await until(() => srv.peers.length === 1, 1000, "the connection");
   srv.peers[0]!.s.pause();
   await sleep(150);
@@ -390,8 +480,16 @@ test("14c. after an early answer, a request body pump waiting for the socket to 
   srv.peers[0]!.s.resume();
   const r = await within(p, 1000, "early answer");
   expect(r.status).toBe(413);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
-  await within(until(() => cancelled, 300, "the body source to be cancelled"), 1000, "cancel");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
+  await within(
+    until(() => cancelled, 300, "the body source to be cancelled"),
+    1000,
+    "cancel",
+  );
 });
 
 // ---------------------------------------------------------------- 15, 16. the idle pool
@@ -409,12 +507,24 @@ test("15. maxIdle caps idle connections; connections idle past idleMs are closed
   for (const r of rs) expect(await bodyText(r)).toBe("x");
   expect(pool.opened).toBe(3);
   expect(pool.idleCount).toBe(2);
-  await within(until(() => srv.closed() === 1, 500, "the third connection to close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "the third connection to close"),
+    1000,
+    "close",
+  );
   held = [];
   await sleep(250);
   expect(pool.idleCount).toBe(2); // not yet past idleMs
-  await within(until(() => pool.idleCount === 0, 800, "the idle connections to be swept"), 1000, "sweep");
-  await within(until(() => srv.closed() === 3, 500, "the server to see them close"), 1000, "close");
+  await within(
+    until(() => pool.idleCount === 0, 800, "the idle connections to be swept"),
+    1000,
+    "sweep",
+  );
+  await within(
+    until(() => srv.closed() === 3, 500, "the server to see them close"),
+    1000,
+    "close",
+  );
 });
 
 test("16. pool.close() drops idle connections; later connections are not kept", async () => {
@@ -424,8 +534,16 @@ test("16. pool.close() drops idle connections; later connections are not kept", 
   expect(pool.idleCount).toBe(1);
   pool.close();
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 1, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 1, 500, "close"),
+    1000,
+    "close",
+  );
   expect(await bodyText(await pool.request(get("/")))).toBe("x");
   expect(pool.idleCount).toBe(0);
-  await within(until(() => srv.closed() === 2, 500, "close"), 1000, "close");
+  await within(
+    until(() => srv.closed() === 2, 500, "close"),
+    1000,
+    "close",
+  );
 });

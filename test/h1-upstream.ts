@@ -34,7 +34,14 @@ export async function until(cond: () => boolean, ms: number, what: string): Prom
 
 /** settle returns a promise's error (or throws if it resolved): for asserting on rejections without unhandled ones. */
 export async function rejection(p: Promise<unknown>, ms: number, what: string): Promise<Error & { code?: string }> {
-  const r = await within(p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e })), ms, what);
+  const r = await within(
+    p.then(
+      (v) => ({ ok: true as const, v }),
+      (e: unknown) => ({ ok: false as const, e }),
+    ),
+    ms,
+    what,
+  );
   if (r.ok) throw new Error(`${what}: expected a rejection, got ${JSON.stringify(r.v, (_k, v) => (v instanceof Headers ? [...v] : v))?.slice(0, 200)}`);
   return r.e as Error & { code?: string };
 }

@@ -61,7 +61,12 @@ export class TestGateway {
   readonly stderr: string[] = [];
   private exited: Promise<number>;
 
-  constructor(readonly dir: string, readonly proc: Subprocess<"ignore", "pipe", "pipe">, readonly httpPort: number, readonly adminPort: number) {
+  constructor(
+    readonly dir: string,
+    readonly proc: Subprocess<"ignore", "pipe", "pipe">,
+    readonly httpPort: number,
+    readonly adminPort: number,
+  ) {
     this.exited = proc.exited;
     void this.pump(proc.stdout, (line) => {
       try {
@@ -124,7 +129,12 @@ export class TestGateway {
       if (hit) return hit;
       await Bun.sleep(10);
     }
-    throw new Error(`no matching log line within ${timeoutMs}ms; last lines:\n${this.logs.slice(-10).map((l) => JSON.stringify(l)).join("\n")}\n${this.stderr.join("\n")}`);
+    throw new Error(
+      `no matching log line within ${timeoutMs}ms; last lines:\n${this.logs
+        .slice(-10)
+        .map((l) => JSON.stringify(l))
+        .join("\n")}\n${this.stderr.join("\n")}`,
+    );
   }
 
   accessLogs(): LogLine[] {
@@ -187,7 +197,8 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
   const gw = new TestGateway(dir, proc, httpPort, adminPort);
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}:\n${gw.stderr.join("\n")}\n${gw.logs.map((l) => JSON.stringify(l)).join("\n")}`);
+    if (proc.exitCode !== null)
+      throw new Error(`gateway exited with ${proc.exitCode}:\n${gw.stderr.join("\n")}\n${gw.logs.map((l) => JSON.stringify(l)).join("\n")}`);
     try {
       if ((await fetch(`${gw.admin}/readyz`)).status === 200) return gw;
     } catch {
@@ -200,7 +211,10 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
 }
 
 /** origin starts a Bun.serve origin on loopback; stop it with .stop(true). */
-export function origin(fetch: (req: Request, server: import("bun").Server<unknown>) => Response | Promise<Response> | undefined | Promise<undefined>, extra: Record<string, unknown> = {}) {
+export function origin(
+  fetch: (req: Request, server: import("bun").Server<unknown>) => Response | Promise<Response> | undefined | Promise<undefined>,
+  extra: Record<string, unknown> = {},
+) {
   return Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: fetch as never, ...extra });
 }
 

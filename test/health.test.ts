@@ -38,7 +38,9 @@ async function bodies(g: TestGateway, host: string, n: number): Promise<string[]
   return out;
 }
 
-async function upstreams(g: TestGateway): Promise<{ route: string; upstream: string; healthy: boolean; available: boolean; last_check: { ok: boolean } | null }[]> {
+async function upstreams(
+  g: TestGateway,
+): Promise<{ route: string; upstream: string; healthy: boolean; available: boolean; last_check: { ok: boolean } | null }[]> {
   return (await fetch(`${g.admin}/upstreams`)).json() as never;
 }
 
@@ -57,7 +59,7 @@ test("an endpoint whose checks fail gets no requests until they pass again; the 
   expect(new Set(await bodies(g, "h.test", 4))).toEqual(new Set(["a", "b"]));
 });
 
-test("when every endpoint fails its checks: all_unhealthy = \"try\" still sends requests, \"fail\" answers 503", async () => {
+test('when every endpoint fails its checks: all_unhealthy = "try" still sends requests, "fail" answers 503', async () => {
   a.state.healthy = false;
   b.state.healthy = false;
   try {
@@ -76,7 +78,9 @@ test("when every endpoint fails its checks: all_unhealthy = \"try\" still sends 
 });
 
 test("health state survives a reload for endpoints that remain", async () => {
-  const g = await start({ site: `hosts = ["r.test"]\nupstreams = ["${a.url}", "${b.url}"]\n${HEALTH.replace('interval = "200ms"', 'interval = "2s"').replace('timeout = "100ms"', 'timeout = "1s"')}` });
+  const g = await start({
+    site: `hosts = ["r.test"]\nupstreams = ["${a.url}", "${b.url}"]\n${HEALTH.replace('interval = "200ms"', 'interval = "2s"').replace('timeout = "100ms"', 'timeout = "1s"')}`,
+  });
   b.state.healthy = false;
   try {
     await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === b.url, 8000);
@@ -105,13 +109,23 @@ test("a refused endpoint is ejected for a cool-down that doubles while it keeps 
 
 test("an idempotent request whose endpoint dies without answering is retried on another; a POST is not replayed", async () => {
   let posts = 0;
-  const dying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } }); // accepts, then closes without a response
+  const dying = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(s) {
+        s.end();
+      },
+    },
+  }); // accepts, then closes without a response
   const counting = origin(async (req) => {
     if (req.method === "POST") posts++;
     return new Response("good");
   });
   try {
-    const g = await start({ site: `hosts = ["x.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${counting.port}"]\nmax_fails = 1000\n` });
+    const g = await start({
+      site: `hosts = ["x.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${counting.port}"]\nmax_fails = 1000\n`,
+    });
     for (let i = 0; i < 4; i++) {
       const r = await g.request("x.test");
       expect(r.status).toBe(200);
@@ -137,10 +151,12 @@ test("circuit breaking: beyond max_inflight requests per endpoint, 503 at once i
   try {
     const g = await start({ site: `hosts = ["cb.test"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\nmax_inflight = 2\n` });
     const t0 = performance.now();
-    const results = await Promise.all(Array.from({ length: 5 }, async () => {
-      const r = await g.request("cb.test");
-      return { status: r.status, ms: performance.now() - t0, body: await r.text() };
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const r = await g.request("cb.test");
+        return { status: r.status, ms: performance.now() - t0, body: await r.text() };
+      }),
+    );
     expect(results.filter((r) => r.status === 200).length).toBe(2);
     const rejected = results.filter((r) => r.status === 503);
     expect(rejected.length).toBe(3);
@@ -153,7 +169,7 @@ test("circuit breaking: beyond max_inflight requests per endpoint, 503 at once i
   }
 });
 
-test("load_balance = \"hash\" keeps a user on one endpoint (header or cookie key)", async () => {
+test('load_balance = "hash" keeps a user on one endpoint (header or cookie key)', async () => {
   const g = await start({
     byheader: `hosts = ["hh.test"]\nupstreams = ["${a.url}", "${b.url}"]\nload_balance = "hash"\nhash_on = "header:X-User"\n`,
     bycookie: `hosts = ["hc.test"]\nupstreams = ["${a.url}", "${b.url}"]\nload_balance = "hash"\nhash_on = "cookie:sid"\n`,
@@ -179,20 +195,24 @@ test("a blackholed endpoint (accepts, never answers): with try_timeout, idempote
     return new Response("good");
   });
   try {
-    const g = await start({ site: `hosts = ["bh.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nfail_cooldown = "5s"\n` });
+    const g = await start({
+      site: `hosts = ["bh.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nfail_cooldown = "5s"\n`,
+    });
     let ok = 0;
     let worst = 0;
     const failed: number[] = [];
     const stopAt = Date.now() + 1500;
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      while (Date.now() < stopAt) {
-        const t0 = performance.now();
-        const r = await g.request("bh.test");
-        worst = Math.max(worst, performance.now() - t0);
-        if (r.status === 200 && (await r.text()) === "good") ok++;
-        else failed.push(r.status);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (Date.now() < stopAt) {
+          const t0 = performance.now();
+          const r = await g.request("bh.test");
+          worst = Math.max(worst, performance.now() - t0);
+          if (r.status === 200 && (await r.text()) === "good") ok++;
+          else failed.push(r.status);
+        }
+      }),
+    );
     console.log(`blackhole: ${ok} requests, ${failed.length} failed, slowest ${Math.round(worst)} ms`);
     expect(failed).toEqual([]);
     expect(ok).toBeGreaterThan(50);
@@ -200,8 +220,11 @@ test("a blackholed endpoint (accepts, never answers): with try_timeout, idempote
     // Ejected after max_fails (3) timeouts: the 5 s cool-down keeps it out, so requests are fast again.
     const view = (await (await fetch(`${g.admin}/upstreams`)).json()) as { upstream: string; available: boolean }[];
     expect(view.find((u) => u.upstream === `http://127.0.0.1:${hole.port}`)?.available).toBe(false);
-    // POSTs are not cut by try_timeout (a retry could not follow): one that went to the blackhole waits for response_header_timeout, 504, and is not sent again.
-    const p = await start({ site: `hosts = ["bhp.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nresponse_header_timeout = "1s"\nmax_fails = 1000\n` });
+    // POSTs are not cut by try_timeout (a retry could not follow): one that went to the blackhole waits for response_header_timeout, 504, and is not sent
+    // again.
+    const p = await start({
+      site: `hosts = ["bhp.test"]\nupstreams = ["http://127.0.0.1:${hole.port}", "http://127.0.0.1:${good.port}"]\ntry_timeout = "200ms"\nresponse_header_timeout = "1s"\nmax_fails = 1000\n`,
+    });
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await p.request("bhp.test", "/", { method: "POST", body: "order" })).status);
     expect(statuses).toContain(504);
@@ -219,12 +242,16 @@ test("a slow endpoint: least_requests sends most requests to the fast one, none 
   });
   const fast = origin(() => new Response("fast"));
   try {
-    const g = await start({ site: `hosts = ["sl.test"]\nupstreams = ["http://127.0.0.1:${slow.port}", "http://127.0.0.1:${fast.port}"]\nload_balance = "least_requests"\n` });
+    const g = await start({
+      site: `hosts = ["sl.test"]\nupstreams = ["http://127.0.0.1:${slow.port}", "http://127.0.0.1:${fast.port}"]\nload_balance = "least_requests"\n`,
+    });
     const got: string[] = [];
     const stopAt = Date.now() + 1500;
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      while (Date.now() < stopAt) got.push(await (await g.request("sl.test")).text());
-    }));
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (Date.now() < stopAt) got.push(await (await g.request("sl.test")).text());
+      }),
+    );
     const slowShare = got.filter((b) => b === "slow").length / got.length;
     console.log(`slow endpoint: ${got.length} requests, ${Math.round(slowShare * 1000) / 10}% to the slow one`);
     expect(got.every((b) => b === "slow" || b === "fast")).toBe(true);
@@ -236,11 +263,29 @@ test("a slow endpoint: least_requests sends most requests to the fast one, none 
 });
 
 test("the retry budget runs out: retries stay near a fifth of the requests and the rest fail instead of multiplying the load", async () => {
-  const dying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } });
-  const alsoDying = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.end(); } } });
+  const dying = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(s) {
+        s.end();
+      },
+    },
+  });
+  const alsoDying = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(s) {
+        s.end();
+      },
+    },
+  });
   const good = origin(() => new Response("good"));
   try {
-    const g = await start({ site: `hosts = ["rb.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${alsoDying.port}", "http://127.0.0.1:${good.port}"]\nmax_fails = 1000\n` });
+    const g = await start({
+      site: `hosts = ["rb.test"]\nupstreams = ["http://127.0.0.1:${dying.port}", "http://127.0.0.1:${alsoDying.port}", "http://127.0.0.1:${good.port}"]\nmax_fails = 1000\n`,
+    });
     const statuses: number[] = [];
     for (let i = 0; i < 150; i++) statuses.push((await g.request("rb.test")).status);
     const m = await (await fetch(`${g.admin}/metrics`)).text();
@@ -277,7 +322,11 @@ test("try_timeout only cuts an attempt that could be retried: a slow sole endpoi
 
 test("open WebSockets do not use up max_inflight for plain requests", async () => {
   const ws = origin((req, server) => (server.upgrade(req, { data: undefined }) ? undefined : new Response("plain")), {
-    websocket: { message(s: import("bun").ServerWebSocket<unknown>, m: string | Buffer) { s.send(m); } },
+    websocket: {
+      message(s: import("bun").ServerWebSocket<unknown>, m: string | Buffer) {
+        s.send(m);
+      },
+    },
   });
   try {
     const g = await start({ site: `hosts = ["wsc.test"]\nupstreams = ["http://127.0.0.1:${ws.port}"]\nmax_inflight = 2\n` });
@@ -303,7 +352,10 @@ test("a reload rejected after building leaves no discovery behind", async () => 
   try {
     const cfg = join(g.dir, "config.toml");
     // A resolver that does not answer, a route that needs it, and a listener that cannot bind: rejected after the build.
-    writeFileSync(cfg, readFileSync(cfg, "utf8").replace(/^http = .*$/m, `http = "127.0.0.1:${busy.port}"`) + `\n[resolver]\nservers = ["127.0.0.1:${freePort()}"]\n`);
+    writeFileSync(
+      cfg,
+      `${readFileSync(cfg, "utf8").replace(/^http = .*$/m, `http = "127.0.0.1:${busy.port}"`)}\n[resolver]\nservers = ["127.0.0.1:${freePort()}"]\n`,
+    );
     g.writeRoute("named", `hosts = ["named.test"]\nupstreams = ["http://svc.nowhere.test:8080"]\n`);
     expect((await g.reload()).msg).toStartWith("config rejected");
     const lines = () => g.logs.filter((l) => String(l.upstream ?? "").includes("svc.nowhere.test")).length;

@@ -12,10 +12,21 @@ issuerContract("AcmeIssuer (Pebble)", async () => {
   const http01Port = freePort();
   const tb = Testbed.start({ http01Port });
   const tokens = new Http01Tokens();
-  const listener = Bun.serve({ port: http01Port, hostname: "127.0.0.1", fetch: (req) => tokens.answer(new URL(req.url).pathname) ?? new Response("no such token", { status: 404 }) });
+  const listener = Bun.serve({
+    port: http01Port,
+    hostname: "127.0.0.1",
+    fetch: (req) => tokens.answer(new URL(req.url).pathname) ?? new Response("no such token", { status: 404 }),
+  });
   const dir = tempDir("gatehouse-acme-issuer-");
   const solver = new Http01Solver(tokens);
-  const acme = { directory: tb.env.ACME_DIRECTORY_URL, email: "ops@app.test", caFile: tb.env.ACME_API_CA_CERT, challenge: "http-01" as const, dns: undefined, renewFraction: 2 / 3 };
+  const acme = {
+    directory: tb.env.ACME_DIRECTORY_URL,
+    email: "ops@app.test",
+    caFile: tb.env.ACME_API_CA_CERT,
+    challenge: "http-01" as const,
+    dns: undefined,
+    renewFraction: 2 / 3,
+  };
   return {
     issuer: new AcmeIssuer(acme, new FileStorage(dir), () => solver),
     names: ["issuer-a.test", "issuer-b.test"],

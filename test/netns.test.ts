@@ -28,7 +28,18 @@ beforeAll(async () => {
   ip("netns", "exec", NS, "ip", "addr", "add", `${REMOTE}/30`, "dev", NS_IF);
   ip("netns", "exec", NS, "ip", "link", "set", NS_IF, "up");
   ip("netns", "exec", NS, "ip", "link", "set", "lo", "up");
-  remote = Bun.spawn(["ip", "netns", "exec", NS, BUN, "-e", `Bun.serve({ hostname: "${REMOTE}", port: ${port}, fetch: () => new Response("remote") }); setInterval(() => {}, 1000);`], { stdout: "ignore", stderr: "ignore" });
+  remote = Bun.spawn(
+    [
+      "ip",
+      "netns",
+      "exec",
+      NS,
+      BUN,
+      "-e",
+      `Bun.serve({ hostname: "${REMOTE}", port: ${port}, fetch: () => new Response("remote") }); setInterval(() => {}, 1000);`,
+    ],
+    { stdout: "ignore", stderr: "ignore" },
+  );
   const deadline = Date.now() + 5000;
   for (;;) {
     try {
@@ -38,7 +49,11 @@ beforeAll(async () => {
       await Bun.sleep(50);
     }
   }
-  gw = await startGateway({ routes: { site: `hosts = ["ns.test"]\nupstreams = ["http://${REMOTE}:${port}", "http://127.0.0.1:${local.port}"]\ntry_timeout = "300ms"\nfail_cooldown = "10s"\n` } });
+  gw = await startGateway({
+    routes: {
+      site: `hosts = ["ns.test"]\nupstreams = ["http://${REMOTE}:${port}", "http://127.0.0.1:${local.port}"]\ntry_timeout = "300ms"\nfail_cooldown = "10s"\n`,
+    },
+  });
 });
 
 afterAll(async () => {
@@ -58,25 +73,29 @@ test("the link to a node drops under load: idempotent requests see no failure, o
   let worst = 0;
   const failed: string[] = [];
   const stopAt = Date.now() + 2500;
-  const load = Promise.all(Array.from({ length: 4 }, async () => {
-    while (Date.now() < stopAt) {
-      const t0 = performance.now();
-      const r = await gw.request("ns.test");
-      const ms = performance.now() - t0;
-      worst = Math.max(worst, ms);
-      if (ms > 100) delayed++;
-      if (r.status === 200) {
-        await r.text();
-        ok++;
-      } else failed.push(`${r.status} ${await r.text()}`);
-    }
-  }));
+  const load = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (Date.now() < stopAt) {
+        const t0 = performance.now();
+        const r = await gw.request("ns.test");
+        const ms = performance.now() - t0;
+        worst = Math.max(worst, ms);
+        if (ms > 100) delayed++;
+        if (r.status === 200) {
+          await r.text();
+          ok++;
+        } else failed.push(`${r.status} ${await r.text()}`);
+      }
+    }),
+  );
   await Bun.sleep(700);
   // The cut: the namespace's side of the link goes down; packets to it are lost, nothing answers (no RST, no ICMP).
   ip("netns", "exec", NS, "ip", "link", "set", NS_IF, "down");
   const cutAt = performance.now();
   await load;
-  console.log(`link cut: ${ok} requests, ${failed.length} failed, ${delayed} delayed over 100 ms, slowest ${Math.round(worst)} ms, load ran ${Math.round(performance.now() - cutAt)} ms after the cut`);
+  console.log(
+    `link cut: ${ok} requests, ${failed.length} failed, ${delayed} delayed over 100 ms, slowest ${Math.round(worst)} ms, load ran ${Math.round(performance.now() - cutAt)} ms after the cut`,
+  );
   expect(failed).toEqual([]);
   expect(worst).toBeLessThan(1000);
   const view = (await (await fetch(`${gw.admin}/upstreams`)).json()) as { upstream: string; available: boolean }[];

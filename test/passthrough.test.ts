@@ -4,17 +4,26 @@ import { origin, rawRequest, startGateway, type TestGateway } from "./harness.ts
 
 const TEXT = "compress me ".repeat(200);
 const GZ = gzipSync(TEXT);
-const up = origin((req) => {
-  const path = new URL(req.url).pathname;
-  if (path === "/gzip") return new Response(GZ, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } });
-  if (path === "/redirect") return new Response(null, { status: 302, headers: { location: "/elsewhere" } });
-  if (path === "/stall") {
-    // Headers and 100 KiB at once, then nothing: the idle timeout must cut it.
-    return new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(100 * 1024)); } }));
-  }
-  if (path === "/head") return new Response("body", { headers: { "x-kind": "head" } });
-  return new Response("?", { status: 404 });
-}, { idleTimeout: 30 });
+const up = origin(
+  (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/gzip") return new Response(GZ, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } });
+    if (path === "/redirect") return new Response(null, { status: 302, headers: { location: "/elsewhere" } });
+    if (path === "/stall") {
+      // Headers and 100 KiB at once, then nothing: the idle timeout must cut it.
+      return new Response(
+        new ReadableStream({
+          start(c) {
+            c.enqueue(new Uint8Array(100 * 1024));
+          },
+        }),
+      );
+    }
+    if (path === "/head") return new Response("body", { headers: { "x-kind": "head" } });
+    return new Response("?", { status: 404 });
+  },
+  { idleTimeout: 30 },
+);
 let gw: TestGateway;
 
 beforeAll(async () => {

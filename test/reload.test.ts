@@ -5,7 +5,11 @@ import { BUN, MAIN, freePort, origin, startGateway, type TestGateway } from "./h
 const a = origin(() => new Response("a"));
 const b = origin(() => new Response("b"));
 const wsOrigin = origin((req, server) => (server.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })), {
-  websocket: { message(ws: import("bun").ServerWebSocket<unknown>, m: string | Buffer) { ws.send(m); } },
+  websocket: {
+    message(ws: import("bun").ServerWebSocket<unknown>, m: string | Buffer) {
+      ws.send(m);
+    },
+  },
 });
 let gw: TestGateway;
 
@@ -25,7 +29,11 @@ afterAll(async () => {
 
 async function metric(name: string): Promise<string | undefined> {
   const text = await (await fetch(`${gw.admin}/metrics`)).text();
-  return text.split("\n").find((l) => l.startsWith(name))?.split(" ").pop();
+  return text
+    .split("\n")
+    .find((l) => l.startsWith(name))
+    ?.split(" ")
+    .pop();
 }
 
 test("a new route file is live after SIGHUP", async () => {
@@ -119,7 +127,10 @@ test("a changed listener address is rebound; the others keep serving", async () 
   // wait for the old admin listener to close
   let closed = false;
   for (let i = 0; i < 50 && !closed; i++) {
-    closed = await fetch(`${gw.admin}/healthz`).then(() => false, () => true);
+    closed = await fetch(`${gw.admin}/healthz`).then(
+      () => false,
+      () => true,
+    );
     if (!closed) await Bun.sleep(20);
   }
   expect(closed).toBe(true);

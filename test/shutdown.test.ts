@@ -17,7 +17,10 @@ test("SIGTERM finishes in-flight requests, refuses new ones, reports not ready, 
   gw.proc.kill("SIGTERM");
   await gw.waitForLog((l) => l.msg === "draining");
   expect((await fetch(`${gw.admin}/readyz`)).status).toBe(503);
-  const refused = await gw.request("slow.example").then(() => false, () => true);
+  const refused = await gw.request("slow.example").then(
+    () => false,
+    () => true,
+  );
   expect(refused).toBe(true);
   const res = await inflight;
   expect(res.status).toBe(200);

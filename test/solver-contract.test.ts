@@ -15,7 +15,14 @@ function setup() {
   const http01Port = freePort();
   const tb = Testbed.start({ http01Port });
   const dir = tempDir("gatehouse-solver-");
-  const acme = { directory: tb.env.ACME_DIRECTORY_URL, email: "ops@app.test", caFile: tb.env.ACME_API_CA_CERT, challenge: "http-01" as const, dns: undefined, renewFraction: 2 / 3 };
+  const acme = {
+    directory: tb.env.ACME_DIRECTORY_URL,
+    email: "ops@app.test",
+    caFile: tb.env.ACME_API_CA_CERT,
+    challenge: "http-01" as const,
+    dns: undefined,
+    renewFraction: 2 / 3,
+  };
   const cleanup = () => {
     tb.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -50,5 +50,5 @@ test("traversal attempts on the wire never reach a file outside the root", async
 test("the built-in welcome page is served from the binary", async () => {
   const r = await gw.request("welcome.example");
   expect(r.status).toBe(200);
-  expect(await r.text()).toContain("gatehouse <span class=\"ok\">is running</span>");
+  expect(await r.text()).toContain('gatehouse <span class="ok">is running</span>');
 });

@@ -7,46 +7,57 @@ let uploadBytes = 0;
 let cancelled = false;
 let slowStarted = false;
 
-const up = origin(async (req) => {
-  const url = new URL(req.url);
-  if (url.pathname === "/upload") {
-    let n = 0;
-    for await (const c of req.body!) n += c.byteLength;
-    uploadBytes = n;
-    return new Response(String(n));
-  }
-  if (url.pathname === "/download") {
-    let sent = 0;
-    return new Response(new ReadableStream({
-      pull(c) {
-        if (sent >= GiB) return c.close();
-        c.enqueue(CHUNK);
-        sent += CHUNK.byteLength;
-      },
-    }, { highWaterMark: 0 }), { headers: { "content-type": "application/octet-stream" } });
-  }
-  if (url.pathname === "/slow") {
-    // One chunk every 100 ms, forever, until the reader goes away.
-    slowStarted = true;
-    let timer: Timer;
-    return new Response(new ReadableStream({
-      start(c) {
-        timer = setInterval(() => {
-          try {
-            c.enqueue(new TextEncoder().encode("tick\n"));
-          } catch {
+const up = origin(
+  async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/upload") {
+      let n = 0;
+      for await (const c of req.body!) n += c.byteLength;
+      uploadBytes = n;
+      return new Response(String(n));
+    }
+    if (url.pathname === "/download") {
+      let sent = 0;
+      return new Response(
+        new ReadableStream(
+          {
+            pull(c) {
+              if (sent >= GiB) return c.close();
+              c.enqueue(CHUNK);
+              sent += CHUNK.byteLength;
+            },
+          },
+          { highWaterMark: 0 },
+        ),
+        { headers: { "content-type": "application/octet-stream" } },
+      );
+    }
+    if (url.pathname === "/slow") {
+      // One chunk every 100 ms, forever, until the reader goes away.
+      slowStarted = true;
+      let timer: Timer;
+      return new Response(
+        new ReadableStream({
+          start(c) {
+            timer = setInterval(() => {
+              try {
+                c.enqueue(new TextEncoder().encode("tick\n"));
+              } catch {
+                clearInterval(timer);
+              }
+            }, 100);
+          },
+          cancel() {
+            cancelled = true;
             clearInterval(timer);
-          }
-        }, 100);
-      },
-      cancel() {
-        cancelled = true;
-        clearInterval(timer);
-      },
-    }));
-  }
-  return new Response("?", { status: 404 });
-}, { maxRequestBodySize: 2 * GiB, idleTimeout: 60 });
+          },
+        }),
+      );
+    }
+    return new Response("?", { status: 404 });
+  },
+  { maxRequestBodySize: 2 * GiB, idleTimeout: 60 },
+);
 let gw: TestGateway;
 
 beforeAll(async () => {
@@ -73,13 +84,16 @@ test("a 1 GiB download streams through in bounded memory", async () => {
 
 test("a 1 GiB upload streams through in bounded memory", async () => {
   let sent = 0;
-  const body = new ReadableStream({
-    pull(c) {
-      if (sent >= GiB) return c.close();
-      c.enqueue(CHUNK);
-      sent += CHUNK.byteLength;
+  const body = new ReadableStream(
+    {
+      pull(c) {
+        if (sent >= GiB) return c.close();
+        c.enqueue(CHUNK);
+        sent += CHUNK.byteLength;
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   const res = await gw.request("big.example", "/upload", { method: "POST", body });
   expect(res.status).toBe(200);
   expect(await res.text()).toBe(String(GiB));

@@ -23,7 +23,10 @@ const SCRIPTS = join(ROOT, "test/acme-testbed");
 
 /** Testbed is one running pebble + named pair; stop() ends both and removes its state. */
 export class Testbed {
-  private constructor(readonly env: TestbedEnv, readonly dir: string) {}
+  private constructor(
+    readonly env: TestbedEnv,
+    readonly dir: string,
+  ) {}
 
   /** start runs start.sh on free loopback ports; HTTP-01 validation connects to http01Port (give the gateway's HTTP listener that port). */
   static start(opts: { http01Port?: number } = {}): Testbed {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, origin, startGateway, tempDir, type TestGateway } from "./harness.ts";
-import { TlsConn, tlsGet } from "./tls-client.ts";
+import { tlsGet } from "./tls-client.ts";
 
 const up = origin((req) => new Response(`origin saw ${new URL(req.url).pathname}`));
 let gw: TestGateway;
@@ -14,7 +14,26 @@ const certDir = tempDir("gatehouse-manual-");
 function selfSigned(name: string, names: string[]): { cert: string; key: string } {
   const cert = join(certDir, `${name}.pem`);
   const key = join(certDir, `${name}.key`);
-  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-keyout", key, "-out", cert, "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`]);
+  const r = Bun.spawnSync([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "30",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-subj",
+    `/CN=${names[0]}`,
+    "-addext",
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
+  ]);
   if (r.exitCode !== 0) throw new Error(r.stderr.toString());
   return { cert, key };
 }
@@ -173,7 +192,7 @@ test("a corrupt stored certificate is reported, kept on disk, and replaced by a 
     const line = gw3.logs.find((l) => l.msg.startsWith("stored certificate is unusable"));
     expect(line?.path).toBe(join(dir, "sites/secure/cert.pem"));
     expect((await tlsGet(port, "secure.test", "secure.test")).status).toBe(200);
-    const kept = (await Array.fromAsync(new Bun.Glob("sites/secure/cert.pem.corrupt-*").scan(dir)));
+    const kept = await Array.fromAsync(new Bun.Glob("sites/secure/cert.pem.corrupt-*").scan(dir));
     expect(kept.length).toBe(1);
     expect(readFileSync(join(dir, kept[0]!), "utf8")).toBe("garbage\n");
     expect(existsSync(join(dir, "sites/secure/key.pem"))).toBe(true);
@@ -205,7 +224,21 @@ test("listen.http2 = true negotiates HTTP/2 by ALPN, and HTTP/1.1 clients keep w
   });
   try {
     // Asynchronous: the origin runs in this process and must keep answering while curl waits.
-    const curl = (flag: string) => new Response(Bun.spawn(["curl", "-sk", "--max-time", "5", flag, "--resolve", `h2.test:${port}:127.0.0.1`, "-w", "\n%{http_version} %{http_code}", `https://h2.test:${port}/via-h2`]).stdout).text();
+    const curl = (flag: string) =>
+      new Response(
+        Bun.spawn([
+          "curl",
+          "-sk",
+          "--max-time",
+          "5",
+          flag,
+          "--resolve",
+          `h2.test:${port}:127.0.0.1`,
+          "-w",
+          "\n%{http_version} %{http_code}",
+          `https://h2.test:${port}/via-h2`,
+        ]).stdout,
+      ).text();
     expect(await curl("--http2")).toBe("origin saw /via-h2\n2 200");
     expect(await curl("--http1.1")).toBe("origin saw /via-h2\n1.1 200");
   } finally {
@@ -220,7 +253,11 @@ test("20 certificate swaps under load, keep-alive and a new TLS connection per r
   const worker = (keepalive: boolean) => async () => {
     while (!stop) {
       try {
-        const r = await fetch(`https://127.0.0.1:${httpsPort}/swap`, { keepalive, headers: { host: "secure.test" }, tls: { ca: caPem, serverName: "secure.test" } });
+        const r = await fetch(`https://127.0.0.1:${httpsPort}/swap`, {
+          keepalive,
+          headers: { host: "secure.test" },
+          tls: { ca: caPem, serverName: "secure.test" },
+        });
         if (r.status === 200 && (await r.text()) === "origin saw /swap") ok++;
         else errors.push(`status ${r.status}`);
       } catch (e) {
@@ -258,7 +295,9 @@ test("20 certificate swaps under load, keep-alive and a new TLS connection per r
 });
 
 test("a second gatehouse cannot share the HTTPS port (SO_REUSEPORT is only for our own swaps)", async () => {
-  await expect(startGateway({ listenExtra: `https = "127.0.0.1:${httpsPort}"`, routes: { s: `hosts = ["s.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` } })).rejects.toThrow(`listen.https 127.0.0.1:${httpsPort}: cannot bind, the address is in use`);
+  await expect(
+    startGateway({ listenExtra: `https = "127.0.0.1:${httpsPort}"`, routes: { s: `hosts = ["s.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` } }),
+  ).rejects.toThrow(`listen.https 127.0.0.1:${httpsPort}: cannot bind, the address is in use`);
   expect((await tlsGet(httpsPort, "secure.test", "secure.test", "/", caPem)).status).toBe(200);
 });
 

@@ -30,7 +30,8 @@ const mutual = Bun.serve({
   fetch: () => new Response("over mutual tls"),
 });
 let gw: TestGateway;
-const tlsTable = (client: boolean, ca = "ca.pem") => `[upstream_tls]\nca = "${join(dir, ca)}"\nserver_name = "origin.internal"\n${client ? `cert = "${join(dir, "client.pem")}"\nkey = "${join(dir, "client.key")}"\n` : ""}`;
+const tlsTable = (client: boolean, ca = "ca.pem") =>
+  `[upstream_tls]\nca = "${join(dir, ca)}"\nserver_name = "origin.internal"\n${client ? `cert = "${join(dir, "client.pem")}"\nkey = "${join(dir, "client.key")}"\n` : ""}`;
 const trustedRoute = (ca?: string) => `hosts = ["trusted.test"]\nupstreams = ["https://127.0.0.1:${plainTls.port}"]\n${tlsTable(false, ca)}`;
 
 beforeAll(async () => {

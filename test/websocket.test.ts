@@ -5,42 +5,45 @@ const MiB = 1024 * 1024;
 let upstreamBackpressure = 0;
 let flood: { total: number; sent: number } = { total: 0, sent: 0 };
 
-const wsOrigin = origin((req, server) => {
-  const url = new URL(req.url);
-  const ok = server.upgrade(req, {
-    data: { path: url.pathname, auth: req.headers.get("authorization"), xff: req.headers.get("x-forwarded-for") },
-    headers: req.headers.get("sec-websocket-protocol")?.includes("chat.v2") ? { "sec-websocket-protocol": "chat.v2" } : {},
-  });
-  return ok ? undefined : new Response("not a websocket", { status: 400 });
-}, {
-  websocket: {
-    open(ws: import("bun").ServerWebSocket<{ path: string; auth: string | null; xff: string | null }>) {
-      ws.send(JSON.stringify({ hello: ws.data.path, auth: ws.data.auth, xff: ws.data.xff }));
-      if (ws.data.path === "/flood") {
-        // Push flood.total bytes as fast as the gateway lets us, counting when it pushes back.
-        const chunk = new Uint8Array(MiB);
-        const push = () => {
-          while (flood.sent < flood.total) {
-            const r = ws.send(chunk);
-            flood.sent += MiB;
-            if (r === -1) {
-              upstreamBackpressure++;
-              return; // wait for drain
+const wsOrigin = origin(
+  (req, server) => {
+    const url = new URL(req.url);
+    const ok = server.upgrade(req, {
+      data: { path: url.pathname, auth: req.headers.get("authorization"), xff: req.headers.get("x-forwarded-for") },
+      headers: req.headers.get("sec-websocket-protocol")?.includes("chat.v2") ? { "sec-websocket-protocol": "chat.v2" } : {},
+    });
+    return ok ? undefined : new Response("not a websocket", { status: 400 });
+  },
+  {
+    websocket: {
+      open(ws: import("bun").ServerWebSocket<{ path: string; auth: string | null; xff: string | null }>) {
+        ws.send(JSON.stringify({ hello: ws.data.path, auth: ws.data.auth, xff: ws.data.xff }));
+        if (ws.data.path === "/flood") {
+          // Push flood.total bytes as fast as the gateway lets us, counting when it pushes back.
+          const chunk = new Uint8Array(MiB);
+          const push = () => {
+            while (flood.sent < flood.total) {
+              const r = ws.send(chunk);
+              flood.sent += MiB;
+              if (r === -1) {
+                upstreamBackpressure++;
+                return; // wait for drain
+              }
             }
-          }
-        };
-        (ws as unknown as { push: () => void }).push = push;
-        push();
-      }
-    },
-    drain(ws: { push?: () => void }) {
-      ws.push?.();
-    },
-    message(ws: import("bun").ServerWebSocket<unknown>, msg: string | Buffer) {
-      ws.send(typeof msg === "string" ? `echo:${msg}` : msg);
+          };
+          (ws as unknown as { push: () => void }).push = push;
+          push();
+        }
+      },
+      drain(ws: { push?: () => void }) {
+        ws.push?.();
+      },
+      message(ws: import("bun").ServerWebSocket<unknown>, msg: string | Buffer) {
+        ws.send(typeof msg === "string" ? `echo:${msg}` : msg);
+      },
     },
   },
-});
+);
 let gw: TestGateway;
 
 beforeAll(async () => {
@@ -110,7 +113,15 @@ test("an upstream that refuses the upgrade gets 502 for the client", async () =>
   expect(r.status).toBe(400);
   const gone = await startGateway({ routes: { ws: `hosts = ["ws.example"]\nupstreams = ["http://127.0.0.1:1"]\n` } });
   try {
-    const res = await fetch(`${gone.base}/`, { headers: { host: "ws.example", upgrade: "websocket", connection: "upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" } });
+    const res = await fetch(`${gone.base}/`, {
+      headers: {
+        host: "ws.example",
+        upgrade: "websocket",
+        connection: "upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+      },
+    });
     expect(res.status).toBe(502);
   } finally {
     await gone.cleanup();

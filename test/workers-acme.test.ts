@@ -33,7 +33,11 @@ afterAll(async () => {
 
 async function metric(series: string): Promise<string | undefined> {
   const text = await (await fetch(`${gw.admin}/metrics`)).text();
-  return text.split("\n").find((l) => l.startsWith(series + " "))?.split(" ").pop();
+  return text
+    .split("\n")
+    .find((l) => l.startsWith(`${series} `))
+    ?.split(" ")
+    .pop();
 }
 
 /** swapped waits until every worker serves the certificates stored after log line `from`. */
@@ -62,13 +66,24 @@ test("one order, in the supervisor; HTTP-01 answered by the workers; every worke
   const from = gw.logs.length;
   const fingerprints = await served(30);
   expect(fingerprints.size).toBe(1);
-  const by = new Set(gw.logs.slice(from).filter((l) => l.msg === "access" && l.host === "app.test" && l.status === 200).map((l) => l.worker));
+  const by = new Set(
+    gw.logs
+      .slice(from)
+      .filter((l) => l.msg === "access" && l.host === "app.test" && l.status === 200)
+      .map((l) => l.worker),
+  );
   expect([...by].sort()).toEqual([1, 2]);
 
   expect(await metric('gatehouse_acme_orders_total{result="success"}')).toBe("1");
   expect(gw.logs.filter((l) => l.msg === "certificate obtained")).toHaveLength(1);
   // Workers never order, register an account or make a CA: they only load what the supervisor stored.
-  for (const msg of ["certificate obtained", "acme account registered", "acme account key created", "internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings"]) expect(fromWorkers(gw.logs, msg)).toEqual([]);
+  for (const msg of [
+    "certificate obtained",
+    "acme account registered",
+    "acme account key created",
+    'internal CA ready; trust its certificate to use tls = "internal" sites without warnings',
+  ])
+    expect(fromWorkers(gw.logs, msg)).toEqual([]);
   // The CA's validation request reached a worker, which had the token.
   const challenges = gw.logs.filter((l) => l.msg === "access" && String(l.path).startsWith("/.well-known/acme-challenge/"));
   expect(challenges.length).toBeGreaterThan(0);

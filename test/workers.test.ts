@@ -41,7 +41,7 @@ async function metrics(g: { admin: string }): Promise<string> {
 }
 
 function value(text: string, series: string): number | undefined {
-  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
@@ -72,7 +72,10 @@ function accessByWorker(g: TestGateway, host: string, from = 0): Map<number, num
 test("both workers take connections; the supervisor's /metrics is their sum, passes promtool, and purge and /upstreams cover every worker", async () => {
   const from = gw.logs.length;
   const list = await workers(gw);
-  expect(list.map((w) => [w.worker, w.ready])).toEqual([[1, true], [2, true]]);
+  expect(list.map((w) => [w.worker, w.ready])).toEqual([
+    [1, true],
+    [2, true],
+  ]);
   expect(new Set(list.map((w) => w.pid)).size).toBe(2);
   const before = value(await metrics(gw), 'gatehouse_requests_total{route="site",code="200"}') ?? 0;
   const n = 40;
@@ -97,7 +100,10 @@ test("both workers take connections; the supervisor's /metrics is their sum, pas
   expect(promtool.exitCode).toBe(0);
 
   const upstreams = (await (await fetch(`${gw.admin}/upstreams`)).json()) as { worker: number; route: string }[];
-  expect(upstreams.map((u) => [u.worker, u.route]).sort()).toEqual([[1, "site"], [2, "site"]]);
+  expect(upstreams.map((u) => [u.worker, u.route]).sort()).toEqual([
+    [1, "site"],
+    [2, "site"],
+  ]);
   // Each URL was asked once, so it is stored in the one worker that answered it: the purge counts all of them.
   const purge = await fetch(`${gw.admin}/cache/purge?all`, { method: "POST" });
   expect(await purge.json()).toEqual({ purged: n });
@@ -136,7 +142,13 @@ test("gatehouse reload applies a new route in every worker; a bad config is reje
   expect(ok.exitCode).toBe(0);
   for (let i = 0; i < 30; i++) expect((await fresh(gw, "new.example", "/n")).status).toBe(200);
   await until("access lines", () => accessByWorker(gw, "new.example", from).size === 2);
-  expect(gw.logs.slice(from).filter((l) => l.msg === "config reloaded").map((l) => l.worker ?? 0).sort()).toEqual([0, 1, 2]);
+  expect(
+    gw.logs
+      .slice(from)
+      .filter((l) => l.msg === "config reloaded")
+      .map((l) => l.worker ?? 0)
+      .sort(),
+  ).toEqual([0, 1, 2]);
 
   gw.writeRoute("bad", `hosts = ["bad.example"]\nupstream = ["http://127.0.0.1:1"]\n`);
   const bad = reload();
@@ -192,7 +204,12 @@ test("SIGTERM drains every worker and exits 0 with none left; a worker whose sup
     expect(await g.proc.exited).toBe(0);
     expect(performance.now() - t0).toBeLessThan(4000);
     expect(pids.filter(alive)).toEqual([]);
-    expect(g.logs.filter((l) => l.msg === "stopped").map((l) => l.worker ?? 0).sort()).toEqual([0, 1, 2]);
+    expect(
+      g.logs
+        .filter((l) => l.msg === "stopped")
+        .map((l) => l.worker ?? 0)
+        .sort(),
+    ).toEqual([0, 1, 2]);
     expect(existsSync(join(g.dir, "gatehouse.pid"))).toBe(false);
   } finally {
     await g.cleanup();
@@ -277,7 +294,10 @@ test("the single-process gateway too: a second SIGTERM does not cut the drain sh
   });
   const g = await startGateway({ routes: { slow: `hosts = ["slow.example"]\nupstreams = ["http://127.0.0.1:${slow.port}"]\n` } });
   try {
-    const inflight = fresh(g, "slow.example").then((r) => r.text(), (e: Error) => `failed: ${e.message}`);
+    const inflight = fresh(g, "slow.example").then(
+      (r) => r.text(),
+      (e: Error) => `failed: ${e.message}`,
+    );
     await until("request at the origin", () => arrived === 1);
     g.proc.kill("SIGTERM");
     await Bun.sleep(100);
@@ -371,7 +391,9 @@ test("workers = 1 reads the config once at start: a route file that can be read 
   try {
     expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
     // One writer, once: a second read of the file would wait for another writer forever.
-    writer = Bun.spawn(["sh", "-c", `printf '%s' "$ROUTE" > "$FIFO"`], { env: { ROUTE: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`, FIFO: fifo } });
+    writer = Bun.spawn(["sh", "-c", `printf '%s' "$ROUTE" > "$FIFO"`], {
+      env: { ROUTE: `hosts = ["site.example"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`, FIFO: fifo },
+    });
     await until("ready", async () => (await fetch(`${g.admin}/readyz`).catch(() => undefined))?.status === 200, 5000);
     expect((await fresh(g, "site.example")).status).toBe(200);
   } finally {
@@ -391,14 +413,23 @@ describe("supervisor in process", () => {
   /** failSpawns: how many more times worker i's executable is "missing"; crash: workers whose process exits at once. */
   const failSpawns = new Map<number, number>();
   const crash = new Set<number>();
-  const sg = { admin: "", request: (host: string, path = "/", init: RequestInit = {}) => fetch(`http://127.0.0.1:${httpPort}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), host } }) };
+  const sg = {
+    admin: "",
+    request: (host: string, path = "/", init: RequestInit = {}) =>
+      fetch(`http://127.0.0.1:${httpPort}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), host } }),
+  };
 
   const waitForLog = (pred: (l: LogLine) => boolean, from: number, timeoutMs = 10_000) => until("log line", () => lines.slice(from).some(pred), timeoutMs);
   const pidOf = async (index: number) => (await workers(sg))[index - 1]!.pid!;
-  const back = (index: number, old: number) => until(`worker ${index} back`, async () => {
-    const w = (await workers(sg))[index - 1];
-    return w !== undefined && w.ready && w.pid !== old;
-  }, 10_000);
+  const back = (index: number, old: number) =>
+    until(
+      `worker ${index} back`,
+      async () => {
+        const w = (await workers(sg))[index - 1];
+        return w?.ready === true && w.pid !== old;
+      },
+      10_000,
+    );
 
   beforeAll(async () => {
     dir = tempDir();
@@ -520,7 +551,12 @@ describe("supervisor in process", () => {
     expect(await sup.reload()).toEqual({ ok: true, problems: [] });
     expect((JSON.parse(readFileSync(join(dir, "gatehouse.pid.status"), "utf8")) as { result: string }).result).toBe("success");
     await until("3 workers ready", async () => (await workers(sg)).every((w) => w.ready) && (await workers(sg)).length === 3, 10_000);
-    expect(lines.slice(from).filter((l) => l.msg === "cannot start a worker process; trying again").map((l) => l.worker)).toEqual([3]);
+    expect(
+      lines
+        .slice(from)
+        .filter((l) => l.msg === "cannot start a worker process; trying again")
+        .map((l) => l.worker),
+    ).toEqual([3]);
     // Reloads still work (the chain is not stuck on an error).
     writeConfig(dir, httpPort, adminPort, { top: "workers = 2", routes });
     expect(await sup.reload()).toEqual({ ok: true, problems: [] });

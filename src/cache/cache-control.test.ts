@@ -5,7 +5,10 @@ const entries = (d: ReadonlyMap<string, string | true> | undefined) => (d === un
 
 test("names are lowercased, bare names are true, token and quoted arguments both read (RFC 9111 §5.2)", () => {
   expect(entries(parseCacheControl('Public, MAX-AGE=60, no-cache="Set-Cookie, X-A", s-maxage="30"'))).toEqual({
-    public: true, "max-age": "60", "no-cache": "Set-Cookie, X-A", "s-maxage": "30",
+    public: true,
+    "max-age": "60",
+    "no-cache": "Set-Cookie, X-A",
+    "s-maxage": "30",
   });
 });
 
@@ -37,7 +40,10 @@ test("seconds reads delta-seconds: digits only, quoted accepted, clamped at 2^31
 
 test("targeted fields parse as Structured Fields dictionaries (RFC 9213 §2.1)", () => {
   expect(entries(parseTargeted('max-age=600, no-cache="set-cookie", stale-if-error=60;x=1, public'))).toEqual({
-    "max-age": "600", "no-cache": "set-cookie", "stale-if-error": "60", public: true,
+    "max-age": "600",
+    "no-cache": "set-cookie",
+    "stale-if-error": "60",
+    public: true,
   });
   expect(entries(parseTargeted("no-store=?1, private=?0"))).toEqual({ "no-store": true });
   expect(entries(parseTargeted("max-age=10, max-age=20"))).toEqual({ "max-age": "20" }); // RFC 8941 §4.2.2: last wins
@@ -46,9 +52,22 @@ test("targeted fields parse as Structured Fields dictionaries (RFC 9213 §2.1)",
 
 test("an empty or unparsable targeted field is ignored as a whole (RFC 9213 §2.1)", () => {
   for (const bad of [
-    "", "   ", "Max-Age=60", "max-age=60,", "max-age = 60", "max-age=60 junk", 'a="unterminated', "a=1.2345",
-    "a=1234567890123456", "a=?2", "a=(b", "1a=1", "a=@", 'a="tab\there"',
-  ]) expect(parseTargeted(bad)).toBeUndefined();
+    "",
+    "   ",
+    "Max-Age=60",
+    "max-age=60,",
+    "max-age = 60",
+    "max-age=60 junk",
+    'a="unterminated',
+    "a=1.2345",
+    "a=1234567890123456",
+    "a=?2",
+    "a=(b",
+    "1a=1",
+    "a=@",
+    'a="tab\there"',
+  ])
+    expect(parseTargeted(bad)).toBeUndefined();
   expect(parseTargeted(null)).toBeUndefined();
 });
 

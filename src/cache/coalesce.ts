@@ -7,7 +7,10 @@ export type Turn = { readonly leader: true; done(): void } | { readonly leader: 
 export class Coalescer {
   private readonly inflight = new Map<string, Promise<void>>();
 
-  /** join makes the caller the leader for key when nobody fetches it, else a follower whose `wait` settles when the leader is done (with or without a stored response) or after maxWaitMs, whichever is first. */
+  /**
+   * join makes the caller the leader for key when nobody fetches it, else a follower whose `wait` settles when the leader is done (with or without a stored
+   * response) or after maxWaitMs, whichever is first.
+   */
   join(key: string, maxWaitMs: number): Turn {
     const running = this.inflight.get(key);
     if (running !== undefined) {

@@ -20,7 +20,10 @@ export function compressible(contentType: string | null, contentEncoding: string
 const memo = new Map<string, Coding | undefined>();
 const MEMO_LIMIT = 1000;
 
-/** negotiate picks the coding for an Accept-Encoding value (RFC 9110 §12.5.3): the highest q among zstd, br and gzip (and `*`), ties broken by PREFERENCE; undefined for identity (none acceptable, q=0, or no header). Memoised: browsers send a handful of distinct values. */
+/**
+ * negotiate picks the coding for an Accept-Encoding value (RFC 9110 §12.5.3): the highest q among zstd, br and gzip (and `*`), ties broken by PREFERENCE;
+ * undefined for identity (none acceptable, q=0, or no header). Memoised: browsers send a handful of distinct values.
+ */
 export function negotiate(acceptEncoding: string | null): Coding | undefined {
   if (acceptEncoding === null || acceptEncoding === "") return undefined;
   if (memo.has(acceptEncoding)) return memo.get(acceptEncoding);

@@ -64,10 +64,15 @@ test("412 preconditions are evaluated before 304 ones (RFC 9110 §13.2.2 steps 1
 
 test("parseEntityTags: quoted lists with commas inside tags, empty members, *, and lenient bare tags", () => {
   expect(parseEntityTags(' "a,b" , W/"c",, ""')).toEqual([
-    { weak: false, tag: '"a,b"' }, { weak: true, tag: '"c"' }, { weak: false, tag: '""' },
+    { weak: false, tag: '"a,b"' },
+    { weak: true, tag: '"c"' },
+    { weak: false, tag: '""' },
   ]);
   expect(parseEntityTags(" * ")).toBe("*");
-  expect(parseEntityTags("abc, W/def")).toEqual([{ weak: false, tag: "abc" }, { weak: true, tag: "def" }]);
+  expect(parseEntityTags("abc, W/def")).toEqual([
+    { weak: false, tag: "abc" },
+    { weak: true, tag: "def" },
+  ]);
   expect(ev({ "if-none-match": "abc" }, new Headers({ etag: "abc" }))).toBe(304);
   expect(ev({ "if-none-match": '"abc"' }, new Headers({ etag: "abc" }))).toBe("full");
 });

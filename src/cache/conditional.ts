@@ -21,7 +21,8 @@ export function parseEntityTags(value: string): readonly EntityTag[] | "*" {
     const at = ETAG.lastIndex;
     const m = ETAG.exec(v);
     if (m === null) {
-      if (/^\s*(,|$)/.test(v.slice(at))) { // an empty list member (RFC 9110 §5.6.1)
+      if (/^\s*(,|$)/.test(v.slice(at))) {
+        // an empty list member (RFC 9110 §5.6.1)
         ETAG.lastIndex = v.indexOf(",", at) + 1 || v.length;
         continue;
       }

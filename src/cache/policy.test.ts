@@ -55,7 +55,12 @@ describe("storable (RFC 9111 §3)", () => {
   });
   test("statuses not heuristically cacheable need explicit freshness, and must be understood", () => {
     expect(why("GET", {}, 302, {})).toBe("no-explicit-freshness");
-    const explicit: Record<string, string>[] = [{ "cache-control": "max-age=5" }, { "cache-control": "s-maxage=5" }, { "cache-control": "public" }, { expires: DATE }];
+    const explicit: Record<string, string>[] = [
+      { "cache-control": "max-age=5" },
+      { "cache-control": "s-maxage=5" },
+      { "cache-control": "public" },
+      { expires: DATE },
+    ];
     for (const h of explicit) {
       expect(why("GET", {}, 302, h)).toBe("ok");
     }
@@ -196,7 +201,9 @@ describe("decide", () => {
     const h = { "cache-control": "max-age=0, must-revalidate", "cdn-cache-control": "max-age=60, stale-while-revalidate=30" };
     expect(d(h, 10).use).toBe("fresh");
     expect(d(h, 80)).toMatchObject({ use: "stale-ok", revalidateInBackground: true });
-    expect(d({ "cache-control": "max-age=600", "cdn-cache-control": "max-age=60, must-revalidate" }, 70, { "cache-control": "max-stale" }).use).toBe("revalidate");
+    expect(d({ "cache-control": "max-age=600", "cdn-cache-control": "max-age=60, must-revalidate" }, 70, { "cache-control": "max-stale" }).use).toBe(
+      "revalidate",
+    );
   });
   test("onlyIfCached reads the request directive (§5.2.1.7)", () => {
     expect(onlyIfCached(req({ "cache-control": "max-stale, Only-If-Cached" }))).toBe(true);
@@ -206,19 +213,41 @@ describe("decide", () => {
 
 describe("mergeRevalidated (RFC 9111 §4.3.4, §3.2)", () => {
   const stored = new Headers({
-    date: ago(600), "content-length": "1234", "content-encoding": "gzip", "content-type": "text/html", etag: '"v1"',
-    "cache-control": "max-age=60", age: "300", "x-kept": "1",
+    date: ago(600),
+    "content-length": "1234",
+    "content-encoding": "gzip",
+    "content-type": "text/html",
+    etag: '"v1"',
+    "cache-control": "max-age=60",
+    age: "300",
+    "x-kept": "1",
   });
   test("the 304's fields replace the stored ones, except those describing the stored body", () => {
     const notModified = new Headers({
-      date: DATE, "content-length": "0", "content-encoding": "br", "content-range": "bytes 0-1/2", "cache-control": "max-age=120",
-      etag: '"v1"', "content-type": "text/html; charset=utf-8", "x-new": "2", "set-cookie": "s=1", connection: "x-hop", "x-hop": "1",
-      "transfer-encoding": "chunked", "keep-alive": "timeout=5",
+      date: DATE,
+      "content-length": "0",
+      "content-encoding": "br",
+      "content-range": "bytes 0-1/2",
+      "cache-control": "max-age=120",
+      etag: '"v1"',
+      "content-type": "text/html; charset=utf-8",
+      "x-new": "2",
+      "set-cookie": "s=1",
+      connection: "x-hop",
+      "x-hop": "1",
+      "transfer-encoding": "chunked",
+      "keep-alive": "timeout=5",
     });
     const m = mergeRevalidated(stored, notModified);
     expect(Object.fromEntries(m)).toEqual({
-      date: DATE, "content-length": "1234", "content-encoding": "gzip", "content-type": "text/html; charset=utf-8", etag: '"v1"',
-      "cache-control": "max-age=120", "x-kept": "1", "x-new": "2",
+      date: DATE,
+      "content-length": "1234",
+      "content-encoding": "gzip",
+      "content-type": "text/html; charset=utf-8",
+      etag: '"v1"',
+      "cache-control": "max-age=120",
+      "x-kept": "1",
+      "x-new": "2",
     });
     expect(stored.get("cache-control")).toBe("max-age=60"); // input untouched
   });

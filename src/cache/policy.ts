@@ -15,9 +15,8 @@ export const HEURISTIC_STATUSES: ReadonlySet<number> = new Set([200, 203, 204, 2
  * and 407 (it concerns the proxy, whose fields are never stored, §3.1).
  */
 export const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
-  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308,
-  400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
-  500, 501, 502, 503, 504, 505,
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422,
+  426, 500, 501, 502, 503, 504, 505,
 ]);
 
 /** DEFAULT_HEURISTIC_CAP is the longest heuristic freshness lifetime, in seconds (one day, RFC 9111 §4.2.2 leaves it to us). */
@@ -124,16 +123,21 @@ export type Decision =
   | { readonly use: "stale-ok"; readonly age: number; readonly ttl: number; readonly revalidateInBackground: boolean }
   | { readonly use: "revalidate"; readonly age: number; readonly ttl: number; readonly staleIfError: number };
 
-/** requestDirectives reads the request's Cache-Control; without one, Pragma: no-cache counts as no-cache (RFC 7234 §5.4; RFC 9111 §5.4 only deprecates Pragma). */
+/**
+ * requestDirectives reads the request's Cache-Control; without one, Pragma: no-cache counts as no-cache (RFC 7234 §5.4; RFC 9111 §5.4 only deprecates Pragma).
+ */
 function requestDirectives(h: Headers): Directives {
   const cc = h.get("cache-control");
   if (cc !== null) return parseCacheControl(cc);
   const pragma = h.get("pragma");
-  if (pragma !== null && pragma.split(",").some((p) => p.trim().toLowerCase() === "no-cache")) return new Map([["no-cache", true]]);
+  if (pragma?.split(",").some((p) => p.trim().toLowerCase() === "no-cache")) return new Map([["no-cache", true]]);
   return parseCacheControl(null);
 }
 
-/** staleIfErrorLeft is how many more seconds the response may answer when the origin fails: the larger window of response and request (RFC 5861 §4: either party may permit it, RFC 9111 §4.2.4) minus the staleness so far. */
+/**
+ * staleIfErrorLeft is how many more seconds the response may answer when the origin fails: the larger window of response and request (RFC 5861 §4: either party
+ * may permit it, RFC 9111 §4.2.4) minus the staleness so far.
+ */
 function staleIfErrorLeft(rd: Directives, rq: Directives, ttl: number): number {
   const fromResponse = seconds(rd, "stale-if-error");
   const fromRequest = seconds(rq, "stale-if-error");
@@ -185,11 +189,21 @@ export function onlyIfCached(reqHeaders: Headers): boolean {
 /** NOT_UPDATED are the fields a 304 does not change in a stored response (RFC 9111 §3.2). */
 const NOT_UPDATED: ReadonlySet<string> = new Set([
   // §3.1 → RFC 9110 §7.6.1: hop-by-hop fields are removed before forwarding, so never stored.
-  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
   // §3.1: fields specific to the proxy the cache talked through.
-  "proxy-authenticate", "proxy-authentication-info", "proxy-authorization",
+  "proxy-authenticate",
+  "proxy-authentication-info",
+  "proxy-authorization",
   // §3.2: Content-Length never; the stored content depends on Content-Encoding; Content-Range is processed and removed.
-  "content-length", "content-encoding", "content-range",
+  "content-length",
+  "content-encoding",
+  "content-range",
   // Our choice: a 304's Set-Cookie belongs to the client whose request revalidated, not to every later one.
   "set-cookie",
 ]);

@@ -25,7 +25,10 @@ export class ResponseCache {
     this.maxObjectSize = maxObjectSize;
   }
 
-  /** primaryKey is the target URI (RFC 9111 §2): scheme, normalized host without port, path and (unless ignored) query. The host's normalization is memoised: a Map hit per request. */
+  /**
+   * primaryKey is the target URI (RFC 9111 §2): scheme, normalized host without port, path and (unless ignored) query. The host's normalization is memoised: a
+   * Map hit per request.
+   */
   primaryKey(scheme: string, rawHost: string, path: string, query: string): string {
     let host = this.hosts.get(rawHost);
     if (host === undefined) {

@@ -8,7 +8,10 @@ import type { Entry } from "./store.ts";
 /** CACHE_NAME identifies this cache in Cache-Status (RFC 9211 §2). */
 export const CACHE_NAME = "gatehouse";
 
-/** Asker is the part of a request that answering from the store reads; bytesOut is set to the body bytes the answer carries (for the access log). The proxy's RequestContext is one. */
+/**
+ * Asker is the part of a request that answering from the store reads; bytesOut is set to the body bytes the answer carries (for the access log). The proxy's
+ * RequestContext is one.
+ */
 export type Asker = { readonly id: string; readonly req: Request; bytesOut: number };
 
 /** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
@@ -37,7 +40,10 @@ export function takeConditionals(h: Headers): Conditionals {
   return { headers: kept, any };
 }
 
-/** SYNC_LIMIT: bodies up to this are compressed on the request that first asks (a millisecond or so); larger ones in the background while that request gets identity. */
+/**
+ * SYNC_LIMIT: bodies up to this are compressed on the request that first asks (a millisecond or so); larger ones in the background while that request gets
+ * identity.
+ */
 const SYNC_LIMIT = 128 * 1024;
 const compressing = new WeakMap<Entry, Set<Coding>>();
 
@@ -71,7 +77,10 @@ function weakEtag(h: Headers): void {
   if (etag !== null && !etag.startsWith("W/")) h.set("etag", `W/${etag}`);
 }
 
-/** serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one, the body unless HEAD; Age and Cache-Status set, ctx.bytesOut set. */
+/**
+ * serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one,
+ * the body unless HEAD; Age and Cache-Status set, ctx.bytesOut set.
+ */
 export function serveStored(ctx: Asker, e: Entry, age: number, status: string, cond: Conditionals | Headers, grown: () => void = () => undefined): Response {
   const req = cond instanceof Headers ? cond : cond.headers;
   const h = new Headers(e.headers);

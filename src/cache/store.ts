@@ -79,7 +79,10 @@ export class Store {
     return this.lru.get(primary + SEP + secondary);
   }
 
-  /** set stores an entry (replacing the variant with the same secondary key); a response that varies on other names than the stored ones replaces them all. Entries larger than the whole store are refused. */
+  /**
+   * set stores an entry (replacing the variant with the same secondary key); a response that varies on other names than the stored ones replaces them all.
+   * Entries larger than the whole store are refused.
+   */
   set(primary: string, secondary: string, e: Entry): boolean {
     const key = primary + SEP + secondary;
     if (entrySize(e, key) > this.maxSize) return false;

@@ -25,7 +25,11 @@ function readTsig(r: Reader, dir: string): TsigConfig | undefined {
       // A BIND key file ('key "n" { algorithm …; secret "…"; };') or the bare base64 secret.
       text = /secret\s+"([^"]+)"/.exec(raw)?.[1] ?? raw.trim();
     } catch (e) {
-      r.problem("tsig_secret_file", `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, "a readable file with the base64 secret, or a BIND key file");
+      r.problem(
+        "tsig_secret_file",
+        `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        "a readable file with the base64 secret, or a BIND key file",
+      );
     }
   } else if (inline !== undefined) text = inline;
   else r.problem("tsig_secret", "missing", "the base64 TSIG secret (tsig_secret) or a file holding it (tsig_secret_file)");
@@ -40,9 +44,11 @@ function readTsig(r: Reader, dir: string): TsigConfig | undefined {
 /** readAcme reads [acme] (absent: Let's Encrypt, HTTP-01, no e-mail); dir resolves relative file paths. */
 export function readAcme(r: Reader | undefined, dir: string): AcmeConfig {
   const directory = r?.string("directory") ?? LETS_ENCRYPT;
-  if (r && !/^https?:\/\/[^/\s]+/.test(directory)) r.problem("directory", `${JSON.stringify(directory)} is not an http(s) URL`, "the ACME directory URL of the CA");
+  if (r && !/^https?:\/\/[^/\s]+/.test(directory))
+    r.problem("directory", `${JSON.stringify(directory)} is not an http(s) URL`, "the ACME directory URL of the CA");
   const email = r?.string("email");
-  if (r && email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(email)) r.problem("email", `${JSON.stringify(email)} is not an e-mail address`, 'an address such as "ops@example.com"');
+  if (r && email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(email))
+    r.problem("email", `${JSON.stringify(email)} is not an e-mail address`, 'an address such as "ops@example.com"');
   const caFileRaw = r?.string("ca_file") || undefined;
   const caFile = caFileRaw === undefined ? undefined : resolvePath(dir, caFileRaw);
   if (r && caFile !== undefined) {
@@ -59,7 +65,8 @@ export function readAcme(r: Reader | undefined, dir: string): AcmeConfig {
   if (dnsR) {
     const serverText = dnsR.requiredString("server", 'the DNS server that takes RFC 2136 updates, such as "127.0.0.1:53"');
     const server = serverText === undefined ? undefined : parseAddress(serverText);
-    if (serverText !== undefined && !server) dnsR.problem("server", `cannot read ${JSON.stringify(serverText)} as an address`, 'HOST:PORT such as "127.0.0.1:53"');
+    if (serverText !== undefined && !server)
+      dnsR.problem("server", `cannot read ${JSON.stringify(serverText)} as an address`, 'HOST:PORT such as "127.0.0.1:53"');
     const tsig = readTsig(dnsR, dir);
     dnsR.done();
     if (server && tsig) dns = { server, tsig };

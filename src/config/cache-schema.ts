@@ -2,7 +2,10 @@
 import type { Reader } from "./reader.ts";
 import type { CacheRules } from "./types.ts";
 
-/** readCacheRules reads [cache] of r on top of base (the site's rules for a [[paths]] entry); undefined when neither has one. A table turns the cache on unless it says enabled = false. */
+/**
+ * readCacheRules reads [cache] of r on top of base (the site's rules for a [[paths]] entry); undefined when neither has one. A table turns the cache on unless
+ * it says enabled = false.
+ */
 export function readCacheRules(r: Reader, base: CacheRules | undefined): CacheRules | undefined {
   const c = r.table("cache");
   if (!c) return base;

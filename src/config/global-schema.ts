@@ -51,7 +51,12 @@ export const DEFAULT_PROXY_OPTIONS: ProxyOptions = {
 };
 
 function checkTryTimeout(r: Reader, tryTimeout: number, total: number): number {
-  if (tryTimeout > 0 && tryTimeout >= total) r.problem("try_timeout", `is not shorter than response_header_timeout (${total}ms), so it would never fire`, "a per-attempt deadline below response_header_timeout");
+  if (tryTimeout > 0 && tryTimeout >= total)
+    r.problem(
+      "try_timeout",
+      `is not shorter than response_header_timeout (${total}ms), so it would never fire`,
+      "a per-attempt deadline below response_header_timeout",
+    );
   return tryTimeout;
 }
 
@@ -77,7 +82,8 @@ function readUpstreamTls(r: Reader, base: UpstreamTls | undefined, dir: string):
     cert: pem("cert", "a PEM client certificate chain") ?? base?.cert,
     key: pem("key", "the PEM private key of the client certificate") ?? base?.key,
   };
-  if ((tls.cert === undefined) !== (tls.key === undefined)) t.problem(tls.cert === undefined ? "cert" : "key", "is missing", "cert and key together, for a client certificate (mTLS)");
+  if ((tls.cert === undefined) !== (tls.key === undefined))
+    t.problem(tls.cert === undefined ? "cert" : "key", "is missing", "cert and key together, for a client certificate (mTLS)");
   t.done();
   return tls;
 }
@@ -89,7 +95,8 @@ function readHealth(r: Reader, base: HealthCheck | undefined): HealthCheck | und
   if (!path.startsWith("/")) h.problem("path", `${JSON.stringify(path)} does not start with "/"`, 'a path such as "/healthz"');
   const expect = h.string("expect_status") ?? (base ? `${base.expectMin}-${base.expectMax}` : "200-399");
   const m = /^(\d{3})(?:-(\d{3}))?$/.exec(expect);
-  if (!m || Number(m[2] ?? m[1]) < Number(m[1])) h.problem("expect_status", `cannot read ${JSON.stringify(expect)} as a status or range`, 'a status such as "200" or a range such as "200-399"');
+  if (!m || Number(m[2] ?? m[1]) < Number(m[1]))
+    h.problem("expect_status", `cannot read ${JSON.stringify(expect)} as a status or range`, 'a status such as "200" or a range such as "200-399"');
   const check: HealthCheck = {
     path,
     interval: h.duration("interval", base?.interval ?? 10_000),
@@ -154,7 +161,8 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     ? { http: address(listenR, "http"), https: address(listenR, "https"), admin: address(listenR, "admin") }
     : { http: parseAddress("127.0.0.1:8080"), admin: parseAddress("127.0.0.1:9180") };
   const idleTimeout = listenR?.duration("idle_timeout", 75_000) ?? 75_000;
-  if (idleTimeout < 1000 || idleTimeout > 255_000) listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
+  if (idleTimeout < 1000 || idleTimeout > 255_000)
+    listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
   const http2 = listenR?.bool("http2", false) ?? false;
   const publicHttpsPort = listenR?.integer("public_https_port", 0, 1, 65535) || undefined;
   listenR?.done();
@@ -176,10 +184,12 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     (proxyR.stringList("trusted_proxies") ?? []).forEach((s, i) => {
       const c = parseCidr(s);
       if (c) trusted.push(c);
-      else proxyR.problem(`trusted_proxies[${i}]`, `cannot read ${JSON.stringify(s)} as an address or range`, 'an IP address or CIDR range such as "10.0.0.0/8"');
+      else
+        proxyR.problem(`trusted_proxies[${i}]`, `cannot read ${JSON.stringify(s)} as an address or range`, 'an IP address or CIDR range such as "10.0.0.0/8"');
     });
     via = proxyR.string("via") ?? via;
-    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via)) proxyR.problem("via", `${JSON.stringify(via)} is not a token`, "a name without spaces, such as \"gatehouse\"");
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(via))
+      proxyR.problem("via", `${JSON.stringify(via)} is not a token`, 'a name without spaces, such as "gatehouse"');
     proxyR.done();
   }
 
@@ -197,7 +207,10 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   });
   resolverR?.done();
   const cacheR = r.table("cache");
-  const cache = { maxSize: cacheR?.size("max_size", 256 * 1024 ** 2) ?? 256 * 1024 ** 2, maxObjectSize: cacheR?.size("max_object_size", 8 * 1024 ** 2) ?? 8 * 1024 ** 2 };
+  const cache = {
+    maxSize: cacheR?.size("max_size", 256 * 1024 ** 2) ?? 256 * 1024 ** 2,
+    maxObjectSize: cacheR?.size("max_object_size", 8 * 1024 ** 2) ?? 8 * 1024 ** 2,
+  };
   cacheR?.done();
 
   const global: GlobalConfig = {

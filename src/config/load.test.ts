@@ -6,7 +6,9 @@ import { loadConfig } from "./load.ts";
 import { ConfigError, formatProblem } from "./problems.ts";
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 /** problemsFor lays out a config dir and returns the formatted problems (file names relative to the dir). */
 function problemsFor(main: string, routes: Record<string, string> = {}): string[] {
@@ -32,20 +34,28 @@ test("a valid config loads with defaults filled in", () => {
   dirs.push(dir);
   mkdirSync(join(dir, "routes"));
   writeFileSync(join(dir, "config.toml"), '[listen]\nhttp = "127.0.0.1:8080"\n[cache]\nmax_size = "64MiB"\n');
-  writeFileSync(join(dir, "routes", "a.toml"), OK_SITE + '[[paths]]\nprefix = "/api/"\nupstreams = ["http://127.0.0.1:9001"]\nresponse_header_timeout = "5s"\n');
+  writeFileSync(
+    join(dir, "routes", "a.toml"),
+    `${OK_SITE}[[paths]]\nprefix = "/api/"\nupstreams = ["http://127.0.0.1:9001"]\nresponse_header_timeout = "5s"\n`,
+  );
   const c = loadConfig(join(dir, "config.toml"));
   expect(c.global.routesDir).toBe(join(dir, "routes"));
   expect(c.global.cache.maxSize).toBe(64 * 1024 * 1024);
   expect(c.global.listen.admin).toBeUndefined();
-  expect(c.sites[0]!.routes.map((r) => [r.name, r.prefix])).toEqual([["a", "/"], ["a/api", "/api"]]);
+  expect(c.sites[0]!.routes.map((r) => [r.name, r.prefix])).toEqual([
+    ["a", "/"],
+    ["a/api", "/api"],
+  ]);
   const sub = c.sites[0]!.routes[1]!.action;
   expect(sub?.kind === "proxy" && sub.options.responseHeaderTimeout).toBe(5000);
 });
 
 test("an unknown key is named with its line and a did-you-mean hint", () => {
-  const p = problemsFor("[listen]\nhttp = \"127.0.0.1:8080\"\nadmn = \"127.0.0.1:9180\"\n");
+  const p = problemsFor('[listen]\nhttp = "127.0.0.1:8080"\nadmn = "127.0.0.1:9180"\n');
   expect(p).toHaveLength(1);
-  expect(p[0]).toMatch(/^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, http2, https, idle_timeout, public_https_port\)$/);
+  expect(p[0]).toMatch(
+    /^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, http2, https, idle_timeout, public_https_port\)$/,
+  );
 });
 
 test("wrong types, bad sizes, durations and addresses each give their own line", () => {
@@ -129,7 +139,7 @@ test("TLS settings are checked against what the global config can serve", () => 
     'routes/w.toml:1: hosts[1]: "10.0.0.1" is an IP address; ACME CAs issue for names (expected host names with tls = "acme", or tls = "internal"/"manual" for addresses)',
   ]);
   expect(problemsFor(https, { p: 'hosts = ["p.example"]\nstatic = "public"\n[hsts]\nmax_age = "1d"\npreload = true\n' })).toEqual([
-    "routes/p.toml:3: hsts: is only sent over HTTPS (tls is \"off\") (expected tls = \"acme\", \"internal\" or \"manual\")",
+    'routes/p.toml:3: hsts: is only sent over HTTPS (tls is "off") (expected tls = "acme", "internal" or "manual")',
     "routes/p.toml:5: hsts.preload: needs include_subdomains = true and max_age of at least 1 year (expected what the browsers' preload lists require)",
   ]);
 });
@@ -151,10 +161,33 @@ test("[acme] and [acme.dns] problems name the key and what was expected", () => 
 test("a manual certificate that does not cover the site's hosts is refused", () => {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-cert-"));
   dirs.push(dir);
-  const r = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-subj", "/CN=other.example", "-addext", "subjectAltName=DNS:other.example"]);
+  const r = Bun.spawnSync([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "1",
+    "-keyout",
+    join(dir, "k.pem"),
+    "-out",
+    join(dir, "c.pem"),
+    "-subj",
+    "/CN=other.example",
+    "-addext",
+    "subjectAltName=DNS:other.example",
+  ]);
   expect(r.exitCode).toBe(0);
-  const p = problemsFor('[listen]\nhttps = "127.0.0.1:8443"\n', { m: `hosts = ["m.example"]\ntls = "manual"\ncert = "${dir}/c.pem"\nkey = "${dir}/k.pem"\nstatic = "public"\n` });
-  expect(p).toEqual([`routes/m.toml:3: cert: ${dir}/c.pem does not cover m.example (it names other.example) (expected a certificate for every host of the site)`]);
+  const p = problemsFor('[listen]\nhttps = "127.0.0.1:8443"\n', {
+    m: `hosts = ["m.example"]\ntls = "manual"\ncert = "${dir}/c.pem"\nkey = "${dir}/k.pem"\nstatic = "public"\n`,
+  });
+  expect(p).toEqual([
+    `routes/m.toml:3: cert: ${dir}/c.pem does not cover m.example (it names other.example) (expected a certificate for every host of the site)`,
+  ]);
 });
 
 test("upstream names are discovered through [resolver]; SRV names always; an SRV URL takes no port", () => {
@@ -162,13 +195,22 @@ test("upstream names are discovered through [resolver]; SRV names always; an SRV
   dirs.push(dir);
   mkdirSync(join(dir, "routes"));
   writeFileSync(join(dir, "config.toml"), '[resolver]\nservers = ["10.96.0.10:53"]\n');
-  writeFileSync(join(dir, "routes", "a.toml"), 'hosts = ["a.example"]\nupstreams = ["http://web.default.svc:8080", "http://10.0.0.1:80", "srv+http://_http._tcp.web.default.svc"]\n');
+  writeFileSync(
+    join(dir, "routes", "a.toml"),
+    'hosts = ["a.example"]\nupstreams = ["http://web.default.svc:8080", "http://10.0.0.1:80", "srv+http://_http._tcp.web.default.svc"]\n',
+  );
   const ups = loadConfig(join(dir, "config.toml")).sites[0]!.routes[0]!.action;
-  expect(ups?.kind === "proxy" && ups.upstreams.map((u) => [u.url, u.discover])).toEqual([["http://web.default.svc:8080", true], ["http://10.0.0.1", false], ["srv+http://_http._tcp.web.default.svc", true]]);
-  expect(problemsFor("", { s: 'hosts = ["s.example"]\nupstreams = ["srv+http://_http._tcp.x:80"]\n' })).toEqual(['routes/s.toml:2: upstreams[0]: an SRV upstream takes its ports from the SRV records (expected srv+http://NAME without a port)']);
+  expect(ups?.kind === "proxy" && ups.upstreams.map((u) => [u.url, u.discover])).toEqual([
+    ["http://web.default.svc:8080", true],
+    ["http://10.0.0.1", false],
+    ["srv+http://_http._tcp.web.default.svc", true],
+  ]);
+  expect(problemsFor("", { s: 'hosts = ["s.example"]\nupstreams = ["srv+http://_http._tcp.x:80"]\n' })).toEqual([
+    "routes/s.toml:2: upstreams[0]: an SRV upstream takes its ports from the SRV records (expected srv+http://NAME without a port)",
+  ]);
 });
 
-test("workers is 1 by default, a count, or \"auto\" (the CPUs); anything else is a problem in check format", () => {
+test('workers is 1 by default, a count, or "auto" (the CPUs); anything else is a problem in check format', () => {
   const dir = mkdtempSync(join(tmpdir(), "gatehouse-config-"));
   dirs.push(dir);
   mkdirSync(join(dir, "routes"));
@@ -180,7 +222,9 @@ test("workers is 1 by default, a count, or \"auto\" (the CPUs); anything else is
   expect(load("workers = 3")).toBe(3);
   expect(load('workers = "auto"')).toBe(require("node:os").availableParallelism());
   expect(problemsFor("workers = 0\n")).toEqual(['config.toml:1: workers: 0 is out of range (expected "auto" or a whole number from 1 to 1024)']);
-  expect(problemsFor('workers = "atuo"\n')).toEqual(['config.toml:1: workers: "atuo" is not allowed, did you mean "auto"? (expected "auto" or a whole number from 1 to 1024)']);
+  expect(problemsFor('workers = "atuo"\n')).toEqual([
+    'config.toml:1: workers: "atuo" is not allowed, did you mean "auto"? (expected "auto" or a whole number from 1 to 1024)',
+  ]);
   expect(problemsFor("workers = 1.5\n")).toEqual(['config.toml:1: workers: 1.5 is out of range (expected "auto" or a whole number from 1 to 1024)']);
   expect(problemsFor("workers = [2]\n")).toEqual(['config.toml:1: workers: got an array (expected "auto" or a whole number from 1 to 1024)']);
 });

@@ -23,9 +23,12 @@ function displayName(p: string): string {
 /** sortProblems orders problems by file (in the order files were read), then line; file-wide problems (line 0) come last in their file. */
 function sortProblems(problems: Problem[]): Problem[] {
   const fileOrder = new Map<string, number>();
-  problems.forEach((p) => fileOrder.has(p.file) || fileOrder.set(p.file, fileOrder.size));
+  for (const p of problems) if (!fileOrder.has(p.file)) fileOrder.set(p.file, fileOrder.size);
   const line = (p: Problem) => p.line || Number.MAX_SAFE_INTEGER;
-  return problems.map((p, i) => ({ p, i })).sort((x, y) => fileOrder.get(x.p.file)! - fileOrder.get(y.p.file)! || line(x.p) - line(y.p) || x.i - y.i).map((x) => x.p);
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((x, y) => fileOrder.get(x.p.file)! - fileOrder.get(y.p.file)! || line(x.p) - line(y.p) || x.i - y.i)
+    .map((x) => x.p);
 }
 
 /** loadConfig reads and validates everything; it returns the Config or throws a ConfigError listing every problem. */
@@ -33,10 +36,16 @@ export function loadConfig(configPath: string, files?: ConfigFiles): Config {
   return loadConfigSnapshot(configPath, files).config;
 }
 
-/** ConfigSnapshot is a validated Config and the exact texts it was read from, so that other processes (workers) can load the very same config without reading the disk again. */
+/**
+ * ConfigSnapshot is a validated Config and the exact texts it was read from, so that other processes (workers) can load the very same config without reading
+ * the disk again.
+ */
 export type ConfigSnapshot = { readonly config: Config; readonly files: ConfigFiles };
 
-/** Loading is in phases, so that a running gateway can load asynchronously (route files read off the event loop, validation in slices) while the CLI and the first start load in one go. */
+/**
+ * Loading is in phases, so that a running gateway can load asynchronously (route files read off the event loop, validation in slices) while the CLI and the
+ * first start load in one go.
+ */
 type Loading = {
   readonly path: string;
   readonly files: ConfigFiles | undefined;
@@ -66,17 +75,44 @@ function begin(configPath: string, files: ConfigFiles | undefined): Loading {
     try {
       mainText = readFileSync(path, "utf8");
     } catch (e) {
-      throw new ConfigError([{ file: mainName, line: 0, path: "", message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, expected: "a readable config.toml" }]);
+      throw new ConfigError([
+        {
+          file: mainName,
+          line: 0,
+          path: "",
+          message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          expected: "a readable config.toml",
+        },
+      ]);
     }
   }
   const src = parseToml(mainName, mainText);
   if (!("data" in src)) throw new ConfigError([src]);
   const global = readGlobal(new Reader(src, problems, src.data), mainName, dir);
-  const l: Loading = { path, files, mainName, mainText, global, problems, sites: [], owner: new Map(), routeOwner: new Map(), routeFiles: [], fromDisk: false, cache: new Map() };
+  const l: Loading = {
+    path,
+    files,
+    mainName,
+    mainText,
+    global,
+    problems,
+    sites: [],
+    owner: new Map(),
+    routeOwner: new Map(),
+    routeFiles: [],
+    fromDisk: false,
+    cache: new Map(),
+  };
   if (files && files.routes !== "from-disk") l.routeFiles = [...files.routes];
   else if (existsSync(global.routesDir) && statSync(global.routesDir).isDirectory()) l.fromDisk = true;
   else {
-    problems.push({ file: mainName, line: src.lineOf("routes_dir"), path: "routes_dir", message: `${displayName(global.routesDir)} is not a directory`, expected: "a directory of *.toml route files" });
+    problems.push({
+      file: mainName,
+      line: src.lineOf("routes_dir"),
+      path: "routes_dir",
+      message: `${displayName(global.routesDir)} is not a directory`,
+      expected: "a directory of *.toml route files",
+    });
   }
   return l;
 }
@@ -84,7 +120,10 @@ function begin(configPath: string, files: ConfigFiles | undefined): Loading {
 /** routeNames lists the route files to read from disk (none when the texts were given or the directory is missing). */
 function routeNames(l: Loading): string[] {
   if (!l.fromDisk) return [];
-  return readdirSync(l.global.routesDir).filter((f) => f.endsWith(".toml")).sort().map((f) => join(l.global.routesDir, f));
+  return readdirSync(l.global.routesDir)
+    .filter((f) => f.endsWith(".toml"))
+    .sort()
+    .map((f) => join(l.global.routesDir, f));
 }
 
 function unreadable(l: Loading, p: string, e: unknown): void {
@@ -94,10 +133,16 @@ function unreadable(l: Loading, p: string, e: unknown): void {
 /** CachedSite is a route file read by an earlier load: reused while its text and config.toml are the same. */
 type CachedSite = { readonly text: string; readonly mainText: string; readonly path: string; readonly site: SiteConfig };
 
-/** siteCache holds the route files of the last successful load that read nothing but their own text (no certificate, key, CA or static directory), so a reload parses and checks only the files that changed. */
+/**
+ * siteCache holds the route files of the last successful load that read nothing but their own text (no certificate, key, CA or static directory), so a reload
+ * parses and checks only the files that changed.
+ */
 let siteCache = new Map<string, CachedSite>();
 
-/** NAMES_FILES matches a route file that might name other files (tls = "manual", static, upstream TLS): such a file is read again on every load, so a replaced certificate is seen. Deliberately coarse: a mere mention disables reuse. */
+/**
+ * NAMES_FILES matches a route file that might name other files (tls = "manual", static, upstream TLS): such a file is read again on every load, so a replaced
+ * certificate is seen. Deliberately coarse: a mere mention disables reuse.
+ */
 const NAMES_FILES = /static|manual|cert|key|upstream_tls|\bca\b/;
 
 /** GLOBAL_FILES: a config.toml whose [upstream_tls] files every site inherits (their contents, read on every load) allows no reuse. */
@@ -109,7 +154,8 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
   const prior = siteCache.get(rf.file);
   let site: SiteConfig;
   let parsed: ReturnType<typeof parseToml> | undefined;
-  if (prior !== undefined && prior.text === rf.text && prior.mainText === l.mainText && prior.path === l.path && !GLOBAL_FILES.test(l.mainText)) site = prior.site;
+  if (prior !== undefined && prior.text === rf.text && prior.mainText === l.mainText && prior.path === l.path && !GLOBAL_FILES.test(l.mainText))
+    site = prior.site;
   else {
     parsed = parseToml(rf.file, rf.text);
     if (!("data" in parsed)) {
@@ -128,13 +174,27 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
   };
   for (const h of site.hosts) {
     const other = l.owner.get(h);
-    if (other) problems.push({ file: rf.file, line: lineOf("hosts"), path: "hosts", message: `host ${JSON.stringify(h)} is also claimed by ${other}`, expected: "each host in one route file only" });
+    if (other)
+      problems.push({
+        file: rf.file,
+        line: lineOf("hosts"),
+        path: "hosts",
+        message: `host ${JSON.stringify(h)} is also claimed by ${other}`,
+        expected: "each host in one route file only",
+      });
     else l.owner.set(h, rf.file);
   }
   site.routes.forEach((r, i) => {
     const other = l.routeOwner.get(r.name);
     // Route names are metric labels and log fields: two routes under one name would be counted as one.
-    if (other) problems.push({ file: rf.file, line: lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`), path: i === 0 ? "" : `paths[${i - 1}].name`, message: `route name ${JSON.stringify(r.name)} is also used in ${other}`, expected: "a route name used once" });
+    if (other)
+      problems.push({
+        file: rf.file,
+        line: lineOf(i === 0 ? "hosts" : `paths[${i - 1}].name`),
+        path: i === 0 ? "" : `paths[${i - 1}].name`,
+        message: `route name ${JSON.stringify(r.name)} is also used in ${other}`,
+        expected: "a route name used once",
+      });
     else l.routeOwner.set(r.name, rf.file);
   });
   l.sites.push(site);
@@ -143,10 +203,16 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
 function end(l: Loading): ConfigSnapshot {
   if (l.problems.length > 0) throw new ConfigError(sortProblems(l.problems));
   siteCache = l.cache;
-  return { config: { global: l.global, sites: l.sites }, files: { path: l.path, main: l.files?.main ?? { file: l.mainName, text: l.mainText }, routes: l.routeFiles } };
+  return {
+    config: { global: l.global, sites: l.sites },
+    files: { path: l.path, main: l.files?.main ?? { file: l.mainName, text: l.mainText }, routes: l.routeFiles },
+  };
 }
 
-/** loadConfigSnapshot is loadConfig that also returns the texts it read (config.toml and every route file); files referenced by path (certificates, static directories) are still read where they are used. */
+/**
+ * loadConfigSnapshot is loadConfig that also returns the texts it read (config.toml and every route file); files referenced by path (certificates, static
+ * directories) are still read where they are used.
+ */
 export function loadConfigSnapshot(configPath: string, files?: ConfigFiles): ConfigSnapshot {
   const l = begin(configPath, files);
   for (const p of routeNames(l)) {
@@ -163,14 +229,23 @@ export function loadConfigSnapshot(configPath: string, files?: ConfigFiles): Con
 /** READ_BATCH: route files read concurrently. */
 const READ_BATCH = 250;
 
-/** loadConfigSnapshotAsync is loadConfigSnapshot for a running gateway: route files are read concurrently off the event loop, and parsing and checking give way to requests every few milliseconds, so a reload with thousands of route files does not stall traffic. */
+/**
+ * loadConfigSnapshotAsync is loadConfigSnapshot for a running gateway: route files are read concurrently off the event loop, and parsing and checking give way
+ * to requests every few milliseconds, so a reload with thousands of route files does not stall traffic.
+ */
 export async function loadConfigSnapshotAsync(configPath: string, files?: ConfigFiles): Promise<ConfigSnapshot> {
   const l = begin(configPath, files);
   const names = routeNames(l);
   // Read in batches: a thousand reads settling at once would hold the event loop as long as a synchronous read.
   for (let i = 0; i < names.length; i += READ_BATCH) {
     const batch = names.slice(i, i + READ_BATCH);
-    const texts = await Promise.all(batch.map((p) => Bun.file(p).text().catch((e: unknown) => e as Error)));
+    const texts = await Promise.all(
+      batch.map((p) =>
+        Bun.file(p)
+          .text()
+          .catch((e: unknown) => e as Error),
+      ),
+    );
     batch.forEach((p, j) => {
       const t = texts[j]!;
       if (typeof t === "string") l.routeFiles.push({ file: displayName(p), text: t });

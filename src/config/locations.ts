@@ -4,7 +4,7 @@ import type { Address } from "./types.ts";
 
 /** parseAddress reads "127.0.0.1:8080", "[::1]:8080" or ":8080" (all interfaces); undefined when malformed. */
 export function parseAddress(text: string): Address | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;

@@ -25,7 +25,10 @@ export class ConfigError extends Error {
   }
 }
 
-/** problemLines turns a load or start failure into lines in `gatehouse check` format: a ConfigError's problems, the lines of an error that carries its own `problems` array, or else the error's message. */
+/**
+ * problemLines turns a load or start failure into lines in `gatehouse check` format: a ConfigError's problems, the lines of an error that carries its own
+ * `problems` array, or else the error's message.
+ */
 export function problemLines(e: unknown): string[] {
   if (e instanceof ConfigError) return e.problems.map(formatProblem);
   const own = (e as { problems?: unknown })?.problems;

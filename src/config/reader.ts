@@ -81,8 +81,11 @@ export class Reader {
     if (v === undefined) return fallback;
     if ((choices as readonly string[]).includes(v)) return v as T;
     const near = closest(v, choices);
-    this.problem(key, `${JSON.stringify(v)} is not allowed${near ? `, did you mean ${JSON.stringify(near)}?` : ""}`,
-      `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`);
+    this.problem(
+      key,
+      `${JSON.stringify(v)} is not allowed${near ? `, did you mean ${JSON.stringify(near)}?` : ""}`,
+      `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`,
+    );
     return fallback;
   }
 
@@ -163,8 +166,7 @@ export class Reader {
     for (const key of Object.keys(this.obj)) {
       if (this.known.has(key)) continue;
       const near = closest(key, this.known);
-      this.problem(key, `unknown key${near ? `, did you mean "${near}"?` : ""}`,
-        `one of ${[...this.known].sort().join(", ")}`);
+      this.problem(key, `unknown key${near ? `, did you mean "${near}"?` : ""}`, `one of ${[...this.known].sort().join(", ")}`);
     }
   }
 }

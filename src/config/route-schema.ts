@@ -36,7 +36,8 @@ function readUpstreams(r: Reader, list: string[], g: GlobalConfig): Upstream[] {
       return;
     }
     const srv = u.protocol === "srv+http:" || u.protocol === "srv+https:";
-    if (!srv && u.protocol !== "http:" && u.protocol !== "https:") r.problem(key, `scheme ${u.protocol} is not supported`, "http://, https://, srv+http:// or srv+https://");
+    if (!srv && u.protocol !== "http:" && u.protocol !== "https:")
+      r.problem(key, `scheme ${u.protocol} is not supported`, "http://, https://, srv+http:// or srv+https://");
     else if ((u.pathname !== "/" && u.pathname !== "") || u.search || u.hash) r.problem(key, `${JSON.stringify(text)} has a path or query`, expected);
     else if (u.username || u.password) r.problem(key, "credentials in the URL are not supported", expected);
     else if (srv && u.port) r.problem(key, "an SRV upstream takes its ports from the SRV records", "srv+http://NAME without a port");
@@ -75,7 +76,7 @@ function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix
     const builtin = stat.startsWith(BUILTIN_PREFIX);
     const root = builtin ? stat : resolvePath(g.dir, stat);
     if (builtin && !BUILTIN_SITES.includes(stat.slice(BUILTIN_PREFIX.length))) {
-      r.problem("static", `${JSON.stringify(stat)} is not a built-in site`, BUILTIN_SITES.map((n) => `"${BUILTIN_PREFIX}${n}"`).join(", ") + " or a directory");
+      r.problem("static", `${JSON.stringify(stat)} is not a built-in site`, `${BUILTIN_SITES.map((n) => `"${BUILTIN_PREFIX}${n}"`).join(", ")} or a directory`);
     } else if (!builtin && (!existsSync(root) || !statSync(root).isDirectory())) {
       r.problem("static", `${root} is not a directory`, "a directory to serve (relative paths start at the directory of config.toml)");
     }
@@ -83,7 +84,8 @@ function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix
   }
   if (redirect !== undefined) {
     if (![301, 302, 307, 308].includes(status)) r.problem("redirect_status", `${status} is not a redirect status`, "301, 302, 307 or 308");
-    if (!/^https?:\/\/[^/\s]+/.test(redirect)) r.problem("redirect", `${JSON.stringify(redirect)} is not an absolute http(s) URL`, 'a URL such as "https://www.example.com"');
+    if (!/^https?:\/\/[^/\s]+/.test(redirect))
+      r.problem("redirect", `${JSON.stringify(redirect)} is not an absolute http(s) URL`, 'a URL such as "https://www.example.com"');
     const to = keepPath && redirect.endsWith("/") ? redirect.slice(0, -1) : redirect;
     return { kind: "redirect", to, status: status as 301 | 302 | 307 | 308, keepPath };
   }
@@ -103,13 +105,20 @@ function file(g: GlobalConfig, p: string | undefined): string | undefined {
   return p === undefined ? undefined : resolvePath(g.dir, p);
 }
 
-/** readManual reads and checks a tls = "manual" pair: both files readable, the key matching, every host covered. Files are read again on every reload, so a replaced certificate is picked up by SIGHUP. */
+/**
+ * readManual reads and checks a tls = "manual" pair: both files readable, the key matching, every host covered. Files are read again on every reload, so a
+ * replaced certificate is picked up by SIGHUP.
+ */
 function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonly string[]): CertBundle | undefined {
   const read = (key: string, path: string) => {
     try {
       return readFileSync(path, "utf8");
     } catch (e) {
-      r.problem(key, `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, key === "cert" ? "a readable PEM certificate chain" : "a readable PEM private key");
+      r.problem(
+        key,
+        `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        key === "cert" ? "a readable PEM certificate chain" : "a readable PEM private key",
+      );
       return undefined;
     }
   };
@@ -119,11 +128,16 @@ function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonl
   try {
     const b = inspectBundle(certPem, keyPem);
     const missing = hosts.filter((h) => !b.names.some((n) => nameCovers(n, h)));
-    if (missing.length) r.problem("cert", `${certFile} does not cover ${missing.join(", ")} (it names ${b.names.join(", ")})`, "a certificate for every host of the site");
+    if (missing.length)
+      r.problem("cert", `${certFile} does not cover ${missing.join(", ")} (it names ${b.names.join(", ")})`, "a certificate for every host of the site");
     return b;
   } catch (e) {
     const part = e instanceof CertProblem ? e.part : "cert";
-    r.problem(part, `${part === "key" ? keyFile : certFile}: ${(e as Error).message}`, "a PEM certificate chain (leaf first) and the private key that belongs to it");
+    r.problem(
+      part,
+      `${part === "key" ? keyFile : certFile}: ${(e as Error).message}`,
+      "a PEM certificate chain (leaf first) and the private key that belongs to it",
+    );
     return undefined;
   }
 }
@@ -148,7 +162,8 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
     // RFC 6797 §6.1.1: max-age in seconds; 0 tells browsers to forget the policy.
     const maxAge = Math.round(hstsR.duration("max_age", 365 * 86_400_000) / 1000);
     hsts = { maxAge, includeSubDomains: hstsR.bool("include_subdomains", false), preload: hstsR.bool("preload", false) };
-    if (hsts.preload && (!hsts.includeSubDomains || maxAge < 31_536_000)) hstsR.problem("preload", "needs include_subdomains = true and max_age of at least 1 year", "what the browsers' preload lists require");
+    if (hsts.preload && (!hsts.includeSubDomains || maxAge < 31_536_000))
+      hstsR.problem("preload", "needs include_subdomains = true and max_age of at least 1 year", "what the browsers' preload lists require");
     hstsR.done();
     if (mode === "off") r.problem("hsts", 'is only sent over HTTPS (tls is "off")', 'tls = "acme", "internal" or "manual"');
   }
@@ -156,10 +171,25 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
   if (mode === "acme") {
     const a = g.acme;
     hosts.forEach((h, i) => {
-      if (isIpLiteral(h)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`, 'host names with tls = "acme", or tls = "internal"/"manual" for addresses');
-      else if (h.startsWith("*.") && a.challenge !== "dns-01") r.problem(`hosts[${i}]`, `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3)`, 'acme.challenge = "dns-01" with [acme.dns] in config.toml');
+      if (isIpLiteral(h))
+        r.problem(
+          `hosts[${i}]`,
+          `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`,
+          'host names with tls = "acme", or tls = "internal"/"manual" for addresses',
+        );
+      else if (h.startsWith("*.") && a.challenge !== "dns-01")
+        r.problem(
+          `hosts[${i}]`,
+          `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3)`,
+          'acme.challenge = "dns-01" with [acme.dns] in config.toml',
+        );
     });
-    if (a.challenge === "http-01" && g.listen.http === undefined) r.problem("tls", '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)', 'listen.http in config.toml, or acme.challenge = "dns-01"');
+    if (a.challenge === "http-01" && g.listen.http === undefined)
+      r.problem(
+        "tls",
+        '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)',
+        'listen.http in config.toml, or acme.challenge = "dns-01"',
+      );
   }
   return { mode, manual, redirect, hsts };
 }

@@ -7,7 +7,10 @@ import { resolvePath } from "./locations.ts";
 /** StartupSettings decide how a process starts (one gateway or a supervisor) and where `gatehouse reload` finds it. */
 export type StartupSettings = { readonly workers: number; readonly pidFile: string };
 
-/** readStartupSettings reads `workers` and `pid_file` from config.toml alone (or from text, when given), leniently: a missing, unreadable or broken file, or a key of the wrong type, gives the defaults (1 worker, gatehouse.pid beside the config); the full load reports any problem later. */
+/**
+ * readStartupSettings reads `workers` and `pid_file` from config.toml alone (or from text, when given), leniently: a missing, unreadable or broken file, or a
+ * key of the wrong type, gives the defaults (1 worker, gatehouse.pid beside the config); the full load reports any problem later.
+ */
 export function readStartupSettings(configPath: string, text?: string): StartupSettings {
   const path = resolve(configPath);
   let data: { workers?: unknown; pid_file?: unknown } = {};

@@ -9,8 +9,8 @@ export type TomlSource = {
   lineOf(path: string): number;
 };
 
-const TABLE_RE = /^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$/;
-const ARRAY_TABLE_RE = /^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(?:#.*)?$/;
+const TABLE_RE = /^\s*\[\s*([^[\]]+?)\s*\]\s*(?:#.*)?$/;
+const ARRAY_TABLE_RE = /^\s*\[\[\s*([^[\]]+?)\s*\]\]\s*(?:#.*)?$/;
 const KEY_RE = /^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-.]+(?:\s*\.\s*[A-Za-z0-9_\-"']+)*)\s*=/;
 
 function splitKey(key: string): string[] {
@@ -69,7 +69,10 @@ function indexLines(text: string): Map<string, number> {
   return index;
 }
 
-/** parseErrorLine finds the line of a syntax error by parsing ever longer prefixes of the file: the first prefix that fails with the same message ends at the bad line. */
+/**
+ * parseErrorLine finds the line of a syntax error by parsing ever longer prefixes of the file: the first prefix that fails with the same message ends at the
+ * bad line.
+ */
 function parseErrorLine(text: string, message: string): number {
   const lines = text.split("\n");
   for (let n = 1; n <= lines.length; n++) {

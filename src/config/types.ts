@@ -39,7 +39,10 @@ export type ProxyOptions = {
   readonly health: HealthCheck | undefined;
 };
 
-/** UpstreamTls is the TLS client setup for https:// upstreams: the CA to trust (instead of the system roots), the name to expect (and send as SNI), a client certificate. */
+/**
+ * UpstreamTls is the TLS client setup for https:// upstreams: the CA to trust (instead of the system roots), the name to expect (and send as SNI), a client
+ * certificate.
+ */
 export type UpstreamTls = { readonly ca?: string; readonly serverName?: string; readonly cert?: string; readonly key?: string };
 
 /** HealthCheck is an active check of every endpoint of a route: GET path every interval (± jitter), healthy when the status is in [expectMin, expectMax]. */
@@ -62,7 +65,13 @@ export type HealthCheck = {
 export type Upstream = { readonly url: string; readonly origin: string; readonly discover: boolean };
 
 export type ProxyAction = { readonly kind: "proxy"; readonly upstreams: readonly Upstream[]; readonly stripPrefix: boolean; readonly options: ProxyOptions };
-export type StaticAction = { readonly kind: "static"; readonly root: string; readonly index: readonly string[]; readonly cacheControl?: string; readonly stripPrefix: boolean };
+export type StaticAction = {
+  readonly kind: "static";
+  readonly root: string;
+  readonly index: readonly string[];
+  readonly cacheControl?: string;
+  readonly stripPrefix: boolean;
+};
 export type RedirectAction = { readonly kind: "redirect"; readonly to: string; readonly status: 301 | 302 | 307 | 308; readonly keepPath: boolean };
 /** Action is what a route does with a request. */
 export type Action = ProxyAction | StaticAction | RedirectAction;
@@ -83,7 +92,13 @@ export type CacheRules = {
 };
 
 /** PathRoute is one route of a site: the site's default (prefix "/") or a [[paths]] sub-route. */
-export type PathRoute = { readonly name: string; readonly prefix: string; readonly action: Action | undefined; readonly maxBodySize: number; readonly cache: CacheRules | undefined };
+export type PathRoute = {
+  readonly name: string;
+  readonly prefix: string;
+  readonly action: Action | undefined;
+  readonly maxBodySize: number;
+  readonly cache: CacheRules | undefined;
+};
 
 /** Hsts is a site's Strict-Transport-Security policy (RFC 6797 §6.1), sent on its HTTPS responses. */
 export type Hsts = { readonly maxAge: number; readonly includeSubDomains: boolean; readonly preload: boolean };
@@ -132,7 +147,14 @@ export type GlobalConfig = {
   readonly shutdownGrace: number;
   /** workers is how many worker processes serve the public listeners (1: this process, no supervisor); "auto" is already resolved to the number of CPUs. */
   readonly workers: number;
-  readonly listen: { readonly http?: Address; readonly https?: Address; readonly admin?: Address; readonly idleTimeout: number; readonly http2: boolean; readonly publicHttpsPort?: number };
+  readonly listen: {
+    readonly http?: Address;
+    readonly https?: Address;
+    readonly admin?: Address;
+    readonly idleTimeout: number;
+    readonly http2: boolean;
+    readonly publicHttpsPort?: number;
+  };
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };
   readonly acme: AcmeConfig;

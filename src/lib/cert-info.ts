@@ -17,7 +17,10 @@ export type CertBundle = {
 
 /** CertProblem is a certificate or key that cannot be used: which of the two is at fault, and a message for the operator. */
 export class CertProblem extends Error {
-  constructor(message: string, readonly part: "cert" | "key" = "cert") {
+  constructor(
+    message: string,
+    readonly part: "cert" | "key" = "cert",
+  ) {
     super(message);
   }
 }
@@ -39,7 +42,10 @@ function sanNames(x: X509Certificate): string[] {
   return out;
 }
 
-/** inspectBundle parses a chain and key and checks that they belong together; throws CertProblem naming what is wrong. It does not judge expiry: the caller compares notAfter with the clock. */
+/**
+ * inspectBundle parses a chain and key and checks that they belong together; throws CertProblem naming what is wrong. It does not judge expiry: the caller
+ * compares notAfter with the clock.
+ */
 export function inspectBundle(certPem: string, keyPem: string): CertBundle {
   const pems = splitPem(certPem);
   if (pems.length === 0) throw new CertProblem("no PEM certificate found");
@@ -51,7 +57,7 @@ export function inspectBundle(certPem: string, keyPem: string): CertBundle {
   } catch (e) {
     throw new CertProblem(`cannot parse the certificate: ${(e as Error).message}`);
   }
-  let key;
+  let key: ReturnType<ReturnType<typeof nodeCrypto>["createPrivateKey"]>;
   try {
     key = nodeCrypto().createPrivateKey(keyPem);
   } catch (e) {
@@ -61,7 +67,7 @@ export function inspectBundle(certPem: string, keyPem: string): CertBundle {
   const names = sanNames(leaf);
   if (names.length === 0) throw new CertProblem("the certificate has no subject alternative names (browsers ignore the common name)");
   return {
-    certPem: pems.join("\n") + "\n",
+    certPem: `${pems.join("\n")}\n`,
     keyPem,
     names,
     notBefore: Date.parse(leaf.validFrom),

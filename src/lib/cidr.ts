@@ -16,9 +16,10 @@ function v6ToBig(ip: string): bigint {
   let tail: bigint | undefined;
   let s = ip;
   const lastColon = s.lastIndexOf(":");
-  if (s.includes(".", lastColon)) {            // ::ffff:1.2.3.4
+  if (s.includes(".", lastColon)) {
+    // ::ffff:1.2.3.4
     tail = v4ToBig(s.slice(lastColon + 1)) & 0xffffffffn;
-    s = s.slice(0, lastColon + 1) + "0:0";
+    s = `${s.slice(0, lastColon + 1)}0:0`;
   }
   const [head, rest] = s.split("::") as [string, string | undefined];
   const h = head ? head.split(":") : [];
@@ -52,7 +53,10 @@ export function parseCidr(text: string): Cidr | undefined {
   return { base: base & mask, bits };
 }
 
-/** cidrMatcher builds a predicate over client addresses; results are memoised per address (the set of clients that reach a gateway directly is small), so the hot path is one Map lookup. */
+/**
+ * cidrMatcher builds a predicate over client addresses; results are memoised per address (the set of clients that reach a gateway directly is small), so the
+ * hot path is one Map lookup.
+ */
 export function cidrMatcher(ranges: readonly Cidr[]): (ip: string) => boolean {
   if (ranges.length === 0) return () => false;
   const memo = new Map<string, boolean>();
@@ -60,10 +64,12 @@ export function cidrMatcher(ranges: readonly Cidr[]): (ip: string) => boolean {
     let hit = memo.get(ip);
     if (hit !== undefined) return hit;
     const n = ipToBigInt(ip);
-    hit = n !== undefined && ranges.some((r) => {
-      const shift = BigInt(128 - r.bits);
-      return r.bits === 0 || (n >> shift) === (r.base >> shift);
-    });
+    hit =
+      n !== undefined &&
+      ranges.some((r) => {
+        const shift = BigInt(128 - r.bits);
+        return r.bits === 0 || n >> shift === r.base >> shift;
+      });
     if (memo.size > 10_000) memo.clear();
     memo.set(ip, hit);
     return hit;

@@ -41,7 +41,10 @@ export function dnsAddress(s: DnsTarget): string {
   return isIPv6(s.host) ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
 }
 
-/** transport sends wire over one protocol and resolves with the first message match accepts, by deadline (epoch ms); UDP sends once more at half the time left. Rejects with DnsTransportError only. */
+/**
+ * transport sends wire over one protocol and resolves with the first message match accepts, by deadline (epoch ms); UDP sends once more at half the time left.
+ * Rejects with DnsTransportError only.
+ */
 export function transport<T>(proto: DnsProto, server: DnsTarget, wire: Uint8Array, deadline: number, match: Matcher<T>): Promise<Answered<T>> {
   return new Promise((resolve, reject) => {
     const timers: ReturnType<typeof setTimeout>[] = [];
@@ -52,7 +55,11 @@ export function transport<T>(proto: DnsProto, server: DnsTarget, wire: Uint8Arra
       if (done) return;
       done = true;
       for (const t of timers) clearTimeout(t);
-      try { close(); } catch { /* already closed */ }
+      try {
+        close();
+      } catch {
+        /* already closed */
+      }
       if (err) reject(err);
       else resolve({ wire: wireIn!, answer: answer as T });
     };
@@ -70,7 +77,9 @@ export function transport<T>(proto: DnsProto, server: DnsTarget, wire: Uint8Arra
         const send = (): void => {
           tries++;
           try {
-            sock.send(wire, (err) => { if (err) fail("send", err); });
+            sock.send(wire, (err) => {
+              if (err) fail("send", err);
+            });
           } catch (err) {
             fail("send", err);
           }
@@ -80,7 +89,14 @@ export function transport<T>(proto: DnsProto, server: DnsTarget, wire: Uint8Arra
         // connect() makes the kernel drop packets from other sources and report ICMP port unreachable as ECONNREFUSED.
         sock.connect(server.port, server.host, () => {
           send();
-          timers.push(setTimeout(() => { if (!done) send(); }, Math.max(0, deadline - Date.now()) / 2));
+          timers.push(
+            setTimeout(
+              () => {
+                if (!done) send();
+              },
+              Math.max(0, deadline - Date.now()) / 2,
+            ),
+          );
         });
       } else {
         const sock = nodeNet().connect({ host: server.host, port: server.port });
@@ -109,7 +125,10 @@ export function transport<T>(proto: DnsProto, server: DnsTarget, wire: Uint8Arra
   });
 }
 
-/** exchange uses UDP unless wire is too large for it, and asks again over TCP when the UDP answer has TC set (RFC 1035 §4.2.1, RFC 7766 §5); both share the deadline. */
+/**
+ * exchange uses UDP unless wire is too large for it, and asks again over TCP when the UDP answer has TC set (RFC 1035 §4.2.1, RFC 7766 §5); both share the
+ * deadline.
+ */
 export async function exchange<T>(server: DnsTarget, wire: Uint8Array, deadline: number, match: Matcher<T>): Promise<Answered<T>> {
   if (wire.length > UDP_MAX) return transport("tcp", server, wire, deadline, match);
   const res = await transport("udp", server, wire, deadline, match);

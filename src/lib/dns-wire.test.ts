@@ -1,15 +1,40 @@
 import { describe, expect, test } from "bun:test";
 import {
-  CLASS, OPCODE, TYPE, decodeMessage, encodeMessage, encodeName, normalizeName, parseTxt, rcodeName, signMessage,
-  tsigErrorName, tsigMac, txtData, verifyTsig, type Message, type TsigKey,
+  CLASS,
+  OPCODE,
+  TYPE,
+  decodeMessage,
+  encodeMessage,
+  encodeName,
+  normalizeName,
+  parseTxt,
+  rcodeName,
+  signMessage,
+  tsigErrorName,
+  tsigMac,
+  txtData,
+  verifyTsig,
+  type Message,
+  type TsigKey,
 } from "./dns-wire.ts";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, "hex"));
 
 const query = (over: Partial<Message> = {}): Message => ({
-  id: 0x1234, qr: false, opcode: OPCODE.QUERY, aa: false, tc: false, rd: false, ra: false, rcode: 0,
-  questions: [{ name: "_acme-challenge.app.test", type: TYPE.TXT, class: CLASS.IN }], answers: [], authorities: [], additionals: [], ...over,
+  id: 0x1234,
+  qr: false,
+  opcode: OPCODE.QUERY,
+  aa: false,
+  tc: false,
+  rd: false,
+  ra: false,
+  rcode: 0,
+  questions: [{ name: "_acme-challenge.app.test", type: TYPE.TXT, class: CLASS.IN }],
+  answers: [],
+  authorities: [],
+  additionals: [],
+  ...over,
 });
 
 describe("names", () => {
@@ -30,7 +55,18 @@ describe("names", () => {
 describe("messages", () => {
   test("round-trip header flags and all four sections", () => {
     const rr = { name: "x.test", type: TYPE.TXT, class: CLASS.NONE, ttl: 0, data: txtData("v") };
-    const m = query({ qr: true, opcode: OPCODE.UPDATE, aa: true, tc: true, rd: true, ra: true, rcode: 9, answers: [rr], authorities: [{ ...rr, class: CLASS.IN, ttl: 0x7fffffff }], additionals: [rr] });
+    const m = query({
+      qr: true,
+      opcode: OPCODE.UPDATE,
+      aa: true,
+      tc: true,
+      rd: true,
+      ra: true,
+      rcode: 9,
+      answers: [rr],
+      authorities: [{ ...rr, class: CLASS.IN, ttl: 0x7fffffff }],
+      additionals: [rr],
+    });
     const d = decodeMessage(encodeMessage(m));
     expect({ ...d, lastRecordOffset: 0 }).toMatchObject({ ...m, lastRecordOffset: 0, answers: [{ ...rr, data: rr.data }] });
     expect(d.authorities[0]!.ttl).toBe(0x7fffffff);
@@ -67,13 +103,15 @@ describe("messages", () => {
 const KAT = {
   "hmac-sha256": {
     secret: "Z2F0ZWhvdXNlLWtub3duLWFuc3dlci1zaGEyNTYhISE=",
-    packet: "103728000001000000010001047465737400000600010f5f61636d652d6368616c6c656e676503617070047465737400001000010000003c000d0c6b6e6f776e2d616e73776572076b61742d6b6579076578616d706c650000fa00ff00000000003d0b686d61632d7368613235360000006b06cbc0012c0020e66abf322505f2bf13ac179c4d4138df9afa56a8a785edf56b3039adbca0d0e9103700000000",
+    packet:
+      "103728000001000000010001047465737400000600010f5f61636d652d6368616c6c656e676503617070047465737400001000010000003c000d0c6b6e6f776e2d616e73776572076b61742d6b6579076578616d706c650000fa00ff00000000003d0b686d61632d7368613235360000006b06cbc0012c0020e66abf322505f2bf13ac179c4d4138df9afa56a8a785edf56b3039adbca0d0e9103700000000",
     mac: "e66abf322505f2bf13ac179c4d4138df9afa56a8a785edf56b3039adbca0d0e9",
     time: 0x6b06cbc0,
   },
   "hmac-sha512": {
     secret: "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2traw==",
-    packet: "a14f28000001000000010001047465737400000600010f5f61636d652d6368616c6c656e676503617070047465737400001000010000003c000d0c6b6e6f776e2d616e73776572076b61742d6b6579076578616d706c650000fa00ff00000000005d0b686d61632d7368613531320000006b06cbc1012c0040341eebf65cb991d2fd783cff3c8ba056be0eb92d8ebeda79f9cecc343897af7aee6c9b36d07875b5503c94f555c266634e69c2ad17fe6733cd7ca0c9edc28734a14f00000000",
+    packet:
+      "a14f28000001000000010001047465737400000600010f5f61636d652d6368616c6c656e676503617070047465737400001000010000003c000d0c6b6e6f776e2d616e73776572076b61742d6b6579076578616d706c650000fa00ff00000000005d0b686d61632d7368613531320000006b06cbc1012c0040341eebf65cb991d2fd783cff3c8ba056be0eb92d8ebeda79f9cecc343897af7aee6c9b36d07875b5503c94f555c266634e69c2ad17fe6733cd7ca0c9edc28734a14f00000000",
     mac: "341eebf65cb991d2fd783cff3c8ba056be0eb92d8ebeda79f9cecc343897af7aee6c9b36d07875b5503c94f555c266634e69c2ad17fe6733cd7ca0c9edc28734",
     time: 0x6b06cbc1,
   },
@@ -114,7 +152,9 @@ describe("tsig", () => {
   });
 
   test("a flipped MAC bit, another key, a stale time or a missing TSIG fail", () => {
-    const flipped = exchange((w) => { w[w.length - 10]! ^= 1; });
+    const flipped = exchange((w) => {
+      w[w.length - 10]! ^= 1;
+    });
     expect(verifyTsig(flipped.response, flipped.decoded, key, flipped.request.mac, now)).toMatchObject({ status: "bad", error: 16 });
     const other = exchange(undefined, { ...key, name: "other-key" });
     expect(verifyTsig(other.response, other.decoded, key, other.request.mac, now)).toMatchObject({ status: "bad", error: 17 });
@@ -126,6 +166,18 @@ describe("tsig", () => {
 
   test("error names follow RFC 8945 §3 and RFC 2136 §2.2", () => {
     expect([16, 17, 18, 22, 0].map(tsigErrorName)).toEqual(["BADSIG", "BADKEY", "BADTIME", "BADTRUNC", undefined]);
-    expect([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(rcodeName)).toEqual(["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"]);
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(rcodeName)).toEqual([
+      "NOERROR",
+      "FORMERR",
+      "SERVFAIL",
+      "NXDOMAIN",
+      "NOTIMP",
+      "REFUSED",
+      "YXDOMAIN",
+      "YXRRSET",
+      "NXRRSET",
+      "NOTAUTH",
+      "NOTZONE",
+    ]);
   });
 });

@@ -10,7 +10,17 @@ export const OPCODE = { QUERY: 0, UPDATE: 5 } as const;
 
 /** RCODE_NAMES maps header rcodes to their mnemonics (RFC 1035 §4.1.1, RFC 2136 §2.2). */
 export const RCODE_NAMES: readonly string[] = [
-  "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE",
+  "NOERROR",
+  "FORMERR",
+  "SERVFAIL",
+  "NXDOMAIN",
+  "NOTIMP",
+  "REFUSED",
+  "YXDOMAIN",
+  "YXRRSET",
+  "NXRRSET",
+  "NOTAUTH",
+  "NOTZONE",
 ];
 /** TSIG_ERROR_NAMES maps TSIG error fields to their mnemonics (RFC 8945 §3, assigned numbers). */
 export const TSIG_ERROR_NAMES: Readonly<Record<number, string>> = { 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC" };
@@ -28,9 +38,25 @@ export function tsigErrorName(error: number): string | undefined {
 /** Question is one entry of the question section; in an UPDATE it is the zone section (RFC 2136 §2.3). */
 export type Question = { readonly name: string; readonly type: number; readonly class: number };
 /** ResourceRecord is an RR with raw rdata; offset is where rdata starts in the decoded message (for compressed names inside it). */
-export type ResourceRecord = { readonly name: string; readonly type: number; readonly class: number; readonly ttl: number; readonly data: Uint8Array; readonly offset?: number };
+export type ResourceRecord = {
+  readonly name: string;
+  readonly type: number;
+  readonly class: number;
+  readonly ttl: number;
+  readonly data: Uint8Array;
+  readonly offset?: number;
+};
 /** Header is the fixed 12-byte header without the counts (RFC 1035 §4.1.1). */
-export type Header = { readonly id: number; readonly qr: boolean; readonly opcode: number; readonly aa: boolean; readonly tc: boolean; readonly rd: boolean; readonly ra: boolean; readonly rcode: number };
+export type Header = {
+  readonly id: number;
+  readonly qr: boolean;
+  readonly opcode: number;
+  readonly aa: boolean;
+  readonly tc: boolean;
+  readonly rd: boolean;
+  readonly ra: boolean;
+  readonly rcode: number;
+};
 /** Message is a whole message; for an UPDATE the sections are zone, prerequisite, update, additional (RFC 2136 §2). */
 export type Message = Header & {
   readonly questions: readonly Question[];
@@ -46,7 +72,8 @@ export function normalizeName(name: string): string {
   if (!/^[\x21-\x7e]*$/.test(name)) throw new Error(`dns name ${JSON.stringify(name)} must be printable ascii (use punycode)`);
   const n = name.toLowerCase().replace(/\.$/, "");
   if (n === "") return "";
-  if (n.length > 253 || n.split(".").some((l) => l.length === 0 || l.length > 63)) throw new Error(`dns name ${JSON.stringify(name)} has an empty or too long label`);
+  if (n.length > 253 || n.split(".").some((l) => l.length === 0 || l.length > 63))
+    throw new Error(`dns name ${JSON.stringify(name)} has an empty or too long label`);
   return n;
 }
 
@@ -67,17 +94,32 @@ export function encodeName(name: string): Uint8Array {
 /** Writer appends big-endian fields to a growing byte list. */
 class Writer {
   private readonly bytes: number[] = [];
-  u8(v: number): this { this.bytes.push(v & 0xff); return this; }
-  u16(v: number): this { return this.u8(v >>> 8).u8(v); }
-  u32(v: number): this { return this.u16(Math.floor(v / 0x10000)).u16(v); }
-  u48(v: number): this { return this.u16(Math.floor(v / 0x100000000)).u32(v % 0x100000000); } // RFC 8945 §4.2: Time Signed
-  raw(b: Uint8Array): this { for (const x of b) this.bytes.push(x); return this; }
-  done(): Uint8Array { return Uint8Array.from(this.bytes); }
+  u8(v: number): this {
+    this.bytes.push(v & 0xff);
+    return this;
+  }
+  u16(v: number): this {
+    return this.u8(v >>> 8).u8(v);
+  }
+  u32(v: number): this {
+    return this.u16(Math.floor(v / 0x10000)).u16(v);
+  }
+  u48(v: number): this {
+    return this.u16(Math.floor(v / 0x100000000)).u32(v % 0x100000000);
+  } // RFC 8945 §4.2: Time Signed
+  raw(b: Uint8Array): this {
+    for (const x of b) this.bytes.push(x);
+    return this;
+  }
+  done(): Uint8Array {
+    return Uint8Array.from(this.bytes);
+  }
 }
 
 /** encodeMessage writes a message without name compression; the counts come from the section lengths. */
 export function encodeMessage(m: Message): Uint8Array {
-  const flags = (m.qr ? 0x8000 : 0) | ((m.opcode & 0xf) << 11) | (m.aa ? 0x400 : 0) | (m.tc ? 0x200 : 0) | (m.rd ? 0x100 : 0) | (m.ra ? 0x80 : 0) | (m.rcode & 0xf);
+  const flags =
+    (m.qr ? 0x8000 : 0) | ((m.opcode & 0xf) << 11) | (m.aa ? 0x400 : 0) | (m.tc ? 0x200 : 0) | (m.rd ? 0x100 : 0) | (m.ra ? 0x80 : 0) | (m.rcode & 0xf);
   const w = new Writer().u16(m.id).u16(flags).u16(m.questions.length).u16(m.answers.length).u16(m.authorities.length).u16(m.additionals.length);
   for (const q of m.questions) w.raw(encodeName(q.name)).u16(q.type).u16(q.class);
   for (const rr of [...m.answers, ...m.authorities, ...m.additionals]) {
@@ -88,13 +130,30 @@ export function encodeMessage(m: Message): Uint8Array {
 
 /** Reader reads big-endian fields with bounds checks; it throws "malformed dns message" past the end. */
 class Reader {
-  constructor(readonly buf: Uint8Array, public pos = 0) {}
-  need(n: number): void { if (this.pos + n > this.buf.length) throw new Error("malformed dns message: truncated"); }
-  u8(): number { this.need(1); return this.buf[this.pos++]!; }
-  u16(): number { return (this.u8() << 8) | this.u8(); }
-  u32(): number { return this.u16() * 0x10000 + this.u16(); }
-  u48(): number { return this.u16() * 0x100000000 + this.u32(); }
-  bytes(n: number): Uint8Array { this.need(n); return this.buf.subarray(this.pos, (this.pos += n)); }
+  constructor(
+    readonly buf: Uint8Array,
+    public pos = 0,
+  ) {}
+  need(n: number): void {
+    if (this.pos + n > this.buf.length) throw new Error("malformed dns message: truncated");
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  u16(): number {
+    return (this.u8() << 8) | this.u8();
+  }
+  u32(): number {
+    return this.u16() * 0x10000 + this.u16();
+  }
+  u48(): number {
+    return this.u16() * 0x100000000 + this.u32();
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    return this.buf.subarray(this.pos, (this.pos += n));
+  }
   /** name follows compression pointers (RFC 1035 §4.1.4); each must point strictly backwards, so loops are impossible. */
   name(): string {
     const labels: string[] = [];
@@ -129,7 +188,16 @@ export function decodeHeader(buf: Uint8Array): Header | undefined {
   if (buf.length < 12) return undefined;
   const id = (buf[0]! << 8) | buf[1]!;
   const f = (buf[2]! << 8) | buf[3]!;
-  return { id, qr: (f & 0x8000) !== 0, opcode: (f >> 11) & 0xf, aa: (f & 0x400) !== 0, tc: (f & 0x200) !== 0, rd: (f & 0x100) !== 0, ra: (f & 0x80) !== 0, rcode: f & 0xf };
+  return {
+    id,
+    qr: (f & 0x8000) !== 0,
+    opcode: (f >> 11) & 0xf,
+    aa: (f & 0x400) !== 0,
+    tc: (f & 0x200) !== 0,
+    rd: (f & 0x100) !== 0,
+    ra: (f & 0x80) !== 0,
+    rcode: f & 0xf,
+  };
 }
 
 /** decodeMessage parses a whole message, names decompressed and lower-cased; it throws "malformed dns message: ..." on bad input. */
@@ -145,13 +213,19 @@ export function decodeMessage(buf: Uint8Array): DecodedMessage {
     const out: ResourceRecord[] = [];
     for (let i = 0; i < n; i++) {
       lastRecordOffset = r.pos;
-      const name = r.name(), type = r.u16(), klass = r.u16(), ttl = r.u32(), len = r.u16();
+      const name = r.name(),
+        type = r.u16(),
+        klass = r.u16(),
+        ttl = r.u32(),
+        len = r.u16();
       const offset = r.pos;
       out.push({ name, type, class: klass, ttl, data: r.bytes(len), offset });
     }
     return out;
   };
-  const answers = section(counts[1]), authorities = section(counts[2]), additionals = section(counts[3]);
+  const answers = section(counts[1]),
+    authorities = section(counts[2]),
+    additionals = section(counts[3]);
   return { ...header, questions, answers, authorities, additionals, lastRecordOffset };
 }
 
@@ -178,7 +252,16 @@ export function parseTxt(data: Uint8Array): string {
 /** TsigKey is a shared secret named as in named.conf's key statement. */
 export type TsigKey = { readonly name: string; readonly algorithm: "hmac-sha256" | "hmac-sha512"; readonly secret: Uint8Array };
 /** Tsig is a decoded TSIG RR (RFC 8945 §4.2). */
-export type Tsig = { readonly keyName: string; readonly algorithm: string; readonly timeSigned: number; readonly fudge: number; readonly mac: Uint8Array; readonly originalId: number; readonly error: number; readonly other: Uint8Array };
+export type Tsig = {
+  readonly keyName: string;
+  readonly algorithm: string;
+  readonly timeSigned: number;
+  readonly fudge: number;
+  readonly mac: Uint8Array;
+  readonly originalId: number;
+  readonly error: number;
+  readonly other: Uint8Array;
+};
 
 /** TSIG_FUDGE is the allowed clock skew in seconds, the 300 RFC 8945 recommends. */
 export const TSIG_FUDGE = 300;
@@ -191,8 +274,19 @@ export function tsigMac(key: TsigKey, unsigned: Uint8Array, t: Omit<Tsig, "mac" 
   if (requestMac) hmac.update(new Writer().u16(requestMac.length).raw(requestMac).done()); // §4.3.1: MAC Size + MAC
   hmac.update(unsigned);
   // §4.3.3: key name and algorithm in canonical form, class ANY, TTL 0, then the fields after the MAC.
-  hmac.update(new Writer().raw(encodeName(t.keyName)).u16(CLASS.ANY).u32(0).raw(encodeName(t.algorithm))
-    .u48(t.timeSigned).u16(t.fudge).u16(t.error).u16(t.other.length).raw(t.other).done());
+  hmac.update(
+    new Writer()
+      .raw(encodeName(t.keyName))
+      .u16(CLASS.ANY)
+      .u32(0)
+      .raw(encodeName(t.algorithm))
+      .u48(t.timeSigned)
+      .u16(t.fudge)
+      .u16(t.error)
+      .u16(t.other.length)
+      .raw(t.other)
+      .done(),
+  );
   return new Uint8Array(hmac.digest());
 }
 
@@ -200,8 +294,16 @@ export function tsigMac(key: TsigKey, unsigned: Uint8Array, t: Omit<Tsig, "mac" 
 export function signMessage(msg: Uint8Array, key: TsigKey, timeSigned: number, requestMac?: Uint8Array, error = 0): { wire: Uint8Array; mac: Uint8Array } {
   const t = { keyName: key.name, algorithm: `${key.algorithm}.`, timeSigned, fudge: TSIG_FUDGE, error, other: new Uint8Array(0) };
   const mac = tsigMac(key, msg, t, requestMac);
-  const rdata = new Writer().raw(encodeName(t.algorithm)).u48(timeSigned).u16(TSIG_FUDGE).u16(mac.length).raw(mac)
-    .u16((msg[0]! << 8) | msg[1]!).u16(error).u16(0).done();
+  const rdata = new Writer()
+    .raw(encodeName(t.algorithm))
+    .u48(timeSigned)
+    .u16(TSIG_FUDGE)
+    .u16(mac.length)
+    .raw(mac)
+    .u16((msg[0]! << 8) | msg[1]!)
+    .u16(error)
+    .u16(0)
+    .done();
   const wire = new Writer().raw(msg).raw(encodeName(key.name)).u16(TYPE.TSIG).u16(CLASS.ANY).u32(0).u16(rdata.length).raw(rdata).done();
   const arcount = ((wire[10]! << 8) | wire[11]!) + 1;
   wire[10] = arcount >> 8;
@@ -225,8 +327,18 @@ export function verifyTsig(wire: Uint8Array, msg: DecodedMessage, key: TsigKey, 
   }
   if (all.filter((rr) => rr.type === TYPE.TSIG).length > 1) return { status: "bad", error: 1, reason: "more than one tsig record" }; // §5.2: FORMERR
   const r = new Reader(wire, last.offset);
-  const tsig: Tsig = { keyName: last.name, algorithm: r.name(), timeSigned: r.u48(), fudge: r.u16(), mac: r.bytes(r.u16()), originalId: r.u16(), error: r.u16(), other: r.bytes(r.u16()) };
-  if (tsig.keyName !== normalizeName(key.name)) return { status: "bad", error: 17, reason: `signed with key "${tsig.keyName}", not "${normalizeName(key.name)}"` };
+  const tsig: Tsig = {
+    keyName: last.name,
+    algorithm: r.name(),
+    timeSigned: r.u48(),
+    fudge: r.u16(),
+    mac: r.bytes(r.u16()),
+    originalId: r.u16(),
+    error: r.u16(),
+    other: r.bytes(r.u16()),
+  };
+  if (tsig.keyName !== normalizeName(key.name))
+    return { status: "bad", error: 17, reason: `signed with key "${tsig.keyName}", not "${normalizeName(key.name)}"` };
   if (tsig.algorithm !== key.algorithm) return { status: "bad", error: 17, reason: `signed with algorithm ${tsig.algorithm}, not ${key.algorithm}` };
   // §5.3.2: BADSIG and BADKEY answers carry no MAC; nothing can be verified, only reported.
   if (tsig.mac.length === 0 && tsig.error !== 0) return { status: "unverifiable", tsig };
@@ -237,12 +349,17 @@ export function verifyTsig(wire: Uint8Array, msg: DecodedMessage, key: TsigKey, 
   unsigned[10] = arcount >> 8;
   unsigned[11] = arcount & 0xff;
   const expected = tsigMac(key, unsigned, tsig, requestMac);
-  if (tsig.mac.length !== expected.length || !nodeCrypto().timingSafeEqual(tsig.mac, expected)) return { status: "bad", error: 16, reason: "the mac does not verify" };
-  if (tsig.error === 0 && Math.abs(nowSec - tsig.timeSigned) > tsig.fudge) return { status: "bad", error: 18, reason: `it was signed ${nowSec - tsig.timeSigned} s from this host's clock (fudge ${tsig.fudge} s)` };
+  if (tsig.mac.length !== expected.length || !nodeCrypto().timingSafeEqual(tsig.mac, expected))
+    return { status: "bad", error: 16, reason: "the mac does not verify" };
+  if (tsig.error === 0 && Math.abs(nowSec - tsig.timeSigned) > tsig.fudge)
+    return { status: "bad", error: 18, reason: `it was signed ${nowSec - tsig.timeSigned} s from this host's clock (fudge ${tsig.fudge} s)` };
   return { status: "verified", tsig };
 }
 
-/** readName decodes the name at offset in a whole message, following compression pointers (RFC 1035 §4.1.4), e.g. a CNAME's target; it throws "malformed dns message: ..." on bad input. */
+/**
+ * readName decodes the name at offset in a whole message, following compression pointers (RFC 1035 §4.1.4), e.g. a CNAME's target; it throws "malformed dns
+ * message: ..." on bad input.
+ */
 export function readName(wire: Uint8Array, offset: number): string {
   return new Reader(wire, offset).name();
 }
@@ -253,11 +370,14 @@ export function parseA(data: Uint8Array): string {
   return data.join(".");
 }
 
-/** parseAaaa reads AAAA rdata (RFC 3596 §2.2) in RFC 5952 §4 text form: lower case, no leading zeros, the first longest run of two or more zero groups as "::". */
+/**
+ * parseAaaa reads AAAA rdata (RFC 3596 §2.2) in RFC 5952 §4 text form: lower case, no leading zeros, the first longest run of two or more zero groups as "::".
+ */
 export function parseAaaa(data: Uint8Array): string {
   if (data.length !== 16) throw new Error(`malformed dns message: aaaa rdata of ${data.length} bytes`);
   const g = Array.from({ length: 8 }, (_, i) => ((data[2 * i]! << 8) | data[2 * i + 1]!).toString(16));
-  let best = -1, bestLen = 1;
+  let best = -1,
+    bestLen = 1;
   for (let i = 0; i < 8; ) {
     let j = i;
     while (j < 8 && g[j] === "0") j++;
@@ -269,7 +389,9 @@ export function parseAaaa(data: Uint8Array): string {
 
 /** addressData encodes an IPv4 address as A rdata or an IPv6 address (no embedded IPv4) as AAAA rdata; it throws on anything else. */
 export function addressData(ip: string): Uint8Array {
-  const bad = (): never => { throw new Error(`${JSON.stringify(ip)} is not an ip address`); };
+  const bad = (): never => {
+    throw new Error(`${JSON.stringify(ip)} is not an ip address`);
+  };
   if (ip.includes(".")) {
     const octets = ip.split(".").map((o) => (/^\d{1,3}$/.test(o) && Number(o) < 256 ? Number(o) : bad()));
     return octets.length === 4 ? Uint8Array.from(octets) : bad();
@@ -277,7 +399,8 @@ export function addressData(ip: string): Uint8Array {
   const groups = (s: string): number[] => (s === "" ? [] : s.split(":").map((x) => (/^[0-9a-f]{1,4}$/i.test(x) ? parseInt(x, 16) : bad())));
   const halves = ip.split("::");
   if (halves.length > 2) bad();
-  const head = groups(halves[0]!), tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const head = groups(halves[0]!),
+    tail = halves.length === 2 ? groups(halves[1]!) : [];
   const fill = 8 - head.length - tail.length;
   if (halves.length === 2 ? fill < 1 : fill !== 0) bad();
   const w = new Writer();

@@ -1,6 +1,9 @@
 /** Byte ranges of a complete representation (RFC 9110 §14): one range served, several or malformed ones ignored. */
 
-/** parseRange reads one `bytes=` range against size: [start, end] inclusive, "unsatisfiable", or undefined to ignore the header (malformed or several ranges, RFC 9110 §14.2). */
+/**
+ * parseRange reads one `bytes=` range against size: [start, end] inclusive, "unsatisfiable", or undefined to ignore the header (malformed or several ranges,
+ * RFC 9110 §14.2).
+ */
 export function parseRange(header: string, size: number): [number, number] | "unsatisfiable" | undefined {
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m || (m[1] === "" && m[2] === "")) return undefined;
@@ -16,7 +19,10 @@ export function parseRange(header: string, size: number): [number, number] | "un
   return [start, end];
 }
 
-/** ifRangeHolds: a Range applies when If-Range is absent or names the current representation: a strong ETag equal to etag, or a date equal to lastModified (RFC 9110 §13.1.5). */
+/**
+ * ifRangeHolds: a Range applies when If-Range is absent or names the current representation: a strong ETag equal to etag, or a date equal to lastModified (RFC
+ * 9110 §13.1.5).
+ */
 export function ifRangeHolds(ifRange: string | null, etag: string | null, lastModified: string | null): boolean {
   if (ifRange === null) return true;
   const v = ifRange.trim();

@@ -41,7 +41,7 @@ export function isIPv6(s: string): boolean {
   if (s.indexOf(".", lastColon) >= 0) {
     if (!isIPv4(s.slice(lastColon + 1))) return false;
     groups = 2;
-    s = s.slice(0, lastColon + 1) + "0";
+    s = `${s.slice(0, lastColon + 1)}0`;
     groups--; // the placeholder group below stands for one of the two
   }
   const dbl = s.indexOf("::");

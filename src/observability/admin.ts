@@ -23,16 +23,23 @@ export interface AdminState {
   workers?(): unknown[];
 }
 
-/** adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams (and /workers under a supervisor); POST /certificates/NAME/renew, /cache/purge. */
+/**
+ * adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams (and /workers under a supervisor); POST
+ * /certificates/NAME/renew, /cache/purge.
+ */
 export function adminApp(state: AdminState): Hono {
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/readyz", (c) => (state.ready() ? c.text("ready\n") : c.text("not ready\n", 503)));
-  app.get("/metrics", async (c) => c.body(state.metrics ? await state.metrics() : registry.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get("/metrics", async (c) =>
+    c.body(state.metrics ? await state.metrics() : registry.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+  );
   app.get("/certificates", (c) => c.json(state.certificates()));
   app.post("/certificates/:name/renew", (c) => {
     const name = c.req.param("name");
-    return state.renewCertificate(name) ? c.json({ renewing: name }, 202) : c.json({ error: `no ACME or internal certificate named ${JSON.stringify(name)}` }, 404);
+    return state.renewCertificate(name)
+      ? c.json({ renewing: name }, 202)
+      : c.json({ error: `no ACME or internal certificate named ${JSON.stringify(name)}` }, 404);
   });
   app.get("/upstreams", async (c) => c.json(await state.upstreams()));
   if (state.workers) {
@@ -49,6 +56,11 @@ export function adminApp(state: AdminState): Hono {
     if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
     return c.json({ purged: await state.purge(filter) });
   });
-  app.notFound((c) => c.text(`not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams${state.workers ? ", /workers" : ""} and /cache/purge\n`, 404));
+  app.notFound((c) =>
+    c.text(
+      `not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams${state.workers ? ", /workers" : ""} and /cache/purge\n`,
+      404,
+    ),
+  );
   return app;
 }

@@ -6,31 +6,87 @@ import { VERSION } from "../version.ts";
 export const registry = new Registry();
 
 export const requestsTotal = registry.register(new Counter("gatehouse_requests_total", "Requests answered, by route and status code.", ["route", "code"]));
-export const requestDuration = registry.register(new Histogram("gatehouse_request_duration_seconds", "Time from request to the end of the response, by route.", ["route"]));
-export const upstreamRequests = registry.register(new Counter("gatehouse_upstream_requests_total", "Attempts to reach an upstream endpoint, by outcome (response, refused, error, timeout, aborted).", ["route", "upstream", "outcome"]));
+export const requestDuration = registry.register(
+  new Histogram("gatehouse_request_duration_seconds", "Time from request to the end of the response, by route.", ["route"]),
+);
+export const upstreamRequests = registry.register(
+  new Counter("gatehouse_upstream_requests_total", "Attempts to reach an upstream endpoint, by outcome (response, refused, error, timeout, aborted).", [
+    "route",
+    "upstream",
+    "outcome",
+  ]),
+);
 /** upstreamHealthy is refreshed at scrape time by the collector that the upstream registry installs. */
-export const upstreamHealthy = registry.register(new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) => healthCollector?.(g)));
-export const upstreamDuration = registry.register(new Histogram("gatehouse_upstream_response_seconds", "Time from sending a request to an endpoint to its response headers, by route and endpoint.", ["route", "upstream"]));
-export const retries = registry.register(new Counter("gatehouse_upstream_retries_total", "Requests sent to another endpoint after one failed without a response (idempotent requests, within the retry budget).", ["route"]));
-export const dnsRefreshes = registry.register(new Counter("gatehouse_upstream_dns_events_total", "DNS discovery of upstream names: answers that changed the endpoints, and failed refreshes (the last answer stays).", ["route", "result"]));
-export const upstreamEjections = registry.register(new Counter("gatehouse_upstream_ejections_total", "Passive ejections of an endpoint (refused connections, or max_fails errors in a row).", ["route", "upstream"]));
-export const healthChecks = registry.register(new Counter("gatehouse_upstream_health_checks_total", "Active health checks, by result (ok, fail).", ["route", "upstream", "result"]));
+export const upstreamHealthy = registry.register(
+  new Gauge("gatehouse_upstream_healthy", "1 when the endpoint may receive traffic, 0 while it is ejected.", ["route", "upstream"], (g) =>
+    healthCollector?.(g),
+  ),
+);
+export const upstreamDuration = registry.register(
+  new Histogram("gatehouse_upstream_response_seconds", "Time from sending a request to an endpoint to its response headers, by route and endpoint.", [
+    "route",
+    "upstream",
+  ]),
+);
+export const retries = registry.register(
+  new Counter(
+    "gatehouse_upstream_retries_total",
+    "Requests sent to another endpoint after one failed without a response (idempotent requests, within the retry budget).",
+    ["route"],
+  ),
+);
+export const dnsRefreshes = registry.register(
+  new Counter(
+    "gatehouse_upstream_dns_events_total",
+    "DNS discovery of upstream names: answers that changed the endpoints, and failed refreshes (the last answer stays).",
+    ["route", "result"],
+  ),
+);
+export const upstreamEjections = registry.register(
+  new Counter("gatehouse_upstream_ejections_total", "Passive ejections of an endpoint (refused connections, or max_fails errors in a row).", [
+    "route",
+    "upstream",
+  ]),
+);
+export const healthChecks = registry.register(
+  new Counter("gatehouse_upstream_health_checks_total", "Active health checks, by result (ok, fail).", ["route", "upstream", "result"]),
+);
 export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
-export const cacheSize = registry.register(new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."));
+export const cacheSize = registry.register(
+  new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."),
+);
 export const cacheObjects = registry.register(new Gauge("gatehouse_cache_objects", "Responses held by the cache."));
 export const cacheEvictions = registry.register(new Counter("gatehouse_cache_evictions_total", "Responses evicted from the cache to stay within max_size."));
-export const certificateExpiry = registry.register(new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]));
-export const certificateRenewal = registry.register(new Gauge("gatehouse_certificate_renewal_timestamp_seconds", "When the next renewal attempt (or check of the CA's renewal window) of each certificate is due, as a Unix time.", ["name"]));
+export const certificateExpiry = registry.register(
+  new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]),
+);
+export const certificateRenewal = registry.register(
+  new Gauge(
+    "gatehouse_certificate_renewal_timestamp_seconds",
+    "When the next renewal attempt (or check of the CA's renewal window) of each certificate is due, as a Unix time.",
+    ["name"],
+  ),
+);
 export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
-export const tlsSwaps = registry.register(new Counter("gatehouse_tls_listener_swaps_total", "Times the HTTPS listener was replaced to serve a changed set of certificates."));
+export const tlsSwaps = registry.register(
+  new Counter("gatehouse_tls_listener_swaps_total", "Times the HTTPS listener was replaced to serve a changed set of certificates."),
+);
 export const configReloads = registry.register(new Counter("gatehouse_config_reloads_total", "Config reloads, by result (success, failure).", ["result"]));
-export const configLastReloadSuccess = registry.register(new Gauge("gatehouse_config_last_reload_success", "1 when the last reload (or the start) applied its config, 0 when it was rejected."));
+export const configLastReloadSuccess = registry.register(
+  new Gauge("gatehouse_config_last_reload_success", "1 when the last reload (or the start) applied its config, 0 when it was rejected."),
+);
 export const configLastReloadTime = registry.register(new Gauge("gatehouse_config_last_reload_timestamp_seconds", "Unix time of the last reload attempt."));
-export const inflightRequests = registry.register(new Gauge("gatehouse_inflight_requests", "Requests being answered now, over all listeners.", [], (g) => inflightCollector?.(g)));
+export const inflightRequests = registry.register(
+  new Gauge("gatehouse_inflight_requests", "Requests being answered now, over all listeners.", [], (g) => inflightCollector?.(g)),
+);
 export const websocketsOpen = registry.register(new Gauge("gatehouse_websockets_open", "Proxied WebSocket connections open now."));
 export const buildInfo = registry.register(new Gauge("gatehouse_build_info", "Always 1; the labels say which build runs.", ["version", "bun"]));
 const startTime = registry.register(new Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds."));
-registry.register(new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", [], (g) => { g.labels().value = process.memoryUsage.rss(); }));
+registry.register(
+  new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", [], (g) => {
+    g.labels().value = process.memoryUsage.rss();
+  }),
+);
 
 buildInfo.labels(VERSION, Bun.version).value = 1;
 startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 1000);

@@ -7,7 +7,10 @@ const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error:
 /** LogSink receives finished lines; the default writes to stdout. */
 export type LogSink = (chunk: string) => void;
 
-/** stdoutSink writes through Bun's own buffered writer: process.stdout would load Node's stream machinery, a noticeable part of start-up. A closed pipe throws (EPIPE), and the logger then turns to stderr. */
+/**
+ * stdoutSink writes through Bun's own buffered writer: process.stdout would load Node's stream machinery, a noticeable part of start-up. A closed pipe throws
+ * (EPIPE), and the logger then turns to stderr.
+ */
 function stdoutSink(): LogSink {
   const out = Bun.stdout.writer();
   return (s) => {
@@ -31,7 +34,9 @@ export class Logger {
   private scheduled = false;
   private threshold = LEVELS.info;
   access = true;
-  /** worker is the index of this worker process (1…N) when a supervisor runs it: every line then carries it, so the lines of sibling workers can be told apart. */
+  /**
+   * worker is the index of this worker process (1…N) when a supervisor runs it: every line then carries it, so the lines of sibling workers can be told apart.
+   */
   worker: number | undefined;
 
   constructor(private sink: LogSink = stdoutSink()) {}
@@ -54,10 +59,18 @@ export class Logger {
     this.push(body.length > 2 ? `${head},${body.slice(1)}\n` : `${head}}\n`);
   }
 
-  debug(msg: string, fields?: Record<string, unknown>): void { this.log("debug", msg, fields); }
-  info(msg: string, fields?: Record<string, unknown>): void { this.log("info", msg, fields); }
-  warn(msg: string, fields?: Record<string, unknown>): void { this.log("warn", msg, fields); }
-  error(msg: string, fields?: Record<string, unknown>): void { this.log("error", msg, fields); }
+  debug(msg: string, fields?: Record<string, unknown>): void {
+    this.log("debug", msg, fields);
+  }
+  info(msg: string, fields?: Record<string, unknown>): void {
+    this.log("info", msg, fields);
+  }
+  warn(msg: string, fields?: Record<string, unknown>): void {
+    this.log("warn", msg, fields);
+  }
+  error(msg: string, fields?: Record<string, unknown>): void {
+    this.log("error", msg, fields);
+  }
 
   /** push queues a pre-built JSON line (the access log builds its own, for speed). */
   push(line: string): void {

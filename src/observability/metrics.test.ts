@@ -12,20 +12,22 @@ test("the exposition has HELP, TYPE, escaped labels and cumulative histogram buc
   cell.observe(0.05);
   cell.observe(0.5);
   cell.observe(5);
-  expect(r.render()).toBe([
-    "# HELP t_total A counter.",
-    "# TYPE t_total counter",
-    't_total{route="we\\"ird\\\\name\\n"} 2',
-    "# HELP t_gauge A gauge.",
-    "# TYPE t_gauge gauge",
-    "t_gauge 7",
-    "# HELP t_seconds A histogram.",
-    "# TYPE t_seconds histogram",
-    't_seconds_bucket{route="a",le="0.1"} 1',
-    't_seconds_bucket{route="a",le="1"} 2',
-    't_seconds_bucket{route="a",le="+Inf"} 3',
-    't_seconds_sum{route="a"} 5.55',
-    't_seconds_count{route="a"} 3',
-    "",
-  ].join("\n"));
+  expect(r.render()).toBe(
+    [
+      "# HELP t_total A counter.",
+      "# TYPE t_total counter",
+      't_total{route="we\\"ird\\\\name\\n"} 2',
+      "# HELP t_gauge A gauge.",
+      "# TYPE t_gauge gauge",
+      "t_gauge 7",
+      "# HELP t_seconds A histogram.",
+      "# TYPE t_seconds histogram",
+      't_seconds_bucket{route="a",le="0.1"} 1',
+      't_seconds_bucket{route="a",le="1"} 2',
+      't_seconds_bucket{route="a",le="+Inf"} 3',
+      't_seconds_sum{route="a"} 5.55',
+      't_seconds_count{route="a"} 3',
+      "",
+    ].join("\n"),
+  );
 });

@@ -27,7 +27,12 @@ interface Metric {
 
 abstract class Labelled<T> implements Metric {
   protected readonly children = new Map<string, { values: string[]; child: T }>();
-  constructor(readonly name: string, readonly help: string, readonly type: string, readonly labelNames: readonly string[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: string,
+    readonly labelNames: readonly string[],
+  ) {}
 
   protected abstract make(): T;
 
@@ -75,7 +80,12 @@ export class Counter extends Labelled<Cell> {
 
 /** Gauge is a value that goes up and down; `collect` (optional) refreshes it at scrape time. */
 export class Gauge extends Labelled<Cell> {
-  constructor(name: string, help: string, labelNames: readonly string[] = [], private readonly collect?: (g: Gauge) => void) {
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    private readonly collect?: (g: Gauge) => void,
+  ) {
     super(name, help, "gauge", labelNames);
   }
   protected make(): Cell {
@@ -117,7 +127,12 @@ export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 /** Histogram counts observations into fixed buckets per label set. */
 export class Histogram extends Labelled<HistogramCell> {
-  constructor(name: string, help: string, labelNames: readonly string[] = [], readonly bounds: readonly number[] = DURATION_BUCKETS) {
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    readonly bounds: readonly number[] = DURATION_BUCKETS,
+  ) {
     super(name, help, "histogram", labelNames);
   }
   protected make(): HistogramCell {

@@ -17,32 +17,38 @@ export class BodyTooLargeError extends Error {
 export function limitBody(src: ReadableStream<Uint8Array>, limit: number): LimitedBody {
   const state = { bytes: 0, started: false, tooLarge: false };
   let reader: ChunkReader | undefined;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(c) {
-      state.started = true;
-      const rd = (reader ??= src.getReader() as ChunkReader);
-      const r = await rd.read();
-      if (r.done) return c.close();
-      state.bytes += r.value.byteLength;
-      if (state.bytes > limit) {
-        state.tooLarge = true;
-        c.error(new BodyTooLargeError(limit));
-        await rd.cancel();
-        return;
-      }
-      c.enqueue(r.value);
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        state.started = true;
+        const rd = (reader ??= src.getReader() as ChunkReader);
+        const r = await rd.read();
+        if (r.done) return c.close();
+        state.bytes += r.value.byteLength;
+        if (state.bytes > limit) {
+          state.tooLarge = true;
+          c.error(new BodyTooLargeError(limit));
+          await rd.cancel();
+          return;
+        }
+        c.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader?.cancel(reason) ?? src.cancel(reason);
+      },
     },
-    cancel(reason) {
-      return reader?.cancel(reason) ?? src.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   return { stream, state };
 }
 
 /** BodyEnd reports how a response body ended: bytes sent, and why it stopped early if it did. */
 export type BodyEnd = (bytes: number, problem: string | undefined) => void;
 
-/** trackBody passes a response body through chunk by chunk (the consumer's pace sets the upstream's, so memory stays bounded) and calls onEnd once: at the end, on an upstream error, or when the client goes away. `progress`, when given, has its `last` set to the time of each chunk (for the idle watch). */
+/**
+ * trackBody passes a response body through chunk by chunk (the consumer's pace sets the upstream's, so memory stays bounded) and calls onEnd once: at the end,
+ * on an upstream error, or when the client goes away. `progress`, when given, has its `last` set to the time of each chunk (for the idle watch).
+ */
 export function trackBody(src: ReadableStream<Uint8Array>, onEnd: BodyEnd, progress?: { last: number }): ReadableStream<Uint8Array> {
   const reader = src.getReader() as ChunkReader;
   let bytes = 0;
@@ -52,28 +58,31 @@ export function trackBody(src: ReadableStream<Uint8Array>, onEnd: BodyEnd, progr
     ended = true;
     onEnd(bytes, problem);
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      let r: Awaited<ReturnType<ChunkReader["read"]>>;
-      try {
-        r = await reader.read();
-      } catch (e) {
-        end(`upstream body failed: ${(e as { code?: string }).code ?? (e as Error).message}`);
-        c.error(e);
-        return;
-      }
-      if (r.done) {
-        end(undefined);
-        c.close();
-      } else {
-        if (progress !== undefined) progress.last = performance.now();
-        bytes += r.value.byteLength;
-        c.enqueue(r.value);
-      }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        let r: Awaited<ReturnType<ChunkReader["read"]>>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          end(`upstream body failed: ${(e as { code?: string }).code ?? (e as Error).message}`);
+          c.error(e);
+          return;
+        }
+        if (r.done) {
+          end(undefined);
+          c.close();
+        } else {
+          if (progress !== undefined) progress.last = performance.now();
+          bytes += r.value.byteLength;
+          c.enqueue(r.value);
+        }
+      },
+      cancel(reason) {
+        end("client closed the connection");
+        return reader.cancel(reason);
+      },
     },
-    cancel(reason) {
-      end("client closed the connection");
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }

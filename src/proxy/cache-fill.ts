@@ -36,7 +36,10 @@ export function tag(res: Response, status: string): Response {
   return res;
 }
 
-/** lifetimeOf is the freshness lifetime to store with a response: the origin's (RFC 9111 §4.2.1), unless the route replaces it (ttl), gives one where the origin gave none (default_ttl) or puts a floor under it (min_ttl). */
+/**
+ * lifetimeOf is the freshness lifetime to store with a response: the origin's (RFC 9111 §4.2.1), unless the route replaces it (ttl), gives one where the origin
+ * gave none (default_ttl) or puts a floor under it (min_ttl).
+ */
 function lifetimeOf(info: ResponseInfo, rules: CacheRules): number {
   if (rules.ttl !== undefined) return rules.ttl;
   const origin = rules.defaultTtl !== undefined && !hasExplicitFreshness(info.headers) ? rules.defaultTtl : freshnessLifetime(info);
@@ -58,7 +61,10 @@ export class Filler {
     private readonly forward: Forward,
   ) {}
 
-  /** fetch sends the client's request as it is (its validators and range too: the origin may answer 304 or 206, which pass through) and stores a full response that may be stored. */
+  /**
+   * fetch sends the client's request as it is (its validators and range too: the origin may answer 304 or 206, which pass through) and stores a full response
+   * that may be stored.
+   */
   async fetch(ctx: RequestContext, primary: string): Promise<Response> {
     // The Vary key must come from what the client sent, before forwarding adds X-Forwarded-For, Via and the like.
     const asked = new Headers(ctx.req.headers);
@@ -67,7 +73,16 @@ export class Filler {
     return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
   }
 
-  private async admit(ctx: RequestContext, primary: string, res: Response, requestTime: number, responseTime: number, cond: Conditionals, asked: Headers, status: string): Promise<Response> {
+  private async admit(
+    ctx: RequestContext,
+    primary: string,
+    res: Response,
+    requestTime: number,
+    responseTime: number,
+    cond: Conditionals,
+    asked: Headers,
+    status: string,
+  ): Promise<Response> {
     const ok = storable("GET", asked, res);
     const declared = Number(res.headers.get("content-length") ?? NaN);
     if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
@@ -84,25 +99,41 @@ export class Filler {
     const vary = varyNames(headers);
     const noTransform = responsePolicy(headers).directives.has("no-transform") || /\bno-transform\b/i.test(headers.get("cache-control") ?? "");
     const entry: Entry = {
-      status: res.status, headers, body, requestTime, responseTime, vary: vary === "*" ? [] : vary,
-      lifetime: 0, initialAge: 0, alwaysRevalidate: false, encoded: new Map(),
+      status: res.status,
+      headers,
+      body,
+      requestTime,
+      responseTime,
+      vary: vary === "*" ? [] : vary,
+      lifetime: 0,
+      initialAge: 0,
+      alwaysRevalidate: false,
+      encoded: new Map(),
       compressible: res.status === 200 && !noTransform && compressible(headers.get("content-type"), headers.get("content-encoding"), body.byteLength),
     };
     refresh(entry, this.rules);
     const secondary = vary === "*" || vary.length === 0 ? "" : secondaryKey(vary, asked);
     const stored = vary !== "*" && this.cache.store.set(primary, secondary, entry);
-    return this.toClient(ctx, res, serveStored(ctx, entry, currentAge(entry, Date.now()), `${status}${stored ? "; stored" : ""}`, cond, () => this.cache.store.touch(primary, secondary, entry)));
+    return this.toClient(
+      res,
+      serveStored(ctx, entry, currentAge(entry, Date.now()), `${status}${stored ? "; stored" : ""}`, cond, () =>
+        this.cache.store.touch(primary, secondary, entry),
+      ),
+    );
   }
 
   /** toClient gives the client whose request reached the origin what was meant for it alone: its cookies and its Connection. */
-  private toClient(ctx: RequestContext, from: Response, out: Response): Response {
+  private toClient(from: Response, out: Response): Response {
     for (const c of from.headers.getSetCookie()) out.headers.append("set-cookie", c);
     const conn = from.headers.get("connection");
     if (conn !== null) out.headers.set("connection", conn);
     return out;
   }
 
-  /** revalidate asks the origin whether e is still good (RFC 9111 §4.3.1): a 304 refreshes it, a new response replaces it, an error may be answered with e while stale-if-error allows (RFC 5861 §4). */
+  /**
+   * revalidate asks the origin whether e is still good (RFC 9111 §4.3.1): a 304 refreshes it, a new response replaces it, an error may be answered with e while
+   * stale-if-error allows (RFC 5861 §4).
+   */
   async revalidate(ctx: RequestContext, primary: string, secondary: string, e: Entry, staleIfError: number, age: number, ttl: number): Promise<Response> {
     const asked = new Headers(ctx.req.headers);
     const cond = takeConditionals(ctx.req.headers);
@@ -133,12 +164,15 @@ export class Filler {
         this.cache.store.delete(primary);
         const once: Entry = { ...e, headers: merged, requestTime, responseTime, encoded: new Map() };
         refresh(once, this.rules);
-        return this.toClient(ctx, res, serveStored(ctx, once, currentAge(once, responseTime), "fwd=stale; fwd-status=304; detail=vary-changed", cond));
+        return this.toClient(res, serveStored(ctx, once, currentAge(once, responseTime), "fwd=stale; fwd-status=304; detail=vary-changed", cond));
       }
       Object.assign(e, { headers: merged, requestTime, responseTime });
       refresh(e, this.rules);
       this.cache.store.touch(primary, secondary, e);
-      return this.toClient(ctx, res, serveStored(ctx, e, currentAge(e, responseTime), `fwd=stale; fwd-status=304; stored; ttl=${Math.floor(e.lifetime)}`, cond, grown));
+      return this.toClient(
+        res,
+        serveStored(ctx, e, currentAge(e, responseTime), `fwd=stale; fwd-status=304; stored; ttl=${Math.floor(e.lifetime)}`, cond, grown),
+      );
     }
     if (res.status >= 500 && staleIfError > 0) {
       count(ctx, "stale");
@@ -149,7 +183,10 @@ export class Filler {
     return this.admit(ctx, primary, res, requestTime, responseTime, cond, asked, `fwd=stale; fwd-status=${res.status}`);
   }
 
-  /** background refreshes e after a stale response was served (stale-while-revalidate, RFC 5861 §3); one at a time per URL, failures only logged, nothing counted as a client request. */
+  /**
+   * background refreshes e after a stale response was served (stale-while-revalidate, RFC 5861 §3); one at a time per URL, failures only logged, nothing
+   * counted as a client request.
+   */
   async background(ctx: RequestContext, primary: string, secondary: string, e: Entry): Promise<void> {
     const turn = this.cache.coalescer.join(`revalidate ${primary}`, 0);
     if (!turn.leader) return;

@@ -25,7 +25,10 @@ function bypassed(rules: CacheRules, h: Headers): boolean {
   return false;
 }
 
-/** judge says what to do with a stored entry: without parsing anything for the common case (no Cache-Control or Pragma in the request, no no-cache in the response), else by decide() (RFC 9111 §4.2, §5.2). */
+/**
+ * judge says what to do with a stored entry: without parsing anything for the common case (no Cache-Control or Pragma in the request, no no-cache in the
+ * response), else by decide() (RFC 9111 §4.2, §5.2).
+ */
 function judge(e: Entry, h: Headers, now: number): Decision {
   if (!e.alwaysRevalidate && h.get("cache-control") === null && h.get("pragma") === null) {
     const age = e.initialAge + (now - e.responseTime) / 1000;

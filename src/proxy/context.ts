@@ -18,7 +18,10 @@ export type ProxyRoute = {
 /** RequestFilter is a step of the request_filter phase: it answers the request itself (a redirect, a refusal) or returns undefined to let it go on. */
 export type RequestFilter = (ctx: RequestContext) => Response | undefined | Promise<Response | undefined>;
 
-/** Answer is a route's own phase, which makes the response: for a proxy route the cache phase, then upstream_peer and upstream_request_filter (forward); or a static file, or a redirect. It sets ctx.bytesOut for what it answers, and ctx.streamed when the body still flows. */
+/**
+ * Answer is a route's own phase, which makes the response: for a proxy route the cache phase, then upstream_peer and upstream_request_filter (forward); or a
+ * static file, or a redirect. It sets ctx.bytesOut for what it answers, and ctx.streamed when the body still flows.
+ */
 export type Answer = (ctx: RequestContext) => Response | Promise<Response>;
 
 /** ResponseFilter is a step of the response_filter phase: it edits the response on its way to the client (HSTS, header rules) and returns it. */
@@ -71,7 +74,10 @@ export type RequestContext = {
   upstream: string | undefined;
   upstreamMs: number;
   bytesIn: number;
-  /** status and bytesOut are what the client got: status set by the pipeline from the response, bytesOut by the phase that made it (or the end of a streamed body). */
+  /**
+   * status and bytesOut are what the client got: status set by the pipeline from the response, bytesOut by the phase that made it (or the end of a streamed
+   * body).
+   */
   status: number;
   bytesOut: number;
   /** streamed is the response whose body still flows from the upstream (set by forward); when it is the one the client gets, logging waits for its end. */

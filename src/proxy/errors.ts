@@ -6,9 +6,17 @@ import type { RequestContext } from "./context.ts";
 export type ErrorSource = "downstream" | "upstream" | "internal";
 
 const REASONS: Record<number, string> = {
-  400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large", 421: "Misdirected Request",
-  431: "Request Header Fields Too Large", 499: "Client Closed Request", 500: "Internal Server Error", 502: "Bad Gateway",
-  503: "Service Unavailable", 504: "Gateway Timeout",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  413: "Content Too Large",
+  421: "Misdirected Request",
+  431: "Request Header Fields Too Large",
+  499: "Client Closed Request",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
 };
 
 /** GatewayError is any failure the gateway answers itself; `status` is what the client gets, `detail` is for the log only. */
@@ -34,7 +42,10 @@ export function errorResponse(status: number, message: string, requestId: string
   return new Response(`${status} ${reason}: ${message}\nrequest id: ${requestId}\n`, { status, headers });
 }
 
-/** failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message, anything else a logged 500. */
+/**
+ * failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message, anything else a logged
+ * 500.
+ */
 export function failWith(ctx: RequestContext, err: unknown): Response {
   ctx.bytesOut = 0;
   if (err instanceof GatewayError) {

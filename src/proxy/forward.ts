@@ -40,7 +40,10 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
   return h;
 }
 
-/** forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and, since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts. */
+/**
+ * forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and,
+ * since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts.
+ */
 export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Response> {
   const req = ctx.req;
   const route = ctx.route!;
@@ -70,7 +73,8 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
       const picked = t.pool.select(performance.now(), tried, key);
       if (picked === undefined) {
         if (tried.length === 0) {
-          if (t.pool.saturated(performance.now())) throw new GatewayError(503, "upstream at capacity", "upstream", `every endpoint has ${o.maxInflight} requests in flight (max_inflight)`);
+          if (t.pool.saturated(performance.now()))
+            throw new GatewayError(503, "upstream at capacity", "upstream", `every endpoint has ${o.maxInflight} requests in flight (max_inflight)`);
           throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
         }
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
@@ -82,7 +86,13 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
       let tryCtrl: AbortController | undefined;
       let tryTimer: Timer | undefined;
       // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
-      if (o.tryTimeout > 0 && IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.targets.length > tried.length + 1 && t.pool.hasRetryBudget()) {
+      if (
+        o.tryTimeout > 0 &&
+        IDEMPOTENT.has(req.method) &&
+        (limited === undefined || !limited.state.started) &&
+        t.pool.targets.length > tried.length + 1 &&
+        t.pool.hasRetryBudget()
+      ) {
         tryCtrl = new AbortController();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
@@ -92,7 +102,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
         if (ep.h1 !== undefined) {
           const body = limited?.stream ?? null;
           const chunked = body !== null && declared === null;
-          const host = o.preserveHost && ctx.host !== "" ? ctx.host : picked.hostHeader ?? ep.h1.authority;
+          const host = o.preserveHost && ctx.host !== "" ? ctx.host : (picked.hostHeader ?? ep.h1.authority);
           res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, chunked), body, chunked, signal });
         } else {
           if (headers === undefined) headers = prepareHeaders(ctx, req.headers, o.preserveHost);
@@ -100,16 +110,18 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
             if (picked.hostHeader !== undefined) headers.set("host", picked.hostHeader);
             else headers.delete("host");
           }
-          res = fromFetch(await fetch(ep.url + path, {
-            method: req.method,
-            headers,
-            body: limited?.stream ?? null,
-            redirect: "manual",
-            decompress: false,
-            signal,
-            timeout: o.idleTimeout,
-            tls: picked.tls,
-          }));
+          res = fromFetch(
+            await fetch(ep.url + path, {
+              method: req.method,
+              headers,
+              body: limited?.stream ?? null,
+              redirect: "manual",
+              decompress: false,
+              signal,
+              timeout: o.idleTimeout,
+              tls: picked.tls,
+            }),
+          );
         }
         clearTimeout(tryTimer);
       } catch (err) {
@@ -157,7 +169,12 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
           retries.labels(route.name).value++;
           continue;
         }
-        throw new GatewayError(code === "ETIMEDOUT" || code === "TimeoutError" ? 504 : 502, "upstream failed", "upstream", `${ep.url}: ${code}: ${(err as Error).message}`);
+        throw new GatewayError(
+          code === "ETIMEDOUT" || code === "TimeoutError" ? 504 : 502,
+          "upstream failed",
+          "upstream",
+          `${ep.url}: ${code}: ${(err as Error).message}`,
+        );
       }
       clearTimeout(timer);
       ctx.upstream = ep.url;
@@ -178,10 +195,21 @@ function fromFetch(res: Response): H1Response {
   stripHopByHop(h);
   const declared = h.get("content-length");
   const kind = res.body === null ? "none" : declared !== null && Number(declared) <= BUFFER_LIMIT ? "bytes" : "stream";
-  return { status: res.status, statusText: res.statusText, headers: h, kind, stream: kind === "stream" ? res.body! : undefined, bytes: () => res.bytes(), ready: () => undefined };
+  return {
+    status: res.status,
+    statusText: res.statusText,
+    headers: h,
+    kind,
+    stream: kind === "stream" ? res.body! : undefined,
+    bytes: () => res.bytes(),
+    ready: () => undefined,
+  };
 }
 
-/** respond passes the upstream's status, headers and body on (small bodies of known length read whole first, ctx.bytesOut set; others stream chunk by chunk as ctx.streamed, whose end reaches the logging phase through bodyEnded). */
+/**
+ * respond passes the upstream's status, headers and body on (small bodies of known length read whole first, ctx.bytesOut set; others stream chunk by chunk as
+ * ctx.streamed, whose end reaches the logging phase through bodyEnded).
+ */
 async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
   const h = res.headers;
   if (close) h.set("connection", "close");
@@ -213,7 +241,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
       unwatch(idle);
       ep.inflight--;
       if (ctrl.signal.reason === CLIENT_GONE) throw new GatewayError(499, CLIENT_GONE, "downstream");
-      const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : (err as { code?: string }).code ?? (err as Error).name;
+      const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : ((err as { code?: string }).code ?? (err as Error).name);
       ep.lastError = code;
       ep.count("error");
       throw new GatewayError(502, "upstream response broke off", "upstream", `${ep.url}: upstream body failed: ${code}`);
@@ -223,12 +251,16 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     ctx.bytesOut = bytes.byteLength;
     return new Response(bytes, { status, statusText: res.statusText, headers: h });
   }
-  const body = trackBody(res.stream!, (bytes, problem) => {
-    unwatch(idle);
-    ep.inflight--;
-    if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
-    if (problem?.startsWith("upstream")) ep.lastError = problem;
-    bodyEnded(ctx, bytes, problem);
-  }, idle);
+  const body = trackBody(
+    res.stream!,
+    (bytes, problem) => {
+      unwatch(idle);
+      ep.inflight--;
+      if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
+      if (problem?.startsWith("upstream")) ep.lastError = problem;
+      bodyEnded(ctx, bytes, problem);
+    },
+    idle,
+  );
   return (ctx.streamed = new Response(body, { status, statusText: res.statusText, headers: h }));
 }

@@ -3,7 +3,15 @@ import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
 import { isWellFormedId, requestId } from "./request-id.ts";
 
 test("stripHopByHop removes the fixed list and whatever Connection names", () => {
-  const h = new Headers({ connection: "close, X-Trace , keep-alive", "x-trace": "1", "keep-alive": "5", te: "trailers", upgrade: "h2c", "transfer-encoding": "chunked", "x-keep": "yes" });
+  const h = new Headers({
+    connection: "close, X-Trace , keep-alive",
+    "x-trace": "1",
+    "keep-alive": "5",
+    te: "trailers",
+    upgrade: "h2c",
+    "transfer-encoding": "chunked",
+    "x-keep": "yes",
+  });
   stripHopByHop(h);
   expect([...h.keys()]).toEqual(["x-keep"]);
 });

@@ -38,7 +38,10 @@ export function forwardedElement(info: ForwardedInfo): string {
   return `for=${forwardedFor(info.client)};host=${forwardedValue(info.host)};proto=${info.proto}`;
 }
 
-/** setForwarded writes X-Forwarded-For/-Proto/-Host and Forwarded: a trusted client's values are kept and extended, anyone else's replaced, so an untrusted client cannot forge its address. */
+/**
+ * setForwarded writes X-Forwarded-For/-Proto/-Host and Forwarded: a trusted client's values are kept and extended, anyone else's replaced, so an untrusted
+ * client cannot forge its address.
+ */
 export function setForwarded(h: Headers, info: ForwardedInfo, trusted: boolean): void {
   const element = forwardedElement(info);
   if (trusted) {

@@ -3,14 +3,20 @@ import { log } from "../observability/log.ts";
 import { clientOf, type RequestContext } from "./context.ts";
 import { unroutedStats } from "./unrouted.ts";
 
-/** delivered is the pipeline's last step for a response handed to the client: the logging phase runs now, or, when its body still streams from the upstream, at the body's end (bodyEnded). */
+/**
+ * delivered is the pipeline's last step for a response handed to the client: the logging phase runs now, or, when its body still streams from the upstream, at
+ * the body's end (bodyEnded).
+ */
 export function delivered(ctx: RequestContext, res: Response): void {
   ctx.status = res.status;
   if (res === ctx.streamed) ctx.responded = true;
   else logging(ctx);
 }
 
-/** bodyEnded reports the end of a streamed upstream body (bytes sent, and why it stopped early if it did); it runs the logging phase only when that body is what the client got, not one a phase read or dropped itself (the cache). */
+/**
+ * bodyEnded reports the end of a streamed upstream body (bytes sent, and why it stopped early if it did); it runs the logging phase only when that body is what
+ * the client got, not one a phase read or dropped itself (the cache).
+ */
 export function bodyEnded(ctx: RequestContext, bytes: number, problem: string | undefined): void {
   if (!ctx.responded) return;
   ctx.bytesOut = bytes;
@@ -18,7 +24,10 @@ export function bodyEnded(ctx: RequestContext, bytes: number, problem: string | 
   logging(ctx);
 }
 
-/** logging records a finished request: status counter and duration histogram of its route, and the access-log line, from ctx.status, ctx.bytesOut and ctx.error. Calling it twice is a no-op. */
+/**
+ * logging records a finished request: status counter and duration histogram of its route, and the access-log line, from ctx.status, ctx.bytesOut and ctx.error.
+ * Calling it twice is a no-op.
+ */
 export function logging(ctx: RequestContext): void {
   if (ctx.finished) return;
   ctx.finished = true;
@@ -26,24 +35,26 @@ export function logging(ctx: RequestContext): void {
   const status = ctx.status;
   (ctx.route?.stats ?? unroutedStats()).record(status, ms / 1000);
   if (!log.access) return;
-  log.push(JSON.stringify({
-    time: new Date().toISOString(),
-    level: "info",
-    msg: "access",
-    worker: log.worker,
-    request_id: ctx.id,
-    client: clientOf(ctx),
-    host: ctx.host,
-    route: ctx.route?.name ?? null,
-    method: ctx.req.method,
-    path: ctx.path,
-    status,
-    bytes_in: ctx.bytesIn,
-    bytes_out: ctx.bytesOut,
-    duration_ms: Math.round(ms * 1000) / 1000,
-    upstream: ctx.upstream ?? null,
-    upstream_ms: ctx.upstream === undefined ? null : Math.round(ctx.upstreamMs * 1000) / 1000,
-    cache: ctx.cache,
-    error: ctx.error ?? undefined,
-  }) + "\n");
+  log.push(
+    `${JSON.stringify({
+      time: new Date().toISOString(),
+      level: "info",
+      msg: "access",
+      worker: log.worker,
+      request_id: ctx.id,
+      client: clientOf(ctx),
+      host: ctx.host,
+      route: ctx.route?.name ?? null,
+      method: ctx.req.method,
+      path: ctx.path,
+      status,
+      bytes_in: ctx.bytesIn,
+      bytes_out: ctx.bytesOut,
+      duration_ms: Math.round(ms * 1000) / 1000,
+      upstream: ctx.upstream ?? null,
+      upstream_ms: ctx.upstream === undefined ? null : Math.round(ctx.upstreamMs * 1000) / 1000,
+      cache: ctx.cache,
+      error: ctx.error ?? undefined,
+    })}\n`,
+  );
 }

@@ -1,5 +1,7 @@
-/**
- * The phases of one request, named and run in this one place (Pingora's model), over one RequestContext:
+/** The request pipeline: the phases of one request, named and run in this one place, and the listeners' fetch handler. */
+
+/*
+ * The phases, in order (Pingora's model), over one RequestContext:
  * 1. request_filter: routing (request-filter.ts: ACME HTTP-01 answers, Host → site → route, the redirect to HTTPS),
  *    then the route's own filters (`CompiledRoute.filters`: access rules, rate limits), in order;
  * 2. the route's answer (`CompiledRoute.handle`): for a proxy route the cache phase (cache-phase.ts), then
@@ -9,6 +11,7 @@
  * 4. logging (logging.ts): metrics and one access-log line, once, when the response has ended.
  * A phase that answers skips the others up to logging; every error becomes the gateway's own response here.
  */
+
 import type { Server } from "bun";
 import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "./context.ts";
 import { failWith } from "./errors.ts";
@@ -43,7 +46,11 @@ function answer(ctx: RequestContext, route: CompiledRoute): Out {
   try {
     if (route.proxy !== undefined && isWebSocketUpgrade(ctx.req)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
     const res = route.handle(ctx);
-    if (res instanceof Promise) return res.then((r) => respond(ctx, route, r), (e) => respond(ctx, route, failWith(ctx, e)));
+    if (res instanceof Promise)
+      return res.then(
+        (r) => respond(ctx, route, r),
+        (e) => respond(ctx, route, failWith(ctx, e)),
+      );
     return respond(ctx, route, res);
   } catch (e) {
     return respond(ctx, route, failWith(ctx, e));
@@ -61,7 +68,10 @@ function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly R
     }
     if (r instanceof Promise) {
       const next = i + 1;
-      return r.then((res) => (res === undefined ? filtered(ctx, route, filters, next) : respond(ctx, route, res)), (e) => respond(ctx, route, failWith(ctx, e)));
+      return r.then(
+        (res) => (res === undefined ? filtered(ctx, route, filters, next) : respond(ctx, route, res)),
+        (e) => respond(ctx, route, failWith(ctx, e)),
+      );
     }
     if (r !== undefined) return respond(ctx, route, r);
   }

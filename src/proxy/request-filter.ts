@@ -4,7 +4,10 @@ import type { HandlerView, RequestContext } from "./context.ts";
 import { failWith, GatewayError } from "./errors.ts";
 import { HOST_INVALID } from "./router.ts";
 
-/** routeRequest finds the request's route (ctx.route) in the view, or answers it: a challenge token, a bad or unknown Host, a redirect to HTTPS, an unknown path. A few Map hits; undefined when the route's phases should run. */
+/**
+ * routeRequest finds the request's route (ctx.route) in the view, or answers it: a challenge token, a bad or unknown Host, a redirect to HTTPS, an unknown
+ * path. A few Map hits; undefined when the route's phases should run.
+ */
 export function routeRequest(ctx: RequestContext, v: HandlerView): Response | undefined {
   const { scheme, path } = ctx;
   if (scheme === "http") {
@@ -16,7 +19,10 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   if (site === HOST_INVALID) return failWith(ctx, new GatewayError(400, "invalid Host header", "downstream"));
   if (site === undefined || (scheme === "https" && !site.secure)) {
     // RFC 9110 §15.5.20: over TLS the connection was made for a name we do not serve.
-    return failWith(ctx, scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"));
+    return failWith(
+      ctx,
+      scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"),
+    );
   }
   const route = site.lookup(path);
   if (scheme === "http" && site.redirectHttps && !path.startsWith(CHALLENGE_PREFIX)) {

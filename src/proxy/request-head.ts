@@ -6,11 +6,20 @@ import { HOP_BY_HOP } from "../lib/http.ts";
 // Fields written by this function or never forwarded: hop-by-hop, Expect (100-continue is between the client and us), and those set below.
 const SKIP = new Set([...HOP_BY_HOP, "host", "expect", "x-request-id", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]);
 
-/** requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a body of unknown length. */
+/**
+ * requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a
+ * body of unknown length.
+ */
 export function requestHead(ctx: RequestContext, method: string, target: string, host: string, chunked: boolean): string {
   const h = ctx.req.headers;
   const conn = h.get("connection");
-  const named = conn === null ? undefined : conn.toLowerCase().split(",").map((t) => t.trim());
+  const named =
+    conn === null
+      ? undefined
+      : conn
+          .toLowerCase()
+          .split(",")
+          .map((t) => t.trim());
   let head = `${method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   let via: string | undefined;
   let xff: string | undefined;
@@ -20,15 +29,25 @@ export function requestHead(ctx: RequestContext, method: string, target: string,
   for (const [name, value] of h) {
     if (SKIP.has(name)) {
       switch (name) {
-        case "via": via = value; break;
-        case "x-forwarded-for": xff = value; break;
-        case "x-forwarded-proto": xfp = value; break;
-        case "x-forwarded-host": xfh = value; break;
-        case "forwarded": fwd = value; break;
+        case "via":
+          via = value;
+          break;
+        case "x-forwarded-for":
+          xff = value;
+          break;
+        case "x-forwarded-proto":
+          xfp = value;
+          break;
+        case "x-forwarded-host":
+          xfh = value;
+          break;
+        case "forwarded":
+          fwd = value;
+          break;
       }
       continue;
     }
-    if (named !== undefined && named.includes(name)) continue;
+    if (named?.includes(name)) continue;
     head += `${name}: ${value}\r\n`;
   }
   const client = clientOf(ctx);
@@ -41,5 +60,5 @@ export function requestHead(ctx: RequestContext, method: string, target: string,
   }
   head += `via: ${via === undefined ? hop.via : `${via}, ${hop.via}`}\r\nx-request-id: ${ctx.id}\r\n`;
   if (chunked) head += "transfer-encoding: chunked\r\n";
-  return head + "\r\n";
+  return `${head}\r\n`;
 }

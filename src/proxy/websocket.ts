@@ -67,10 +67,15 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promis
   if (ep === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
   // A copy: the client's own headers must stay intact for server.upgrade() below.
   const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);
-  const protocols = (h.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
+  const protocols = (h.get("sec-websocket-protocol") ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
   for (const name of HANDSHAKE_HEADERS) h.delete(name);
   const headers: Record<string, string> = {};
-  h.forEach((v, k) => (headers[k] = v));
+  h.forEach((v, k) => {
+    headers[k] = v;
+  });
   const path = t.stripPrefix === undefined ? ctx.path : ctx.path.slice(t.stripPrefix.length) || "/";
   const url = ep.url.replace(/^http/, "ws") + path + ctx.query;
   ctx.upstream = ep.url;

@@ -15,7 +15,10 @@ export interface FileSource {
 /** StatCacheOptions bound the per-source cache of stat results. */
 export type StatCacheOptions = { readonly ttlMs?: number; readonly maxEntries?: number };
 
-/** directorySource serves files under root. Symlinks are followed only while their target stays inside root. Stat results (misses included) are cached for ttlMs so a busy file costs no syscall per request. */
+/**
+ * directorySource serves files under root. Symlinks are followed only while their target stays inside root. Stat results (misses included) are cached for ttlMs
+ * so a busy file costs no syscall per request.
+ */
 export function directorySource(root: string, opts: StatCacheOptions = {}): FileSource {
   const ttl = opts.ttlMs ?? 1000;
   const max = opts.maxEntries ?? 10_000;

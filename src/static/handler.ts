@@ -8,7 +8,7 @@ export type StaticOptions = { readonly index?: readonly string[]; readonly cache
 const TEXT = { "content-type": "text/plain; charset=utf-8" };
 
 function plain(status: number, body: string, extra?: Record<string, string>): Response {
-  return new Response(body + "\n", { status, headers: { ...TEXT, ...extra } });
+  return new Response(`${body}\n`, { status, headers: { ...TEXT, ...extra } });
 }
 
 /** cleanPath decodes a raw request path and refuses anything that could leave the root: "..", "." segments, NUL, backslashes. Returns a status for refusals. */
@@ -51,7 +51,10 @@ function seconds(ms: number): number {
   return Math.floor(ms / 1000);
 }
 
-/** staticHandler answers GET and HEAD for files of source; `path` is the raw (percent-encoded) path below the site's mount point. One stat per request at most (the source caches them). */
+/**
+ * staticHandler answers GET and HEAD for files of source; `path` is the raw (percent-encoded) path below the site's mount point. One stat per request at most
+ * (the source caches them).
+ */
 export function staticHandler(source: FileSource, opts: StaticOptions = {}): (req: Request, path: string) => Response {
   const index = opts.index ?? ["index.html"];
   const dotfiles = opts.dotfiles ?? "deny";

@@ -24,7 +24,10 @@ const TEN_YEARS = 3650 * 86_400_000;
 /** PlanIssuers are a plan's issuers, the internal one with its fallback-making ability. */
 type PlanIssuers = Issuers & { readonly internal: InternalIssuer };
 
-/** CertPlan is the registry as a new config would have it, built by prepare() without touching the running one and made live by commit() once the listeners took it. */
+/**
+ * CertPlan is the registry as a new config would have it, built by prepare() without touching the running one and made live by commit() once the listeners took
+ * it.
+ */
 export type CertPlan = {
   readonly store: SiteCertStore;
   /** certsDir is the directory store was opened for: the same one in the next config reuses it. */
@@ -42,13 +45,29 @@ export type CertPlan = {
 
 function acmeKey(a: AcmeConfig): string {
   const d = a.dns;
-  return [a.directory, a.email, a.caFile, a.challenge, d?.server.text, d?.tsig.name, d?.tsig.algorithm, d && Buffer.from(d.tsig.secret).toString("base64")].join("|");
+  return [
+    a.directory,
+    a.email,
+    a.caFile,
+    a.challenge,
+    d?.server.text,
+    d?.tsig.name,
+    d?.tsig.algorithm,
+    d && Buffer.from(d.tsig.secret).toString("base64"),
+  ].join("|");
 }
 
-/** CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens ACME orders publish; a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look again (refresh). */
+/**
+ * CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens ACME orders publish; a follower (a worker
+ * process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look
+ * again (refresh).
+ */
 export type CertManagerOptions = { readonly storage: StorageFactory; readonly challenges: Http01Tokens; readonly follower?: boolean };
 
-/** CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then swaps). */
+/**
+ * CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then
+ * swaps).
+ */
 export class CertManager {
   private managed: ReadonlyMap<string, Managed> = new Map();
   private store: SiteCertStore | undefined;
@@ -62,14 +81,17 @@ export class CertManager {
   private readonly follower: boolean;
   private readonly scheduler: RenewalScheduler;
 
-  constructor(private readonly onChange: () => void, private readonly opts: CertManagerOptions) {
+  constructor(
+    private readonly onChange: () => void,
+    private readonly opts: CertManagerOptions,
+  ) {
     this.follower = opts.follower ?? false;
     this.scheduler = new RenewalScheduler(
       {
         live: (m) => this.live(m),
         store: () => this.store,
         issuerOf: (m) => issuerFor(m.mode, this.issuers),
-        renewFraction: (m) => (m.mode === "acme" ? this.acme?.renewFraction ?? 2 / 3 : 2 / 3),
+        renewFraction: (m) => (m.mode === "acme" ? (this.acme?.renewFraction ?? 2 / 3) : 2 / 3),
         renewed: (m) => {
           this.expiryMetric(m);
           this.onChange();
@@ -79,7 +101,10 @@ export class CertManager {
     );
   }
 
-  /** prepare works out the certificates a validated config needs, without changing what runs: loads and verifies stored certificates (every reload), issues internal ones, makes the fallback. Throws only when certs_dir is unusable. */
+  /**
+   * prepare works out the certificates a validated config needs, without changing what runs: loads and verifies stored certificates (every reload), issues
+   * internal ones, makes the fallback. Throws only when certs_dir is unusable.
+   */
   async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
     const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
@@ -93,7 +118,9 @@ export class CertManager {
       if (!fallback) throw new Error(`${store.storage.describe("internal-ca/fallback.pem")}: no fallback certificate in storage (the supervisor makes it)`);
     } else if (g.listen.https && !fallback) {
       fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await internal.issueFor([FALLBACK_NAME], TEN_YEARS))));
-      log.info("internal CA ready; trust its certificate to use tls = \"internal\" sites without warnings", { ca_cert: store.storage.describe("internal-ca/ca.pem") });
+      log.info('internal CA ready; trust its certificate to use tls = "internal" sites without warnings', {
+        ca_cert: store.storage.describe("internal-ca/ca.pem"),
+      });
     }
     const issuerKey = acmeKey(g.acme);
     const acmeSites = this.follower ? [] : tlsSites.filter((s) => s.tls.mode === "acme");
@@ -137,7 +164,8 @@ export class CertManager {
       const m = managedEntry(site, id, usable?.bundle, false);
       m.stale = !usable || !ofIssuer(usable);
       managed.set(site.name, m);
-      if (m.mode === "acme") m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
+      if (m.mode === "acme")
+        m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
       else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
     return { store, certsDir: g.certsDir, fallback, issuers, issuerKey, solvers, acme: g.acme, managed, adopt };
@@ -147,7 +175,16 @@ export class CertManager {
   commit(plan: CertPlan): void {
     const old = this.managed;
     for (const [name, m] of old) if (plan.managed.get(name) !== m) this.drop(name, m);
-    Object.assign(this, { store: plan.store, certsDir: plan.certsDir, fallback: plan.fallback, issuers: plan.issuers, issuerKey: plan.issuerKey, solvers: plan.solvers, acme: plan.acme, managed: plan.managed });
+    Object.assign(this, {
+      store: plan.store,
+      certsDir: plan.certsDir,
+      fallback: plan.fallback,
+      issuers: plan.issuers,
+      issuerKey: plan.issuerKey,
+      solvers: plan.solvers,
+      acme: plan.acme,
+      managed: plan.managed,
+    });
     for (const [m, b] of plan.adopt) {
       m.bundle = b;
       m.window = undefined;
@@ -159,12 +196,16 @@ export class CertManager {
       if (old.get(m.site) === m) continue;
       this.expiryMetric(m);
       if (m.mode === "manual") {
-        if (m.bundle && m.bundle.notAfter < Date.now()) log.warn("manual certificate has expired; clients will refuse it", { site: m.site, not_after: new Date(m.bundle.notAfter).toISOString() });
+        if (m.bundle && m.bundle.notAfter < Date.now())
+          log.warn("manual certificate has expired; clients will refuse it", { site: m.site, not_after: new Date(m.bundle.notAfter).toISOString() });
       } else this.scheduler.schedule(m, m.firstDelay);
     }
   }
 
-  /** entries returns the `tls` array for Bun.serve, of the live registry or of a plan: the fallback first (unknown and missing SNI), then one entry per host name that a served certificate covers. */
+  /**
+   * entries returns the `tls` array for Bun.serve, of the live registry or of a plan: the fallback first (unknown and missing SNI), then one entry per host
+   * name that a served certificate covers.
+   */
   entries(plan?: CertPlan): TlsEntry[] {
     const fallback = plan ? plan.fallback : this.fallback;
     const out: TlsEntry[] = [];
@@ -198,7 +239,10 @@ export class CertManager {
     }));
   }
 
-  /** refresh (a follower's) reads every ACME and internal certificate from storage again and serves the ones the leader replaced; true when anything changed (the caller swaps the HTTPS listener). */
+  /**
+   * refresh (a follower's) reads every ACME and internal certificate from storage again and serves the ones the leader replaced; true when anything changed
+   * (the caller swaps the HTTPS listener).
+   */
   async refresh(): Promise<boolean> {
     if (!this.store || this.disposed) return false;
     let changed = false;
@@ -213,7 +257,10 @@ export class CertManager {
     return changed;
   }
 
-  /** renewNow starts a renewal of an ACME or internal certificate at once (the old one serves until the new one is in place); false when there is no such certificate, or in a follower. */
+  /**
+   * renewNow starts a renewal of an ACME or internal certificate at once (the old one serves until the new one is in place); false when there is no such
+   * certificate, or in a follower.
+   */
   renewNow(site: string): boolean {
     const m = this.managed.get(site);
     if (!m || m.mode === "manual" || this.disposed || this.follower) return false;
@@ -255,7 +302,12 @@ export class CertManager {
       m.failures = 1;
       m.lastError = String((e as Error).message ?? e);
       m.firstDelay = retryDelay(1);
-      log.error("certificate not obtained; the current one keeps serving", { site: m.site, issuer: "internal", error: m.lastError, retry_in_s: Math.round(m.firstDelay / 1000) });
+      log.error("certificate not obtained; the current one keeps serving", {
+        site: m.site,
+        issuer: "internal",
+        error: m.lastError,
+        retry_in_s: Math.round(m.firstDelay / 1000),
+      });
     }
   }
 }

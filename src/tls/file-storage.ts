@@ -7,12 +7,18 @@ import type { LockOptions, Release, Storage } from "./storage.ts";
 
 /** LOCK_REFRESH_MS is how often a holder touches its lock (certmagic does every 5 s). */
 export const LOCK_REFRESH_MS = 5_000;
-/** LOCK_STALE_MS is how long a lock may go without a refresh before a waiter takes it over: four missed refreshes, so a slow disk or a busy event loop is not taken for a dead holder. */
+/**
+ * LOCK_STALE_MS is how long a lock may go without a refresh before a waiter takes it over: four missed refreshes, so a slow disk or a busy event loop is not
+ * taken for a dead holder.
+ */
 export const LOCK_STALE_MS = 4 * LOCK_REFRESH_MS;
 const LOCK_TIMEOUT_MS = 120_000;
 const LOCK_POLL_MS = 100;
 
-/** FileStorageOptions tune the locks (tests shorten them): refreshMs between a holder's touches, staleMs without one before a lock counts as abandoned, pollMs between a waiter's looks. */
+/**
+ * FileStorageOptions tune the locks (tests shorten them): refreshMs between a holder's touches, staleMs without one before a lock counts as abandoned, pollMs
+ * between a waiter's looks.
+ */
 export type FileStorageOptions = { readonly lockRefreshMs?: number; readonly lockStaleMs?: number; readonly lockPollMs?: number };
 
 /** FileStorage keeps each key as a file under root; writes are temp file, fsync, rename, fsync of the directory; secrets are 0600 and directories 0700. */
@@ -21,7 +27,10 @@ export class FileStorage implements Storage {
   private readonly staleMs: number;
   private readonly pollMs: number;
 
-  constructor(readonly root: string, opts: FileStorageOptions = {}) {
+  constructor(
+    readonly root: string,
+    opts: FileStorageOptions = {},
+  ) {
     this.refreshMs = opts.lockRefreshMs ?? LOCK_REFRESH_MS;
     this.staleMs = opts.lockStaleMs ?? LOCK_STALE_MS;
     this.pollMs = opts.lockPollMs ?? LOCK_POLL_MS;
@@ -77,7 +86,8 @@ export class FileStorage implements Storage {
         continue; // released meanwhile
       }
       if (age > staleMs) {
-        // Its holder stopped refreshing it: dead, or frozen for several intervals. Renaming is atomic: of several waiters that found it stale, one takes it away.
+        // Its holder stopped refreshing it: dead, or frozen for several intervals. Renaming is atomic: of several waiters that found it stale, one takes it
+        // away.
         const aside = `${dir}.stale-${token}`;
         try {
           renameSync(dir, aside);

@@ -14,7 +14,7 @@ const CA_CERT = "internal-ca/ca.pem";
 const CA_KEY = "internal-ca/ca.key";
 
 function pemKey(der: ArrayBuffer): string {
-  return x509.PemConverter.encode(der, "PRIVATE KEY") + "\n";
+  return `${x509.PemConverter.encode(der, "PRIVATE KEY")}\n`;
 }
 
 function serial(): string {
@@ -25,7 +25,11 @@ function serial(): string {
 
 /** InternalCa signs leaf certificates with the stored root. */
 export class InternalCa {
-  private constructor(readonly certPem: string, private readonly cert: x509.X509Certificate, private readonly key: CryptoKey) {}
+  private constructor(
+    readonly certPem: string,
+    private readonly cert: x509.X509Certificate,
+    private readonly key: CryptoKey,
+  ) {}
 
   /** open loads the CA from storage, or makes and stores a new one (10 years, key 0600) when there is none. */
   static async open(storage: Storage): Promise<InternalCa> {
@@ -51,13 +55,16 @@ export class InternalCa {
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],
     });
-    const pem = cert.toString("pem") + "\n";
+    const pem = `${cert.toString("pem")}\n`;
     await storage.store(CA_KEY, pemKey(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)), { secret: true });
     await storage.store(CA_CERT, pem);
     return new InternalCa(pem, cert, keys.privateKey);
   }
 
-  /** issue makes a key and a certificate for names (DNS names or IP addresses), valid from a minute ago for lifetimeMs; returns PEMs (chain: leaf, then the root). */
+  /**
+   * issue makes a key and a certificate for names (DNS names or IP addresses), valid from a minute ago for lifetimeMs; returns PEMs (chain: leaf, then the
+   * root).
+   */
   async issue(names: readonly string[], lifetimeMs = LEAF_LIFETIME_MS): Promise<{ certPem: string; keyPem: string }> {
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
     const now = Date.now();
@@ -74,7 +81,9 @@ export class InternalCa {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-        new x509.SubjectAlternativeNameExtension(names.map((n) => (isIpLiteral(n) ? { type: "ip", value: n.replace(/^\[|\]$/g, "") } : { type: "dns", value: n }))),
+        new x509.SubjectAlternativeNameExtension(
+          names.map((n) => (isIpLiteral(n) ? { type: "ip", value: n.replace(/^\[|\]$/g, "") } : { type: "dns", value: n })),
+        ),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       ],

@@ -4,7 +4,10 @@ import type { Issued, Issuer } from "./issuer.ts";
 import type { StoredMeta } from "./site-store.ts";
 import type { Storage } from "./storage.ts";
 
-/** InternalIssuer issues from the internal CA of one storage; @peculiar/x509 costs about 20 MB, so the CA is opened (or made) only when something is first issued. */
+/**
+ * InternalIssuer issues from the internal CA of one storage; @peculiar/x509 costs about 20 MB, so the CA is opened (or made) only when something is first
+ * issued.
+ */
 export class InternalIssuer implements Issuer {
   readonly meta: StoredMeta = { issuer: "internal" };
   private ca: Promise<InternalCa> | undefined;

@@ -4,7 +4,9 @@ import { X509Certificate } from "node:crypto";
 import { inspectBundle, splitPem } from "../lib/cert-info.ts";
 import { issuedBy, type Issuer } from "./issuer.ts";
 
-/** IssuerHarness is one issuer under test: names it can vouch for (two, one may be a wildcard), the root its chains verify to, optionally names it must refuse. */
+/**
+ * IssuerHarness is one issuer under test: names it can vouch for (two, one may be a wildcard), the root its chains verify to, optionally names it must refuse.
+ */
 export type IssuerHarness = {
   readonly issuer: Issuer;
   readonly names: readonly [string, string];

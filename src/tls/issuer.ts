@@ -8,13 +8,18 @@ export type Issued = { readonly certPem: string; readonly keyPem: string };
 
 /** Issuer obtains certificates from one source; it holds no certificate state, so one instance serves every site that chooses it. */
 export interface Issuer {
-  /** meta is what storage records with a certificate from this issuer, and what a stored certificate must carry to count as this issuer's (its kind and, for ACME, the CA directory). */
+  /**
+   * meta is what storage records with a certificate from this issuer, and what a stored certificate must carry to count as this issuer's (its kind and, for
+   * ACME, the CA directory).
+   */
   readonly meta: StoredMeta;
   /** issue obtains a chain with a new key for names (site only names the order in logs); it throws when it cannot (an AcmeError for a failed ACME step). */
   issue(site: string, names: readonly string[]): Promise<Issued>;
 }
 
-/** RenewalAdvisor is the optional ability of an issuer whose CA says when to renew (ARI, RFC 9773); renewalInfo resolves undefined when the CA gives no advice. */
+/**
+ * RenewalAdvisor is the optional ability of an issuer whose CA says when to renew (ARI, RFC 9773); renewalInfo resolves undefined when the CA gives no advice.
+ */
 export interface RenewalAdvisor {
   renewalInfo(certPem: string): Promise<RenewalInfo | undefined>;
 }
@@ -22,7 +27,10 @@ export interface RenewalAdvisor {
 /** Issuers are what a set of sites can choose from: the internal CA always, an ACME CA when some site uses one. */
 export type Issuers = { readonly internal: Issuer; readonly acme: (Issuer & RenewalAdvisor) | undefined };
 
-/** issuerFor is the issuer of a site with this tls mode; undefined for manual (and off) sites, and for ACME where no ACME issuer was made (a follower never issues). */
+/**
+ * issuerFor is the issuer of a site with this tls mode; undefined for manual (and off) sites, and for ACME where no ACME issuer was made (a follower never
+ * issues).
+ */
 export function issuerFor(mode: TlsMode, issuers: Issuers | undefined): Issuer | undefined {
   if (mode === "internal") return issuers?.internal;
   if (mode === "acme") return issuers?.acme;

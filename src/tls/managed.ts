@@ -29,10 +29,27 @@ export type Managed = {
 
 /** managedEntry is a new entry for a site, serving bundle (when any). */
 export function managedEntry(site: SiteConfig, id: string, bundle: CertBundle | undefined, stale: boolean): Managed {
-  return { id, site: site.name, mode: site.tls.mode as Managed["mode"], hosts: site.hosts, bundle, stale, failures: 0, lastError: undefined, timer: undefined, nextCheck: 0, firstDelay: undefined, busy: false, window: undefined };
+  return {
+    id,
+    site: site.name,
+    mode: site.tls.mode as Managed["mode"],
+    hosts: site.hosts,
+    bundle,
+    stale,
+    failures: 0,
+    lastError: undefined,
+    timer: undefined,
+    nextCheck: 0,
+    firstDelay: undefined,
+    busy: false,
+    window: undefined,
+  };
 }
 
-/** fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the site's issuer (for ACME, the same CA directory). */
+/**
+ * fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the site's issuer (for ACME, the same CA
+ * directory).
+ */
 export function fits(s: Stored, hosts: readonly string[], issuer: Pick<Issuer, "meta">): boolean {
   return coversAll(s.bundle, hosts) && issuedBy(s.meta, issuer);
 }

@@ -32,7 +32,10 @@ function advisor(i: Issuer | undefined): RenewalAdvisor | undefined {
 
 /** RenewalScheduler renews the ACME and internal certificates of its host; a follower's never runs (it only loads what the leader stored). */
 export class RenewalScheduler {
-  constructor(private readonly host: RenewalHost, private readonly follower: boolean) {}
+  constructor(
+    private readonly host: RenewalHost,
+    private readonly follower: boolean,
+  ) {}
 
   /** schedule sets m's next renewal check: `delay` ms from now, or by the certificate's renewal time (the CA's ARI window when it gives one). */
   schedule(m: Managed, delay?: number): void {
@@ -83,7 +86,10 @@ export class RenewalScheduler {
     }
   }
 
-  /** renew obtains a new certificate for m under the storage lock, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with backoff. */
+  /**
+   * renew obtains a new certificate for m under the storage lock, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with
+   * backoff.
+   */
   private async renew(m: Managed): Promise<void> {
     const store = this.host.store();
     if (m.busy || !store) return;
@@ -97,12 +103,24 @@ export class RenewalScheduler {
       // Another node (or an earlier process) may have obtained one meanwhile.
       const stored = await store.load(m.site);
       let fresh: CertBundle | undefined;
-      if (stored && fits(stored, m.hosts, issuer) && stored.bundle.fingerprint !== m.bundle?.fingerprint && renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()) fresh = stored.bundle;
+      if (
+        stored &&
+        fits(stored, m.hosts, issuer) &&
+        stored.bundle.fingerprint !== m.bundle?.fingerprint &&
+        renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()
+      )
+        fresh = stored.bundle;
       if (!fresh) {
         fresh = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
         await store.save(m.site, fresh, issuer.meta);
         if (m.mode === "acme") acmeOrders.labels("success").value++;
-        log.info("certificate obtained", { site: m.site, issuer: m.mode, names: fresh.names, not_after: new Date(fresh.notAfter).toISOString(), ms: Math.round(performance.now() - t0) });
+        log.info("certificate obtained", {
+          site: m.site,
+          issuer: m.mode,
+          names: fresh.names,
+          not_after: new Date(fresh.notAfter).toISOString(),
+          ms: Math.round(performance.now() - t0),
+        });
       }
       if (!this.host.live(m)) return;
       Object.assign(m, { bundle: fresh, stale: false, failures: 0, lastError: undefined, window: undefined });
@@ -115,9 +133,18 @@ export class RenewalScheduler {
       if (m.mode === "acme") acmeOrders.labels("failure").value++;
       const delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
       log.error("certificate not obtained; the current one keeps serving", {
-        site: m.site, issuer: m.mode, step: ae?.step, error: m.lastError, failures: m.failures,
-        serving: m.bundle ? new Date(m.bundle.notAfter).toISOString() : "none", retry_in_s: Math.round(delay / 1000),
-        ...(ae?.rateLimited ? { hint: "the CA rate-limits this account or these names: wait for the retry, and check for duplicate gatehouse instances or a loop of config changes" } : {}),
+        site: m.site,
+        issuer: m.mode,
+        step: ae?.step,
+        error: m.lastError,
+        failures: m.failures,
+        serving: m.bundle ? new Date(m.bundle.notAfter).toISOString() : "none",
+        retry_in_s: Math.round(delay / 1000),
+        ...(ae?.rateLimited
+          ? {
+              hint: "the CA rate-limits this account or these names: wait for the retry, and check for duplicate gatehouse instances or a loop of config changes",
+            }
+          : {}),
       });
       this.schedule(m, delay);
     } finally {

@@ -22,7 +22,11 @@ export class SiteCertStore {
     let keyPem: string | undefined;
     let metaText: string | undefined;
     try {
-      [certPem, keyPem, metaText] = await Promise.all([st.load(`sites/${site}/cert.pem`), st.load(`sites/${site}/key.pem`), st.load(`sites/${site}/meta.json`)]);
+      [certPem, keyPem, metaText] = await Promise.all([
+        st.load(`sites/${site}/cert.pem`),
+        st.load(`sites/${site}/key.pem`),
+        st.load(`sites/${site}/meta.json`),
+      ]);
     } catch (e) {
       log.error("cannot read a stored certificate", { site, path: st.describe(`sites/${site}`), error: String((e as Error).message ?? e) });
       return undefined;
@@ -33,14 +37,21 @@ export class SiteCertStore {
       bundle = inspectBundle(certPem, keyPem);
     } catch (e) {
       const why = e instanceof CertProblem ? e.message : String(e);
-      log.error("stored certificate is unusable; it is left in place and a new one will be obtained", { site, path: st.describe(`sites/${site}/cert.pem`), problem: why });
+      log.error("stored certificate is unusable; it is left in place and a new one will be obtained", {
+        site,
+        path: st.describe(`sites/${site}/cert.pem`),
+        problem: why,
+      });
       return undefined;
     }
     let meta: StoredMeta = {};
     try {
       meta = metaText ? (JSON.parse(metaText) as StoredMeta) : {};
     } catch {
-      log.warn("stored certificate metadata is unreadable; the certificate is used, its origin unknown", { site, path: st.describe(`sites/${site}/meta.json`) });
+      log.warn("stored certificate metadata is unreadable; the certificate is used, its origin unknown", {
+        site,
+        path: st.describe(`sites/${site}/meta.json`),
+      });
     }
     return { bundle, meta };
   }
@@ -51,7 +62,10 @@ export class SiteCertStore {
     const st = this.storage;
     await st.store(`sites/${site}/key.pem`, b.keyPem, { secret: true });
     await st.store(`sites/${site}/cert.pem`, b.certPem);
-    await st.store(`sites/${site}/meta.json`, JSON.stringify({ ...meta, names: b.names, not_after: new Date(b.notAfter).toISOString(), obtained: new Date().toISOString() }, null, 2) + "\n");
+    await st.store(
+      `sites/${site}/meta.json`,
+      `${JSON.stringify({ ...meta, names: b.names, not_after: new Date(b.notAfter).toISOString(), obtained: new Date().toISOString() }, null, 2)}\n`,
+    );
   }
 
   private async keepUnusable(site: string): Promise<void> {
@@ -69,7 +83,10 @@ export class SiteCertStore {
     }
   }
 
-  /** loadFallback reads the stored certificate for unknown SNI names when it parses and its key matches; undefined when there is none (or it is unusable, which is logged with whatNext appended). */
+  /**
+   * loadFallback reads the stored certificate for unknown SNI names when it parses and its key matches; undefined when there is none (or it is unusable, which
+   * is logged with whatNext appended).
+   */
   async loadFallback(whatNext = ""): Promise<CertBundle | undefined> {
     const st = this.storage;
     const [certPem, keyPem] = await Promise.all([st.load(`${FALLBACK}.pem`), st.load(`${FALLBACK}.key`)]);

@@ -40,7 +40,10 @@ export function storageContract(name: string, make: () => Promise<StorageHarness
       const b = (await harness()).open();
       const order: string[] = [];
       const releaseA = await a.lock("contract-excl");
-      const second = b.lock("contract-excl", { timeoutMs: 5000 }).then((r) => (order.push("b locked"), r));
+      const second = b.lock("contract-excl", { timeoutMs: 5000 }).then((r) => {
+        order.push("b locked");
+        return r;
+      });
       await expect(b.lock("contract-excl", { timeoutMs: 100 })).rejects.toThrow();
       const other = await b.lock("contract-other", { timeoutMs: 100 });
       await other();

@@ -1,6 +1,9 @@
 /** Certificate storage: a small key-value interface with locks, so that a later backend can be shared by several gateway nodes (FileStorage keeps it in certs/). */
 
-/** LockOptions bound one wait for a lock: timeoutMs (default 120 s) before giving up, and staleMs to override after how long without a refresh another holder's lock counts as abandoned. */
+/**
+ * LockOptions bound one wait for a lock: timeoutMs (default 120 s) before giving up, and staleMs to override after how long without a refresh another holder's
+ * lock counts as abandoned.
+ */
 export type LockOptions = { readonly timeoutMs?: number; readonly staleMs?: number };
 
 /** Release gives a held lock back and stops its refresh; it leaves alone a lock that another holder has taken over meanwhile. */
@@ -12,7 +15,10 @@ export interface Storage {
   load(key: string): Promise<string | undefined>;
   /** store replaces the value atomically: a reader sees the old value or the new one. secret values are readable by the owner only. */
   store(key: string, value: string, opts?: { secret?: boolean }): Promise<void>;
-  /** lock waits for the named lock (at most timeoutMs) and returns its release; while held, the lock is refreshed in the background, so it lasts however long its holder works, and one whose holder died (no refresh for the stale age) is taken over. */
+  /**
+   * lock waits for the named lock (at most timeoutMs) and returns its release; while held, the lock is refreshed in the background, so it lasts however long
+   * its holder works, and one whose holder died (no refresh for the stale age) is taken over.
+   */
   lock(name: string, opts?: LockOptions): Promise<Release>;
   /** describe names where a key lives, for log lines. */
   describe(key: string): string;

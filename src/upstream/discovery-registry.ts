@@ -21,7 +21,12 @@ export class DiscoveryRegistry {
     const discovery = new DnsDiscovery(upstream, servers);
     discovery.onError((err) => {
       dnsRefreshes.labels(route, "failure").value++;
-      log.warn("upstream name did not resolve; the last answer stays in use", { route, upstream, error: String((err as Error)?.message ?? err), endpoints: discovery.endpoints().length });
+      log.warn("upstream name did not resolve; the last answer stays in use", {
+        route,
+        upstream,
+        error: String((err as Error)?.message ?? err),
+        endpoints: discovery.endpoints().length,
+      });
     });
     discovery.onChange((eps: readonly DiscoveredEndpoint[]) => {
       dnsRefreshes.labels(route, "changed").value++;
@@ -31,7 +36,11 @@ export class DiscoveryRegistry {
     void discovery.ready.then(() => {
       // An empty first answer is no change, so no event would say it: a name that does not resolve must not fail silently.
       if (this.running.get(key)?.discovery === discovery && discovery.endpoints().length === 0) {
-        log.warn("upstream name has no addresses; the route has no endpoints from it until it does", { route, upstream, hint: "names must be fully qualified (no search list); check the record in the DNS servers of [resolver]" });
+        log.warn("upstream name has no addresses; the route has no endpoints from it until it does", {
+          route,
+          upstream,
+          hint: "names must be fully qualified (no search list); check the record in the DNS servers of [resolver]",
+        });
       }
     });
     this.running.set(key, { discovery, route });

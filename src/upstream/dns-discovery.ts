@@ -4,10 +4,16 @@ import * as net from "../lib/ip.ts";
 import { normalizeName } from "../lib/dns-wire.ts";
 import { ResolveError, resolve, type RecordOf, type RecordType, type ResolveResult, type ResolverServer } from "./resolver.ts";
 
-/** DiscoveredEndpoint is one address to send requests to: url like "http://10.1.2.3:8080" or "http://[fd00::1]:8080", and weight (1 for A/AAAA, the SRV weight otherwise, 0 counted as 1). */
+/**
+ * DiscoveredEndpoint is one address to send requests to: url like "http://10.1.2.3:8080" or "http://[fd00::1]:8080", and weight (1 for A/AAAA, the SRV weight
+ * otherwise, 0 counted as 1).
+ */
 export type DiscoveredEndpoint = { readonly url: string; readonly weight: number };
 
-/** DnsDiscoveryOptions bounds refreshes: the answer's TTL clamped to [minTtlMs (1000), maxTtlMs (300000)], failRetryMs (5000) after a failure, timeoutMs (2000) per server and question. */
+/**
+ * DnsDiscoveryOptions bounds refreshes: the answer's TTL clamped to [minTtlMs (1000), maxTtlMs (300000)], failRetryMs (5000) after a failure, timeoutMs (2000)
+ * per server and question.
+ */
 export type DnsDiscoveryOptions = { readonly minTtlMs?: number; readonly maxTtlMs?: number; readonly failRetryMs?: number; readonly timeoutMs?: number };
 
 /** DiscoveryTarget is what an upstream URL asks for: A + AAAA of host, used with port; or SRV of name, whose records give targets and ports. */
@@ -17,9 +23,14 @@ export type DiscoveryTarget =
 
 const EXAMPLE = `expected "http://web.default.svc.cluster.local:8080" (A/AAAA of a host name) or "srv+http://_http._tcp.web.default.svc.cluster.local" (SRV; https and srv+https too)`;
 
-/** parseDiscoveryUrl reads an upstream URL for DNS discovery: http(s)://HOST[:PORT] resolves HOST's A and AAAA (port defaults by scheme); srv+http(s)://NAME resolves NAME's SRV records. Host names are fully qualified (no resolv.conf search list). Throws an Error saying what was expected. */
+/**
+ * parseDiscoveryUrl reads an upstream URL for DNS discovery: http(s)://HOST[:PORT] resolves HOST's A and AAAA (port defaults by scheme); srv+http(s)://NAME
+ * resolves NAME's SRV records. Host names are fully qualified (no resolv.conf search list). Throws an Error saying what was expected.
+ */
 export function parseDiscoveryUrl(upstream: string): DiscoveryTarget {
-  const bad = (why: string): never => { throw new Error(`upstream ${JSON.stringify(upstream)} ${why}: ${EXAMPLE}`); };
+  const bad = (why: string): never => {
+    throw new Error(`upstream ${JSON.stringify(upstream)} ${why}: ${EXAMPLE}`);
+  };
   let u: URL;
   try {
     u = new URL(upstream);
@@ -48,7 +59,10 @@ export function parseDiscoveryUrl(upstream: string): DiscoveryTarget {
 export function parseResolvConf(text: string): ResolverServer[] {
   const out: ResolverServer[] = [];
   for (const line of text.split("\n")) {
-    const [key, value] = line.replace(/[#;].*$/, "").trim().split(/\s+/);
+    const [key, value] = line
+      .replace(/[#;].*$/, "")
+      .trim()
+      .split(/\s+/);
     if (key === "nameserver" && value && net.isIP(value.replace(/%.*$/, ""))) out.push({ host: value, port: 53 });
   }
   return out;
@@ -59,7 +73,9 @@ export function systemResolvers(path = "/etc/resolv.conf"): ResolverServer[] {
   let servers: ResolverServer[] = [];
   try {
     servers = parseResolvConf(readFileSync(path, "utf8"));
-  } catch { /* missing: use the default */ }
+  } catch {
+    /* missing: use the default */
+  }
   return servers.length > 0 ? servers : [{ host: "127.0.0.1", port: 53 }];
 }
 
@@ -95,8 +111,15 @@ export class DnsDiscovery {
   private stopped = false;
   private settle: () => void = () => {};
 
-  /** constructor checks the URL (parseDiscoveryUrl) and options, throwing an Error for people; servers [] means /etc/resolv.conf's. Nothing is resolved before start(). */
-  constructor(readonly upstream: string, servers: readonly ResolverServer[] = [], options: DnsDiscoveryOptions = {}) {
+  /**
+   * constructor checks the URL (parseDiscoveryUrl) and options, throwing an Error for people; servers [] means /etc/resolv.conf's. Nothing is resolved before
+   * start().
+   */
+  constructor(
+    readonly upstream: string,
+    servers: readonly ResolverServer[] = [],
+    options: DnsDiscoveryOptions = {},
+  ) {
     this.target = parseDiscoveryUrl(upstream);
     this.servers = servers.length > 0 ? [...servers] : systemResolvers();
     this.minTtlMs = options.minTtlMs ?? 1000;
@@ -107,7 +130,9 @@ export class DnsDiscovery {
       if (!Number.isFinite(v) || v <= 0) throw new Error(`dns discovery option ${k} is ${v}: expected a positive number of milliseconds`);
     }
     if (this.minTtlMs > this.maxTtlMs) throw new Error(`dns discovery option minTtlMs (${this.minTtlMs}) is above maxTtlMs (${this.maxTtlMs})`);
-    this.ready = new Promise((r) => { this.settle = r; });
+    this.ready = new Promise((r) => {
+      this.settle = r;
+    });
   }
 
   /** start runs the first refresh now and keeps refreshing in the background; calling it again does nothing. */
@@ -129,13 +154,19 @@ export class DnsDiscovery {
     return this.current;
   }
 
-  /** onChange calls listener with the new list whenever the set of URLs or weights changes (not on a refresh that finds the same); returns an unsubscribe function. A listener that throws is ignored. */
+  /**
+   * onChange calls listener with the new list whenever the set of URLs or weights changes (not on a refresh that finds the same); returns an unsubscribe
+   * function. A listener that throws is ignored.
+   */
   onChange(listener: (endpoints: readonly DiscoveredEndpoint[]) => void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
   }
 
-  /** onError calls listener once per failed refresh with the first lookup's ResolveError (rcode, server, question); returns an unsubscribe function. A listener that throws is ignored. */
+  /**
+   * onError calls listener once per failed refresh with the first lookup's ResolveError (rcode, server, question); returns an unsubscribe function. A listener
+   * that throws is ignored.
+   */
   onError(listener: (error: ResolveError) => void): () => void {
     this.errorListeners.add(listener);
     return () => this.errorListeners.delete(listener);
@@ -163,15 +194,20 @@ export class DnsDiscovery {
     const failures: ResolveError[] = [];
     const lookup = <T extends RecordType>(name: string, type: T): Promise<readonly RecordOf<T>[]> => {
       const key = `${name} ${type}`;
-      const p = inflight.get(key) ?? resolve(name, type, this.servers, this.timeoutMs).then(
-        (r) => { next.set(key, r); return r.records; },
-        (err: unknown) => {
-          failures.push(err instanceof ResolveError ? err : new ResolveError(key, [{ server: "", rcode: "INTERNAL", detail: String(err) }]));
-          const old = prev.get(key);
-          if (old) next.set(key, old);
-          return old?.records ?? [];
-        },
-      );
+      const p =
+        inflight.get(key) ??
+        resolve(name, type, this.servers, this.timeoutMs).then(
+          (r) => {
+            next.set(key, r);
+            return r.records;
+          },
+          (err: unknown) => {
+            failures.push(err instanceof ResolveError ? err : new ResolveError(key, [{ server: "", rcode: "INTERNAL", detail: String(err) }]));
+            const old = prev.get(key);
+            if (old) next.set(key, old);
+            return old?.records ?? [];
+          },
+        );
       inflight.set(key, p);
       return p as Promise<readonly RecordOf<T>[]>;
     };
@@ -217,7 +253,9 @@ export class DnsDiscovery {
     for (const l of listeners) {
       try {
         l(arg);
-      } catch { /* a listener's bug must not stop the refresh timer */ }
+      } catch {
+        /* a listener's bug must not stop the refresh timer */
+      }
     }
   }
 }

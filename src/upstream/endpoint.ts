@@ -4,7 +4,10 @@ import type { Cell, HistogramCell } from "../observability/metrics.ts";
 import { H1Pool } from "./h1-client.ts";
 import { hash32 } from "../lib/hash.ts";
 
-/** Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL, so it holds state only: a generation's settings for it (TLS, Host, weight) are in its Target. */
+/**
+ * Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL, so it holds state only: a
+ * generation's settings for it (TLS, Host, weight) are in its Target.
+ */
 export class Endpoint {
   inflight = 0;
   /** downUntil is the time (ms, performance.now) before which the endpoint is skipped. */
@@ -12,7 +15,9 @@ export class Endpoint {
   consecutiveFailures = 0;
   /** ejections counts passive ejections in a row; each doubles the cool-down, a success resets it. */
   ejections = 0;
-  /** upSince is when (ms, performance.now) the endpoint last started taking requests: created, back from ejection, healthy again (slow start counts from it). */
+  /**
+   * upSince is when (ms, performance.now) the endpoint last started taking requests: created, back from ejection, healthy again (slow start counts from it).
+   */
   upSince = performance.now();
   /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
   healthy = true;
@@ -40,7 +45,10 @@ export class Endpoint {
   /** h1 is the pool of kept-alive connections to a plain-HTTP endpoint (undefined for https://, which goes through fetch). */
   readonly h1: H1Pool | undefined;
 
-  constructor(readonly route: string, readonly url: string) {
+  constructor(
+    readonly route: string,
+    readonly url: string,
+  ) {
     this.h1 = plainPool(url);
     this.latency = upstreamDuration.labels(route, url);
     this.urlHash = hash32(url, 7) * 4294967296;

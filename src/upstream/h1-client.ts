@@ -21,7 +21,11 @@ export class H1Pool implements ConnOwner {
   /** authority is host:port as a Host field names it. */
   readonly authority: string;
 
-  constructor(readonly hostname: string, readonly port: number, private readonly opts: PoolOptions = DEFAULT_POOL) {
+  constructor(
+    readonly hostname: string,
+    readonly port: number,
+    private readonly opts: PoolOptions = DEFAULT_POOL,
+  ) {
     const h = hostname.includes(":") ? `[${hostname}]` : hostname;
     this.authority = port === 80 ? h : `${h}:${port}`;
   }
@@ -30,7 +34,7 @@ export class H1Pool implements ConnOwner {
   request(req: H1Request): Promise<H1Response> {
     if (req.signal.aborted) return Promise.reject(abortError(req.signal));
     let conn = this.idle.pop();
-    while (conn !== undefined && conn.closed) conn = this.idle.pop();
+    while (conn?.closed) conn = this.idle.pop();
     if (conn !== undefined) {
       const ex = new Exchange(req, conn);
       conn.start(ex);
@@ -55,7 +59,10 @@ export class H1Pool implements ConnOwner {
       conn.closed = true;
       if (req.signal.aborted) {
         // the connection may still be made: it is not wanted
-        connecting.then((s) => s.terminate(), () => {});
+        connecting.then(
+          (s) => s.terminate(),
+          () => {},
+        );
         throw abortError(req.signal);
       }
       const err = e as { code?: string; message?: string };

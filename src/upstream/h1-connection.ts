@@ -1,7 +1,7 @@
 /** One upstream HTTP/1.1 connection of the pooled client: writing requests (bodies at the socket's pace), finding each response head, handing the body to its Exchange (h1-exchange.ts), and going back to the pool or closing. */
 import type { Socket } from "bun";
 import { IDEMPOTENT } from "../lib/http.ts";
-import { Exchange, type ExchangeConn } from "./h1-exchange.ts";
+import type { Exchange, ExchangeConn } from "./h1-exchange.ts";
 import { H1Error, INTERIM, MAX_HEAD, parseResponseHead } from "./h1-message.ts";
 
 const CRLF2 = Buffer.from("\r\n\r\n");
@@ -115,15 +115,24 @@ export class Conn implements ExchangeConn {
       const buf = this.head === undefined ? data : Buffer.concat([this.head, data]);
       const end = (buf as Buffer).indexOf(CRLF2);
       if (end < 0) {
-        if (buf.byteLength > MAX_HEAD) return this.fail(ex, new H1Error("EPROTO", `response head over ${MAX_HEAD} bytes`));
+        if (buf.byteLength > MAX_HEAD) {
+          this.fail(ex, new H1Error("EPROTO", `response head over ${MAX_HEAD} bytes`));
+          return;
+        }
         this.head = buf;
         return;
       }
       this.head = undefined;
       const rest = buf.subarray(end + 4);
-      if (end > MAX_HEAD) return this.fail(ex, new H1Error("EPROTO", `response head over ${MAX_HEAD} bytes`));
+      if (end > MAX_HEAD) {
+        this.fail(ex, new H1Error("EPROTO", `response head over ${MAX_HEAD} bytes`));
+        return;
+      }
       const head = parseResponseHead(buf.subarray(0, end), ex.req.method);
-      if (head instanceof H1Error) return this.fail(ex, head);
+      if (head instanceof H1Error) {
+        this.fail(ex, head);
+        return;
+      }
       if (head === INTERIM) {
         // the final head follows, maybe in the same bytes
         if (rest.byteLength > 0) this.onData(rest);
@@ -183,14 +192,24 @@ export class Conn implements ExchangeConn {
       this.complete(ex);
       return;
     }
-    // A reused connection that the upstream closed before answering at all: it was closing as we picked it; a request that may be repeated goes again on a new one.
-    if (!ex.headDone && ex.received === 0 && this.reused && !(ex.req.body instanceof ReadableStream) && IDEMPOTENT.has(ex.req.method) && !ex.req.signal.aborted) {
+    // A reused connection that the upstream closed before answering at all: it was closing as we picked it; a request that may be repeated goes again on a new
+    // one.
+    if (
+      !ex.headDone &&
+      ex.received === 0 &&
+      this.reused &&
+      !(ex.req.body instanceof ReadableStream) &&
+      IDEMPOTENT.has(ex.req.method) &&
+      !ex.req.signal.aborted
+    ) {
       this.ex = undefined;
       ex.req.signal.removeEventListener("abort", ex.onAbort);
       this.pool.retry(ex);
       return;
     }
-    const e = err ?? new H1Error("ECONNRESET", ex.headDone ? "upstream closed the connection before the body ended" : "upstream closed the connection without answering");
+    const e =
+      err ??
+      new H1Error("ECONNRESET", ex.headDone ? "upstream closed the connection before the body ended" : "upstream closed the connection without answering");
     this.fail(ex, e);
   }
 
@@ -227,4 +246,3 @@ export const handlers = {
     if (s.data.ex === undefined) s.data.destroy();
   },
 };
-

@@ -5,9 +5,17 @@ import { abortError, BUFFER_LIMIT, H1Error, type Frame, type H1Request, type H1R
 const STREAM_HIGH_WATER = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 
-const enum Chunk { Size, Data, DataEnd, Trailer }
+enum Chunk {
+  Size,
+  Data,
+  DataEnd,
+  Trailer,
+}
 
-/** ExchangeConn is what an exchange needs of its connection (Conn): to be told the body ended or failed, that it cannot be reused, and to pause or resume reading for backpressure. */
+/**
+ * ExchangeConn is what an exchange needs of its connection (Conn): to be told the body ended or failed, that it cannot be reused, and to pause or resume
+ * reading for backpressure.
+ */
 export interface ExchangeConn {
   reusable: boolean;
   complete(ex: Exchange): void;
@@ -45,7 +53,10 @@ export class Exchange {
   reader: { cancel(reason?: unknown): Promise<void> } | undefined;
   readonly onAbort: () => void;
 
-  constructor(readonly req: H1Request, readonly conn: ExchangeConn) {
+  constructor(
+    readonly req: H1Request,
+    readonly conn: ExchangeConn,
+  ) {
     this.promise = new Promise<H1Response>((res, rej) => {
       this.resolve = res;
       this.reject = rej;
@@ -62,15 +73,18 @@ export class Exchange {
     const kind: H1Response["kind"] = head.frame === "none" ? "none" : head.frame === "length" && head.length <= BUFFER_LIMIT ? "bytes" : "stream";
     let stream: ReadableStream<Uint8Array> | undefined;
     if (kind === "stream") {
-      stream = new ReadableStream<Uint8Array>({
-        start: (c) => {
-          this.ctrl = c;
+      stream = new ReadableStream<Uint8Array>(
+        {
+          start: (c) => {
+            this.ctrl = c;
+          },
+          pull: () => this.conn.resumeReading(),
+          cancel: () => {
+            if (!this.done) this.conn.fail(this, new Error("body cancelled"));
+          },
         },
-        pull: () => this.conn.resumeReading(),
-        cancel: () => {
-          if (!this.done) this.conn.fail(this, new Error("body cancelled"));
-        },
-      }, new ByteLengthQueuingStrategy({ highWaterMark: STREAM_HIGH_WATER }));
+        new ByteLengthQueuingStrategy({ highWaterMark: STREAM_HIGH_WATER }),
+      );
     } else if (kind === "bytes") this.parts = [];
     this.resolve({
       status: head.status,
@@ -95,7 +109,8 @@ export class Exchange {
     switch (this.frame) {
       case "none":
         if (data.byteLength > 0) this.conn.reusable = false;
-        return this.conn.complete(this);
+        this.conn.complete(this);
+        return;
       case "length": {
         let extra = false;
         if (data.byteLength > this.remaining) {
@@ -112,7 +127,8 @@ export class Exchange {
         this.deliver(data);
         return;
       case "chunked":
-        return this.dechunk(data);
+        this.dechunk(data);
+        return;
     }
   }
 
@@ -127,7 +143,10 @@ export class Exchange {
           const lf = data.indexOf(10, i);
           const end = lf < 0 ? n : lf;
           this.line += (data as Buffer).toString("latin1", i, end);
-          if (this.line.length > 4096) return this.conn.fail(this, new H1Error("EPROTO", "chunk size line too long"));
+          if (this.line.length > 4096) {
+            this.conn.fail(this, new H1Error("EPROTO", "chunk size line too long"));
+            return;
+          }
           if (lf < 0) return;
           i = lf + 1;
           let line = this.line;
@@ -143,7 +162,10 @@ export class Exchange {
           }
           const semi = line.indexOf(";");
           const hex = (semi < 0 ? line : line.slice(0, semi)).trim();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) return this.conn.fail(this, new H1Error("EPROTO", `bad chunk size ${JSON.stringify(hex.slice(0, 20))}`));
+          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) {
+            this.conn.fail(this, new H1Error("EPROTO", `bad chunk size ${JSON.stringify(hex.slice(0, 20))}`));
+            return;
+          }
           const size = parseInt(hex, 16);
           if (size === 0) this.chunk = Chunk.Trailer;
           else {
@@ -165,7 +187,10 @@ export class Exchange {
           const c = data[i]!;
           i++;
           if (c === 10) this.chunk = Chunk.Size;
-          else if (c !== 13) return this.conn.fail(this, new H1Error("EPROTO", "missing CRLF after chunk data"));
+          else if (c !== 13) {
+            this.conn.fail(this, new H1Error("EPROTO", "missing CRLF after chunk data"));
+            return;
+          }
           continue;
         }
       }
@@ -185,7 +210,10 @@ export class Exchange {
     if (c.desiredSize !== null && c.desiredSize <= 0) this.conn.pauseReading();
   }
 
-  /** end marks the exchange done with its body whole (the caller's bytes() resolves, a stream closes) and stops sending a request body the upstream no longer waits for. */
+  /**
+   * end marks the exchange done with its body whole (the caller's bytes() resolves, a stream closes) and stops sending a request body the upstream no longer
+   * waits for.
+   */
   end(): void {
     this.done = true;
     this.req.signal.removeEventListener("abort", this.onAbort);

@@ -1,14 +1,20 @@
 /** HTTP/1.1 messages for the upstream client: what a request and a response look like to its callers, and the response head parsed and framed (RFC 9112 §4–§6) by a pure function. */
 import { HOP_BY_HOP } from "../lib/http.ts";
 
-/** BUFFER_LIMIT: a body of declared length up to this arrives whole (one Uint8Array), larger or unknown ones as a stream. A JS stream per response costs about 40% of a small request's throughput; holding the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502. */
+/**
+ * BUFFER_LIMIT: a body of declared length up to this arrives whole (one Uint8Array), larger or unknown ones as a stream. A JS stream per response costs about
+ * 40% of a small request's throughput; holding the bytes costs little, bounds memory at this size per request, and lets a truncated body become a clean 502.
+ */
 export const BUFFER_LIMIT = 64 * 1024;
 /** MAX_HEAD: a response head larger than this is a protocol error. */
 export const MAX_HEAD = 64 * 1024;
 
 /** H1Error is a failure of the exchange, with a code like the system's (ECONNREFUSED, ECONNRESET, EPROTO) for the caller's outcome accounting. */
 export class H1Error extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -71,14 +77,24 @@ function digits(s: string): boolean {
 
 const protocolError = (message: string) => new H1Error("EPROTO", message);
 
-/** parseResponseHead reads a response head (the bytes before the empty line) for a request of `method`: status line and fields (RFC 9112 §4, §5), hop-by-hop fields and those Connection names dropped, and the body's framing (§6.3). */
+/**
+ * parseResponseHead reads a response head (the bytes before the empty line) for a request of `method`: status line and fields (RFC 9112 §4, §5), hop-by-hop
+ * fields and those Connection names dropped, and the body's framing (§6.3).
+ */
 export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHead | typeof INTERIM | H1Error {
   const text = (bytes as Buffer).toString("latin1");
   let nl = text.indexOf("\r\n");
   if (nl < 0) nl = text.length;
   const line = text.slice(0, nl);
   const code = line.slice(9, 12);
-  if (!line.startsWith("HTTP/1.") || line.charCodeAt(8) !== 32 || code.length !== 3 || !digits(code) || code.charCodeAt(0) === 48 || (line.length > 12 && line.charCodeAt(12) !== 32)) {
+  if (
+    !line.startsWith("HTTP/1.") ||
+    line.charCodeAt(8) !== 32 ||
+    code.length !== 3 ||
+    !digits(code) ||
+    code.charCodeAt(0) === 48 ||
+    (line.length > 12 && line.charCodeAt(12) !== 32)
+  ) {
     return protocolError(`bad status line ${JSON.stringify(line.slice(0, 64))}`);
   }
   const status = Number(code);
@@ -105,7 +121,8 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
       const lower = name.toLowerCase();
       if (lower === "content-length") {
         const n = Number(value);
-        if (value.length === 0 || value.length > 15 || !digits(value) || (length >= 0 && length !== n)) return protocolError(`bad Content-Length ${JSON.stringify(value)}`);
+        if (value.length === 0 || value.length > 15 || !digits(value) || (length >= 0 && length !== n))
+          return protocolError(`bad Content-Length ${JSON.stringify(value)}`);
         length = n;
       } else if (lower === "transfer-encoding") {
         te = te === undefined ? value : `${te},${value}`;
@@ -129,7 +146,12 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
       } else if (tok) named.push(tok);
     }
   }
-  const chunked = te !== undefined && te.slice(te.lastIndexOf(",") + 1).trim().toLowerCase() === "chunked";
+  const chunked =
+    te !== undefined &&
+    te
+      .slice(te.lastIndexOf(",") + 1)
+      .trim()
+      .toLowerCase() === "chunked";
   // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing; beside Content-Length, a likely smuggling attempt (§6.3): no reuse either way.
   if (te !== undefined && (http10 || length >= 0)) close = true;
   if (status < 200) {
@@ -137,9 +159,11 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
     return status === 101 ? protocolError("unexpected 101 Switching Protocols") : INTERIM;
   }
   let frame: Frame;
-  if (method === "HEAD" || status === 204 || status === 304) frame = "none"; // a Content-Length on a HEAD answer describes the GET's body: it is passed on as it is
+  if (method === "HEAD" || status === 204 || status === 304)
+    frame = "none"; // a Content-Length on a HEAD answer describes the GET's body: it is passed on as it is
   else if (chunked) frame = "chunked";
-  else if (te !== undefined) frame = "close"; // a final coding other than chunked: the body ends with the connection
+  else if (te !== undefined)
+    frame = "close"; // a final coding other than chunked: the body ends with the connection
   else if (length > 0) frame = "length";
   else frame = length === 0 ? "none" : "close";
   const dropLength = frame === "chunked" || (frame === "close" && te !== undefined);
@@ -147,7 +171,7 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
   try {
     for (let i = 0; i < names.length; i++) {
       const n = names[i]!;
-      if (named !== undefined && named.includes(n.toLowerCase())) continue;
+      if (named?.includes(n.toLowerCase())) continue;
       if (dropLength && n.length === 14 && n.toLowerCase() === "content-length") continue;
       headers.append(n, values[i]!);
     }

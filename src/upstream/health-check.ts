@@ -10,7 +10,11 @@ class Checker {
   private streak = 0; // > 0: successes in a row, < 0: failures in a row
   private stopped = false;
 
-  constructor(readonly endpoint: Endpoint, readonly check: HealthCheck, readonly key: string) {}
+  constructor(
+    readonly endpoint: Endpoint,
+    readonly check: HealthCheck,
+    readonly key: string,
+  ) {}
 
   start(): void {
     // The first check comes soon, spread over the jitter so that many endpoints do not fire at once.
@@ -54,7 +58,13 @@ class Checker {
     if (e.healthy && this.streak <= -c.unhealthyThreshold) {
       e.healthy = false;
       e.lastError = `health check: ${detail}`;
-      log.warn("upstream endpoint unhealthy; it gets no requests until its checks pass", { route: e.route, upstream: e.url, check: c.path, detail, failures: -this.streak });
+      log.warn("upstream endpoint unhealthy; it gets no requests until its checks pass", {
+        route: e.route,
+        upstream: e.url,
+        check: c.path,
+        detail,
+        failures: -this.streak,
+      });
     } else if (!e.healthy && this.streak >= c.healthyThreshold) {
       e.healthy = true;
       e.upSince = performance.now();
@@ -65,7 +75,10 @@ class Checker {
   }
 }
 
-/** HealthChecks keeps one checker per endpoint that a live route checks; reconcile() after each swap starts, restarts (changed check) and stops them. Endpoint state, healthy included, lives on the Endpoint and so survives reloads. */
+/**
+ * HealthChecks keeps one checker per endpoint that a live route checks; reconcile() after each swap starts, restarts (changed check) and stops them. Endpoint
+ * state, healthy included, lives on the Endpoint and so survives reloads.
+ */
 export class HealthChecks {
   private readonly checkers = new Map<Endpoint, Checker>();
 

@@ -4,17 +4,25 @@ import { hash32 } from "../lib/hash.ts";
 import type { Endpoint } from "./endpoint.ts";
 import type { Target } from "./target.ts";
 
-/** SelectionPolicy picks one target whose endpoint is available at `now` and not in `exclude` (those already tried); undefined when none is. With `anyHealth`, the active health verdict is ignored (the all-unhealthy fallback). It allocates nothing. */
+/**
+ * SelectionPolicy picks one target whose endpoint is available at `now` and not in `exclude` (those already tried); undefined when none is. With `anyHealth`,
+ * the active health verdict is ignored (the all-unhealthy fallback). It allocates nothing.
+ */
 export interface SelectionPolicy {
   select(pool: readonly Target[], now: number, exclude?: readonly Endpoint[], anyHealth?: boolean, cap?: number, key?: string): Target | undefined;
 }
 
 function usable(t: Target, now: number, exclude: readonly Endpoint[] | undefined, anyHealth: boolean | undefined, cap: number | undefined): boolean {
   const e = t.endpoint;
-  return (anyHealth ? e.cooled(now) : e.available(now)) && (cap === undefined || e.inflight - e.websockets < cap) && (exclude === undefined || !exclude.includes(e));
+  return (
+    (anyHealth ? e.cooled(now) : e.available(now)) && (cap === undefined || e.inflight - e.websockets < cap) && (exclude === undefined || !exclude.includes(e))
+  );
 }
 
-/** roundRobin cycles through the pool, skipping unavailable endpoints; with weights (SRV) it is smooth weighted round-robin: each endpoint gets its share, interleaved. */
+/**
+ * roundRobin cycles through the pool, skipping unavailable endpoints; with weights (SRV) it is smooth weighted round-robin: each endpoint gets its share,
+ * interleaved.
+ */
 export function roundRobin(): SelectionPolicy {
   let next = 0;
   // Keyed by endpoint: discovery builds new targets for the same endpoints, and their turn must carry over.
@@ -55,7 +63,10 @@ export function roundRobin(): SelectionPolicy {
   };
 }
 
-/** consistentHash picks by weighted rendezvous hashing of the request's key: the same key goes to the same endpoint while it is available, and when an endpoint leaves only its keys move. Without a key it falls back to round-robin. */
+/**
+ * consistentHash picks by weighted rendezvous hashing of the request's key: the same key goes to the same endpoint while it is available, and when an endpoint
+ * leaves only its keys move. Without a key it falls back to round-robin.
+ */
 export function consistentHash(): SelectionPolicy {
   const fallback = roundRobin();
   return {

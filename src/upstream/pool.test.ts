@@ -59,7 +59,7 @@ test("the cool-down doubles with each ejection in a row, up to the maximum; max_
   expect(f.available(1)).toBe(false);
 });
 
-test("every endpoint unhealthy: \"try\" picks them anyway, \"fail\" picks none; a passive cool-down still counts", () => {
+test('every endpoint unhealthy: "try" picks them anyway, "fail" picks none; a passive cool-down still counts', () => {
   const eps = pool();
   for (const e of eps) e.healthy = false;
   expect(new Pool(as(eps), "round_robin", "try").select(0)).toBeDefined();

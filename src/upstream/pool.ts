@@ -46,14 +46,18 @@ export class Pool {
     return true;
   }
 
-  /** select returns a target whose endpoint is available and not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down). */
+  /**
+   * select returns a target whose endpoint is available and not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says
+   * "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down).
+   */
   select(now: number, tried?: readonly Endpoint[], key?: string): Target | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
     let e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
     if (e !== undefined && this.slowStart > 0 && key === undefined) {
       // Slow start: an endpoint that just came (back) gets a share growing linearly over slowStart ms; the pick passes to another one otherwise.
       const age = now - e.endpoint.upSince;
-      if (age < this.slowStart && Math.random() * this.slowStart > age) e = this.policy.select(this.list, now, [...(tried ?? []), e.endpoint], false, this.maxInflight) ?? e;
+      if (age < this.slowStart && Math.random() * this.slowStart > age)
+        e = this.policy.select(this.list, now, [...(tried ?? []), e.endpoint], false, this.maxInflight) ?? e;
     }
     if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.endpoint.healthy)) return e;
     return this.policy.select(this.list, now, tried, true, this.maxInflight, key);
@@ -62,6 +66,10 @@ export class Pool {
   /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
   saturated(now: number): boolean {
     const cap = this.maxInflight;
-    return cap !== undefined && this.list.some((t) => t.endpoint.available(now)) && this.list.every(({ endpoint: e }) => !e.available(now) || e.inflight - e.websockets >= cap);
+    return (
+      cap !== undefined &&
+      this.list.some((t) => t.endpoint.available(now)) &&
+      this.list.every(({ endpoint: e }) => !e.available(now) || e.inflight - e.websockets >= cap)
+    );
   }
 }

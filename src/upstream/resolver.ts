@@ -1,7 +1,20 @@
 /** A small stub resolver for upstream discovery: A, AAAA and SRV with recursion desired, servers tried in order, UDP with TCP fallback on truncation (RFC 1035 §4.2, RFC 7766 §5), CNAME chains followed, negative TTLs from the SOA (RFC 2308 §5). */
 import { DnsTransportError, dnsAddress, exchange, type Matcher } from "../lib/dns-transport.ts";
 import {
-  randomId16, CLASS, OPCODE, TYPE, decodeHeader, decodeMessage, encodeMessage, normalizeName, parseA, parseAaaa, parseSrv, rcodeName, readName, soaMinimum,
+  randomId16,
+  CLASS,
+  OPCODE,
+  TYPE,
+  decodeHeader,
+  decodeMessage,
+  encodeMessage,
+  normalizeName,
+  parseA,
+  parseAaaa,
+  parseSrv,
+  rcodeName,
+  readName,
+  soaMinimum,
   type DecodedMessage,
 } from "../lib/dns-wire.ts";
 
@@ -15,17 +28,26 @@ export type AddressRecord = { readonly address: string; readonly ttl: number };
 export type SrvRecord = { readonly target: string; readonly port: number; readonly priority: number; readonly weight: number; readonly ttl: number };
 /** RecordOf maps a question type to its record shape. */
 export type RecordOf<T extends RecordType> = T extends "SRV" ? SrvRecord : AddressRecord;
-/** ResolveResult is an answer: records (empty for NXDOMAIN or NODATA) and ttl in seconds, the smallest TTL of the records and CNAMEs used, or for a negative answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5), 0 without a SOA. */
+/**
+ * ResolveResult is an answer: records (empty for NXDOMAIN or NODATA) and ttl in seconds, the smallest TTL of the records and CNAMEs used, or for a negative
+ * answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5), 0 without a SOA.
+ */
 export type ResolveResult<R = AddressRecord | SrvRecord> = { readonly records: readonly R[]; readonly ttl: number };
 /** ResolveAttempt is how one server failed: rcode name, or "TIMEOUT", "NETWORK", "FORMERR" (bad answer), and why. */
 export type ResolveAttempt = { readonly server: string; readonly rcode: string; readonly detail: string };
 
-/** ResolveError is a question no server answered usefully; rcode and server are the last attempt's ("SERVFAIL", "REFUSED", "TIMEOUT", "NETWORK", ...), attempts has them all in order. */
+/**
+ * ResolveError is a question no server answered usefully; rcode and server are the last attempt's ("SERVFAIL", "REFUSED", "TIMEOUT", "NETWORK", ...), attempts
+ * has them all in order.
+ */
 export class ResolveError extends Error {
   override readonly name = "ResolveError";
   readonly rcode: string;
   readonly server: string;
-  constructor(readonly question: string, readonly attempts: readonly ResolveAttempt[]) {
+  constructor(
+    readonly question: string,
+    readonly attempts: readonly ResolveAttempt[],
+  ) {
     super(`resolving ${question} failed: ${attempts.length === 0 ? "no dns servers configured" : attempts.map((a) => `${a.server} ${a.detail}`).join("; ")}`);
     const last = attempts.at(-1);
     this.rcode = last?.rcode ?? "NETWORK";
@@ -38,7 +60,12 @@ const MAX_CNAME_HOPS = 8;
 
 /** Failure is one server's failure inside resolve, turned into a ResolveAttempt. */
 class Failure extends Error {
-  constructor(readonly rcode: string, detail: string) { super(detail); }
+  constructor(
+    readonly rcode: string,
+    detail: string,
+  ) {
+    super(detail);
+  }
 }
 
 const addr = dnsAddress;
@@ -62,11 +89,21 @@ function matcher(id: number, name: string, type: number): Matcher<DecodedMessage
 function failureOf(e: DnsTransportError): Failure {
   if (e.kind === "TIMEOUT") return new Failure("TIMEOUT", `did not answer over ${e.proto} within the timeout`);
   if (e.stage === "closed") return new Failure("NETWORK", "closed the tcp connection without an answer");
-  return new Failure("NETWORK", `${e.proto} failed: ${e.sysError?.code === "ECONNREFUSED" ? "connection refused" : (e.sysError?.message ?? e.stage).toLowerCase()}`);
+  return new Failure(
+    "NETWORK",
+    `${e.proto} failed: ${e.sysError?.code === "ECONNREFUSED" ? "connection refused" : (e.sysError?.message ?? e.stage).toLowerCase()}`,
+  );
 }
 
-/** readAnswer extracts the records for name from one answer, following CNAMEs inside it; next is set when the chain leaves the answer without a final answer, to be asked again. */
-export function readAnswer<T extends RecordType>(msg: DecodedMessage & { wire: Uint8Array }, name: string, type: T): ResolveResult<RecordOf<T>> & { next?: string } {
+/**
+ * readAnswer extracts the records for name from one answer, following CNAMEs inside it; next is set when the chain leaves the answer without a final answer, to
+ * be asked again.
+ */
+export function readAnswer<T extends RecordType>(
+  msg: DecodedMessage & { wire: Uint8Array },
+  name: string,
+  type: T,
+): ResolveResult<RecordOf<T>> & { next?: string } {
   const code = TYPE[type];
   let current = normalizeName(name);
   let ttl = Infinity;
@@ -95,13 +132,28 @@ export function readAnswer<T extends RecordType>(msg: DecodedMessage & { wire: U
 }
 
 /** ask sends one question to each server in turn until one gives NOERROR or NXDOMAIN with a readable answer. */
-async function ask<T extends RecordType>(name: string, type: T, servers: readonly ResolverServer[], timeoutMs: number): Promise<ResolveResult<RecordOf<T>> & { next?: string }> {
+async function ask<T extends RecordType>(
+  name: string,
+  type: T,
+  servers: readonly ResolverServer[],
+  timeoutMs: number,
+): Promise<ResolveResult<RecordOf<T>> & { next?: string }> {
   const attempts: ResolveAttempt[] = [];
   for (const server of servers) {
     const id = randomId16();
     const wire = encodeMessage({
-      id, qr: false, opcode: OPCODE.QUERY, aa: false, tc: false, rd: true, ra: false, rcode: 0,
-      questions: [{ name, type: TYPE[type], class: CLASS.IN }], answers: [], authorities: [], additionals: [],
+      id,
+      qr: false,
+      opcode: OPCODE.QUERY,
+      aa: false,
+      tc: false,
+      rd: true,
+      ra: false,
+      rcode: 0,
+      questions: [{ name, type: TYPE[type], class: CLASS.IN }],
+      answers: [],
+      authorities: [],
+      additionals: [],
     });
     const deadline = Date.now() + timeoutMs;
     const match = matcher(id, name, TYPE[type]);
@@ -124,8 +176,17 @@ async function ask<T extends RecordType>(name: string, type: T, servers: readonl
   throw new ResolveError(`${name} ${type}`, attempts);
 }
 
-/** resolve asks servers in order (each gets timeoutMs for UDP and any TCP retry) and returns the records of type for name, following CNAMEs (re-asking when a chain leaves an answer, at most 8 hops); NXDOMAIN and NODATA are answers with no records. Rejects with ResolveError when no server answers NOERROR or NXDOMAIN, and with a plain Error for a malformed name. */
-export async function resolve<T extends RecordType>(name: string, type: T, servers: readonly ResolverServer[], timeoutMs: number): Promise<ResolveResult<RecordOf<T>>> {
+/**
+ * resolve asks servers in order (each gets timeoutMs for UDP and any TCP retry) and returns the records of type for name, following CNAMEs (re-asking when a
+ * chain leaves an answer, at most 8 hops); NXDOMAIN and NODATA are answers with no records. Rejects with ResolveError when no server answers NOERROR or
+ * NXDOMAIN, and with a plain Error for a malformed name.
+ */
+export async function resolve<T extends RecordType>(
+  name: string,
+  type: T,
+  servers: readonly ResolverServer[],
+  timeoutMs: number,
+): Promise<ResolveResult<RecordOf<T>>> {
   let qname = normalizeName(name);
   let ttl = Infinity;
   for (let hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
@@ -134,5 +195,7 @@ export async function resolve<T extends RecordType>(name: string, type: T, serve
     if (r.next === undefined) return { records: r.records, ttl };
     qname = r.next;
   }
-  throw new ResolveError(`${normalizeName(name)} ${type}`, [{ server: servers.map(addr).join(","), rcode: "FORMERR", detail: `cname chain longer than ${MAX_CNAME_HOPS}` }]);
+  throw new ResolveError(`${normalizeName(name)} ${type}`, [
+    { server: servers.map(addr).join(","), rcode: "FORMERR", detail: `cname chain longer than ${MAX_CNAME_HOPS}` },
+  ]);
 }

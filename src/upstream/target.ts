@@ -2,7 +2,10 @@
 import type { UpstreamTls } from "../config/types.ts";
 import type { Endpoint } from "./endpoint.ts";
 
-/** Target pairs an Endpoint (state that outlives reloads: in-flight, health, ejection) with the settings of the generation that built it (TLS, Host, weight); it is never written after it is built, so a rejected or later reload cannot change what a running generation sends. */
+/**
+ * Target pairs an Endpoint (state that outlives reloads: in-flight, health, ejection) with the settings of the generation that built it (TLS, Host, weight); it
+ * is never written after it is built, so a rejected or later reload cannot change what a running generation sends.
+ */
 export type Target = {
   readonly endpoint: Endpoint;
   /** tls is the TLS client setup for an https:// endpoint: the route's, with a discovered name as server name. */

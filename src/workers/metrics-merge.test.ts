@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
 import { MetricsMerger, RETIRED_KEEP_MS, parseExposition, renderExposition } from "./metrics-merge.ts";
 
-const worker = (requests: number, healthy: number, inflight: number, bucket: number) => parseExposition(`# HELP gatehouse_requests_total Requests answered.
+const worker = (requests: number, healthy: number, inflight: number, bucket: number) =>
+  parseExposition(`# HELP gatehouse_requests_total Requests answered.
 # TYPE gatehouse_requests_total counter
 gatehouse_requests_total{route="a",code="200"} ${requests}
 # HELP gatehouse_request_duration_seconds Time.

@@ -7,10 +7,16 @@ export type Family = { readonly name: string; help: string; type: string; readon
 /** Exposition is a parsed text exposition, families in the order they came. */
 export type Exposition = Map<string, Family>;
 
-/** MergeRule says where a family's merged samples come from: the sum over workers, their minimum, the supervisor's own samples, or the sum over every process (supervisor included). */
+/**
+ * MergeRule says where a family's merged samples come from: the sum over workers, their minimum, the supervisor's own samples, or the sum over every process
+ * (supervisor included).
+ */
 export type MergeRule = "sum" | "min" | "supervisor" | "all";
 
-/** FROM_SUPERVISOR are the families that only the supervisor knows: certificates and ACME (it obtains them), config reloads (it validates and relays them), build and start, and the workers themselves. */
+/**
+ * FROM_SUPERVISOR are the families that only the supervisor knows: certificates and ACME (it obtains them), config reloads (it validates and relays them),
+ * build and start, and the workers themselves.
+ */
 const FROM_SUPERVISOR = new Set([
   "gatehouse_certificate_expiry_timestamp_seconds",
   "gatehouse_certificate_renewal_timestamp_seconds",
@@ -24,7 +30,10 @@ const FROM_SUPERVISOR = new Set([
   "gatehouse_worker_restarts_total",
 ]);
 
-/** ruleOf is the merge rule of a family: state gauges as above; an endpoint is healthy only when every worker finds it so (each worker ejects and checks on its own); memory is the whole gateway's; the rest (counters, histograms, in-flight, cache size) adds up. */
+/**
+ * ruleOf is the merge rule of a family: state gauges as above; an endpoint is healthy only when every worker finds it so (each worker ejects and checks on its
+ * own); memory is the whole gateway's; the rest (counters, histograms, in-flight, cache size) adds up.
+ */
 export function ruleOf(name: string): MergeRule {
   if (FROM_SUPERVISOR.has(name)) return "supervisor";
   if (name === "gatehouse_upstream_healthy") return "min";
@@ -38,7 +47,10 @@ function parseValue(v: string): number {
   return Number(v);
 }
 
-/** parseExposition reads the text format as gatehouse renders it (HELP and TYPE before each family's samples, no timestamps); a sample belongs to the family of the TYPE line before it. */
+/**
+ * parseExposition reads the text format as gatehouse renders it (HELP and TYPE before each family's samples, no timestamps); a sample belongs to the family of
+ * the TYPE line before it.
+ */
 export function parseExposition(text: string): Exposition {
   const out: Exposition = new Map();
   let current: Family | undefined;
@@ -86,12 +98,18 @@ function cumulative(f: Family): boolean {
   return f.type === "counter" || f.type === "histogram";
 }
 
-/** RETIRED_KEEP_MS is how long a retired series that no live worker reports is still served: long enough for the restarted worker to see the same traffic again, short enough that endpoints that left are forgotten. */
+/**
+ * RETIRED_KEEP_MS is how long a retired series that no live worker reports is still served: long enough for the restarted worker to see the same traffic again,
+ * short enough that endpoints that left are forgotten.
+ */
 export const RETIRED_KEEP_MS = 15 * 60_000;
 
 type RetiredSample = { value: number; missingSince: number | undefined };
 
-/** MetricsMerger keeps what merging needs between scrapes: each worker's last exposition (used while it does not answer) and the counters of workers that exited, so that the merged counters never go down when a worker is restarted (only its increments since the last scrape are lost). */
+/**
+ * MetricsMerger keeps what merging needs between scrapes: each worker's last exposition (used while it does not answer) and the counters of workers that
+ * exited, so that the merged counters never go down when a worker is restarted (only its increments since the last scrape are lost).
+ */
 export class MetricsMerger {
   private readonly last = new Map<number, Exposition>();
   /** retired holds the last counter and histogram samples of exited workers, by family and series. */
@@ -119,7 +137,10 @@ export class MetricsMerger {
     }
   }
 
-  /** merge combines the supervisor's own exposition with the last one of each live worker, family by family (the supervisor's order first). A retired series that no live worker has had for RETIRED_KEEP_MS is dropped, so endpoints that left do not stay forever. */
+  /**
+   * merge combines the supervisor's own exposition with the last one of each live worker, family by family (the supervisor's order first). A retired series
+   * that no live worker has had for RETIRED_KEEP_MS is dropped, so endpoints that left do not stay forever.
+   */
   merge(own: Exposition, live: readonly number[], now = Date.now()): Exposition {
     const workers = live.map((w) => this.last.get(w)).filter((e): e is Exposition => e !== undefined);
     const names = new Set(own.keys());

@@ -24,7 +24,10 @@ export type SupervisorTimings = {
   readonly reload: number;
   readonly scrape: number;
   readonly challenge: number;
-  /** certsRetries: how many more times a worker that did not take new certificates is asked (after certsBackoff, doubling) before it is killed, so that its replacement loads them from storage. */
+  /**
+   * certsRetries: how many more times a worker that did not take new certificates is asked (after certsBackoff, doubling) before it is killed, so that its
+   * replacement loads them from storage.
+   */
   readonly certsRetries: number;
   readonly certsBackoff: number;
 };
@@ -32,7 +35,12 @@ export type SupervisorTimings = {
 const DEFAULT_TIMINGS: SupervisorTimings = { start: 30_000, reload: 60_000, scrape: 2_000, challenge: 5_000, certsRetries: 3, certsBackoff: 1_000 };
 
 /** SupervisorOptions: the config file, this process's pid, how to start worker `index` (main.ts knows the executable), and optionally other timings. */
-export type SupervisorOptions = { readonly configPath: string; readonly pid: number; readonly spawn: (index: number) => SpawnSpec; readonly timings?: Partial<SupervisorTimings> };
+export type SupervisorOptions = {
+  readonly configPath: string;
+  readonly pid: number;
+  readonly spawn: (index: number) => SpawnSpec;
+  readonly timings?: Partial<SupervisorTimings>;
+};
 
 /** StartCancelled is the error of a start that shutdown() stopped (SIGTERM during the start): not a failure, nothing to report. */
 export class StartCancelled extends Error {
@@ -97,8 +105,13 @@ export class Supervisor {
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
     this.challenges.publisher = {
       publish: async (token, keyAuthorization) => {
-        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
-        if (failed.length > 0) throw new Error(`not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`);
+        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter(
+          (o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok),
+        );
+        if (failed.length > 0)
+          throw new Error(
+            `not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`,
+          );
       },
       withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
     };
@@ -109,7 +122,10 @@ export class Supervisor {
     return this.live;
   }
 
-  /** start validates the config, binds the admin listener, prepares the certificates, starts the workers and waits until every one is ready; throws (having stopped whatever it started) when any of that fails, or StartCancelled when shutdown() was called meanwhile. */
+  /**
+   * start validates the config, binds the admin listener, prepares the certificates, starts the workers and waits until every one is ready; throws (having
+   * stopped whatever it started) when any of that fails, or StartCancelled when shutdown() was called meanwhile.
+   */
   start(): Promise<void> {
     const run = this.startNow();
     this.startSettled = run.then(
@@ -136,7 +152,9 @@ export class Supervisor {
       this.workers.resize(g.workers);
       this.workers.assertSpawned();
       let timer: Timer | undefined;
-      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${this.t.start / 1000} s`)), this.t.start)));
+      const timeout = new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`the workers were not ready within ${this.t.start / 1000} s`)), this.t.start)),
+      );
       try {
         await Promise.race([this.workers.allStarted(), timeout, cancelled]);
       } finally {
@@ -173,10 +191,20 @@ export class Supervisor {
 
   /** broadcast sends a request to every live worker and collects each reply or error (never rejects). */
   private broadcast(msg: DistributiveOmit<Request, "id">, timeoutMs: number, to = this.workers.running()): Promise<Outcome[]> {
-    return Promise.all(to.map((worker) => worker.request(msg, timeoutMs).then((reply) => ({ worker, reply }), (error: Error) => ({ worker, error }))));
+    return Promise.all(
+      to.map((worker) =>
+        worker.request(msg, timeoutMs).then(
+          (reply) => ({ worker, reply }),
+          (error: Error) => ({ worker, error }),
+        ),
+      ),
+    );
   }
 
-  /** certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). A worker that does not take them is asked again (certsRetries times, backing off), then killed: its replacement loads them from storage. */
+  /**
+   * certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). A worker that does not take them
+   * is asked again (certsRetries times, backing off), then killed: its replacement loads them from storage.
+   */
   private async certificatesChanged(): Promise<void> {
     let to = this.workers.running();
     for (let attempt = 0; to.length > 0; attempt++) {
@@ -200,14 +228,20 @@ export class Supervisor {
     }
   }
 
-  /** reload validates the config again, prepares its certificates, and relays it to every worker; it is live only when all of them took it (the others are put back). Reloads run one at a time; every reload ends with a status, whatever fails. */
+  /**
+   * reload validates the config again, prepares its certificates, and relays it to every worker; it is live only when all of them took it (the others are put
+   * back). Reloads run one at a time; every reload ends with a status, whatever fails.
+   */
   reload(): Promise<ReloadOutcome> {
     const run = this.reloadChain.then(() => this.reloadNow()).catch((e: unknown) => this.failed(e));
     this.reloadChain = run.catch(() => undefined);
     return run;
   }
 
-  /** failed reports a reload that threw instead of returning its outcome (after the new config went live, or a bug): a failure in the status file, so `gatehouse reload` hears of it. */
+  /**
+   * failed reports a reload that threw instead of returning its outcome (after the new config went live, or a bug): a failure in the status file, so `gatehouse
+   * reload` hears of it.
+   */
   private failed(e: unknown): ReloadOutcome {
     const problems = problemLines(e).map((p) => `reload failed: ${p}`);
     recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
@@ -246,7 +280,11 @@ export class Supervisor {
       // not answer within a minute is likely wedged; SIGTERM would not be heard by a blocked event loop.)
       for (const o of failed) {
         if (!o.error) continue;
-        log.error("a worker did not answer the reload; killing it so that it cannot apply it later", { worker: o.worker.index, pid: o.worker.pid, error: o.error.message });
+        log.error("a worker did not answer the reload; killing it so that it cannot apply it later", {
+          worker: o.worker.index,
+          pid: o.worker.pid,
+          error: o.error.message,
+        });
         o.worker.kill("SIGKILL");
       }
       // All or nothing: workers that took the new config go back to the running one.
@@ -256,7 +294,9 @@ export class Supervisor {
         log.error("a worker could not go back to the running config; restarting it", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
         o.worker.kill("SIGKILL");
       }
-      return this.rejected(failed.flatMap((o) => (o.reply?.problems?.length ? o.reply.problems : [o.error?.message ?? "failed"]).map((p) => `worker ${o.worker.index}: ${p}`)));
+      return this.rejected(
+        failed.flatMap((o) => (o.reply?.problems?.length ? o.reply.problems : [o.error?.message ?? "failed"]).map((p) => `worker ${o.worker.index}: ${p}`)),
+      );
     }
     for (const o of outcomes) if (o.reply?.ok) o.worker.configSeq = seq;
     this.live = snap.config;
@@ -291,18 +331,23 @@ export class Supervisor {
     });
   }
 
-  /** metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit). */
+  /**
+   * metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit).
+   */
   private async metrics(): Promise<string> {
     const scraped = [...this.workers.running(), ...this.workers.draining()];
-    await Promise.all(scraped.map(async (w) => {
-      try {
-        const r = await w.request({ t: "metrics" }, this.t.scrape);
-        // An answer that arrives after the worker was retired would count it twice.
-        if (r.ok && typeof r.value === "string" && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(r.value));
-      } catch (e) {
-        if (!(e instanceof WorkerGone)) log.warn("a worker did not answer the metrics scrape; its last numbers are used", { worker: w.index, error: String((e as Error).message) });
-      }
-    }));
+    await Promise.all(
+      scraped.map(async (w) => {
+        try {
+          const r = await w.request({ t: "metrics" }, this.t.scrape);
+          // An answer that arrives after the worker was retired would count it twice.
+          if (r.ok && typeof r.value === "string" && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(r.value));
+        } catch (e) {
+          if (!(e instanceof WorkerGone))
+            log.warn("a worker did not answer the metrics scrape; its last numbers are used", { worker: w.index, error: String((e as Error).message) });
+        }
+      }),
+    );
     const live = scraped.filter((w) => !this.retired.has(w)).map((w) => w.serial);
     return renderExposition(this.merger.merge(parseExposition(registry.render() + workerMetrics.render()), live));
   }
@@ -326,7 +371,10 @@ export class Supervisor {
     return out;
   }
 
-  /** shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the start it cancels the start (which stops what it started). Called again, it returns the same promise. */
+  /**
+   * shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the
+   * start it cancels the start (which stops what it started). Called again, it returns the same promise.
+   */
   shutdown(graceMs: number): Promise<void> {
     return (this.stopping ??= this.stop(graceMs));
   }

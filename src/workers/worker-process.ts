@@ -32,7 +32,12 @@ export class WorkerProcess {
   private settle!: { ok: () => void; fail: (e: Error) => void };
 
   /** The constructor throws when the process cannot be started (no executable, out of processes or files). */
-  constructor(readonly index: number, spec: SpawnSpec, init: Init, public configSeq: number) {
+  constructor(
+    readonly index: number,
+    spec: SpawnSpec,
+    init: Init,
+    public configSeq: number,
+  ) {
     this.started = new Promise<void>((ok, fail) => (this.settle = { ok, fail }));
     this.started.catch(() => undefined);
     this.proc = Bun.spawn([...spec.cmd], {
@@ -140,5 +145,5 @@ async function relay(stream: ReadableStream<Uint8Array>): Promise<void> {
   } catch {
     // the pipe broke with the process; what was read is relayed
   }
-  if (buf) log.push(buf + "\n");
+  if (buf) log.push(`${buf}\n`);
 }

@@ -9,7 +9,14 @@ const MAX_BACKOFF_MS = 10_000;
 /** STABLE_MS: a worker that ran this long before it exited is restarted after the shortest delay again. */
 const STABLE_MS = 30_000;
 
-type Slot = { readonly index: number; worker: WorkerProcess | undefined; backoff: number; restarts: number; timer: Timer | undefined; spawnError: string | undefined };
+type Slot = {
+  readonly index: number;
+  worker: WorkerProcess | undefined;
+  backoff: number;
+  restarts: number;
+  timer: Timer | undefined;
+  spawnError: string | undefined;
+};
 
 /** workerMetrics is the supervisor's registry of its own metrics (its workers: restarts, how many are ready), rendered with the merged ones. */
 export const workerMetrics = new Registry();
@@ -56,7 +63,13 @@ export class WorkerSet {
 
   /** describe lists every slot: its worker's pid, readiness and start, and how often it was restarted. */
   describe(): WorkerDescription[] {
-    return this.slots.map((s) => ({ worker: s.index, pid: s.worker?.pid ?? null, ready: s.worker?.ready ?? false, started: s.worker ? new Date(s.worker.startedAt).toISOString() : null, restarts: s.restarts }));
+    return this.slots.map((s) => ({
+      worker: s.index,
+      pid: s.worker?.pid ?? null,
+      ready: s.worker?.ready ?? false,
+      started: s.worker ? new Date(s.worker.startedAt).toISOString() : null,
+      restarts: s.restarts,
+    }));
   }
 
   /** pids are the slots' worker pids, undefined for an empty slot. */
@@ -66,7 +79,7 @@ export class WorkerSet {
 
   /** running are the slots' workers whose process is alive. */
   running(): WorkerProcess[] {
-    return this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w !== undefined && w.alive);
+    return this.slots.map((s) => s.worker).filter((w): w is WorkerProcess => w?.alive === true);
   }
 
   /** draining are the workers still alive that were stopped because `workers` was lowered. */
@@ -86,7 +99,7 @@ export class WorkerSet {
   }
 
   /** allStarted settles when every slot's worker is ready, or rejects with the first that failed (assertSpawned first: every slot must have one). */
-  allStarted(): Promise<void[]> {
+  allStarted(): Promise<unknown[]> {
     return Promise.all(this.slots.map((s) => s.worker!.started));
   }
 
@@ -110,7 +123,10 @@ export class WorkerSet {
     }
   }
 
-  /** spawn starts the slot's worker; when the process cannot even be started (the executable being replaced, out of processes or files) it is tried again like a worker that exited (during the start, the start fails instead). */
+  /**
+   * spawn starts the slot's worker; when the process cannot even be started (the executable being replaced, out of processes or files) it is tried again like a
+   * worker that exited (during the start, the start fails instead).
+   */
   private spawn(slot: Slot): void {
     let w: WorkerProcess;
     try {

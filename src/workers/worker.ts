@@ -28,7 +28,10 @@ export class Worker {
   private gateway: Gateway | undefined;
   private starting: Promise<void> | undefined;
   private stopping = false;
-  /** challenges are the HTTP-01 tokens the supervisor publishes here; they outlive the gateway's start, so a token that arrives meanwhile is answered once it listens. */
+  /**
+   * challenges are the HTTP-01 tokens the supervisor publishes here; they outlive the gateway's start, so a token that arrives meanwhile is answered once it
+   * listens.
+   */
   private readonly challenges = new Http01Tokens();
   private disconnected = false;
   private bye: (() => void) | undefined;
@@ -121,7 +124,9 @@ export class Worker {
     this.finish(0);
   }
 
-  /** farewell sends the supervisor this worker's last numbers (what it counted since the last scrape, the drain included) and waits up to a second for its Bye. */
+  /**
+   * farewell sends the supervisor this worker's last numbers (what it counted since the last scrape, the drain included) and waits up to a second for its Bye.
+   */
   private async farewell(): Promise<void> {
     if (this.disconnected) return;
     let timer: Timer | undefined;

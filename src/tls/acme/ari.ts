@@ -19,7 +19,10 @@ export type RenewalInfo = { readonly window: RenewalWindow; readonly retryAfterM
 /** RenewalInfoErrorInfo says whether a failed fetch may be retried soon, its HTTP status and the CA's Retry-After (ms, unclamped). */
 export type RenewalInfoErrorInfo = { temporary: boolean; status?: number; retryAfterMs?: number; cause?: unknown };
 
-/** RenewalInfoError is a failed renewalInfo fetch; temporary is true for timeouts, network and 5xx errors, which RFC 9773 §4.3.3 retries with backoff, and false for errors that wait the six-hour default. */
+/**
+ * RenewalInfoError is a failed renewalInfo fetch; temporary is true for timeouts, network and 5xx errors, which RFC 9773 §4.3.3 retries with backoff, and false
+ * for errors that wait the six-hour default.
+ */
 export class RenewalInfoError extends Error {
   override readonly name = "RenewalInfoError";
   readonly temporary: boolean;
@@ -106,7 +109,10 @@ export function encodeCertId(aki: Uint8Array, serial: Uint8Array): string {
   return `${Buffer.from(aki).toString("base64url")}.${Buffer.from(serial).toString("base64url")}`;
 }
 
-/** certId is the ARI certificate identifier (RFC 9773 §4.1) of the first certificate in a PEM text; the serial keeps its DER bytes, leading 0x00 included; it throws an Error naming the problem when the PEM or DER is bad or the AKI is missing. */
+/**
+ * certId is the ARI certificate identifier (RFC 9773 §4.1) of the first certificate in a PEM text; the serial keeps its DER bytes, leading 0x00 included; it
+ * throws an Error naming the problem when the PEM or DER is bad or the AKI is missing.
+ */
 export function certId(certPem: string): string {
   const der = pemToDer(certPem);
   try {
@@ -117,7 +123,10 @@ export function certId(certPem: string): string {
   }
 }
 
-/** parseRetryAfter reads a Retry-After value, delay-seconds or HTTP-date (RFC 9110 §10.2.3), as ms from now; undefined when absent or invalid, and never negative. */
+/**
+ * parseRetryAfter reads a Retry-After value, delay-seconds or HTTP-date (RFC 9110 §10.2.3), as ms from now; undefined when absent or invalid, and never
+ * negative.
+ */
 export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | undefined {
   const v = value?.trim();
   if (!v) return undefined;
@@ -150,12 +159,11 @@ export function parseRenewalInfo(body: unknown): RenewalWindow {
   return typeof explanationURL === "string" ? { start, end, explanationURL } : { start, end };
 }
 
-/** fetchRenewalInfo GETs `${renewalInfoUrl}/${id}` (RFC 9773 §4.2), unauthenticated, within timeoutMs (default 10 s); it throws a RenewalInfoError on a timeout, network or HTTP error, bad JSON or an invalid window. */
-export async function fetchRenewalInfo(
-  renewalInfoUrl: string,
-  id: string,
-  opts: { fetch?: typeof fetch; timeoutMs?: number } = {},
-): Promise<RenewalInfo> {
+/**
+ * fetchRenewalInfo GETs `${renewalInfoUrl}/${id}` (RFC 9773 §4.2), unauthenticated, within timeoutMs (default 10 s); it throws a RenewalInfoError on a timeout,
+ * network or HTTP error, bad JSON or an invalid window.
+ */
+export async function fetchRenewalInfo(renewalInfoUrl: string, id: string, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}): Promise<RenewalInfo> {
   const url = `${renewalInfoUrl.replace(/\/+$/, "")}/${id}`;
   const timeoutMs = opts.timeoutMs ?? FETCH_TIMEOUT_MS;
   const doFetch = opts.fetch ?? fetch;

@@ -47,6 +47,8 @@ export class Dns01Solver implements Solver, Waiter {
     if (n === 0) return; // present failed: nothing of ours is there
     if (n === 1) this.added.delete(k);
     else this.added.set(k, n - 1);
-    await deleteTxt(this.opts, name, c.keyAuthorization).catch((e) => log.warn("cannot remove the dns-01 record", { site: c.site, name, error: String((e as Error).message ?? e) }));
+    await deleteTxt(this.opts, name, c.keyAuthorization).catch((e) =>
+      log.warn("cannot remove the dns-01 record", { site: c.site, name, error: String((e as Error).message ?? e) }),
+    );
   }
 }

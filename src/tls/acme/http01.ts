@@ -3,13 +3,19 @@
 /** CHALLENGE_PREFIX is the path under which the CA fetches key authorizations. */
 export const CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 
-/** ChallengePublisher makes a token answerable wherever the CA's connection may land (every worker, when a supervisor runs them) and withdraws it; publish resolves only once every listener can answer. */
+/**
+ * ChallengePublisher makes a token answerable wherever the CA's connection may land (every worker, when a supervisor runs them) and withdraws it; publish
+ * resolves only once every listener can answer.
+ */
 export interface ChallengePublisher {
   publish(token: string, keyAuthorization: string): Promise<void>;
   withdraw(token: string): Promise<void>;
 }
 
-/** Http01Tokens is one process's table of HTTP-01 tokens: the issuer publishes into it, the plain HTTP listener answers from it, and an optional publisher carries each token to other processes. */
+/**
+ * Http01Tokens is one process's table of HTTP-01 tokens: the issuer publishes into it, the plain HTTP listener answers from it, and an optional publisher
+ * carries each token to other processes.
+ */
 export class Http01Tokens {
   private readonly tokens = new Map<string, string>();
   /** publisher is called by publish and withdraw besides this table (the supervisor sets one that reaches its workers); undefined: this process only. */
@@ -30,7 +36,10 @@ export class Http01Tokens {
     return [...this.tokens];
   }
 
-  /** publish publishes a key authorization here and through the publisher; it resolves when the CA may be told to validate, and throws when some listener could not take it. */
+  /**
+   * publish publishes a key authorization here and through the publisher; it resolves when the CA may be told to validate, and throws when some listener could
+   * not take it.
+   */
   async publish(token: string, keyAuthorization: string): Promise<void> {
     this.add(token, keyAuthorization);
     await this.publisher?.publish(token, keyAuthorization);
@@ -42,7 +51,10 @@ export class Http01Tokens {
     await this.publisher?.withdraw(token).catch(() => undefined);
   }
 
-  /** answer returns the key authorization for a token this gateway is proving now, or undefined (one size check and one string compare on the hot path): other tokens go to the site, whose own ACME client may be asking. */
+  /**
+   * answer returns the key authorization for a token this gateway is proving now, or undefined (one size check and one string compare on the hot path): other
+   * tokens go to the site, whose own ACME client may be asking.
+   */
   answer(path: string): Response | undefined {
     if (this.tokens.size === 0 || !path.startsWith(CHALLENGE_PREFIX)) return undefined;
     const value = this.tokens.get(path.slice(CHALLENGE_PREFIX.length));

@@ -28,7 +28,10 @@ function storageDir(directory: string): string {
 type Problem = { type?: string; detail: string; retryAfterMs?: number };
 type Seen = Problem & { at: number };
 
-/** seenProblems are the CA's recent problem documents (RFC 8555 §6.7): acme-client throws a bare Error with the detail only, so its axios responses are watched for the type and Retry-After. */
+/**
+ * seenProblems are the CA's recent problem documents (RFC 8555 §6.7): acme-client throws a bare Error with the detail only, so its axios responses are watched
+ * for the type and Retry-After.
+ */
 const seenProblems: Seen[] = [];
 let watching = false;
 
@@ -40,7 +43,12 @@ function watchProblems(): void {
   const capture = (res: { status: number; data?: unknown; headers: Record<string, unknown> } | undefined) => {
     const data = res?.data as { type?: unknown; detail?: unknown } | undefined;
     if (res && res.status >= 400 && typeof data?.type === "string") {
-      seenProblems.push({ at: performance.now(), type: data.type, detail: String(data.detail ?? data.type), retryAfterMs: parseRetryAfter(String(res.headers["retry-after"] ?? "")) });
+      seenProblems.push({
+        at: performance.now(),
+        type: data.type,
+        detail: String(data.detail ?? data.type),
+        retryAfterMs: parseRetryAfter(String(res.headers["retry-after"] ?? "")),
+      });
       if (seenProblems.length > 32) seenProblems.shift();
     }
   };
@@ -59,10 +67,17 @@ function watchProblems(): void {
 function problemOf(e: unknown, since: number): Problem {
   const seen = seenProblems.findLast((p) => p.at >= since);
   const message = (e as Error)?.message ?? String(e);
-  return { type: seen?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(message)?.[0], detail: message || seen?.detail || "unknown error", retryAfterMs: seen?.retryAfterMs };
+  return {
+    type: seen?.type ?? /urn:ietf:params:acme:error:[A-Za-z]+/.exec(message)?.[0],
+    detail: message || seen?.detail || "unknown error",
+    retryAfterMs: seen?.retryAfterMs,
+  };
 }
 
-/** AcmeIssuer obtains certificates from one directory for one account, proving each site's names with the solver solverFor picks; it holds no certificate state itself. */
+/**
+ * AcmeIssuer obtains certificates from one directory for one account, proving each site's names with the solver solverFor picks; it holds no certificate state
+ * itself.
+ */
 export class AcmeIssuer implements Issuer, RenewalAdvisor {
   readonly meta: StoredMeta;
   private directoryCache: Directory | undefined;
@@ -88,7 +103,10 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
       res = await fetch(this.cfg.directory, { tls: this.ca ? { ca: [...rootCertificates, this.ca] } : undefined, signal: AbortSignal.timeout(15_000) });
     } catch (e) {
       const msg = String((e as Error).message ?? e);
-      const hint = /certificate|verify|self.signed|UNABLE_TO/i.test(msg) || /CERT|SELF_SIGNED|UNABLE/.test((e as { code?: string }).code ?? "") ? " (the CA's TLS certificate is not trusted: set acme.ca_file to its CA)" : "";
+      const hint =
+        /certificate|verify|self.signed|UNABLE_TO/i.test(msg) || /CERT|SELF_SIGNED|UNABLE/.test((e as { code?: string }).code ?? "")
+          ? " (the CA's TLS certificate is not trusted: set acme.ca_file to its CA)"
+          : "";
       throw new AcmeError("directory", `cannot fetch the ACME directory ${this.cfg.directory}: ${(e as { code?: string }).code ?? msg}${hint}`);
     }
     if (!res.ok) throw new AcmeError("directory", `the ACME directory ${this.cfg.directory} answered ${res.status}`);
@@ -97,7 +115,9 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
     return (this.directoryCache = d);
   }
 
-  /** renewalInfo asks the CA when to renew certPem (ARI, RFC 9773), trusting ca_file like every other call; undefined when the directory offers no renewalInfo. */
+  /**
+   * renewalInfo asks the CA when to renew certPem (ARI, RFC 9773), trusting ca_file like every other call; undefined when the directory offers no renewalInfo.
+   */
   async renewalInfo(certPem: string): Promise<RenewalInfo | undefined> {
     const dir = await this.directory();
     if (!dir.renewalInfo) return undefined;
@@ -125,13 +145,16 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
     const url = client.getAccountUrl();
     const stored = await this.storage.load(`${dir}/account.json`);
     if (!stored || (JSON.parse(stored) as { url?: string }).url !== url) {
-      await this.storage.store(`${dir}/account.json`, JSON.stringify({ url, directory: this.cfg.directory, email: this.cfg.email ?? null }, null, 2) + "\n");
+      await this.storage.store(`${dir}/account.json`, `${JSON.stringify({ url, directory: this.cfg.directory, email: this.cfg.email ?? null }, null, 2)}\n`);
       log.info("acme account registered", { account: url, directory: this.cfg.directory });
     }
     return client;
   }
 
-  /** issue runs one order for names and returns the chain with a new P-256 key; each failed step throws AcmeError with the CA's detail, after removing the challenge answers it published. */
+  /**
+   * issue runs one order for names and returns the chain with a new P-256 key; each failed step throws AcmeError with the CA's detail, after removing the
+   * challenge answers it published.
+   */
   async issue(site: string, names: readonly string[]): Promise<Issued> {
     const solver = this.solverFor(site);
     if (!solver) throw new AcmeError("challenge", `no challenge solver for site ${site}`);
@@ -157,7 +180,8 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
         const wanted = solver.type;
         const challenge = authz.challenges.find((c) => c.type === wanted);
         const id = (authz.wildcard ? "*." : "") + authz.identifier.value;
-        if (!challenge) throw new AcmeError("challenge", `the CA offers no ${wanted} challenge for ${id} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
+        if (!challenge)
+          throw new AcmeError("challenge", `the CA offers no ${wanted} challenge for ${id} (offered: ${authz.challenges.map((c) => c.type).join(", ")})`);
         const keyAuth = await client.getChallengeKeyAuthorization(challenge);
         const c: Challenge = { site, identifier: authz.identifier.value, token: challenge.token, keyAuthorization: keyAuth };
         cleanups.push(() => solver.cleanUp(c));
@@ -166,7 +190,10 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
         await step("challenge", () => client.completeChallenge(challenge));
         await step("validation", () => client.waitForValidStatus(challenge));
       }
-      const [key, csr] = await acme.crypto.createCsr({ commonName: names.find((n) => n.length <= 64), altNames: [...names] }, await acme.crypto.createPrivateEcdsaKey());
+      const [key, csr] = await acme.crypto.createCsr(
+        { commonName: names.find((n) => n.length <= 64), altNames: [...names] },
+        await acme.crypto.createPrivateEcdsaKey(),
+      );
       const finalized = await step("finalize", () => client.finalizeOrder(order, csr));
       const certPem = await step("certificate", () => client.getCertificate(finalized));
       return { certPem, keyPem: key.toString() };

@@ -9,7 +9,10 @@ import { waits, type Challenge, type Solver } from "./solver.ts";
 /** SolverHarness is one solver under test, wired to a running ACME testbed. */
 export type SolverHarness = {
   readonly solver: Solver;
-  /** broken is a solver of the same type that cannot put its answer in place (a worker that refuses the token, a wrong TSIG key); what it did put in place is visible to seen() too. */
+  /**
+   * broken is a solver of the same type that cannot put its answer in place (a worker that refuses the token, a wrong TSIG key); what it did put in place is
+   * visible to seen() too.
+   */
   readonly broken: Solver;
   /** identifier returns a new name the testbed's CA can validate. */
   identifier(): string;

@@ -4,7 +4,10 @@ import type { AcmeConfig } from "../../config/types.ts";
 /** ChallengeType is a challenge gatehouse can answer: HTTP-01 (RFC 8555 §8.3) or DNS-01 (§8.4). */
 export type ChallengeType = AcmeConfig["challenge"];
 
-/** Challenge is one thing to prove: for which site (logs), the identifier (a wildcard's base name), the CA's token, and the key authorization (for DNS-01 already its digest, as the TXT value). */
+/**
+ * Challenge is one thing to prove: for which site (logs), the identifier (a wildcard's base name), the CA's token, and the key authorization (for DNS-01
+ * already its digest, as the TXT value).
+ */
 export type Challenge = { readonly site: string; readonly identifier: string; readonly token: string; readonly keyAuthorization: string };
 
 /** Solver makes a key authorization visible where the CA looks, then takes it away. */
@@ -19,7 +22,10 @@ export interface Solver {
   cleanUp(c: Challenge): Promise<void>;
 }
 
-/** Waiter is the optional ability of a solver whose answer takes a while to become visible (DNS): wait resolves once the CA can see it, and throws when it does not in time. */
+/**
+ * Waiter is the optional ability of a solver whose answer takes a while to become visible (DNS): wait resolves once the CA can see it, and throws when it does
+ * not in time.
+ */
 export interface Waiter {
   /** waitStep names the wait in an order's errors and logs ("dns-check"). */
   readonly waitStep: string;

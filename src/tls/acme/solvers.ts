@@ -6,7 +6,9 @@ import type { Http01Tokens } from "./http01.ts";
 import { Http01Solver } from "./http01-solver.ts";
 import type { ChallengeType, Solver } from "./solver.ts";
 
-/** challengeFor is the challenge type that proves a site's names: [acme] challenge for every site (the site is an argument so that it can later choose its own). */
+/**
+ * challengeFor is the challenge type that proves a site's names: [acme] challenge for every site (the site is an argument so that it can later choose its own).
+ */
 export function challengeFor(_site: SiteConfig, acme: AcmeConfig): ChallengeType {
   return acme.challenge;
 }
@@ -14,7 +16,7 @@ export function challengeFor(_site: SiteConfig, acme: AcmeConfig): ChallengeType
 /** dnsUpdateOptions are the RFC 2136 settings of [acme.dns]; it throws when the table is missing (the config check requires it for dns-01). */
 export function dnsUpdateOptions(acme: AcmeConfig): DnsUpdateOptions {
   const d = acme.dns;
-  if (!d) throw new Error('the dns-01 challenge needs [acme.dns]');
+  if (!d) throw new Error("the dns-01 challenge needs [acme.dns]");
   return { server: { host: d.server.hostname, port: d.server.port }, key: { name: d.tsig.name, algorithm: d.tsig.algorithm, secret: d.tsig.secret } };
 }
 
