@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import net from "node:net";
 import { DnsUpdateError, addTxt, deleteTxt, findZone, queryTxt, type DnsServer, type DnsUpdateOptions, type TsigKey } from "../src/tls/acme/dns-update.ts";
-import { CLASS, TYPE, decodeMessage, encodeMessage, encodeName, signMessage, txtData, verifyTsig, type DecodedMessage } from "../src/lib/dns-wire.ts";
+import { CLASS, TYPE, decodeMessage, encodeMessage, encodeName, txtData, type DecodedMessage } from "../src/lib/dns-wire.ts";
+import { signMessage, verifyTsig } from "../src/lib/dns-tsig.ts";
 import { freeUdpPort } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 

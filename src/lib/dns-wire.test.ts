@@ -9,14 +9,11 @@ import {
   normalizeName,
   parseTxt,
   rcodeName,
-  signMessage,
   tsigErrorName,
-  tsigMac,
   txtData,
-  verifyTsig,
   type Message,
-  type TsigKey,
 } from "./dns-wire.ts";
+import { signMessage, tsigMac, verifyTsig, type TsigKey } from "./dns-tsig.ts";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, "hex"));

@@ -1,20 +1,17 @@
 /** The supervisor of `workers = N`: validates the config, holds the admin listener and the certificates (ACME in one place), runs N worker processes on shared public listeners, restarts them, relays reloads and merges their metrics. */
 import { Http01Tokens } from "../tls/acme/http01.ts";
-import type { PurgeFilter } from "../observability/admin.ts";
 import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
 import type { Config, GlobalConfig } from "../config/types.ts";
 import { problemLines } from "../config/problems.ts";
 import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../instance-files.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
-import { registry } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { FileStorage } from "../tls/file-storage.ts";
-import { MetricsMerger, parseExposition, renderExposition } from "./metrics-merge.ts";
-import type { DistributiveOmit, Reply, Request } from "./protocol.ts";
-import { WorkerGone, type SpawnSpec, type WorkerProcess } from "./worker-process.ts";
-import { workerMetrics, WorkerSet } from "./worker-set.ts";
+import { Fleet } from "./fleet.ts";
+import { WorkerGone, type SpawnSpec } from "./worker-process.ts";
+import { WorkerSet } from "./worker-set.ts";
 
 /** SupervisorTimings are the supervisor's waits, in ms (tests shorten them). */
 export type SupervisorTimings = {
@@ -49,8 +46,6 @@ export class StartCancelled extends Error {
   }
 }
 
-type Outcome = { readonly worker: WorkerProcess; readonly reply?: Reply; readonly error?: Error };
-
 function adminOnly(listen: GlobalConfig["listen"]): GlobalConfig["listen"] {
   return { ...listen, http: undefined, https: undefined };
 }
@@ -72,14 +67,12 @@ export class Supervisor {
   /** cancelStart makes a start in progress give up (shutdown during the start); startSettled resolves when start() has returned or thrown. */
   private cancelStart: (() => void) | undefined;
   private startSettled: Promise<void> = Promise.resolve();
-  /** retired are workers whose counters the merger has folded in: a late scrape answer must not bring them back. */
-  private readonly retired = new WeakSet<WorkerProcess>();
   private readonly t: SupervisorTimings;
   /** challenges are the HTTP-01 tokens the supervisor's issuer publishes; its publisher carries them to every worker. */
   private readonly challenges = new Http01Tokens();
   private readonly certs = new CertManager(() => void this.certificatesChanged(), { storage: (dir) => new FileStorage(dir), challenges: this.challenges });
   private readonly listeners: Listeners;
-  private readonly merger = new MetricsMerger();
+  private readonly fleet: Fleet;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.t = { ...DEFAULT_TIMINGS, ...opts.timings };
@@ -88,16 +81,17 @@ export class Supervisor {
       init: () => ({ t: "init", files: this.files!, tokens: this.challenges.pending() }),
       configSeq: () => this.filesSeq,
       starting: () => this.starting,
-      exited: (w) => this.retire(w),
+      exited: (w) => this.fleet.retire(w),
     });
+    this.fleet = new Fleet(this.workers, this.t);
     const state: AdminState = {
       // One ready worker serves: a worker that crash-loops must not take the node out of its load balancer (per worker: /workers, gatehouse_workers).
       ready: () => this.live !== undefined && !this.draining && !this.starting && this.workers.anyReady(),
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
-      purge: (filter) => this.purge(filter),
-      upstreams: () => this.upstreams(),
-      metrics: () => this.metrics(),
+      purge: (filter) => this.fleet.purge(filter),
+      upstreams: () => this.fleet.upstreams(),
+      metrics: () => this.fleet.metrics(),
       workers: () => this.workers.describe(),
     };
     const unused = () => new Response(null, { status: 500 });
@@ -105,7 +99,7 @@ export class Supervisor {
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
     this.challenges.publisher = {
       publish: async (token, keyAuthorization) => {
-        const failed = (await this.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter(
+        const failed = (await this.fleet.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter(
           (o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok),
         );
         if (failed.length > 0)
@@ -113,7 +107,7 @@ export class Supervisor {
             `not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`,
           );
       },
-      withdraw: async (token) => void (await this.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
+      withdraw: async (token) => void (await this.fleet.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
     };
   }
 
@@ -182,25 +176,6 @@ export class Supervisor {
     log.access = g.log.access;
   }
 
-  /** retire takes a worker's final numbers (sent just before it exited) in place of those of the last scrape; then they join the retired sums. */
-  private retire(w: WorkerProcess): void {
-    if (w.finalMetrics !== undefined && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(w.finalMetrics));
-    this.retired.add(w);
-    this.merger.retire(w.serial);
-  }
-
-  /** broadcast sends a request to every live worker and collects each reply or error (never rejects). */
-  private broadcast(msg: DistributiveOmit<Request, "id">, timeoutMs: number, to = this.workers.running()): Promise<Outcome[]> {
-    return Promise.all(
-      to.map((worker) =>
-        worker.request(msg, timeoutMs).then(
-          (reply) => ({ worker, reply }),
-          (error: Error) => ({ worker, error }),
-        ),
-      ),
-    );
-  }
-
   /**
    * certificatesChanged tells every worker to serve the certificates the supervisor has just stored (an issuance or renewal). A worker that does not take them
    * is asked again (certsRetries times, backing off), then killed: its replacement loads them from storage.
@@ -208,7 +183,9 @@ export class Supervisor {
   private async certificatesChanged(): Promise<void> {
     let to = this.workers.running();
     for (let attempt = 0; to.length > 0; attempt++) {
-      const failed = (await this.broadcast({ t: "certs" }, this.t.reload, to)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+      const failed = (await this.fleet.broadcast({ t: "certs" }, this.t.reload, to)).filter(
+        (o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok),
+      );
       // Only workers still running (not restarted or stopped meanwhile: a new one loads storage at its start).
       to = failed.map((o) => o.worker).filter((w) => w.alive && this.workers.isCurrent(w));
       if (to.length === 0 || this.draining) return;
@@ -271,7 +248,7 @@ export class Supervisor {
       return this.rejected(problemLines(e));
     }
     const seq = this.filesSeq + 1;
-    const outcomes = await this.broadcast({ t: "reload", files: snap.files }, this.t.reload);
+    const outcomes = await this.fleet.broadcast({ t: "reload", files: snap.files }, this.t.reload);
     if (this.draining) return { ok: false, problems: ["the gateway is shutting down"] };
     const failed = outcomes.filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
     if (failed.length > 0) {
@@ -289,7 +266,7 @@ export class Supervisor {
       }
       // All or nothing: workers that took the new config go back to the running one.
       const took = outcomes.filter((o) => o.reply?.ok).map((o) => o.worker);
-      for (const o of await this.broadcast({ t: "reload", files: this.files! }, this.t.reload, took)) {
+      for (const o of await this.fleet.broadcast({ t: "reload", files: this.files! }, this.t.reload, took)) {
         if (o.reply?.ok || o.error instanceof WorkerGone) continue;
         log.error("a worker could not go back to the running config; restarting it", { worker: o.worker.index, error: o.error?.message ?? o.reply?.problems });
         o.worker.kill("SIGKILL");
@@ -323,7 +300,7 @@ export class Supervisor {
     const behind = this.workers.running().filter((w) => w.configSeq !== this.filesSeq);
     if (behind.length === 0) return;
     const seq = this.filesSeq;
-    void this.broadcast({ t: "reload", files: this.files! }, this.t.reload, behind).then((outcomes) => {
+    void this.fleet.broadcast({ t: "reload", files: this.files! }, this.t.reload, behind).then((outcomes) => {
       for (const o of outcomes) {
         if (o.reply?.ok) o.worker.configSeq = seq;
         else if (!(o.error instanceof WorkerGone)) o.worker.kill("SIGKILL");
@@ -334,43 +311,6 @@ export class Supervisor {
   /**
    * metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit).
    */
-  private async metrics(): Promise<string> {
-    const scraped = [...this.workers.running(), ...this.workers.draining()];
-    await Promise.all(
-      scraped.map(async (w) => {
-        try {
-          const r = await w.request({ t: "metrics" }, this.t.scrape);
-          // An answer that arrives after the worker was retired would count it twice.
-          if (r.ok && typeof r.value === "string" && !this.retired.has(w)) this.merger.update(w.serial, parseExposition(r.value));
-        } catch (e) {
-          if (!(e instanceof WorkerGone))
-            log.warn("a worker did not answer the metrics scrape; its last numbers are used", { worker: w.index, error: String((e as Error).message) });
-        }
-      }),
-    );
-    const live = scraped.filter((w) => !this.retired.has(w)).map((w) => w.serial);
-    return renderExposition(this.merger.merge(parseExposition(registry.render() + workerMetrics.render()), live));
-  }
-
-  private async purge(filter: PurgeFilter): Promise<number> {
-    let purged = 0;
-    for (const o of await this.broadcast({ t: "purge", filter }, this.t.reload)) {
-      // A worker that exited starts again with an empty cache: nothing of it to purge.
-      if (o.error instanceof WorkerGone) continue;
-      if (!o.reply?.ok) throw new Error(`worker ${o.worker.index} did not purge: ${o.error?.message ?? o.reply?.problems}`);
-      purged += Number(o.reply.value ?? 0);
-    }
-    return purged;
-  }
-
-  private async upstreams(): Promise<unknown[]> {
-    const out: unknown[] = [];
-    for (const o of await this.broadcast({ t: "upstreams" }, this.t.scrape)) {
-      if (o.reply?.ok && Array.isArray(o.reply.value)) for (const e of o.reply.value) out.push({ worker: o.worker.index, ...(e as object) });
-    }
-    return out;
-  }
-
   /**
    * shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the
    * start it cancels the start (which stops what it started). Called again, it returns the same promise.

@@ -12,16 +12,14 @@ import {
   normalizeName,
   parseTxt,
   rcodeName,
-  signMessage,
   tsigErrorName,
-  verifyTsig,
   type DecodedMessage,
   type ResourceRecord,
-  type TsigKey,
   txtData,
 } from "../../lib/dns-wire.ts";
+import { signMessage, verifyTsig, type TsigKey } from "../../lib/dns-tsig.ts";
 
-export type { TsigKey } from "../../lib/dns-wire.ts";
+export type { TsigKey } from "../../lib/dns-tsig.ts";
 
 /** DnsServer is where queries and updates go: an IP address (or host name) and port, usually the zone's primary. */
 export type DnsServer = { readonly host: string; readonly port: number };
