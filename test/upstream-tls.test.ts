@@ -29,6 +29,17 @@ const mutual = Bun.serve({
   tls: { cert: pem("server.pem"), key: pem("server.key"), ca: pem("ca.pem"), requestCert: true, rejectUnauthorized: true },
   fetch: () => new Response("over mutual tls"),
 });
+const secureWs = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  tls: { cert: pem("server.pem"), key: pem("server.key") },
+  fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("websocket only", { status: 400 })),
+  websocket: {
+    message(ws, m) {
+      ws.send(`echo ${m}`);
+    },
+  },
+});
 let gw: TestGateway;
 const tlsTable = (client: boolean, ca = "ca.pem") =>
   `[upstream_tls]\nca = "${join(dir, ca)}"\nserver_name = "origin.internal"\n${client ? `cert = "${join(dir, "client.pem")}"\nkey = "${join(dir, "client.key")}"\n` : ""}`;
@@ -38,6 +49,7 @@ beforeAll(async () => {
   gw = await startGateway({
     routes: {
       trusted: trustedRoute(),
+      wss: `hosts = ["wss.test"]\nupstreams = ["https://127.0.0.1:${secureWs.port}"]\n${tlsTable(false)}`,
       untrusted: `hosts = ["untrusted.test"]\nupstreams = ["https://127.0.0.1:${plainTls.port}"]\n`,
       mtls: `hosts = ["mtls.test"]\nupstreams = ["https://127.0.0.1:${mutual.port}"]\n${tlsTable(true)}`,
       nocert: `hosts = ["nocert.test"]\nupstreams = ["https://127.0.0.1:${mutual.port}"]\n${tlsTable(false)}`,
@@ -49,6 +61,7 @@ afterAll(async () => {
   await gw.cleanup();
   plainTls.stop(true);
   mutual.stop(true);
+  secureWs.stop(true);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -69,6 +82,18 @@ test("mTLS: the client certificate is presented to an origin that requires one; 
   expect((await gw.request("nocert.test")).status).toBe(502);
 });
 
+test("a WebSocket to an https upstream is verified with the route's upstream TLS settings", async () => {
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.httpPort}/`, { headers: { host: "wss.test" } } as never);
+  const reply = await new Promise<string>((resolve, reject) => {
+    ws.onopen = () => ws.send("hi");
+    ws.onmessage = (ev) => resolve(String(ev.data));
+    ws.onerror = () => reject(new Error("the WebSocket through the gateway failed"));
+    setTimeout(() => reject(new Error("no reply within 5 s")), 5000);
+  });
+  ws.close();
+  expect(reply).toBe("echo hi");
+});
+
 test("a rejected reload leaves the running upstream TLS settings alone: the old CA still verifies", async () => {
   // The new config trusts another CA and adds an HTTPS listener on a port that is taken, so the reload must be rejected.
   const taken = Bun.listen({ hostname: "127.0.0.1", port: freePort(), socket: { data() {} } });
@@ -79,6 +104,8 @@ test("a rejected reload leaves the running upstream TLS settings alone: the old 
     gw.writeRoute("trusted", trustedRoute("other-ca.pem"));
     const outcome = await gw.reload();
     expect(outcome.msg).toStartWith("config rejected");
+    // Rejected late, by the listener that cannot bind: the new generation and its upstream settings were built first.
+    expect(String(outcome.problems)).toContain(`${taken.port}: cannot bind`);
     const r = await gw.request("trusted.test");
     expect(r.status).toBe(200);
     expect(await r.text()).toBe("over tls");

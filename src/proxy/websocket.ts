@@ -1,5 +1,6 @@
 /** WebSocket proxying (RFC 6455): the upstream handshake first, then the client's upgrade, then messages both ways with backpressure. */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { UpstreamTls } from "../config/types.ts";
 import { websocketsOpen } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import type { ProxyRoute, RequestContext } from "./context.ts";
@@ -42,9 +43,9 @@ function relayCode(code: number): number | undefined {
   return code;
 }
 
-function connect(url: string, headers: Record<string, string>, protocols: string[], timeout: number): Promise<WebSocket> {
+function connect(url: string, headers: Record<string, string>, protocols: string[], timeout: number, tls: UpstreamTls | undefined): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers, protocols } as unknown as string[]);
+    const ws = new WebSocket(url, (tls === undefined ? { headers, protocols } : { headers, protocols, tls }) as unknown as string[]);
     ws.binaryType = "nodebuffer";
     const timer = setTimeout(() => {
       ws.close();
@@ -63,10 +64,13 @@ function connect(url: string, headers: Record<string, string>, protocols: string
 
 /** proxyWebSocket opens the upstream WebSocket, then upgrades the client with the subprotocol the upstream chose; returns undefined once upgraded. */
 export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promise<Response | undefined> {
-  const ep = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined)?.endpoint;
-  if (ep === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
+  const target = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined);
+  if (target === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
+  const ep = target.endpoint;
   // A copy: the client's own headers must stay intact for server.upgrade() below.
   const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);
+  // As forward does: a discovered name is sent as the Host (the URL has its address), and its TLS setup verifies it.
+  if (!t.options.preserveHost && target.hostHeader !== undefined) h.set("host", target.hostHeader);
   const protocols = (h.get("sec-websocket-protocol") ?? "")
     .split(",")
     .map((p) => p.trim())
@@ -83,7 +87,7 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promis
   let upstream: WebSocket;
   ep.inflight++;
   try {
-    upstream = await connect(url, headers, protocols, t.options.responseHeaderTimeout);
+    upstream = await connect(url, headers, protocols, t.options.responseHeaderTimeout, target.tls);
   } catch (e) {
     ep.inflight--;
     ep.count((e as GatewayError).status === 504 ? "timeout" : "error");
