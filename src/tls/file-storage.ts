@@ -1,11 +1,11 @@
-/** FileStorage: certificate storage as files under certs/, with locks that are directories kept fresh by their holder. */
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+/** FileStorage: certificate storage as files under certs/, with locks that are directories in which their holder beats. */
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize, sep } from "node:path";
 import { writeFileAtomic } from "../lib/atomic-write.ts";
 import { log } from "../observability/log.ts";
 import type { LockOptions, Release, Storage } from "./storage.ts";
 
-/** LOCK_REFRESH_MS is how often a holder touches its lock (certmagic does every 5 s). */
+/** LOCK_REFRESH_MS is how often a holder beats in its lock (certmagic refreshes every 5 s). */
 export const LOCK_REFRESH_MS = 5_000;
 /**
  * LOCK_STALE_MS is how long a lock may go without a refresh before a waiter takes it over: four missed refreshes, so a slow disk or a busy event loop is not
@@ -61,7 +61,11 @@ export class FileStorage implements Storage {
     writeFileAtomic(p, value, opts.secret ? 0o600 : 0o644);
   }
 
-  /** lock takes locks/NAME (a directory: mkdir is atomic), touches it every refreshMs while held, and takes over one untouched for staleMs. */
+  /**
+   * lock takes locks/NAME (a directory: mkdir is atomic), beats in it every refreshMs while held, and takes over a lock whose beat has not moved for staleMs.
+   * Staleness is timed on the waiter's own clock from what it reads in the lock, never from file times: nodes that share certs/ over NFS may disagree about the
+   * time, and NFS may cache file times.
+   */
   async lock(name: string, opts: LockOptions = {}): Promise<Release> {
     const timeoutMs = opts.timeoutMs ?? LOCK_TIMEOUT_MS;
     const staleMs = opts.staleMs ?? this.staleMs;
@@ -69,57 +73,74 @@ export class FileStorage implements Storage {
     mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
     const deadline = Date.now() + timeoutMs;
     const token = `${process.pid}-${crypto.randomUUID()}`;
-    const owner = join(dir, "owner");
+    // What this waiter last saw in the lock, and when (its own clock) that last changed.
+    let seen: string | undefined;
+    let since = Number.NaN;
     for (;;) {
       try {
         // mkdir is atomic: exactly one process creates the directory.
         mkdirSync(dir, { mode: 0o700 });
-        writeFileSync(owner, JSON.stringify({ token, pid: process.pid, time: new Date().toISOString() }));
-        return this.held(name, dir, owner, token);
+        writeFileSync(join(dir, "owner"), JSON.stringify({ token, pid: process.pid, time: new Date().toISOString() }));
+        writeFileSync(join(dir, `beat-${token}`), "0");
+        return this.held(name, dir, token);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       }
-      let age = 0;
-      try {
-        age = Date.now() - statSync(dir).mtimeMs;
-      } catch {
-        continue; // released meanwhile
-      }
-      if (age > staleMs) {
-        // Its holder stopped refreshing it: dead, or frozen for several intervals. Renaming is atomic: of several waiters that found it stale, one takes it
-        // away.
-        const aside = `${dir}.stale-${token}`;
-        try {
-          renameSync(dir, aside);
-          // Between our look and the rename another waiter may have taken it over and locked anew (or its holder refreshed it): give a fresh lock back.
-          if (Date.now() - statSync(aside).mtimeMs <= staleMs) renameSync(aside, dir);
-          else rmSync(aside, { recursive: true, force: true });
-        } catch {
-          // another waiter took it first
-        }
+      const now = Date.now();
+      const look = observe(dir);
+      if (look !== seen || Number.isNaN(since)) {
+        seen = look;
+        since = now;
+      } else if (now - since > staleMs) {
+        // Its holder stopped beating: dead, or frozen for several intervals. Renaming is atomic: of several waiters that found it stale, one takes it away.
+        this.takeOver(name, dir, `${dir}.stale-${token}`, seen);
+        since = Number.NaN;
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`lock ${name} is held (${dir}); another gatehouse may be obtaining this certificate`);
+      if (now > deadline) throw new Error(`lock ${name} is held (${dir}); another gatehouse may be obtaining this certificate`);
       await Bun.sleep(this.pollMs);
     }
   }
 
-  /** held starts the refresh of a lock just taken and returns its release. */
-  private held(name: string, dir: string, owner: string, token: string): Release {
+  /** takeOver sets an abandoned lock aside and removes it; a lock that changed hands since the waiter judged it (taken over and locked anew) is given back. */
+  private takeOver(name: string, dir: string, aside: string, judged: string | undefined): void {
+    try {
+      renameSync(dir, aside);
+    } catch {
+      return; // released, or another waiter took it first
+    }
+    if (observe(aside) === judged) {
+      rmSync(aside, { recursive: true, force: true });
+      return;
+    }
+    try {
+      renameSync(aside, dir);
+    } catch (e) {
+      // A third taker locked in the meantime: the lock set aside cannot go back, and its holder will find it lost.
+      log.warn("a storage lock taken over twice at once could not be given back; its holder loses it", {
+        lock: name,
+        path: dir,
+        error: String((e as Error).message ?? e),
+      });
+      rmSync(aside, { recursive: true, force: true });
+    }
+  }
+
+  /** held starts the beat of a lock just taken (a counter in a file of its own, written only while the lock's owner is this holder) and returns its release. */
+  private held(name: string, dir: string, token: string): Release {
     const ours = (): boolean | undefined => {
       try {
-        return readFileSync(owner, "utf8").includes(`"${token}"`);
+        return readFileSync(join(dir, "owner"), "utf8").includes(`"${token}"`);
       } catch {
         return undefined; // gone, or set aside by a waiter for a moment
       }
     };
+    let beat = 0;
     const timer = setInterval(() => {
       try {
         const mine = ours();
-        if (mine === true) {
-          const now = new Date();
-          utimesSync(dir, now, now);
-        } else if (mine === false) {
+        if (mine === true) writeFileSync(join(dir, `beat-${token}`), String(++beat));
+        else if (mine === false) {
           clearInterval(timer);
           log.warn("storage lock was taken over while held; its holder went too long without refreshing it", { lock: name, path: dir });
         }
@@ -134,4 +155,18 @@ export class FileStorage implements Storage {
       if (ours()) rmSync(dir, { recursive: true, force: true });
     };
   }
+}
+
+/** observe reads what tells a lock's life: its owner and that owner's beat ("" parts when missing); it changes whenever the holder beats. */
+function observe(dir: string): string {
+  const read = (f: string): string => {
+    try {
+      return readFileSync(join(dir, f), "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const owner = read("owner");
+  const token = /"token":"([^"]+)"/.exec(owner)?.[1];
+  return `${owner}\n${token === undefined ? "" : read(`beat-${token}`)}`;
 }
