@@ -93,15 +93,15 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
   }
   pools.list.push({ pool, health: a.options.health });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
-  const target: ProxyRoute = {
+  const proxy: ProxyRoute = {
     pool,
     options: a.options,
     stripPrefix: a.stripPrefix && route.prefix !== "/" ? route.prefix : undefined,
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
     requestIdleSeconds: longest >= deps.listenerIdleMs ? Math.min(255, Math.ceil(longest / 1000) + 1) : undefined,
   };
-  const plain = (ctx: RequestContext) => forward(ctx, target);
-  return { proxy: target, handle: route.cache?.enabled ? cachePhase(route.cache, deps.cache, plain) : plain };
+  const plain = (ctx: RequestContext) => forward(ctx, proxy);
+  return { proxy, handle: route.cache?.enabled ? cachePhase(route.cache, deps.cache, plain) : plain };
 }
 
 function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"] {

@@ -45,7 +45,7 @@ function imports(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of sources()) {
     const text = readFileSync(join(SRC, file), "utf8");
-    const targets = [...text.matchAll(/(?:from|import)\s+"(\.{1,2}\/[^"]+\.ts)"/g)].map((m) => normalize(join(dirname(file), m[1]!)));
+    const targets = [...text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+\.ts)"/g)].map((m) => normalize(join(dirname(file), m[1]!)));
     graph.set(
       file,
       targets.filter((t) => !t.startsWith("..")),

@@ -41,7 +41,7 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
 }
 
 /**
- * forward sends the request to an endpoint of the target's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and,
+ * forward sends the request to a target of the route's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and,
  * since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts.
  */
 export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Response> {

@@ -9,7 +9,8 @@
  *    or a static file, or a redirect; a WebSocket upgrade goes to websocket.ts instead;
  * 3. response_filter: the route's response filters (`CompiledRoute.responseFilters`: HSTS), on its errors too;
  * 4. logging (logging.ts): metrics and one access-log line, once, when the response has ended.
- * A phase that answers skips the others up to logging; every error becomes the gateway's own response here.
+ * An answer from routing goes straight to logging; one from a route's filters or the route itself goes through response_filter
+ * first. Every error becomes the gateway's own response through failWith (errors.ts).
  */
 
 import type { Server } from "bun";
@@ -22,8 +23,8 @@ import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
 type Out = Response | Promise<Response | undefined>;
 
-/** respond runs the response_filter phase on what the route answered, then hands it over to logging. */
-function respond(ctx: RequestContext, route: CompiledRoute, res: Response): Response {
+/** filterResponse runs the response_filter phase on what the route answered, then hands it over to logging. */
+function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Response): Response {
   const filters = route.responseFilters;
   if (filters.length !== 0) {
     const original = res;
@@ -48,12 +49,12 @@ function answer(ctx: RequestContext, route: CompiledRoute): Out {
     const res = route.handle(ctx);
     if (res instanceof Promise)
       return res.then(
-        (r) => respond(ctx, route, r),
-        (e) => respond(ctx, route, failWith(ctx, e)),
+        (r) => filterResponse(ctx, route, r),
+        (e) => filterResponse(ctx, route, failWith(ctx, e)),
       );
-    return respond(ctx, route, res);
+    return filterResponse(ctx, route, res);
   } catch (e) {
-    return respond(ctx, route, failWith(ctx, e));
+    return filterResponse(ctx, route, failWith(ctx, e));
   }
 }
 
@@ -64,16 +65,16 @@ function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly R
     try {
       r = filters[i]!(ctx);
     } catch (e) {
-      return respond(ctx, route, failWith(ctx, e));
+      return filterResponse(ctx, route, failWith(ctx, e));
     }
     if (r instanceof Promise) {
       const next = i + 1;
       return r.then(
-        (res) => (res === undefined ? filtered(ctx, route, filters, next) : respond(ctx, route, res)),
-        (e) => respond(ctx, route, failWith(ctx, e)),
+        (res) => (res === undefined ? filtered(ctx, route, filters, next) : filterResponse(ctx, route, res)),
+        (e) => filterResponse(ctx, route, failWith(ctx, e)),
       );
     }
-    if (r !== undefined) return respond(ctx, route, r);
+    if (r !== undefined) return filterResponse(ctx, route, r);
   }
   return answer(ctx, route);
 }

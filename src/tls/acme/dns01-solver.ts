@@ -35,7 +35,8 @@ export class Dns01Solver implements Solver, Waiter {
     const name = challengeName(c.identifier);
     const deadline = Date.now() + VISIBLE_WITHIN_MS;
     while (!(await queryTxt(this.opts.server, name)).includes(c.keyAuthorization)) {
-      if (Date.now() > deadline) throw new Error(`${name} TXT is not visible on ${this.opts.server.host}:${this.opts.server.port} 30 s after the update`);
+      if (Date.now() > deadline)
+        throw new Error(`${name} TXT is not visible on ${this.opts.server.host}:${this.opts.server.port} ${VISIBLE_WITHIN_MS / 1000} s after the update`);
       await Bun.sleep(POLL_MS);
     }
   }
