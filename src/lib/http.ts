@@ -5,3 +5,12 @@ export const HOP_BY_HOP: readonly string[] = ["connection", "keep-alive", "proxy
 
 /** IDEMPOTENT are the methods a request may be repeated with (RFC 9110 §9.2.2). */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** TOKEN_CHARS marks the tchar bytes of RFC 9110 §5.6.2: digits, letters and !#$%&'*+-.^_`|~. */
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHARS[c.charCodeAt(0)] = 1;
+
+/** isTokenChar says whether a character code may appear in a token (a method, a field name): a table lookup. */
+export function isTokenChar(c: number): boolean {
+  return c < 128 && TOKEN_CHARS[c] === 1;
+}
