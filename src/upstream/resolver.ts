@@ -1,5 +1,5 @@
 /** A small stub resolver for upstream discovery: A, AAAA and SRV with recursion desired, servers tried in order, UDP with TCP fallback on truncation (RFC 1035 §4.2, RFC 7766 §5), CNAME chains followed, negative TTLs from the SOA (RFC 2308 §5). */
-import { DnsTransportError, dnsAddress, exchange, type Matcher } from "../lib/dns-transport.ts";
+import { DnsTransportError, type DnsTarget, dnsAddress as addr, exchange, type Matcher } from "../lib/dns-transport.ts";
 import {
   randomId16,
   CLASS,
@@ -19,7 +19,7 @@ import {
 } from "../lib/dns-wire.ts";
 
 /** ResolverServer is a recursive resolver (or an authoritative server) to ask: an IP address and port. */
-export type ResolverServer = { readonly host: string; readonly port: number };
+export type ResolverServer = DnsTarget;
 /** RecordType is a question type the resolver asks. */
 export type RecordType = "A" | "AAAA" | "SRV";
 /** AddressRecord is one A or AAAA answer: the address in text form (RFC 5952 for IPv6) and its TTL in seconds. */
@@ -67,8 +67,6 @@ class Failure extends Error {
     super(detail);
   }
 }
-
-const addr = dnsAddress;
 
 /** matcher accepts a response with our id, opcode QUERY and exactly our question; names compare case-insensitively. */
 function matcher(id: number, name: string, type: number): Matcher<DecodedMessage> {

@@ -1,5 +1,5 @@
 /** DNS client for ACME DNS-01: zone discovery, TXT queries, and TSIG-signed RFC 2136 updates that add or delete one TXT record. */
-import { DnsTransportError, dnsAddress, exchange as exchangeOver } from "../../lib/dns-transport.ts";
+import { DnsTransportError, type DnsTarget, dnsAddress as addr, exchange as exchangeOver } from "../../lib/dns-transport.ts";
 import {
   randomId16,
   CLASS,
@@ -22,7 +22,7 @@ import { signMessage, verifyTsig, type TsigKey } from "../../lib/dns-tsig.ts";
 export type { TsigKey } from "../../lib/dns-tsig.ts";
 
 /** DnsServer is where queries and updates go: an IP address (or host name) and port, usually the zone's primary. */
-export type DnsServer = { readonly host: string; readonly port: number };
+export type DnsServer = DnsTarget;
 /**
  * DnsUpdateOptions says where to send updates and how to sign them; zone skips discovery, timeoutMs bounds the whole call (default 5000), clock (ms, default
  * Date.now) signs and checks TSIG times.
@@ -57,7 +57,6 @@ export class DnsUpdateError extends Error {
 /** Budget is one public call's time limit, shared by all its steps. */
 type Budget = { readonly deadline: number; readonly timeoutMs: number };
 const budgetOf = (timeoutMs: number): Budget => ({ deadline: Date.now() + timeoutMs, timeoutMs });
-const addr = dnsAddress;
 
 /** transportError says what an operator should check when no answer came. */
 function transportError(server: DnsServer, e: DnsTransportError, budget: Budget): DnsUpdateError {
