@@ -1,6 +1,7 @@
 /** One upstream HTTP/1.1 connection of the pooled client: writing requests (bodies at the socket's pace), finding each response head, handing the body to its Exchange (h1-exchange.ts), and going back to the pool or closing. */
 import type { Socket } from "bun";
 import { IDEMPOTENT } from "../lib/http.ts";
+import { WriteQueue } from "../lib/write-queue.ts";
 import type { Exchange, ExchangeConn } from "./h1-exchange.ts";
 import { H1Error, INTERIM, MAX_HEAD, parseResponseHead } from "./h1-message.ts";
 
@@ -25,43 +26,22 @@ export class Conn implements ExchangeConn {
   /** reusable turns false when the connection cannot carry another exchange (close, HTTP/1.0, bad framing, unsent body). */
   reusable = true;
   paused = false;
-  /** writeQueue holds what the socket did not take yet; drained by the drain handler. */
-  writeQueue: Uint8Array[] = [];
-  drained: (() => void) | undefined;
+  /** out holds what the socket did not take yet; drained by the drain handler. */
+  readonly out = new WriteQueue();
 
   constructor(readonly pool: ConnOwner) {}
 
   write(data: Uint8Array | string): void {
-    const s = this.socket!;
-    if (this.writeQueue.length > 0) {
-      this.writeQueue.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
-      return;
-    }
-    const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
-    const n = s.write(bytes);
-    if (n < bytes.byteLength) this.writeQueue.push(n <= 0 ? bytes : bytes.subarray(n));
+    this.out.write(this.socket!, data);
   }
 
   onDrain(): void {
-    const s = this.socket!;
-    while (this.writeQueue.length > 0) {
-      const b = this.writeQueue[0]!;
-      const n = s.write(b);
-      if (n < b.byteLength) {
-        if (n > 0) this.writeQueue[0] = b.subarray(n);
-        return;
-      }
-      this.writeQueue.shift();
-    }
-    const d = this.drained;
-    this.drained = undefined;
-    d?.();
+    this.out.onDrain(this.socket!);
   }
 
   /** flushed resolves when everything written so far has gone to the socket. */
   flushed(): Promise<void> | undefined {
-    if (this.writeQueue.length === 0) return undefined;
-    return new Promise((r) => (this.drained = r));
+    return this.out.flushed();
   }
 
   start(ex: Exchange): void {
@@ -167,7 +147,7 @@ export class Conn implements ExchangeConn {
       this.socket!.resume();
     }
     // A request body still being sent (the upstream answered early) leaves the connection out of step.
-    if (!ex.sent || this.writeQueue.length > 0) this.reusable = false;
+    if (!ex.sent || this.out.pending) this.reusable = false;
     if (this.reusable && !this.closed) {
       this.reused = true;
       this.pool.release(this);
@@ -218,10 +198,7 @@ export class Conn implements ExchangeConn {
     this.closed = true;
     this.pool.forget(this);
     this.socket?.terminate();
-    this.writeQueue = [];
-    const d = this.drained;
-    this.drained = undefined;
-    d?.();
+    this.out.clear();
   }
 }
 

@@ -1,0 +1,58 @@
+/** Writing to a Bun socket at its pace: what the socket did not take is queued and written on drain, and a writer can wait until all of it has gone. */
+
+/** Writable is the part of a Bun socket a WriteQueue uses: write returns how many bytes the socket took. */
+export type Writable = { write(data: Uint8Array): number };
+
+/** WriteQueue holds the bytes a socket has not taken yet; the socket's drain handler calls onDrain. A Map-free array; nothing is copied but partial writes' rests. */
+export class WriteQueue {
+  private queue: Uint8Array[] = [];
+  private drained: (() => void) | undefined;
+
+  /** pending says whether bytes are still waiting for the socket. */
+  get pending(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** write sends data (a string is sent as latin1 bytes) now, or queues what the socket did not take, keeping the order. */
+  write(s: Writable, data: Uint8Array | string): void {
+    const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+    if (this.queue.length > 0) {
+      this.queue.push(bytes);
+      return;
+    }
+    const n = s.write(bytes);
+    if (n < bytes.byteLength) this.queue.push(n <= 0 ? bytes : bytes.subarray(n));
+  }
+
+  /** onDrain writes what is queued, as far as the socket takes it; when all has gone, a waiting flushed() resolves. */
+  onDrain(s: Writable): void {
+    while (this.queue.length > 0) {
+      const b = this.queue[0]!;
+      const n = s.write(b);
+      if (n < b.byteLength) {
+        if (n > 0) this.queue[0] = b.subarray(n);
+        return;
+      }
+      this.queue.shift();
+    }
+    this.release();
+  }
+
+  /** flushed resolves when everything written so far has gone to the socket; undefined when it already has (no promise). */
+  flushed(): Promise<void> | undefined {
+    if (this.queue.length === 0) return undefined;
+    return new Promise((r) => (this.drained = r));
+  }
+
+  /** clear drops what is queued (the socket is gone) and lets a waiting writer go on. */
+  clear(): void {
+    this.queue = [];
+    this.release();
+  }
+
+  private release(): void {
+    const d = this.drained;
+    this.drained = undefined;
+    d?.();
+  }
+}
