@@ -37,8 +37,8 @@ export type RequestHead = {
   readonly headBytes: number;
 };
 
-/** HeadError is a head that must be refused: the status to answer (the connection is closed after it) and why, for the log. */
-export type HeadError = { readonly status: 400 | 414 | 431 | 501 | 505; readonly reason: string };
+/** HeadError is a head that must be refused: the status to answer (the connection is closed after it) and why, for the log (408 is the server's, when a head is late). */
+export type HeadError = { readonly status: 400 | 408 | 414 | 431 | 501 | 505; readonly reason: string };
 
 const fail = (status: HeadError["status"], reason: string): HeadError => ({ status, reason });
 const CR = 13;

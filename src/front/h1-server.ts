@@ -1,0 +1,306 @@
+/** The front end's HTTP/1.1 server on raw sockets (Bun.listen): strict heads, bodies on every method, keep-alive and pipelining answered in order, 100-continue, head timeouts. */
+import type { Socket, TCPSocketListener } from "bun";
+import { WriteQueue } from "../lib/write-queue.ts";
+import { BodyIn } from "./body-in.ts";
+import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
+import { DEFAULT_LIMITS, type HeadError, isHeadError, parseRequestHead, type RequestHead, type RequestLimits } from "./h1-request.ts";
+
+/** FrontRequest is one request as the server hands it over: its head, its body as it arrives (null without one), the client and a signal for its departure. */
+export type FrontRequest = {
+  readonly head: RequestHead;
+  readonly body: ReadableStream<Uint8Array> | null;
+  readonly client: string;
+  /** signal aborts when the connection closes before the response has gone out. */
+  readonly signal: AbortSignal;
+};
+
+/** FrontHandler answers a request; it should not throw (a throw or a rejection is answered with 500 and the connection closed). */
+export type FrontHandler = (req: FrontRequest) => Response | Promise<Response>;
+
+/** FrontOptions: where to listen, the head limits, how long a head may take to arrive, and the handler. */
+export type FrontOptions = {
+  readonly hostname: string;
+  readonly port: number;
+  readonly limits?: RequestLimits;
+  /** headerTimeoutMs bounds the wait for a whole request head, from the connection's start or the previous response's end; then 408 (or a silent close when nothing came). */
+  readonly headerTimeoutMs?: number;
+  readonly handler: FrontHandler;
+  /** refused is told of every request refused before the handler (status, reason), for logs and metrics. */
+  readonly refused?: (status: number, reason: string, client: string) => void;
+};
+
+/** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
+const BUFFERED_LIMIT = 64 * 1024;
+/** WHOLE_LIMIT: a response body of declared length up to this is read whole and written with its head in one go. */
+const WHOLE_LIMIT = 64 * 1024;
+const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
+const EMPTY = new Uint8Array(0);
+
+/** Conn is one client connection and where its current request stands. */
+class Conn {
+  buf: Uint8Array = EMPTY;
+  busy = false;
+  body: BodyIn | undefined;
+  closed = false;
+  readPaused = false;
+  timer: Timer | undefined;
+  abort: AbortController | undefined;
+  readonly out = new WriteQueue();
+
+  constructor(
+    readonly socket: Socket<Conn>,
+    readonly server: FrontServer,
+  ) {}
+
+  get client(): string {
+    return this.socket.remoteAddress;
+  }
+
+  write(data: Uint8Array | string): void {
+    if (!this.closed) this.out.write(this.socket, data);
+  }
+
+  pauseReading(): void {
+    if (!this.readPaused && !this.closed) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeReading(): void {
+    if (this.readPaused && !this.closed) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** waitForHead starts the head timer: a head that does not arrive whole in time gets 408, an idle keep-alive connection is closed. */
+  waitForHead(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (this.busy || this.closed) return;
+      if (this.buf.byteLength > 0) this.refuse({ status: 408, reason: "the request head did not arrive in time" });
+      else this.close();
+    }, this.server.headerTimeoutMs);
+  }
+
+  onData(data: Uint8Array): void {
+    if (this.body !== undefined && !this.body.ended) {
+      const used = this.body.feed(data);
+      if (typeof used !== "number") {
+        this.refuseAfter(used.reason);
+        return;
+      }
+      if (used === data.byteLength) return;
+      data = data.subarray(used);
+    }
+    this.buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
+    if (this.busy) {
+      if (this.buf.byteLength > BUFFERED_LIMIT) this.pauseReading();
+      return;
+    }
+    this.next();
+  }
+
+  /** next parses the next request in the buffer and starts it. */
+  next(): void {
+    if (this.closed || this.busy || this.buf.byteLength === 0) return;
+    const head = parseRequestHead(this.buf, this.server.limits);
+    if (head === undefined) return;
+    if (isHeadError(head)) {
+      this.refuse(head);
+      return;
+    }
+    clearTimeout(this.timer);
+    this.busy = true;
+    let rest = this.buf.subarray(head.headBytes);
+    this.buf = EMPTY;
+    let body: BodyIn | undefined;
+    if (head.framing !== "none") {
+      body = new BodyIn(head, { pause: () => this.pauseReading(), resume: () => this.resumeReading() });
+      this.body = body;
+      // RFC 9110 §10.1.1: a client that waits for 100 Continue is told to send the body (the route's limits apply as it arrives).
+      if (head.expectContinue && head.version === "1.1") this.write(CONTINUE);
+      if (rest.byteLength > 0) {
+        const used = body.feed(rest);
+        if (typeof used !== "number") {
+          this.refuse({ status: 400, reason: used.reason });
+          return;
+        }
+        rest = rest.subarray(used);
+      }
+    }
+    this.buf = rest;
+    const abort = new AbortController();
+    this.abort = abort;
+    void this.answer({ head, body: body?.stream ?? null, client: this.client, signal: abort.signal }, body);
+  }
+
+  private async answer(req: FrontRequest, body: BodyIn | undefined): Promise<void> {
+    let res: Response;
+    try {
+      res = await this.server.handler(req);
+    } catch {
+      res = new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });
+    }
+    // A body the handler did not read to its end leaves the connection out of step: it closes after this response.
+    const keepAlive = req.head.keepAlive && (body === undefined || body.complete);
+    const close = await this.send(req.head, res, keepAlive);
+    if (this.closed) return;
+    this.abort = undefined;
+    if (close || (body !== undefined && !body.complete)) {
+      this.close();
+      return;
+    }
+    this.body = undefined;
+    this.busy = false;
+    this.resumeReading();
+    this.waitForHead();
+    this.next();
+  }
+
+  /** send writes the response at the socket's pace; it returns whether the connection must close after it. */
+  private async send(head: RequestHead, res: Response, keepAlive: boolean): Promise<boolean> {
+    const x = { method: head.method, version: head.version, keepAlive };
+    const declared = res.headers.get("content-length");
+    const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
+    const stream = res.body;
+    if (stream === null || head.method === "HEAD") {
+      if (stream !== null) void stream.cancel().catch(() => undefined);
+      const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
+      this.write(f.head);
+      return f.close;
+    }
+    if (length !== undefined && length <= WHOLE_LIMIT) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await res.bytes();
+      } catch {
+        return true; // the body failed before anything was sent: nothing sensible to answer on this connection
+      }
+      const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
+      this.write(f.head);
+      if (f.body) this.write(bytes);
+      return f.close;
+    }
+    const shape: BodyShape = { kind: "stream", length };
+    const f = frameResponse(x, res.status, res.headers, shape, res.statusText);
+    this.write(f.head);
+    if (!f.body) {
+      void stream.cancel().catch(() => undefined);
+      return f.close;
+    }
+    const reader = stream.getReader();
+    let sent = 0;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (this.closed) {
+          void reader.cancel().catch(() => undefined);
+          return true;
+        }
+        if (r.done) break;
+        const n = r.value.byteLength;
+        if (n === 0) continue;
+        sent += n;
+        // A body longer than its declared length would run into the next response: cut here, and close.
+        if (length !== undefined && sent > length) {
+          void reader.cancel().catch(() => undefined);
+          return true;
+        }
+        if (f.chunked) this.write(chunkHead(n));
+        this.write(r.value);
+        if (f.chunked) this.write("\r\n");
+        const flushed = this.out.flushed();
+        if (flushed !== undefined) await flushed;
+      }
+    } catch {
+      // The body broke off (the upstream failed): without the last chunk or all the bytes, the client sees it cut; only the close can say so.
+      return true;
+    }
+    if (f.chunked) this.write(LAST_CHUNK);
+    return f.close || (length !== undefined && sent !== length);
+  }
+
+  /** refuse answers a head that cannot be served with its status, then closes (RFC 9112 §11.2: no further request on a connection whose framing is in doubt). */
+  refuse(e: HeadError): void {
+    this.server.refused?.(e.status, e.reason, this.client);
+    const res = frameResponse({ method: "GET", version: "1.1", keepAlive: false }, e.status, new Headers({ "content-type": "text/plain; charset=utf-8" }), {
+      kind: "bytes",
+      length: e.reason.length + 1,
+    });
+    this.write(res.head);
+    this.write(`${e.reason}\n`);
+    this.busy = true;
+    this.close();
+  }
+
+  /** refuseAfter ends a request whose body turned out malformed after the handler started: the handler's stream errors, the connection closes when its response is done. */
+  refuseAfter(reason: string): void {
+    this.server.refused?.(400, reason, this.client);
+    this.pauseReading();
+  }
+
+  /** close ends the connection once what was written has gone out. */
+  close(): void {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    const flushed = this.out.flushed();
+    if (flushed === undefined) this.socket.end();
+    else void flushed.then(() => this.socket.end());
+  }
+
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.out.clear();
+    this.body?.fail(new Error("the client closed the connection"));
+    this.abort?.abort("client closed the connection");
+    this.server.connections.delete(this);
+  }
+}
+
+/** FrontServer is one listening address of the front end. */
+export class FrontServer {
+  readonly limits: RequestLimits;
+  readonly headerTimeoutMs: number;
+  readonly handler: FrontHandler;
+  readonly refused: FrontOptions["refused"];
+  readonly connections = new Set<Conn>();
+  private readonly listener: TCPSocketListener<Conn>;
+
+  constructor(opts: FrontOptions) {
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.headerTimeoutMs = opts.headerTimeoutMs ?? 10_000;
+    this.handler = opts.handler;
+    this.refused = opts.refused;
+    this.listener = Bun.listen<Conn>({
+      hostname: opts.hostname,
+      port: opts.port,
+      socket: {
+        open: (s) => {
+          const c = new Conn(s, this);
+          s.data = c;
+          this.connections.add(c);
+          c.waitForHead();
+        },
+        data: (s, d) => s.data.onData(d),
+        drain: (s) => s.data.out.onDrain(s),
+        close: (s) => s.data.onClose(),
+        error: (s) => s.data.onClose(),
+      },
+    });
+  }
+
+  /** port is the port bound (useful with port 0). */
+  get port(): number {
+    return this.listener.port;
+  }
+
+  /** stop closes the listener and, with force, every connection. */
+  stop(force = false): void {
+    this.listener.stop(force);
+    if (force) for (const c of this.connections) c.socket.terminate();
+  }
+}

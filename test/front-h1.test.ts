@@ -1,0 +1,190 @@
+/** The front end's raw HTTP/1.1 server (src/front/h1-server.ts) on loopback, spoken to in exact bytes: what the client receives and what the handler was given. */
+import { afterAll, expect, test } from "bun:test";
+import { type FrontRequest, FrontServer } from "../src/front/h1-server.ts";
+
+type Seen = { method: string; path: string; query: string; host: string; body: string; error?: string };
+const seen: Seen[] = [];
+let aborted = 0;
+
+async function readAll(body: ReadableStream<Uint8Array> | null): Promise<{ text: string; error?: string }> {
+  if (body === null) return { text: "" };
+  let text = "";
+  try {
+    for await (const piece of body) text += Buffer.from(piece).toString("latin1");
+    return { text };
+  } catch (e) {
+    return { text, error: String((e as Error).message ?? e) };
+  }
+}
+
+async function handler(req: FrontRequest): Promise<Response> {
+  const h = req.head;
+  if (h.path === "/noread") return new Response("not read");
+  if (h.path === "/slow") {
+    req.signal.addEventListener("abort", () => aborted++);
+    await Bun.sleep(400);
+    return new Response("late");
+  }
+  if (h.path === "/stream") {
+    const parts = ["one,", "two,", "three"];
+    return new Response(new ReadableStream({ pull: (c) => (parts.length > 0 ? c.enqueue(new TextEncoder().encode(parts.shift())) : c.close()) }));
+  }
+  if (h.path === "/big") return new Response("z".repeat(100 * 1024), { headers: { "content-length": String(100 * 1024) } });
+  const body = await readAll(req.body);
+  seen.push({ method: h.method, path: h.path, query: h.query, host: h.host, body: body.text, error: body.error });
+  return Response.json({ method: h.method, path: h.path, host: h.host, body: body.text });
+}
+
+const server = new FrontServer({ hostname: "127.0.0.1", port: 0, headerTimeoutMs: 300, handler });
+afterAll(() => server.stop(true));
+
+/** talk sends the parts (a pause between them) on a new connection and collects what comes back until the server closes or is quiet for quietMs. */
+function talk(parts: string[], quietMs = 250, gapMs = 30): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    let timer: Timer | undefined;
+    const done = (closed: boolean) => {
+      clearTimeout(timer);
+      resolve({ text, closed });
+    };
+    const quiet = (s: { end(): void }) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        done(false); // before end(): ending calls close at once
+        s.end();
+      }, quietMs);
+    };
+    Bun.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      socket: {
+        async open(s) {
+          for (const p of parts) {
+            s.write(Buffer.from(p, "latin1"));
+            await Bun.sleep(gapMs);
+          }
+          quiet(s);
+        },
+        data(s, d) {
+          text += Buffer.from(d).toString("latin1");
+          quiet(s);
+        },
+        close: () => done(true),
+        error: (_s, e) => reject(e),
+      },
+    }).catch(reject);
+  });
+}
+
+const statuses = (text: string) => [...text.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => Number(m[1]));
+const GET = (path = "/", fields = "Host: app.test\r\n") => `GET ${path} HTTP/1.1\r\n${fields}\r\n`;
+
+test("keep-alive: two requests one after the other on one connection, both answered, the connection left open", async () => {
+  const r = await talk([GET("/one"), GET("/two")], 100); // well within the 300 ms the server waits for another head
+  expect(statuses(r.text)).toEqual([200, 200]);
+  expect(r.text).toContain('"path":"/one"');
+  expect(r.text).toContain('"path":"/two"');
+  expect(r.closed).toBe(false);
+});
+
+test("pipelining: three requests in one write are answered in order", async () => {
+  const r = await talk([GET("/a") + GET("/b") + GET("/c")]);
+  expect(statuses(r.text)).toEqual([200, 200, 200]);
+  expect([...r.text.matchAll(/"path":"(\/\w)"/g)].map((m) => m[1])).toEqual(["/a", "/b", "/c"]);
+});
+
+test("a body on GET reaches the handler (Content-Length and chunked), and the next request after it is read right", async () => {
+  const before = seen.length;
+  const r = await talk([`GET /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello${GET("/after")}`]);
+  expect(statuses(r.text)).toEqual([200, 200]);
+  const c = await talk([`GET /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`]);
+  expect(statuses(c.text)).toEqual([200]);
+  expect(seen.slice(before).map((s) => [s.path, s.body])).toEqual([
+    ["/cl", "hello"],
+    ["/after", ""],
+    ["/chunked", "hello world"],
+  ]);
+});
+
+test("a body sent in pieces and slowly arrives whole", async () => {
+  const before = seen.length;
+  const r = await talk(["POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhel", "lo wo", "rld"], 250, 60);
+  expect(statuses(r.text)).toEqual([200]);
+  expect(seen.slice(before).map((s) => s.body)).toEqual(["hello world"]);
+});
+
+test("Expect: 100-continue gets 100 Continue before the answer", async () => {
+  const r = await talk(["POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", "ok"]);
+  expect(r.text.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")).toBe(true);
+});
+
+test("HTTP/1.0 without keep-alive: one answer, Connection: close, then the close", async () => {
+  const r = await talk(["GET / HTTP/1.0\r\n\r\n"]);
+  expect(statuses(r.text)).toEqual([200]);
+  expect(r.text.toLowerCase()).toContain("connection: close");
+  expect(r.closed).toBe(true);
+});
+
+test("HEAD gets the head only; a stream of unknown length is chunked for HTTP/1.1 and close-delimited for HTTP/1.0", async () => {
+  const head = await talk([`HEAD /big HTTP/1.1\r\nHost: a\r\n\r\n${GET("/x")}`]);
+  expect(statuses(head.text)).toEqual([200, 200]);
+  expect(head.text).toContain("content-length: 102400\r\n");
+  expect(head.text).not.toContain("zzz");
+  const chunked = await talk([GET("/stream")]);
+  expect(chunked.text).toContain("transfer-encoding: chunked\r\n");
+  expect(chunked.text.endsWith("\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n")).toBe(true);
+  const old = await talk(["GET /stream HTTP/1.0\r\n\r\n"]);
+  expect([old.text.endsWith("\r\n\r\none,two,three"), old.closed]).toEqual([true, true]);
+  const big = await talk([GET("/big")]);
+  expect(big.text.split("\r\n\r\n")[1]!.length).toBe(100 * 1024);
+});
+
+test("heads that break the rules get their status and a closed connection; the handler never sees them", async () => {
+  const before = seen.length;
+  const cases: [string, number][] = [
+    ["GET / HTTP/1.1\nHost: a\n\n", 400],
+    [`GET /${"a".repeat(9000)} HTTP/1.1\r\nHost: a\r\n\r\n`, 414],
+    [`GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${"b".repeat(17000)}\r\n\r\n`, 431],
+    ["POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501],
+    ["GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400],
+    ["GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
+  ];
+  for (const [bytes, status] of cases) {
+    const r = await talk([bytes + GET("/never")]);
+    expect([statuses(r.text), r.closed]).toEqual([[status], true]);
+  }
+  expect(seen.slice(before)).toEqual([]);
+});
+
+test("a head that does not arrive in time gets 408; an idle connection is closed without a word", async () => {
+  const partial = await talk(["GET / HTTP/1.1\r\nHost: a\r\n"], 1000);
+  expect([statuses(partial.text), partial.closed]).toEqual([[408], true]);
+  const idle = await talk([], 1000);
+  expect([idle.text, idle.closed]).toEqual(["", true]);
+});
+
+test("a chunked body that breaks after the head: the handler's body errors and the connection closes", async () => {
+  const before = seen.length;
+  const r = await talk(["POST /broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", "lo\r\nzz\r\n"]);
+  expect(r.closed).toBe(true);
+  expect(seen.slice(before).map((s) => [s.body, s.error !== undefined])).toEqual([["hello", true]]);
+});
+
+test("an absolute-form target is routed by its authority", async () => {
+  const r = await talk(["GET http://app.test:8080/abs?q=1 HTTP/1.1\r\nHost: app.test:8080\r\n\r\n"]);
+  expect(r.text).toContain('"host":"app.test:8080"');
+  expect(r.text).toContain('"path":"/abs"');
+});
+
+test("a body the handler did not read: the answer goes out, then the connection closes (it cannot carry another request)", async () => {
+  const r = await talk([`POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n${"x".repeat(1000)}`]);
+  expect([statuses(r.text), r.closed]).toEqual([[200], true]);
+});
+
+test("a client that leaves before its answer: the request's signal aborts", async () => {
+  const before = aborted;
+  await talk([GET("/slow")], 50);
+  await Bun.sleep(100);
+  expect(aborted).toBe(before + 1);
+});
