@@ -1,5 +1,6 @@
 /** The front end's HTTP/1.1 server on raw sockets (Bun.listen): strict heads, bodies on every method, keep-alive and pipelining answered in order, 100-continue, head timeouts. */
 import type { Socket, TCPSocketListener } from "bun";
+import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { WriteQueue } from "../lib/write-queue.ts";
 import { BodyIn } from "./body-in.ts";
 import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
@@ -43,14 +44,25 @@ class Conn {
   body: BodyIn | undefined;
   closed = false;
   readPaused = false;
-  timer: Timer | undefined;
+  /** headWait is this connection in the shared idle sweep while it waits for a head (no timer per request). */
+  private readonly headWait: Watched;
+  /** abort is made on first use of the current request's signal: most requests never ask. */
   abort: AbortController | undefined;
   readonly out = new WriteQueue();
 
   constructor(
     readonly socket: Socket<Conn>,
     readonly server: FrontServer,
-  ) {}
+  ) {
+    this.headWait = { last: 0, limit: server.headerTimeoutMs, expire: () => this.headLate() };
+  }
+
+  /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
+  signal(): AbortSignal {
+    if (this.closed && this.abort === undefined) return AbortSignal.abort("client closed the connection");
+    this.abort ??= new AbortController();
+    return this.abort.signal;
+  }
 
   get client(): string {
     return this.socket.remoteAddress;
@@ -74,14 +86,16 @@ class Conn {
     }
   }
 
-  /** waitForHead starts the head timer: a head that does not arrive whole in time gets 408, an idle keep-alive connection is closed. */
+  /** waitForHead starts the wait for a head: one that does not arrive whole in time gets 408, an idle keep-alive connection is closed. */
   waitForHead(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (this.busy || this.closed) return;
-      if (this.buf.byteLength > 0) this.refuse({ status: 408, reason: "the request head did not arrive in time" });
-      else this.close();
-    }, this.server.headerTimeoutMs);
+    this.headWait.last = performance.now();
+    watch(this.headWait);
+  }
+
+  private headLate(): void {
+    if (this.busy || this.closed) return;
+    if (this.buf.byteLength > 0) this.refuse({ status: 408, reason: "the request head did not arrive in time" });
+    else this.close();
   }
 
   onData(data: Uint8Array): void {
@@ -111,7 +125,7 @@ class Conn {
       this.refuse(head);
       return;
     }
-    clearTimeout(this.timer);
+    unwatch(this.headWait);
     this.busy = true;
     let rest = this.buf.subarray(head.headBytes);
     this.buf = EMPTY;
@@ -131,9 +145,8 @@ class Conn {
       }
     }
     this.buf = rest;
-    const abort = new AbortController();
-    this.abort = abort;
-    void this.answer({ head, body: body?.stream ?? null, client: this.client, signal: abort.signal }, body);
+    this.abort = undefined;
+    void this.answer(new Req(head, body?.stream ?? null, this), body);
   }
 
   private async answer(req: FrontRequest, body: BodyIn | undefined): Promise<void> {
@@ -244,7 +257,7 @@ class Conn {
   /** close ends the connection once what was written has gone out. */
   close(): void {
     if (this.closed) return;
-    clearTimeout(this.timer);
+    unwatch(this.headWait);
     const flushed = this.out.flushed();
     if (flushed === undefined) this.socket.end();
     else void flushed.then(() => this.socket.end());
@@ -253,11 +266,28 @@ class Conn {
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.timer);
+    unwatch(this.headWait);
     this.out.clear();
     this.body?.fail(new Error("the client closed the connection"));
     this.abort?.abort("client closed the connection");
     this.server.connections.delete(this);
+  }
+}
+
+/** Req is a FrontRequest whose signal is made only when asked for. */
+class Req implements FrontRequest {
+  constructor(
+    readonly head: RequestHead,
+    readonly body: ReadableStream<Uint8Array> | null,
+    private readonly conn: Conn,
+  ) {}
+
+  get client(): string {
+    return this.conn.client;
+  }
+
+  get signal(): AbortSignal {
+    return this.conn.signal();
   }
 }
 

@@ -10,7 +10,7 @@ import { hashKey } from "./hash-key.ts";
 import { requestHead } from "./request-head.ts";
 import { IDEMPOTENT } from "../lib/http.ts";
 import { BUFFER_LIMIT, type H1Response } from "../upstream/h1-client.ts";
-import { unwatch, watch, type Watched } from "./idle-watch.ts";
+import { unwatch, watch, type Watched } from "../lib/idle-watch.ts";
 
 const TIMEOUT = "response header timeout";
 const CLIENT_GONE = "client closed the connection";
