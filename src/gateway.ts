@@ -8,7 +8,7 @@ import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from ".
 import { adminApp, type AdminState } from "./observability/admin.ts";
 import { setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
-import { createFetchHandler } from "./proxy/pipeline.ts";
+import { createFetchHandler } from "./proxy/bun-serve.ts";
 import { openSockets } from "./proxy/websocket.ts";
 import { Listeners } from "./listeners.ts";
 import { ResponseCache } from "./cache/response-cache.ts";

@@ -109,7 +109,7 @@ function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"]
   const serve = staticHandler(source, { index: [...a.index], cacheControl: a.cacheControl });
   const cut = a.stripPrefix && route.prefix !== "/" ? route.prefix.length : 0;
   return (ctx: RequestContext) => {
-    const res = serve(ctx.req, cut ? ctx.path.slice(cut) || "/" : ctx.path);
+    const res = serve(ctx, cut ? ctx.path.slice(cut) || "/" : ctx.path);
     res.headers.set("x-request-id", ctx.id);
     ctx.bytesOut = Number(res.headers.get("content-length") ?? 0);
     return res;

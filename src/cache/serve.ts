@@ -12,7 +12,7 @@ export const CACHE_NAME = "gatehouse";
  * Asker is the part of a request that answering from the store reads; bytesOut is set to the body bytes the answer carries (for the access log). The proxy's
  * RequestContext is one.
  */
-export type Asker = { readonly id: string; readonly req: Request; bytesOut: number };
+export type Asker = { readonly id: string; readonly method: string; readonly headers: Headers; bytesOut: number };
 
 /** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
 export type Conditionals = { readonly headers: Headers; readonly any: boolean };
@@ -87,12 +87,12 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
   h.set("age", ageHeader(age));
   h.set("cache-status", `${CACHE_NAME}; ${status}`);
   h.set("x-request-id", ctx.id);
-  const head = ctx.req.method === "HEAD";
+  const head = ctx.method === "HEAD";
   // RFC 9110 §8.4, §12.5.3: a compressible entry varies on Accept-Encoding whatever this client gets; its coded form has a weak ETag.
   let coding: Coding | undefined;
   if (e.compressible) {
     if (!/(^|,)\s*accept-encoding\s*(,|$)/i.test(h.get("vary") ?? "")) h.append("vary", "accept-encoding");
-    coding = negotiate(ctx.req.headers.get("accept-encoding"));
+    coding = negotiate(ctx.headers.get("accept-encoding"));
   }
   if (e.status === 200 && (cond instanceof Headers ? asksConditionally(req) : cond.any)) {
     const c = evaluateConditional(req, e.headers);

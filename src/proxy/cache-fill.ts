@@ -2,7 +2,7 @@
 import type { CacheRules } from "../config/types.ts";
 import { cacheRequests } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
-import { clientOf, type RequestContext } from "./context.ts";
+import { clientOf, type Downstream, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { responsePolicy } from "../cache/cache-control.ts";
 import { compressible } from "../cache/compress.ts";
@@ -53,6 +53,16 @@ function refresh(e: Entry, rules: CacheRules): void {
   e.alwaysRevalidate = responsePolicy(e.headers).directives.has("no-cache");
 }
 
+/** BACKGROUND is the Downstream of a background revalidation: no client that could leave, no body, no listener whose timeout to raise, no upgrade. */
+const BACKGROUND: Downstream = {
+  peer: (ctx) => ctx.peer ?? "",
+  signal: () => NEVER,
+  body: () => null,
+  keepWaiting: () => undefined,
+  upgrade: () => false,
+};
+const NEVER = new AbortController().signal;
+
 /** Filler talks to the origin for one cached route. */
 export class Filler {
   constructor(
@@ -67,7 +77,7 @@ export class Filler {
    */
   async fetch(ctx: RequestContext, primary: string): Promise<Response> {
     // The Vary key must come from what the client sent, before forwarding adds X-Forwarded-For, Via and the like.
-    const asked = new Headers(ctx.req.headers);
+    const asked = new Headers(ctx.headers);
     const requestTime = Date.now();
     const res = await this.forward(ctx);
     return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
@@ -135,12 +145,12 @@ export class Filler {
    * stale-if-error allows (RFC 5861 §4).
    */
   async revalidate(ctx: RequestContext, primary: string, secondary: string, e: Entry, staleIfError: number, age: number, ttl: number): Promise<Response> {
-    const asked = new Headers(ctx.req.headers);
-    const cond = takeConditionals(ctx.req.headers);
+    const asked = new Headers(ctx.headers);
+    const cond = takeConditionals(ctx.headers);
     const etag = e.headers.get("etag");
     const lastModified = e.headers.get("last-modified");
-    if (etag !== null) ctx.req.headers.set("if-none-match", etag);
-    if (lastModified !== null) ctx.req.headers.set("if-modified-since", lastModified);
+    if (etag !== null) ctx.headers.set("if-none-match", etag);
+    if (lastModified !== null) ctx.headers.set("if-modified-since", lastModified);
     const grown = () => this.cache.store.touch(primary, secondary, e);
     const requestTime = Date.now();
     let res: Response;
@@ -191,13 +201,20 @@ export class Filler {
     const turn = this.cache.coalescer.join(`revalidate ${primary}`, 0);
     if (!turn.leader) return;
     try {
-      const headers = new Headers(ctx.req.headers);
+      const headers = new Headers(ctx.headers);
       headers.delete("cache-control");
-      const req = new Request(ctx.req.url, { method: "GET", headers });
-      // A context of its own, finished from the start: the exchange is not a client request in logs and metrics;
-      // its server stub ignores per-request timeouts (the request is not one of the listener's).
-      const server = Object.create(ctx.server, { timeout: { value: () => undefined } }) as RequestContext["server"];
-      const bg: RequestContext = { ...ctx, req, server, peer: clientOf(ctx), finished: true, streamed: undefined, responded: false };
+      // A context of its own, finished from the start: the exchange is not a client request in logs and metrics; it has no client to
+      // leave, no body, no listener timeout to raise.
+      const bg: RequestContext = {
+        ...ctx,
+        method: "GET",
+        headers,
+        downstream: BACKGROUND,
+        peer: clientOf(ctx),
+        finished: true,
+        streamed: undefined,
+        responded: false,
+      };
       const res = await this.revalidate(bg, primary, secondary, e, 0, 0, 0);
       // Nobody reads this response; a streamed body must still be ended so the upstream connection is released.
       await res.body?.cancel();

@@ -46,37 +46,37 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const grown = () => cache.store.touch(primary, secondary, e);
     if (d.use === "fresh") {
       count(ctx, "hit");
-      return serveStored(ctx, e, d.age, `hit; ttl=${Math.floor(d.ttl)}${detail}`, ctx.req.headers, grown);
+      return serveStored(ctx, e, d.age, `hit; ttl=${Math.floor(d.ttl)}${detail}`, ctx.headers, grown);
     }
     if (d.use === "stale-ok") {
       count(ctx, "stale");
       if (d.revalidateInBackground) void fill.background(ctx, primary, secondary, e);
-      return serveStored(ctx, e, d.age, `hit; ttl=${Math.floor(d.ttl)}; detail=stale`, ctx.req.headers, grown);
+      return serveStored(ctx, e, d.age, `hit; ttl=${Math.floor(d.ttl)}; detail=stale`, ctx.headers, grown);
     }
     return undefined;
   }
 
   return async function cached(ctx: RequestContext): Promise<Response> {
-    const req = ctx.req;
-    const method = req.method;
+    const method = ctx.method;
+    const asked = ctx.headers;
     if (method !== "GET" && method !== "HEAD") {
       const res = await forward(ctx);
       // RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target and same-origin Location / Content-Location.
       cache.invalidate(invalidates(method, res.status, `${ctx.scheme}://${ctx.host}${ctx.path}${ctx.query}`, res.headers), rules.ignoreQuery);
       return res;
     }
-    if (bypassed(rules, req.headers)) {
+    if (bypassed(rules, asked)) {
       count(ctx, "bypass");
       return tag(await forward(ctx), "fwd=bypass");
     }
     const primary = cache.primaryKey(ctx.scheme, ctx.host, ctx.path, rules.ignoreQuery ? "" : ctx.query);
-    let found = cache.lookup(primary, req.headers);
+    let found = cache.lookup(primary, asked);
     if (found !== undefined) {
-      const d = judge(found.entry, req.headers, Date.now());
+      const d = judge(found.entry, asked, Date.now());
       const res = answer(ctx, primary, found.secondary, found.entry, d, "");
       if (res !== undefined) return res;
     }
-    if (onlyIfCached(req.headers)) throw new GatewayError(504, "not in the cache, or not usable without the origin (only-if-cached)", "downstream");
+    if (onlyIfCached(asked)) throw new GatewayError(504, "not in the cache, or not usable without the origin (only-if-cached)", "downstream");
     if (method === "HEAD" && found === undefined) {
       count(ctx, "miss");
       return tag(await forward(ctx), "fwd=uri-miss");
@@ -85,15 +85,15 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const turn = cache.coalescer.join(primary, COALESCE_WAIT_MS);
     if (!turn.leader) {
       await turn.wait;
-      found = cache.lookup(primary, req.headers);
+      found = cache.lookup(primary, asked);
       if (found !== undefined) {
-        const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, req.headers, Date.now()), "; detail=coalesced");
+        const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "; detail=coalesced");
         if (res !== undefined) return res;
       }
     }
     try {
       if (found !== undefined) {
-        const d = decide(found.entry, req.headers, Date.now(), found.entry.lifetime);
+        const d = decide(found.entry, asked, Date.now(), found.entry.lifetime);
         if (d.use === "revalidate") return await fill.revalidate(ctx, primary, found.secondary, found.entry, d.staleIfError, d.age, d.ttl);
       }
       count(ctx, "miss");

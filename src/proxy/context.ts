@@ -1,5 +1,4 @@
 /** The per-request context that every phase reads and writes, and the route shape the pipeline dispatches to. */
-import type { Server } from "bun";
 import type { ProxyOptions } from "../config/types.ts";
 import type { RouteStats } from "../observability/gateway-metrics.ts";
 import type { Http01Tokens } from "../tls/acme/http01.ts";
@@ -57,10 +56,32 @@ export type Hop = { readonly via: string; readonly trusted: (ip: string) => bool
 /** HandlerView is the part of a config generation the pipeline reads; one is taken per request, so a reload never changes a request's config midway. */
 export type HandlerView = { readonly challenges: Http01Tokens; readonly router: HostRouter<Site>; readonly hop: Hop; readonly httpsPortSuffix: string };
 
+/**
+ * Downstream is the client side of a request as the pipeline uses it, whatever front end took it (Bun.serve today, the raw front end of front/ next): one
+ * object per front end, its methods reading the front end's own objects from the context (source, connection), so nothing is made per request.
+ */
+export interface Downstream {
+  /** peer is the address of the connecting client (not X-Forwarded-For). */
+  peer(ctx: RequestContext): string;
+  /** signal aborts when the client goes away before its answer is done. */
+  signal(ctx: RequestContext): AbortSignal;
+  /** body is the request body as it arrives; null when there is none. */
+  body(ctx: RequestContext): ReadableStream<Uint8Array> | null;
+  /** keepWaiting raises this request's idle timeout to seconds while it waits for a slow upstream. */
+  keepWaiting(ctx: RequestContext, seconds: number): void;
+  /** upgrade turns the connection into a WebSocket carrying data, answering with the extra headers; false when it cannot. */
+  upgrade(ctx: RequestContext, data: unknown, headers: Record<string, string>): boolean;
+}
+
 /** RequestContext travels through the phases of one request (src/proxy/pipeline.ts); the logging phase records it once, when the response has ended. */
 export type RequestContext = {
-  readonly req: Request;
-  readonly server: Server<unknown>;
+  readonly method: string;
+  /** headers are the request's fields; the cache's revalidation sets its validators on them (they are this request's own). */
+  readonly headers: Headers;
+  readonly downstream: Downstream;
+  /** source and connection are the front end's own request and connection objects, read only by its Downstream. */
+  readonly source: unknown;
+  readonly connection: unknown;
   readonly id: string;
   readonly start: number;
   /** peer caches clientOf(ctx): the peer address costs a fifth of a cache hit in Bun (an object per lookup), so it is read on first use only. */
@@ -93,5 +114,5 @@ export type RequestContext = {
 
 /** clientOf is the address of the connecting peer (not X-Forwarded-For), looked up once per request on first use. */
 export function clientOf(ctx: RequestContext): string {
-  return (ctx.peer ??= ctx.server.requestIP(ctx.req)?.address ?? "");
+  return (ctx.peer ??= ctx.downstream.peer(ctx));
 }

@@ -45,26 +45,27 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
  * since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts.
  */
 export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Response> {
-  const req = ctx.req;
   const route = ctx.route!;
+  const method = ctx.method;
   const o = t.options;
   let limited: LimitedBody | undefined;
-  const declared = req.headers.get("content-length");
+  const declared = ctx.headers.get("content-length");
   if (declared !== null) {
     ctx.bytesIn = Number(declared);
     if (ctx.bytesIn > route.maxBodySize) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
   }
-  if (req.body !== null) limited = limitBody(req.body, route.maxBodySize);
-  if (t.requestIdleSeconds !== undefined) ctx.server.timeout(req, t.requestIdleSeconds);
+  const incoming = ctx.downstream.body(ctx);
+  if (incoming !== null) limited = limitBody(incoming, route.maxBodySize);
+  if (t.requestIdleSeconds !== undefined) ctx.downstream.keepWaiting(ctx, t.requestIdleSeconds);
 
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
-  const close = req.headers.get("connection")?.toLowerCase().includes("close") === true;
+  const close = ctx.headers.get("connection")?.toLowerCase().includes("close") === true;
   const key = o.loadBalance === "hash" ? hashKey(ctx, o.hashOn) : undefined;
   // Headers for fetch (https:// endpoints) are made on first use; plain-HTTP endpoints get a serialized head instead.
   let headers: Headers | undefined;
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
-  req.signal.addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
+  ctx.downstream.signal(ctx).addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
   const timer = setTimeout(abortForTimeout, o.responseHeaderTimeout, ctrl);
   const tried: Endpoint[] = [];
   let lastProblem = "";
@@ -88,7 +89,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
       // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
       if (
         o.tryTimeout > 0 &&
-        IDEMPOTENT.has(req.method) &&
+        IDEMPOTENT.has(method) &&
         (limited === undefined || !limited.state.started) &&
         t.pool.targets.length > tried.length + 1 &&
         t.pool.hasRetryBudget()
@@ -103,16 +104,16 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
           const body = limited?.stream ?? null;
           const chunked = body !== null && declared === null;
           const host = o.preserveHost && ctx.host !== "" ? ctx.host : (picked.hostHeader ?? ep.h1.authority);
-          res = await ep.h1.request({ method: req.method, head: requestHead(ctx, req.method, path, host, chunked), body, chunked, signal });
+          res = await ep.h1.request({ method: method, head: requestHead(ctx, method, path, host, chunked), body, chunked, signal });
         } else {
-          if (headers === undefined) headers = prepareHeaders(ctx, req.headers, o.preserveHost);
+          if (headers === undefined) headers = prepareHeaders(ctx, ctx.headers, o.preserveHost);
           if (!o.preserveHost) {
             if (picked.hostHeader !== undefined) headers.set("host", picked.hostHeader);
             else headers.delete("host");
           }
           res = fromFetch(
             await fetch(ep.url + path, {
-              method: req.method,
+              method: method,
               headers,
               body: limited?.stream ?? null,
               redirect: "manual",
@@ -136,7 +137,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
           lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
           tried.push(ep);
-          if (IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+          if (IDEMPOTENT.has(method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
             retries.labels(route.name).value++;
             continue;
           }
@@ -165,7 +166,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
         lastProblem = `${ep.url}: ${code}`;
         tried.push(ep);
         // No response came back: an idempotent request (RFC 9110 §9.2.2) whose body was not sent may go to another endpoint, within the pool's retry budget.
-        if (IDEMPOTENT.has(req.method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+        if (IDEMPOTENT.has(method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
           retries.labels(route.name).value++;
           continue;
         }

@@ -5,8 +5,8 @@ import { clientOf, type RequestContext } from "./context.ts";
 /** hashKey reads the request's key for hashOn, or undefined when the request has none (it is then balanced round-robin). */
 export function hashKey(ctx: RequestContext, on: HashOn): string | undefined {
   if (on.kind === "client") return clientOf(ctx);
-  if (on.kind === "header") return ctx.req.headers.get(on.name) ?? undefined;
-  const cookie = ctx.req.headers.get("cookie");
+  if (on.kind === "header") return ctx.headers.get(on.name) ?? undefined;
+  const cookie = ctx.headers.get("cookie");
   if (cookie === null) return undefined;
   for (const part of cookie.split(";")) {
     const eq = part.indexOf("=");

@@ -45,7 +45,7 @@ export function logging(ctx: RequestContext): void {
       client: clientOf(ctx),
       host: ctx.host,
       route: ctx.route?.name ?? null,
-      method: ctx.req.method,
+      method: ctx.method,
       path: ctx.path,
       status,
       bytes_in: ctx.bytesIn,

@@ -1,4 +1,4 @@
-/** The request pipeline: the phases of one request, named and run in this one place, and the listeners' fetch handler. */
+/** The request pipeline: the phases of one request, named and run in this one place, for whichever front end made its context. */
 
 /*
  * The phases, in order (Pingora's model), over one RequestContext:
@@ -13,15 +13,14 @@
  * first. Every error becomes the gateway's own response through failWith (errors.ts).
  */
 
-import type { Server } from "bun";
 import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "./context.ts";
 import { failWith } from "./errors.ts";
 import { delivered } from "./logging.ts";
 import { routeRequest } from "./request-filter.ts";
-import { requestId } from "./request-id.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
-type Out = Response | Promise<Response | undefined>;
+/** Out is what the pipeline answers: a response, or (a WebSocket took the connection) undefined. */
+export type Out = Response | Promise<Response | undefined>;
 
 /** filterResponse runs the response_filter phase on what the route answered, then hands it over to logging. */
 function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Response): Response {
@@ -45,7 +44,7 @@ function early(ctx: RequestContext, res: Response): Response {
 /** answer runs the route's own phase, or upgrades a WebSocket. */
 function answer(ctx: RequestContext, route: CompiledRoute): Out {
   try {
-    if (route.proxy !== undefined && isWebSocketUpgrade(ctx.req)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
+    if (route.proxy !== undefined && isWebSocketUpgrade(ctx)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
     const res = route.handle(ctx);
     if (res instanceof Promise)
       return res.then(
@@ -79,39 +78,10 @@ function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly R
   return answer(ctx, route);
 }
 
-/** createFetchHandler builds the Bun.serve fetch handler of a public listener; `view` returns the live generation's view, read once per request. */
-export function createFetchHandler(view: () => HandlerView, scheme: "http" | "https") {
-  return function handle(req: Request, server: Server<unknown>): Out {
-    const v = view();
-    const url = req.url;
-    const start = url.indexOf("/", url.indexOf("//") + 2);
-    const q = start < 0 ? -1 : url.indexOf("?", start);
-    const ctx: RequestContext = {
-      req,
-      server,
-      id: requestId(req.headers.get("x-request-id")),
-      start: performance.now(),
-      peer: undefined,
-      scheme,
-      host: req.headers.get("host") ?? "",
-      path: start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q),
-      query: q < 0 ? "" : url.slice(q),
-      hop: v.hop,
-      route: undefined,
-      upstream: undefined,
-      upstreamMs: 0,
-      bytesIn: 0,
-      status: 0,
-      bytesOut: 0,
-      streamed: undefined,
-      responded: false,
-      finished: false,
-      error: undefined,
-      cache: undefined,
-    };
-    const routed = routeRequest(ctx, v);
-    if (routed !== undefined) return early(ctx, routed);
-    const route = ctx.route!;
-    return route.filters.length === 0 ? answer(ctx, route) : filtered(ctx, route, route.filters, 0);
-  };
+/** runPipeline runs the phases for a context a front end made (its view taken once, for the whole request); undefined once a WebSocket took the connection. */
+export function runPipeline(ctx: RequestContext, v: HandlerView): Out {
+  const routed = routeRequest(ctx, v);
+  if (routed !== undefined) return early(ctx, routed);
+  const route = ctx.route!;
+  return route.filters.length === 0 ? answer(ctx, route) : filtered(ctx, route, route.filters, 0);
 }

@@ -11,7 +11,7 @@ const SKIP = new Set([...HOP_BY_HOP, "host", "expect", "x-request-id", "via", "x
  * body of unknown length.
  */
 export function requestHead(ctx: RequestContext, method: string, target: string, host: string, chunked: boolean): string {
-  const h = ctx.req.headers;
+  const h = ctx.headers;
   const conn = h.get("connection");
   const named =
     conn === null

@@ -31,9 +31,9 @@ const HANDSHAKE_HEADERS = ["sec-websocket-key", "sec-websocket-version", "sec-we
 export const openSockets = new Set<ServerWebSocket<WsData>>();
 
 /** isWebSocketUpgrade says whether the request asks for a WebSocket (RFC 6455 §4.1): GET with Upgrade: websocket. */
-export function isWebSocketUpgrade(req: Request): boolean {
-  const up = req.headers.get("upgrade");
-  return up !== null && req.method === "GET" && up.toLowerCase() === "websocket";
+export function isWebSocketUpgrade(ctx: RequestContext): boolean {
+  const up = ctx.headers.get("upgrade");
+  return up !== null && ctx.method === "GET" && up.toLowerCase() === "websocket";
 }
 
 // 1005 and 1006 may not be sent in a close frame (RFC 6455 §7.4.1); an upstream that vanished is reported as 1014 (bad gateway).
@@ -68,7 +68,7 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promis
   if (target === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
   const ep = target.endpoint;
   // A copy: the client's own headers must stay intact for server.upgrade() below.
-  const h = prepareHeaders(ctx, new Headers(ctx.req.headers), t.options.preserveHost);
+  const h = prepareHeaders(ctx, new Headers(ctx.headers), t.options.preserveHost);
   // As forward does: a discovered name is sent as the Host (the URL has its address), and its TLS setup verifies it.
   if (!t.options.preserveHost && target.hostHeader !== undefined) h.set("host", target.hostHeader);
   const protocols = (h.get("sec-websocket-protocol") ?? "")
@@ -106,7 +106,7 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promis
   };
   const extra: Record<string, string> = { "x-request-id": ctx.id };
   if (upstream.protocol) extra["sec-websocket-protocol"] = upstream.protocol;
-  if (!ctx.server.upgrade(ctx.req, { data, headers: extra })) {
+  if (!ctx.downstream.upgrade(ctx, data, extra)) {
     ep.inflight--;
     upstream.close();
     throw new GatewayError(400, "WebSocket upgrade failed", "downstream");

@@ -2,6 +2,9 @@
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import type { FileSource, FileStat } from "./file-source.ts";
 
+/** StaticRequest is what a static site reads of a request: its method, fields and query ("" or "?…"). The proxy's RequestContext is one. */
+export type StaticRequest = { readonly method: string; readonly headers: Headers; readonly query: string };
+
 /** StaticOptions: index files for directories, an optional Cache-Control, whether dotfiles are served. */
 export type StaticOptions = { readonly index?: readonly string[]; readonly cacheControl?: string; readonly dotfiles?: "deny" | "allow" };
 
@@ -55,7 +58,7 @@ function seconds(ms: number): number {
  * staticHandler answers GET and HEAD for files of source; `path` is the raw (percent-encoded) path below the site's mount point. One stat per request at most
  * (the source caches them).
  */
-export function staticHandler(source: FileSource, opts: StaticOptions = {}): (req: Request, path: string) => Response {
+export function staticHandler(source: FileSource, opts: StaticOptions = {}): (req: StaticRequest, path: string) => Response {
   const index = opts.index ?? ["index.html"];
   const dotfiles = opts.dotfiles ?? "deny";
   return (req, rawPath) => {
@@ -68,8 +71,7 @@ export function staticHandler(source: FileSource, opts: StaticOptions = {}): (re
     let stat = source.stat(path);
     if (stat?.kind === "directory") {
       if (!path.endsWith("/")) {
-        const q = req.url.indexOf("?");
-        return new Response(null, { status: 308, headers: { location: `${rawPath}/${q < 0 ? "" : req.url.slice(q)}` } });
+        return new Response(null, { status: 308, headers: { location: `${rawPath}/${req.query}` } });
       }
       stat = null;
       for (const name of index) {
@@ -86,7 +88,7 @@ export function staticHandler(source: FileSource, opts: StaticOptions = {}): (re
   };
 }
 
-function serveFile(req: Request, source: FileSource, file: string, stat: FileStat, cacheControl: string | undefined): Response {
+function serveFile(req: StaticRequest, source: FileSource, file: string, stat: FileStat, cacheControl: string | undefined): Response {
   const etag = etagOf(stat);
   const lastModified = new Date(stat.mtimeMs).toUTCString();
   const headers: Record<string, string> = { etag, "last-modified": lastModified, "accept-ranges": "bytes" };

@@ -1,0 +1,55 @@
+/** The pipeline behind Bun.serve's listeners: a context made from Bun's Request and Server, and the Downstream that reads them. */
+import type { Server } from "bun";
+import type { Downstream, HandlerView, RequestContext } from "./context.ts";
+import { type Out, runPipeline } from "./pipeline.ts";
+import { requestId } from "./request-id.ts";
+
+const req = (ctx: RequestContext) => ctx.source as Request;
+const server = (ctx: RequestContext) => ctx.connection as Server<unknown>;
+
+/** BUN_DOWNSTREAM reads a request's client side from Bun.serve's Request and Server; one object for every request. */
+const BUN_DOWNSTREAM: Downstream = {
+  peer: (ctx) => server(ctx).requestIP(req(ctx))?.address ?? "",
+  signal: (ctx) => req(ctx).signal,
+  body: (ctx) => req(ctx).body,
+  keepWaiting: (ctx, seconds) => server(ctx).timeout(req(ctx), seconds),
+  upgrade: (ctx, data, headers) => server(ctx).upgrade(req(ctx), { data, headers }),
+};
+
+/** createFetchHandler builds the Bun.serve fetch handler of a public listener; `view` returns the live generation's view, read once per request. */
+export function createFetchHandler(view: () => HandlerView, scheme: "http" | "https") {
+  return function handle(request: Request, bun: Server<unknown>): Out {
+    const v = view();
+    const url = request.url;
+    const start = url.indexOf("/", url.indexOf("//") + 2);
+    const q = start < 0 ? -1 : url.indexOf("?", start);
+    const headers = request.headers;
+    const ctx: RequestContext = {
+      method: request.method,
+      headers,
+      downstream: BUN_DOWNSTREAM,
+      source: request,
+      connection: bun,
+      id: requestId(headers.get("x-request-id")),
+      start: performance.now(),
+      peer: undefined,
+      scheme,
+      host: headers.get("host") ?? "",
+      path: start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q),
+      query: q < 0 ? "" : url.slice(q),
+      hop: v.hop,
+      route: undefined,
+      upstream: undefined,
+      upstreamMs: 0,
+      bytesIn: 0,
+      status: 0,
+      bytesOut: 0,
+      streamed: undefined,
+      responded: false,
+      finished: false,
+      error: undefined,
+      cache: undefined,
+    };
+    return runPipeline(ctx, v);
+  };
+}
