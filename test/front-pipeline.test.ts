@@ -122,5 +122,7 @@ test("pipelined requests to different sites are answered in order, the gateway's
   expect([...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))).toEqual([200, 308, 404, 200]);
   expect(text.indexOf("origin saw GET /one")).toBeLessThan(text.indexOf("origin saw GET /two"));
   expect(text).toContain("location: https://elsewhere.test/");
+  // The gateway's own error says its length, so it is not chunked.
+  expect(text).toMatch(/HTTP\/1\.1 404 Not Found\r\n(?:[^\r]+\r\n)*content-length: \d+\r\n/);
   expect(text).toContain("x-request-id: ");
 });

@@ -39,7 +39,10 @@ export function errorResponse(status: number, message: string, requestId: string
   headers.set("content-type", "text/plain; charset=utf-8");
   headers.set("cache-control", "no-store");
   headers.set("x-request-id", requestId);
-  return new Response(`${status} ${reason}: ${message}\nrequest id: ${requestId}\n`, { status, headers });
+  const body = `${status} ${reason}: ${message}\nrequest id: ${requestId}\n`;
+  // Its length said up front, so that every front end can send it with Content-Length rather than chunked.
+  headers.set("content-length", String(Buffer.byteLength(body)));
+  return new Response(body, { status, headers });
 }
 
 /**
