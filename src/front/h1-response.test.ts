@@ -27,6 +27,10 @@ test("a stream of unknown length is chunked for HTTP/1.1 and ends with the close
 test("no body for HEAD, 1xx, 204 and 304; HEAD and 304 keep the Content-Length a GET would get, 204 never has one", () => {
   const head = frameResponse({ ...GET11, method: "HEAD" }, 200, new Headers({ "content-length": "42" }), { kind: "none" });
   expect([head.body, without(head.head, "date")]).toEqual([false, ["content-length: 42"]]);
+  // Whatever shape the answer's (empty) body had: a 304 read as 0 bytes still describes the GET's 42.
+  expect(without(frameResponse(GET11, 304, new Headers({ "content-length": "42" }), { kind: "bytes", length: 0 }).head, "date")).toEqual([
+    "content-length: 42",
+  ]);
   const notModified = frameResponse(GET11, 304, new Headers({ etag: '"e"' }), { kind: "none" });
   expect([notModified.body, without(notModified.head, "date")]).toEqual([false, ['etag: "e"']]);
   const empty = frameResponse(GET11, 204, new Headers({ "content-length": "0" }), { kind: "none" });

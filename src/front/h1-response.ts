@@ -87,7 +87,7 @@ export function frameResponse(x: Exchange, status: number, headers: Headers, sha
     }
   } else if (!noBody) length = 0;
   // A HEAD answer and a 304 describe the body a GET would get: its Content-Length is passed on when the handler gave one (RFC 9110 §8.6).
-  if ((head || status === 304) && shape.kind === "none") {
+  if (head || status === 304) {
     const declared = headers.get("content-length");
     length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
   }

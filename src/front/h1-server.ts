@@ -177,14 +177,8 @@ class Conn {
     const x = { method: head.method, version: head.version, keepAlive };
     const declared = res.headers.get("content-length");
     const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
-    const stream = res.body;
-    if (stream === null || head.method === "HEAD") {
-      if (stream !== null) void stream.cancel().catch(() => undefined);
-      const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
-      this.write(f.head);
-      return f.close;
-    }
-    if (length !== undefined && length <= WHOLE_LIMIT) {
+    // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.
+    if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") {
       let bytes: Uint8Array;
       try {
         bytes = await res.bytes();
@@ -194,6 +188,13 @@ class Conn {
       const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
       this.write(f.head);
       if (f.body) this.write(bytes);
+      return f.close;
+    }
+    const stream = res.body;
+    if (stream === null || head.method === "HEAD") {
+      if (stream !== null) void stream.cancel().catch(() => undefined);
+      const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
+      this.write(f.head);
       return f.close;
     }
     const shape: BodyShape = { kind: "stream", length };
