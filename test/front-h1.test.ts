@@ -1,5 +1,6 @@
 /** The front end's raw HTTP/1.1 server (src/front/h1-server.ts) on loopback, spoken to in exact bytes: what the client receives and what the handler was given. */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import net from "node:net";
 import { type FrontRequest, FrontServer } from "../src/front/h1-server.ts";
 
 type Seen = { method: string; path: string; query: string; host: string; body: string; error?: string };
@@ -187,4 +188,53 @@ test("a client that leaves before its answer: the request's signal aborts", asyn
   await talk([GET("/slow")], 50);
   await Bun.sleep(100);
   expect(aborted).toBe(before + 1);
+});
+
+describe("PROXY protocol from the sources allowed to send it", () => {
+  const clients: string[] = [];
+  const proxied = new FrontServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    headerTimeoutMs: 300,
+    proxyProtocol: (address) => address === "127.0.0.1",
+    handler: (req) => {
+      clients.push(req.client);
+      return new Response(req.client, { headers: { "content-length": String(req.client.length) } });
+    },
+  });
+  afterAll(() => proxied.stop(true));
+
+  /** from sends bytes from a chosen loopback source address and collects the answer until the server closes or goes quiet. */
+  const from = (source: string, bytes: Uint8Array): Promise<string> =>
+    new Promise((resolve) => {
+      let text = "";
+      const s = net.connect({ host: "127.0.0.1", port: proxied.port, localAddress: source }, () => s.write(bytes));
+      const timer = setTimeout(() => s.destroy(), 1000);
+      s.on("data", (d) => (text += d.toString("latin1")));
+      s.on("close", () => {
+        clearTimeout(timer);
+        resolve(text);
+      });
+      s.on("error", () => undefined);
+    });
+  const request = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const v2 = (block: number[]) =>
+    Uint8Array.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0, block.length, ...block]);
+
+  test("v1 and v2 preambles name the client; a trusted source may also speak plain HTTP", async () => {
+    clients.length = 0;
+    expect(await from("127.0.0.1", Buffer.from(`PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n${request}`))).toEndWith("192.0.2.10");
+    const binary = Buffer.concat([v2([203, 0, 113, 7, 198, 51, 100, 1, 0, 80, 1, 187]), Buffer.from(request)]);
+    expect(await from("127.0.0.1", binary)).toEndWith("203.0.113.7");
+    expect(await from("127.0.0.1", Buffer.from(request))).toEndWith("127.0.0.1");
+    expect(clients).toEqual(["192.0.2.10", "203.0.113.7", "127.0.0.1"]);
+  });
+
+  test("a preamble from a source not allowed, a malformed one, or one cut short: refused, the handler never asked", async () => {
+    clients.length = 0;
+    expect(await from("127.0.0.2", Buffer.from(`PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n${request}`))).toStartWith("HTTP/1.1 400 ");
+    expect(await from("127.0.0.1", Buffer.from(`PROXY TCP4 192.0.2.999 198.51.100.1 1 2\r\n${request}`))).toStartWith("HTTP/1.1 400 ");
+    expect(await from("127.0.0.1", Buffer.from("PROXY TCP4 192.0.2.10 198.5"))).toStartWith("HTTP/1.1 408 ");
+    expect(clients).toEqual([]);
+  });
 });

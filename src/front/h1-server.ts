@@ -4,6 +4,7 @@ import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { WriteQueue } from "../lib/write-queue.ts";
 import { BodyIn } from "./body-in.ts";
 import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
+import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
 import { DEFAULT_LIMITS, type HeadError, isHeadError, parseRequestHead, type RequestHead, type RequestLimits } from "./h1-request.ts";
 
 /** FrontRequest is one request as the server hands it over: its head, its body as it arrives (null without one), the client and a signal for its departure. */
@@ -28,6 +29,8 @@ export type FrontOptions = {
   readonly handler: FrontHandler;
   /** refused is told of every request refused before the handler (status, reason), for logs and metrics. */
   readonly refused?: (status: number, reason: string, client: string) => void;
+  /** proxyProtocol says whether a source address may open with a PROXY protocol preamble ([listen] proxy_protocol); its client address then stands for the peer's. */
+  readonly proxyProtocol?: (address: string) => boolean;
 };
 
 /** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
@@ -36,7 +39,6 @@ const BUFFERED_LIMIT = 64 * 1024;
 const WHOLE_LIMIT = 64 * 1024;
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const EMPTY = new Uint8Array(0);
-
 /** Conn is one client connection and where its current request stands. */
 class Conn {
   buf: Uint8Array = EMPTY;
@@ -55,6 +57,7 @@ class Conn {
     readonly server: FrontServer,
   ) {
     this.headWait = { last: 0, limit: server.headerTimeoutMs, expire: () => this.headLate() };
+    this.client = socket.remoteAddress;
   }
 
   /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
@@ -64,9 +67,12 @@ class Conn {
     return this.abort.signal;
   }
 
-  get client(): string {
-    return this.socket.remoteAddress;
-  }
+  /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
+  client: string;
+  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
+  private fresh = true;
+  /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
+  private preamble = false;
 
   write(data: Uint8Array | string): void {
     if (!this.closed) this.out.write(this.socket, data);
@@ -99,6 +105,10 @@ class Conn {
   }
 
   onData(data: Uint8Array): void {
+    if (this.fresh || this.preamble) {
+      data = this.beforeHttp(data);
+      if (data.byteLength === 0) return;
+    }
     if (this.body !== undefined && !this.body.ended) {
       const used = this.body.feed(data);
       if (typeof used !== "number") {
@@ -114,6 +124,43 @@ class Conn {
       return;
     }
     this.next();
+  }
+
+  /**
+   * beforeHttp reads a PROXY protocol preamble at the start of a connection from a trusted source (waiting for the rest of it if need be) and returns the bytes
+   * after it; from any other source a preamble is refused. Only the first bytes of a connection come here.
+   */
+  private beforeHttp(data: Uint8Array): Uint8Array {
+    if (this.fresh) {
+      this.fresh = false;
+      this.preamble = this.server.proxyProtocol?.(this.client) === true;
+      if (!this.preamble) {
+        if (!isPreamble(data)) return data;
+        this.refuse({ status: 400, reason: "a PROXY protocol preamble from a source that listen.proxy_protocol does not name" });
+        return EMPTY;
+      }
+    }
+    const buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
+    if (!looksLikePreamble(buf)) {
+      // A trusted source may also speak for itself (a health check): plain HTTP from the start.
+      this.preamble = false;
+      this.buf = EMPTY;
+      return buf;
+    }
+    const p = parseProxyHeader(buf);
+    if (p === undefined) {
+      if (buf.byteLength > MAX_PREAMBLE) this.refuse({ status: 400, reason: `a PROXY protocol preamble over ${MAX_PREAMBLE} bytes` });
+      else this.buf = buf;
+      return EMPTY;
+    }
+    if (isProxyError(p)) {
+      this.refuse({ status: 400, reason: p.error });
+      return EMPTY;
+    }
+    this.preamble = false;
+    this.buf = EMPTY;
+    if (p.kind === "proxy") this.client = p.source.address;
+    return buf.subarray(p.bytes);
   }
 
   /** next parses the next request in the buffer and starts it. */
@@ -298,6 +345,7 @@ export class FrontServer {
   readonly headerTimeoutMs: number;
   readonly handler: FrontHandler;
   readonly refused: FrontOptions["refused"];
+  readonly proxyProtocol: FrontOptions["proxyProtocol"];
   readonly connections = new Set<Conn>();
   private readonly listener: TCPSocketListener<Conn>;
 
@@ -306,6 +354,7 @@ export class FrontServer {
     this.headerTimeoutMs = opts.headerTimeoutMs ?? 10_000;
     this.handler = opts.handler;
     this.refused = opts.refused;
+    this.proxyProtocol = opts.proxyProtocol;
     this.listener = Bun.listen<Conn>({
       hostname: opts.hostname,
       port: opts.port,

@@ -126,3 +126,21 @@ function ipv6(b: Uint8Array): string {
   if (best < 0) return hex.join(":");
   return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
 }
+
+/** MAX_PREAMBLE bounds a PROXY protocol preamble with its TLVs (v1 lines are 107 bytes at most). */
+export const MAX_PREAMBLE = 4096;
+/** V1_START is how a version 1 preamble begins. */
+const V1_START = Buffer.from("PROXY ");
+
+/** looksLikePreamble says whether bytes begin like a PROXY protocol preamble, or could, being short; whole says the signature must be all there. */
+export function looksLikePreamble(b: Uint8Array, whole = false): boolean {
+  const sig = b[0] === 0x50 ? V1_START : b[0] === 0x0d ? V2_SIGNATURE : undefined;
+  if (sig === undefined || (whole && b.byteLength < sig.byteLength)) return false;
+  for (let i = 0; i < Math.min(b.byteLength, sig.byteLength); i++) if (b[i] !== sig[i]) return false;
+  return true;
+}
+
+/** isPreamble says whether bytes begin with a whole PROXY protocol signature (what an untrusted source is refused for). */
+export function isPreamble(b: Uint8Array): boolean {
+  return looksLikePreamble(b, true);
+}
