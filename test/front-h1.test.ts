@@ -1,6 +1,7 @@
 /** The front end's raw HTTP/1.1 server (src/front/h1-server.ts) on loopback, spoken to in exact bytes: what the client receives and what the handler was given. */
 import { afterAll, describe, expect, test } from "bun:test";
 import net from "node:net";
+import { ConnectionLimits } from "../src/front/connection-limits.ts";
 import { type FrontRequest, FrontServer } from "../src/front/h1-server.ts";
 
 type Seen = { method: string; path: string; query: string; host: string; body: string; error?: string };
@@ -237,4 +238,78 @@ describe("PROXY protocol from the sources allowed to send it", () => {
     expect(await from("127.0.0.1", Buffer.from("PROXY TCP4 192.0.2.10 198.5"))).toStartWith("HTTP/1.1 408 ");
     expect(clients).toEqual([]);
   });
+});
+
+describe("connection caps", () => {
+  const caps = new ConnectionLimits(4, 2);
+  const capped = new FrontServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    headerTimeoutMs: 2000,
+    caps,
+    handler: () => new Response("ok", { headers: { "content-length": "2" } }),
+  });
+  afterAll(() => capped.stop(true));
+
+  /** open connects from a source address and resolves with the socket and what it was sent first (nothing, for an admitted connection that waits). */
+  const open = (source: string): Promise<{ socket: net.Socket; first: string }> =>
+    new Promise((resolve) => {
+      const socket = net.connect({ host: "127.0.0.1", port: capped.port, localAddress: source });
+      let first = "";
+      socket.on("data", (d) => (first += d.toString("latin1")));
+      socket.on("error", () => undefined);
+      socket.on("connect", () => setTimeout(() => resolve({ socket, first }), 100));
+    });
+
+  test("past a client's cap a new connection gets 503 and is closed; other clients go on until the total cap; a close makes room", async () => {
+    const a1 = await open("127.0.0.2");
+    const a2 = await open("127.0.0.2");
+    const a3 = await open("127.0.0.2");
+    expect([a1.first, a2.first]).toEqual(["", ""]);
+    expect(a3.first).toStartWith("HTTP/1.1 503 ");
+    expect(a3.first).toContain("too many connections from this client");
+    const b1 = await open("127.0.0.3");
+    const b2 = await open("127.0.0.3");
+    const c1 = await open("127.0.0.4");
+    expect([b1.first, b2.first]).toEqual(["", ""]);
+    expect(c1.first).toContain("too many connections to this gateway");
+    expect(caps.total).toBe(4);
+    a1.socket.destroy();
+    await Bun.sleep(100);
+    const c2 = await open("127.0.0.4");
+    expect(c2.first).toBe("");
+    for (const s of [a2, b1, b2, c2]) s.socket.destroy();
+    await Bun.sleep(100);
+    expect(caps.total).toBe(0);
+  });
+});
+
+test("behind a balancer that sends PROXY, the caps count the clients it names, not the balancer", async () => {
+  const caps = new ConnectionLimits(100, 1);
+  const behind = new FrontServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    caps,
+    proxyProtocol: (a) => a === "127.0.0.5",
+    handler: () => new Response("ok", { headers: { "content-length": "2" } }),
+  });
+  const sockets: net.Socket[] = [];
+  const openFor = (client: string): Promise<string> =>
+    new Promise((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port: behind.port, localAddress: "127.0.0.5" }, () => s.write(`PROXY TCP4 ${client} 192.0.2.1 1000 80\r\n`));
+      sockets.push(s);
+      let first = "";
+      s.on("data", (d) => (first += d.toString("latin1")));
+      s.on("error", () => undefined);
+      setTimeout(() => resolve(first), 150);
+    });
+  try {
+    expect(await openFor("198.51.100.1")).toBe("");
+    expect(await openFor("198.51.100.2")).toBe("");
+    expect(await openFor("198.51.100.1")).toContain("too many connections from this client");
+    expect([caps.countOf("198.51.100.1"), caps.countOf("198.51.100.2"), caps.countOf("127.0.0.5")]).toEqual([1, 1, 0]);
+  } finally {
+    for (const s of sockets) s.destroy();
+    behind.stop(true);
+  }
 });

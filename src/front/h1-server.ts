@@ -3,7 +3,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { WriteQueue } from "../lib/write-queue.ts";
 import { BodyIn } from "./body-in.ts";
-import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
+import { frameResponse } from "./h1-response.ts";
+import { type ResponseSink, sendResponse } from "./h1-send.ts";
+import type { ConnectionLimits } from "./connection-limits.ts";
 import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
 import { DEFAULT_LIMITS, type HeadError, isHeadError, parseRequestHead, type RequestHead, type RequestLimits } from "./h1-request.ts";
 
@@ -29,18 +31,18 @@ export type FrontOptions = {
   readonly handler: FrontHandler;
   /** refused is told of every request refused before the handler (status, reason), for logs and metrics. */
   readonly refused?: (status: number, reason: string, client: string) => void;
+  /** caps counts this listener's connections against [limits] max_connections and max_connections_per_client (one instance may serve several listeners). */
+  readonly caps?: ConnectionLimits;
   /** proxyProtocol says whether a source address may open with a PROXY protocol preamble ([listen] proxy_protocol); its client address then stands for the peer's. */
   readonly proxyProtocol?: (address: string) => boolean;
 };
 
 /** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
 const BUFFERED_LIMIT = 64 * 1024;
-/** WHOLE_LIMIT: a response body of declared length up to this is read whole and written with its head in one go. */
-const WHOLE_LIMIT = 64 * 1024;
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const EMPTY = new Uint8Array(0);
 /** Conn is one client connection and where its current request stands. */
-class Conn {
+class Conn implements ResponseSink {
   buf: Uint8Array = EMPTY;
   busy = false;
   body: BodyIn | undefined;
@@ -58,6 +60,7 @@ class Conn {
   ) {
     this.headWait = { last: 0, limit: server.headerTimeoutMs, expire: () => this.headLate() };
     this.client = socket.remoteAddress;
+    this.preamble = server.proxyProtocol?.(this.client) === true;
   }
 
   /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
@@ -69,13 +72,19 @@ class Conn {
 
   /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
   client: string;
+  /** counted is the address this connection is counted under in the caps (undefined: not counted). */
+  counted: string | undefined;
   /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
   private fresh = true;
   /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
-  private preamble = false;
+  preamble = false;
 
   write(data: Uint8Array | string): void {
     if (!this.closed) this.out.write(this.socket, data);
+  }
+
+  flushed(): Promise<void> | undefined {
+    return this.out.flushed();
   }
 
   pauseReading(): void {
@@ -133,7 +142,6 @@ class Conn {
   private beforeHttp(data: Uint8Array): Uint8Array {
     if (this.fresh) {
       this.fresh = false;
-      this.preamble = this.server.proxyProtocol?.(this.client) === true;
       if (!this.preamble) {
         if (!isPreamble(data)) return data;
         this.refuse({ status: 400, reason: "a PROXY protocol preamble from a source that listen.proxy_protocol does not name" });
@@ -145,7 +153,7 @@ class Conn {
       // A trusted source may also speak for itself (a health check): plain HTTP from the start.
       this.preamble = false;
       this.buf = EMPTY;
-      return buf;
+      return this.admit() ? buf : EMPTY;
     }
     const p = parseProxyHeader(buf);
     if (p === undefined) {
@@ -159,8 +167,31 @@ class Conn {
     }
     this.preamble = false;
     this.buf = EMPTY;
+    // The caps count the client the balancer speaks for, not the balancer: a connection from it is counted only now.
     if (p.kind === "proxy") this.client = p.source.address;
-    return buf.subarray(p.bytes);
+    return this.admit() ? buf.subarray(p.bytes) : EMPTY;
+  }
+
+  /** admit counts the connection against the caps; past one, it answers 503 and closes (nginx's limit_conn does the same), returning false. */
+  admit(): boolean {
+    const caps = this.server.caps;
+    if (caps === undefined) return true;
+    const over = caps.admit(this.client);
+    if (over === undefined) {
+      this.counted = this.client;
+      return true;
+    }
+    const reason = over === "total" ? "too many connections to this gateway" : "too many connections from this client";
+    this.server.refused?.(503, reason, this.client);
+    const f = frameResponse({ method: "GET", version: "1.1", keepAlive: false }, 503, new Headers({ "retry-after": "1" }), {
+      kind: "bytes",
+      length: reason.length + 1,
+    });
+    this.write(f.head);
+    this.write(`${reason}\n`);
+    this.busy = true;
+    this.close();
+    return false;
   }
 
   /** next parses the next request in the buffer and starts it. */
@@ -205,7 +236,7 @@ class Conn {
     }
     // A body the handler did not read to its end leaves the connection out of step: it closes after this response.
     const keepAlive = req.head.keepAlive && (body === undefined || body.complete);
-    const close = await this.send(req.head, res, keepAlive);
+    const close = await sendResponse(this, req.head, res, keepAlive);
     if (this.closed) return;
     this.abort = undefined;
     if (close || (body !== undefined && !body.complete)) {
@@ -217,70 +248,6 @@ class Conn {
     this.resumeReading();
     this.waitForHead();
     this.next();
-  }
-
-  /** send writes the response at the socket's pace; it returns whether the connection must close after it. */
-  private async send(head: RequestHead, res: Response, keepAlive: boolean): Promise<boolean> {
-    const x = { method: head.method, version: head.version, keepAlive };
-    const declared = res.headers.get("content-length");
-    const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
-    // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.
-    if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") {
-      let bytes: Uint8Array;
-      try {
-        bytes = await res.bytes();
-      } catch {
-        return true; // the body failed before anything was sent: nothing sensible to answer on this connection
-      }
-      const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
-      this.write(f.head);
-      if (f.body) this.write(bytes);
-      return f.close;
-    }
-    const stream = res.body;
-    if (stream === null || head.method === "HEAD") {
-      if (stream !== null) void stream.cancel().catch(() => undefined);
-      const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
-      this.write(f.head);
-      return f.close;
-    }
-    const shape: BodyShape = { kind: "stream", length };
-    const f = frameResponse(x, res.status, res.headers, shape, res.statusText);
-    this.write(f.head);
-    if (!f.body) {
-      void stream.cancel().catch(() => undefined);
-      return f.close;
-    }
-    const reader = stream.getReader();
-    let sent = 0;
-    try {
-      for (;;) {
-        const r = await reader.read();
-        if (this.closed) {
-          void reader.cancel().catch(() => undefined);
-          return true;
-        }
-        if (r.done) break;
-        const n = r.value.byteLength;
-        if (n === 0) continue;
-        sent += n;
-        // A body longer than its declared length would run into the next response: cut here, and close.
-        if (length !== undefined && sent > length) {
-          void reader.cancel().catch(() => undefined);
-          return true;
-        }
-        if (f.chunked) this.write(chunkHead(n));
-        this.write(r.value);
-        if (f.chunked) this.write("\r\n");
-        const flushed = this.out.flushed();
-        if (flushed !== undefined) await flushed;
-      }
-    } catch {
-      // The body broke off (the upstream failed): without the last chunk or all the bytes, the client sees it cut; only the close can say so.
-      return true;
-    }
-    if (f.chunked) this.write(LAST_CHUNK);
-    return f.close || (length !== undefined && sent !== length);
   }
 
   /** refuse answers a head that cannot be served with its status, then closes (RFC 9112 §11.2: no further request on a connection whose framing is in doubt). */
@@ -316,6 +283,7 @@ class Conn {
     this.closed = true;
     unwatch(this.headWait);
     this.out.clear();
+    if (this.counted !== undefined) this.server.caps?.release(this.counted);
     this.body?.fail(new Error("the client closed the connection"));
     this.abort?.abort("client closed the connection");
     this.server.connections.delete(this);
@@ -346,6 +314,7 @@ export class FrontServer {
   readonly handler: FrontHandler;
   readonly refused: FrontOptions["refused"];
   readonly proxyProtocol: FrontOptions["proxyProtocol"];
+  readonly caps: FrontOptions["caps"];
   readonly connections = new Set<Conn>();
   private readonly listener: TCPSocketListener<Conn>;
 
@@ -355,6 +324,7 @@ export class FrontServer {
     this.handler = opts.handler;
     this.refused = opts.refused;
     this.proxyProtocol = opts.proxyProtocol;
+    this.caps = opts.caps;
     this.listener = Bun.listen<Conn>({
       hostname: opts.hostname,
       port: opts.port,
@@ -363,7 +333,8 @@ export class FrontServer {
           const c = new Conn(s, this);
           s.data = c;
           this.connections.add(c);
-          c.waitForHead();
+          // A connection that may open with a PROXY preamble is counted once it names its client (beforeHttp).
+          if (c.preamble || c.admit()) c.waitForHead();
         },
         data: (s, d) => s.data.onData(d),
         drain: (s) => s.data.out.onDrain(s),

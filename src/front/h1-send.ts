@@ -1,0 +1,77 @@
+/** Writing a pipeline's Response on a front-end connection: whole when small and of declared length, else streamed at the socket's pace, chunked or by length. */
+import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
+import type { RequestHead } from "./h1-request.ts";
+
+/** WHOLE_LIMIT: a response body of declared length up to this is read whole and written with its head in one go. */
+const WHOLE_LIMIT = 64 * 1024;
+
+/** ResponseSink is the connection a response is written to: it queues what the socket does not take, and says when all of it has gone. */
+export interface ResponseSink {
+  readonly closed: boolean;
+  write(data: Uint8Array | string): void;
+  flushed(): Promise<void> | undefined;
+}
+
+/** sendResponse writes the response to the request with `head` at the socket's pace; it returns whether the connection must close after it. */
+export async function sendResponse(sink: ResponseSink, head: RequestHead, res: Response, keepAlive: boolean): Promise<boolean> {
+  const x = { method: head.method, version: head.version, keepAlive };
+  const declared = res.headers.get("content-length");
+  const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
+  // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.
+  if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") {
+    let bytes: Uint8Array;
+    try {
+      bytes = await res.bytes();
+    } catch {
+      return true; // the body failed before anything was sent: nothing sensible to answer on this connection
+    }
+    const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
+    sink.write(f.head);
+    if (f.body) sink.write(bytes);
+    return f.close;
+  }
+  const stream = res.body;
+  if (stream === null || head.method === "HEAD") {
+    if (stream !== null) void stream.cancel().catch(() => undefined);
+    const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
+    sink.write(f.head);
+    return f.close;
+  }
+  const shape: BodyShape = { kind: "stream", length };
+  const f = frameResponse(x, res.status, res.headers, shape, res.statusText);
+  sink.write(f.head);
+  if (!f.body) {
+    void stream.cancel().catch(() => undefined);
+    return f.close;
+  }
+  const reader = stream.getReader();
+  let sent = 0;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (sink.closed) {
+        void reader.cancel().catch(() => undefined);
+        return true;
+      }
+      if (r.done) break;
+      const n = r.value.byteLength;
+      if (n === 0) continue;
+      sent += n;
+      // A body longer than its declared length would run into the next response: cut here, and close.
+      if (length !== undefined && sent > length) {
+        void reader.cancel().catch(() => undefined);
+        return true;
+      }
+      if (f.chunked) sink.write(chunkHead(n));
+      sink.write(r.value);
+      if (f.chunked) sink.write("\r\n");
+      const flushed = sink.flushed();
+      if (flushed !== undefined) await flushed;
+    }
+  } catch {
+    // The body broke off (the upstream failed): without the last chunk or all the bytes, the client sees it cut; only the close can say so.
+    return true;
+  }
+  if (f.chunked) sink.write(LAST_CHUNK);
+  return f.close || (length !== undefined && sent !== length);
+}
