@@ -115,6 +115,17 @@ test("a body sent in pieces and slowly arrives whole", async () => {
   expect(seen.slice(before).map((s) => s.body)).toEqual(["hello world"]);
 });
 
+test("a head and body sent a byte at a time are read whole (each piece is appended, not the whole buffer copied)", async () => {
+  const before = seen.length;
+  const text = `POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc${GET("/next")}`;
+  const r = await talk([...text], 250, 1);
+  expect(statuses(r.text)).toEqual([200, 200]);
+  expect(seen.slice(before).map((s) => [s.path, s.body])).toEqual([
+    ["/trickle", "abc"],
+    ["/next", ""],
+  ]);
+});
+
 test("Expect: 100-continue gets 100 Continue before the answer", async () => {
   const r = await talk(["POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n", "ok"]);
   expect(r.text.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")).toBe(true);

@@ -44,6 +44,8 @@ const EMPTY = new Uint8Array(0);
 /** Conn is one client connection and where its current request stands. */
 class Conn implements ResponseSink {
   buf: Uint8Array = EMPTY;
+  /** owned: buf lies in a buffer of this connection's own (append may write after it), not in one the socket handed over. */
+  private owned = false;
   busy = false;
   body: BodyIn | undefined;
   closed = false;
@@ -127,12 +129,37 @@ class Conn implements ResponseSink {
       if (used === data.byteLength) return;
       data = data.subarray(used);
     }
-    this.buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
+    this.append(data);
     if (this.busy) {
       if (this.buf.byteLength > BUFFERED_LIMIT) this.pauseReading();
       return;
     }
-    this.next();
+    // A head can only have ended, or a request line run too long, where a line feed arrived or the buffer grew past a line: a head sent a byte at a
+    // time is not parsed again for every byte.
+    if (data.indexOf(10) >= 0 || this.buf.byteLength > this.server.limits.maxLineBytes) this.next();
+  }
+
+  /** append adds data to the unparsed bytes, growing one buffer of its own by doubling rather than copying everything for every piece. */
+  private append(data: Uint8Array): void {
+    const len = this.buf.byteLength;
+    if (len === 0) {
+      this.buf = data;
+      this.owned = false;
+      return;
+    }
+    const need = len + data.byteLength;
+    // Only the room after the unparsed bytes is written: body pieces handed on earlier lie before them.
+    if (this.owned && this.buf.byteOffset + need <= this.buf.buffer.byteLength) {
+      const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, need);
+      view.set(data, len);
+      this.buf = view;
+      return;
+    }
+    const grown = new Uint8Array(Math.max(need, 2 * len, 4096));
+    grown.set(this.buf);
+    grown.set(data, len);
+    this.buf = grown.subarray(0, need);
+    this.owned = true;
   }
 
   /**
