@@ -41,6 +41,7 @@ export type FrontOptions = {
 const BUFFERED_LIMIT = 64 * 1024;
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const EMPTY = new Uint8Array(0);
+
 /** Conn is one client connection and where its current request stands. */
 class Conn implements ResponseSink {
   buf: Uint8Array = EMPTY;
@@ -55,6 +56,14 @@ class Conn implements ResponseSink {
   /** abort is made on first use of the current request's signal: most requests never ask. */
   abort: AbortController | undefined;
   readonly out = new WriteQueue();
+  /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
+  client: string;
+  /** counted is the address this connection is counted under in the caps (undefined: not counted). */
+  counted: string | undefined;
+  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
+  private fresh = true;
+  /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
+  preamble = false;
 
   constructor(
     readonly socket: Socket<Conn>,
@@ -71,15 +80,6 @@ class Conn implements ResponseSink {
     this.abort ??= new AbortController();
     return this.abort.signal;
   }
-
-  /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
-  client: string;
-  /** counted is the address this connection is counted under in the caps (undefined: not counted). */
-  counted: string | undefined;
-  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
-  private fresh = true;
-  /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
-  preamble = false;
 
   write(data: Uint8Array | string): void {
     if (!this.closed) this.out.write(this.socket, data);
