@@ -198,7 +198,7 @@ test("a body the handler did not read: the answer goes out, then the connection 
 test("a client that leaves before its answer: the request's signal aborts", async () => {
   const before = aborted;
   await talk([GET("/slow")], 50);
-  await Bun.sleep(100);
+  await Bun.sleep(250);
   expect(aborted).toBe(before + 1);
 });
 
@@ -269,7 +269,7 @@ describe("connection caps", () => {
       let first = "";
       socket.on("data", (d) => (first += d.toString("latin1")));
       socket.on("error", () => undefined);
-      socket.on("connect", () => setTimeout(() => resolve({ socket, first }), 100));
+      socket.on("connect", () => setTimeout(() => resolve({ socket, first }), 250));
     });
 
   test("past a client's cap a new connection gets 503 and is closed; other clients go on until the total cap; a close makes room", async () => {
@@ -312,7 +312,7 @@ test("behind a balancer that sends PROXY, the caps count the clients it names, n
       let first = "";
       s.on("data", (d) => (first += d.toString("latin1")));
       s.on("error", () => undefined);
-      setTimeout(() => resolve(first), 150);
+      setTimeout(() => resolve(first), 300);
     });
   try {
     expect(await openFor("198.51.100.1")).toBe("");
