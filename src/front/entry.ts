@@ -1,7 +1,6 @@
 /** The pipeline behind the raw front end: a RequestContext made from a FrontRequest, and the Downstream that reads it. */
-import type { Downstream, HandlerView, RequestContext } from "../proxy/context.ts";
+import { type Downstream, type HandlerView, newContext, type RequestContext } from "../proxy/context.ts";
 import { runPipeline } from "../proxy/pipeline.ts";
-import { requestId } from "../proxy/request-id.ts";
 import type { FrontHandler, FrontRequest } from "./h1-server.ts";
 
 const front = (ctx: RequestContext) => ctx.source as FrontRequest;
@@ -26,33 +25,8 @@ export function frontHandler(view: () => HandlerView, scheme: "http" | "https"):
     const v = view();
     const h = req.head;
     const headers = new Headers(h.fields as [string, string][]);
-    const ctx: RequestContext = {
-      method: h.method,
-      headers,
-      downstream: FRONT_DOWNSTREAM,
-      source: req,
-      connection: undefined,
-      id: requestId(headers.get("x-request-id")),
-      start: performance.now(),
-      peer: undefined,
-      scheme,
-      // RFC 9112 §3.2.2: an absolute-form target's authority, else Host.
-      host: h.host,
-      path: h.path,
-      query: h.query,
-      hop: v.hop,
-      route: undefined,
-      upstream: undefined,
-      upstreamMs: 0,
-      bytesIn: 0,
-      status: 0,
-      bytesOut: 0,
-      streamed: undefined,
-      responded: false,
-      finished: false,
-      error: undefined,
-      cache: undefined,
-    };
+    // RFC 9112 §3.2.2: the host is an absolute-form target's authority, else Host.
+    const ctx = newContext(h.method, headers, FRONT_DOWNSTREAM, req, undefined, scheme, h.host, h.path, h.query, v.hop);
     const out = runPipeline(ctx, v);
     return out instanceof Promise ? out.then((r) => r ?? notUpgraded()) : out;
   };

@@ -1,8 +1,7 @@
 /** The pipeline behind Bun.serve's listeners: a context made from Bun's Request and Server, and the Downstream that reads them. */
 import type { Server } from "bun";
-import type { Downstream, HandlerView, RequestContext } from "./context.ts";
+import { type Downstream, type HandlerView, newContext, type RequestContext } from "./context.ts";
 import { type Out, runPipeline } from "./pipeline.ts";
-import { requestId } from "./request-id.ts";
 
 const req = (ctx: RequestContext) => ctx.source as Request;
 const server = (ctx: RequestContext) => ctx.connection as Server<unknown>;
@@ -24,32 +23,8 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
     const start = url.indexOf("/", url.indexOf("//") + 2);
     const q = start < 0 ? -1 : url.indexOf("?", start);
     const headers = request.headers;
-    const ctx: RequestContext = {
-      method: request.method,
-      headers,
-      downstream: BUN_DOWNSTREAM,
-      source: request,
-      connection: bun,
-      id: requestId(headers.get("x-request-id")),
-      start: performance.now(),
-      peer: undefined,
-      scheme,
-      host: headers.get("host") ?? "",
-      path: start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q),
-      query: q < 0 ? "" : url.slice(q),
-      hop: v.hop,
-      route: undefined,
-      upstream: undefined,
-      upstreamMs: 0,
-      bytesIn: 0,
-      status: 0,
-      bytesOut: 0,
-      streamed: undefined,
-      responded: false,
-      finished: false,
-      error: undefined,
-      cache: undefined,
-    };
+    const path = start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q);
+    const ctx = newContext(request.method, headers, BUN_DOWNSTREAM, request, bun, scheme, headers.get("host") ?? "", path, q < 0 ? "" : url.slice(q), v.hop);
     return runPipeline(ctx, v);
   };
 }
