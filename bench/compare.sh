@@ -164,7 +164,6 @@ for s in "${SCENARIOS[@]}"; do
 done
 ELAPSED=$(( $(date +%s) - T0 ))
 
-col() { cut -d' ' -f"$2" "$1" | median; }
 minmax() { cut -d' ' -f"$2" "$1" | sort -n | awk 'NR == 1 {a=$1} {b=$1} END {print a "–" b}'; }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
 {

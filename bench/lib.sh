@@ -19,6 +19,7 @@ NGX
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+col() { cut -d' ' -f"$2" "$1" | median; }   # $1 a file of records, $2 a column: its median
 
 gh_config() { # $1 extra [listen] lines, $2 extra tables; writes $WORK/config.toml for $GH_PORT / $GH_ADMIN
   cat > "$WORK/config.toml" <<TOML

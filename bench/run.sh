@@ -288,7 +288,6 @@ W2_RSS_KIB=0; for p in $(tree_pids "$W2_PID"); do W2_RSS_KIB=$(( W2_RSS_KIB + $(
 kill "$W2_PID" 2>/dev/null || true
 ELAPSED=$(( $(date +%s) - T0 ))
 
-col() { cut -d' ' -f"$2" "$1" | median; }
 yesno() { awk -v c="$1" 'BEGIN {print (c) ? "met" : "**not met**"}'; }
 sorted_start=$(printf '%s\n' "${START_MS[@]:1}" | median)
 b99=$(col "$WORK/rl-base.txt" 3) l99=$(col "$WORK/rl-load.txt" 3)
