@@ -9,8 +9,10 @@ import { adminApp, type AdminState } from "./observability/admin.ts";
 import { setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/bun-serve.ts";
+import { frontHandler, frontRefused } from "./front/entry.ts";
+import { frontSettings } from "./front/settings.ts";
 import { openSockets } from "./proxy/websocket.ts";
-import { Listeners } from "./listeners.ts";
+import { Listeners } from "./front/listeners.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
 import { Http01Tokens } from "./tls/acme/http01.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
@@ -18,7 +20,7 @@ import { FileStorage } from "./tls/file-storage.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
-import type { TlsSet } from "./listeners.ts";
+import type { TlsSet } from "./front/listeners.ts";
 
 /** GatewayOptions say where the config is and, for the built-in default (or a worker's snapshot from its supervisor), its text. */
 export type GatewayOptions = {
@@ -80,7 +82,11 @@ export class Gateway {
     };
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
-      { http: createFetchHandler(() => this.gen!.view, "http"), https: createFetchHandler(() => this.gen!.view, "https"), admin: admin.fetch },
+      {
+        front: { http: frontHandler(() => this.gen!.view, "http"), refused: frontRefused },
+        https: createFetchHandler(() => this.gen!.view, "https"),
+        admin: admin.fetch,
+      },
       { shared: opts.worker },
     );
     setHealthCollector((g) => {
@@ -174,7 +180,7 @@ export class Gateway {
     try {
       await this.discovery.ready(gen.discoveries);
       const plan = await this.certs.prepare(config);
-      this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined);
+      this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
       this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
     } catch (e) {
       // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.

@@ -3,7 +3,7 @@ import { afterAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { ResponseCache } from "../src/cache/response-cache.ts";
 import { loadConfig } from "../src/config/load.ts";
-import { ChunkedDecoder } from "../src/front/chunked.ts";
+import { ChunkedDecoder } from "../src/lib/chunked.ts";
 import { frontHandler } from "../src/front/entry.ts";
 import { FrontServer } from "../src/front/h1-server.ts";
 import { buildGeneration } from "../src/generation.ts";

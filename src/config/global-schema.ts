@@ -1,5 +1,6 @@
 /** Reading config.toml into GlobalConfig. */
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
+import { readLimits, readProxyProtocol } from "./limits-schema.ts";
 import { closest } from "../lib/did-you-mean.ts";
 import { readAcme } from "./acme-schema.ts";
 import { parseAddress, resolvePath } from "./locations.ts";
@@ -165,6 +166,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     listenR?.problem("idle_timeout", "is out of range", 'a duration from "1s" to "255s" (the longest Bun allows)');
   const http2 = listenR?.bool("http2", false) ?? false;
   const publicHttpsPort = listenR?.integer("public_https_port", 0, 1, 65535) || undefined;
+  const proxyProtocol = readProxyProtocol(listenR);
   listenR?.done();
   const seen = new Map<string, string>();
   for (const [name, a] of Object.entries(listen)) {
@@ -213,6 +215,8 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   };
   cacheR?.done();
 
+  const limits = readLimits(r.table("limits"));
+
   const global: GlobalConfig = {
     file,
     dir,
@@ -221,7 +225,8 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     pidFile: resolvePath(dir, r.string("pid_file") ?? "gatehouse.pid"),
     shutdownGrace: r.duration("shutdown_grace", 30_000),
     workers: readWorkers(r),
-    listen: { ...listen, idleTimeout, http2, publicHttpsPort },
+    listen: { ...listen, idleTimeout, http2, publicHttpsPort, proxyProtocol },
+    limits,
     proxy: { ...proxy, trustedProxies: trusted, via },
     log,
     acme,

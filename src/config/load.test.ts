@@ -54,7 +54,7 @@ test("an unknown key is named with its line and a did-you-mean hint", () => {
   const p = problemsFor('[listen]\nhttp = "127.0.0.1:8080"\nadmn = "127.0.0.1:9180"\n');
   expect(p).toHaveLength(1);
   expect(p[0]).toMatch(
-    /^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, http2, https, idle_timeout, public_https_port\)$/,
+    /^config\.toml:3: listen\.admn: unknown key, did you mean "admin"\? \(expected one of admin, http, http2, https, idle_timeout, proxy_protocol, public_https_port\)$/,
   );
 });
 

@@ -137,6 +137,24 @@ export type AcmeConfig = {
   readonly renewFraction: number;
 };
 
+/** Limits are the front end's bounds on a client connection (CONTRACT.md's [limits] keys). */
+export type Limits = {
+  /** maxHeaderSize bounds a whole request head (431 past it); the request line alone is bounded by min(8 KiB, this) (414 past it). */
+  readonly maxHeaderSize: number;
+  /** maxHeaderFields bounds the number of fields in a head (431 past it). */
+  readonly maxHeaderFields: number;
+  /** headerTimeout is how long a request head may take to arrive once its first byte came (408 and a close after it). */
+  readonly headerTimeout: number;
+  /** bodyTimeout is the longest gap between two reads of a request body (408, and the upstream request aborted). */
+  readonly bodyTimeout: number;
+  /** requestBuffer: request bodies of declared length up to this are read whole before an endpoint is chosen. */
+  readonly requestBuffer: number;
+  /** maxConnections caps the open client connections of the whole gateway (spread over its workers). */
+  readonly maxConnections: number;
+  /** maxConnectionsPerClient caps the open connections of one client address (the trusted one a PROXY preamble names). */
+  readonly maxConnectionsPerClient: number;
+};
+
 /** GlobalConfig is config.toml, with relative paths resolved against its directory. */
 export type GlobalConfig = {
   readonly file: string;
@@ -154,7 +172,10 @@ export type GlobalConfig = {
     readonly idleTimeout: number;
     readonly http2: boolean;
     readonly publicHttpsPort?: number;
+    /** proxyProtocol lists the sources that may open a public connection with a PROXY v1/v2 preamble. */
+    readonly proxyProtocol: readonly Cidr[];
   };
+  readonly limits: Limits;
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };
   readonly acme: AcmeConfig;

@@ -1,5 +1,6 @@
 /** A request body as it arrives on a front-end connection: framed by Content-Length or chunked coding, handed on as a stream at the reader's pace. */
-import { type ChunkError, ChunkedDecoder } from "./chunked.ts";
+import { ClientBodyError } from "../proxy/body.ts";
+import { type ChunkError, ChunkedDecoder } from "../lib/chunked.ts";
 import type { RequestHead } from "./h1-request.ts";
 
 /** HIGH_WATER: past this many bytes received but not yet read, the connection stops reading from its socket until the reader catches up. */
@@ -51,7 +52,7 @@ export class BodyIn {
     if (this.decoder !== undefined) {
       const used = this.decoder.push(data, (piece) => this.put(piece));
       if (typeof used !== "number") {
-        this.fail(new Error(`request body: ${used.reason}`));
+        this.fail(new ClientBodyError(400, `request body: ${used.reason}`));
         return used;
       }
       if (this.decoder.done) this.end();

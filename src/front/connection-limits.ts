@@ -6,9 +6,15 @@ export class ConnectionLimits {
   private open = 0;
 
   constructor(
-    private readonly maxTotal: number,
-    private readonly maxPerClient: number,
+    private maxTotal: number,
+    private maxPerClient: number,
   ) {}
+
+  /** resize sets new caps (a reload); connections open now stay counted, and only new ones are judged by them. */
+  resize(maxTotal: number, maxPerClient: number): void {
+    this.maxTotal = maxTotal;
+    this.maxPerClient = maxPerClient;
+  }
 
   /** total is the number of connections open now. */
   get total(): number {

@@ -1,6 +1,8 @@
 /** The pipeline behind the raw front end: a RequestContext made from a FrontRequest, and the Downstream that reads it. */
 import { type Downstream, type HandlerView, newContext, type RequestContext } from "../proxy/context.ts";
 import { runPipeline } from "../proxy/pipeline.ts";
+import { log } from "../observability/log.ts";
+import { unroutedStats } from "../proxy/unrouted.ts";
 import type { FrontHandler, FrontRequest } from "./h1-server.ts";
 
 const front = (ctx: RequestContext) => ctx.source as FrontRequest;
@@ -12,12 +14,10 @@ const FRONT_DOWNSTREAM: Downstream = {
   body: (ctx) => front(ctx).body,
   // The raw front end runs no idle timer while a request is answered: nothing to raise.
   keepWaiting: () => undefined,
-  // WebSockets through the raw front end become a byte pipe after the upstream's 101 (issue 12, item 4): not yet.
+  // Upgrades through the raw front end become a byte pipe after the upstream's 101 (pipe, below), not a Bun WebSocket.
   upgrade: () => false,
+  pipe: (ctx, head, early, upstream, done) => front(ctx).pipe(head, early, upstream, done),
 };
-
-/** notUpgraded answers a WebSocket request the raw front end cannot carry yet. */
-const notUpgraded = () => new Response("WebSocket upgrades are not served on this listener yet\n", { status: 501 });
 
 /** frontHandler is the raw front end's handler for a public listener: the live generation's view read once per request, then the pipeline's phases. */
 export function frontHandler(view: () => HandlerView, scheme: "http" | "https"): FrontHandler {
@@ -27,7 +27,15 @@ export function frontHandler(view: () => HandlerView, scheme: "http" | "https"):
     const headers = new Headers(h.fields as [string, string][]);
     // RFC 9112 §3.2.2: the host is an absolute-form target's authority, else Host.
     const ctx = newContext(h.method, headers, FRONT_DOWNSTREAM, req, undefined, scheme, h.host, h.path, h.query, v.hop);
-    const out = runPipeline(ctx, v);
-    return out instanceof Promise ? out.then((r) => r ?? notUpgraded()) : out;
+    return runPipeline(ctx, v);
   };
+}
+
+/**
+ * frontRefused records a request the front end refused before any route saw it (a malformed head, a late one, a connection past a cap): counted under the
+ * route "-" with its status, and one log line (with the access log) saying why.
+ */
+export function frontRefused(status: number, reason: string, client: string): void {
+  unroutedStats().record(status, 0);
+  if (log.access) log.info("refused", { client, status, reason });
 }

@@ -1,7 +1,7 @@
 /** Idle detection with one shared sweep instead of a timer per item (upstream bodies, front-end connections waiting for a head): a timer per request costs more than the request. Bun's own socket idle timer fires on a tick of several seconds, too coarse for these limits. */
 
 /** Watched is one thing that may go idle (a response body, a connection waiting for a head): when it last moved, how long it may rest, what to do when it rests too long. */
-export type Watched = { last: number; readonly limit: number; readonly expire: () => void };
+export type Watched = { last: number; limit: number; readonly expire: () => void };
 
 const SWEEP_MS = 250;
 const watched = new Set<Watched>();

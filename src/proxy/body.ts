@@ -3,8 +3,24 @@
 /** ChunkReader is the part of a stream reader these wrappers use. */
 type ChunkReader = { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(reason?: unknown): Promise<void> };
 
-/** LimitedBody is a request body stream that counts bytes, fails past a limit, and says whether the upstream client began reading it. */
-export type LimitedBody = { readonly stream: ReadableStream<Uint8Array>; readonly state: { bytes: number; started: boolean; tooLarge: boolean } };
+/**
+ * LimitedBody is a request body stream that counts bytes, fails past a limit, and says whether the upstream client began reading it and whether the client's
+ * side failed (clientError: a malformed or stalled body, which is no fault of the upstream's).
+ */
+export type LimitedBody = {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly state: { bytes: number; started: boolean; tooLarge: boolean; clientError: ClientBodyError | undefined };
+};
+
+/** ClientBodyError ends a request body the client broke: malformed chunked coding (400) or too long a pause between its pieces (408). */
+export class ClientBodyError extends Error {
+  constructor(
+    readonly status: 400 | 408,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 /** BodyTooLargeError ends a request body that passed its limit. */
 export class BodyTooLargeError extends Error {
@@ -15,14 +31,20 @@ export class BodyTooLargeError extends Error {
 
 /** limitBody wraps a request body: one pull per chunk, no copy; past `limit` bytes the stream errors so the upstream request is abandoned. */
 export function limitBody(src: ReadableStream<Uint8Array>, limit: number): LimitedBody {
-  const state = { bytes: 0, started: false, tooLarge: false };
+  const state: LimitedBody["state"] = { bytes: 0, started: false, tooLarge: false, clientError: undefined };
   let reader: ChunkReader | undefined;
   const stream = new ReadableStream<Uint8Array>(
     {
       async pull(c) {
         state.started = true;
         const rd = (reader ??= src.getReader() as ChunkReader);
-        const r = await rd.read();
+        let r: Awaited<ReturnType<ChunkReader["read"]>>;
+        try {
+          r = await rd.read();
+        } catch (e) {
+          if (e instanceof ClientBodyError) state.clientError = e;
+          throw e;
+        }
         if (r.done) return c.close();
         state.bytes += r.value.byteLength;
         if (state.bytes > limit) {

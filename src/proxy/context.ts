@@ -2,6 +2,7 @@
 import type { ProxyOptions } from "../config/types.ts";
 import type { RouteStats } from "../observability/gateway-metrics.ts";
 import type { Http01Tokens } from "../tls/acme/http01.ts";
+import type { Tunnel } from "../upstream/h1-upgrade.ts";
 import type { Pool } from "../upstream/pool.ts";
 import { requestId } from "./request-id.ts";
 import type { HostRouter } from "./router.ts";
@@ -72,6 +73,11 @@ export interface Downstream {
   keepWaiting(ctx: RequestContext, seconds: number): void;
   /** upgrade turns the connection into a WebSocket carrying data, answering with the extra headers; false when it cannot. */
   upgrade(ctx: RequestContext, data: unknown, headers: Record<string, string>): boolean;
+  /**
+   * pipe, where the front end owns its connections, writes `head` (the 101) and turns the connection into a byte pipe with `upstream`, starting with the bytes
+   * `early` the upstream sent after its 101; `done` is called once when the pipe has closed, with the bytes each way. Undefined: use upgrade (WebSockets only).
+   */
+  readonly pipe?: (ctx: RequestContext, head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void) => void;
 }
 
 /** RequestContext travels through the phases of one request (src/proxy/pipeline.ts); the logging phase records it once, when the response has ended. */

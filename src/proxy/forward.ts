@@ -132,6 +132,12 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
         ctx.upstreamMs = performance.now() - t0;
         const code = (err as { code?: string }).code ?? (err as Error).name;
         if (limited?.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
+        // The client broke its own body: the upstream is not to blame (its connection is closed, not reused: the exchange failed midway).
+        const clientError = limited?.state.clientError;
+        if (clientError !== undefined) {
+          ep.count("aborted");
+          throw new GatewayError(clientError.status, clientError.message, "downstream");
+        }
         if (tryCtrl?.signal.aborted && !ctrl.signal.aborted) {
           ep.count("timeout");
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);

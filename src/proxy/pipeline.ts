@@ -6,7 +6,8 @@
  *    then the route's own filters (`CompiledRoute.filters`: access rules, rate limits), in order;
  * 2. the route's answer (`CompiledRoute.handle`): for a proxy route the cache phase (cache-phase.ts), then
  *    upstream_peer (the pool's choice) and upstream_request_filter (the upstream's request head) in forward.ts;
- *    or a static file, or a redirect; a WebSocket upgrade goes to websocket.ts instead;
+ *    or a static file, or a redirect; an upgrade goes to upgrade.ts instead (a byte pipe after the upstream's 101), or on
+ *    Bun.serve's listeners a WebSocket to websocket.ts;
  * 3. response_filter: the route's response filters (`CompiledRoute.responseFilters`: HSTS), on its errors too;
  * 4. logging (logging.ts): metrics and one access-log line, once, when the response has ended.
  * An answer from routing goes straight to logging; one from a route's filters or the route itself goes through response_filter
@@ -17,6 +18,7 @@ import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "
 import { failWith } from "./errors.ts";
 import { delivered } from "./logging.ts";
 import { routeRequest } from "./request-filter.ts";
+import { proxyUpgrade, upgradeOf } from "./upgrade.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
 /** Out is what the pipeline answers: a response, or (a WebSocket took the connection) undefined. */
@@ -44,7 +46,16 @@ function early(ctx: RequestContext, res: Response): Response {
 /** answer runs the route's own phase, or upgrades a WebSocket. */
 function answer(ctx: RequestContext, route: CompiledRoute): Out {
   try {
-    if (route.proxy !== undefined && isWebSocketUpgrade(ctx)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
+    if (route.proxy !== undefined) {
+      // A front end that owns its connections pipes any upgrade after the upstream's 101; Bun.serve's carries WebSockets only.
+      const protocol = ctx.downstream.pipe !== undefined ? upgradeOf(ctx) : undefined;
+      if (protocol !== undefined)
+        return proxyUpgrade(ctx, route.proxy, protocol).then(
+          (r) => (r === undefined ? undefined : filterResponse(ctx, route, r)),
+          (e) => filterResponse(ctx, route, failWith(ctx, e)),
+        );
+      if (ctx.downstream.pipe === undefined && isWebSocketUpgrade(ctx)) return proxyWebSocket(ctx, route.proxy).catch((e) => early(ctx, failWith(ctx, e)));
+    }
     const res = route.handle(ctx);
     if (res instanceof Promise)
       return res.then(

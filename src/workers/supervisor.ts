@@ -6,7 +6,7 @@ import { problemLines } from "../config/problems.ts";
 import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../instance-files.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
 import { log } from "../observability/log.ts";
-import { assertFree, Listeners, sameAddress } from "../listeners.ts";
+import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { FileStorage } from "../tls/file-storage.ts";
 import { Fleet } from "./fleet.ts";
@@ -95,7 +95,7 @@ export class Supervisor {
       workers: () => this.workers.describe(),
     };
     const unused = () => new Response(null, { status: 500 });
-    this.listeners = new Listeners({ http: unused, https: unused, admin: adminApp(state).fetch });
+    this.listeners = new Listeners({ front: { http: unused }, https: unused, admin: adminApp(state).fetch });
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
     this.challenges.publisher = {
       publish: async (token, keyAuthorization) => {

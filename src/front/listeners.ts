@@ -1,18 +1,25 @@
-/** Listeners: the Bun.serve instances built from the live generation's addresses; rebound only when an address changes. */
+/** Listeners: the public and admin listeners a config asks for (the raw front end for plain HTTP, Bun.serve for HTTPS and admin); rebound only when an address changes. */
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
-import type { Address, GlobalConfig } from "./config/types.ts";
-import { log } from "./observability/log.ts";
-import { tlsSwaps } from "./observability/gateway-metrics.ts";
-import { websocketHandlers, type WsData } from "./proxy/websocket.ts";
-import type { TlsEntry } from "./tls/cert-manager.ts";
+import type { Address, GlobalConfig } from "../config/types.ts";
+import { log } from "../observability/log.ts";
+import { tlsSwaps } from "../observability/gateway-metrics.ts";
+import { websocketHandlers, type WsData } from "../proxy/websocket.ts";
+import type { TlsEntry } from "../tls/cert-manager.ts";
+import { ConnectionLimits } from "./connection-limits.ts";
+import { type FrontHandler, FrontServer } from "./h1-server.ts";
+import type { ListenerSettings } from "./settings.ts";
 
 type Kind = "http" | "https" | "admin";
-type Bound = { readonly address: Address; readonly server: Server<WsData> | Server<undefined>; readonly tlsDigest?: string };
 
-/** ListenerHandlers are the fetch functions listeners call; they read the live generation themselves. */
+/** Served is a listening socket, whatever serves it: a Bun.serve server or the raw front end. */
+type Served = { readonly port: number | undefined; readonly pendingRequests: number; stop(force: boolean): Promise<void> };
+type Bound = { readonly address: Address; readonly server: Served; readonly tlsDigest?: string };
+
+/** ListenerHandlers are what listeners call; they read the live generation themselves. */
 export type ListenerHandlers = {
-  readonly http: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
+  /** front answers plain HTTP on the raw front end. */
+  readonly front: { readonly http: FrontHandler; readonly refused?: (status: number, reason: string, client: string) => void };
   readonly https: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
   readonly admin: (req: Request) => Response | Promise<Response>;
 };
@@ -70,9 +77,13 @@ export function sameAddress(a: Address | undefined, b: Address | undefined): boo
 /** Listeners owns the sockets; apply() binds what a new config needs before anything old is closed, so a bind failure leaves the old listeners serving. */
 export class Listeners {
   private readonly bound = new Map<Kind, Bound>();
-  private readonly retiring = new Set<Server<unknown>>();
+  private readonly retiring = new Set<Served>();
   private idleSeconds = 75;
   private http2 = false;
+  /** caps is this process's one count of client connections, across its public listeners; each config resizes it. */
+  private readonly caps = new ConnectionLimits(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  /** front is the settings the raw front end's listeners run with (the live config's). */
+  private front: ListenerSettings | undefined;
 
   constructor(
     private readonly handlers: ListenerHandlers,
@@ -84,7 +95,20 @@ export class Listeners {
     if (kind === "admin") {
       return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
     }
-    const handler = kind === "https" ? this.handlers.https : this.handlers.http;
+    if (kind === "http") {
+      return {
+        address,
+        server: new FrontServer({
+          hostname: address.hostname,
+          port: address.port,
+          handler: this.handlers.front.http,
+          refused: this.handlers.front.refused,
+          ...(this.opts.shared ? { reusePort: true } : {}),
+          ...this.frontSettings(),
+        }),
+      };
+    }
+    const handler = this.handlers.https;
     if (tls) {
       warnUnlessMigrating();
       const cur = this.bound.get("https");
@@ -112,8 +136,30 @@ export class Listeners {
     return { address, server, tlsDigest: tls?.digest };
   }
 
-  /** apply binds new or moved listeners, then closes the ones no longer wanted (gracefully). Throws, having closed whatever it bound, if a bind fails. */
-  apply(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
+  /** frontSettings are the settings of the raw front end's listeners, counting connections in this process's caps. */
+  private frontSettings() {
+    return this.front === undefined ? { caps: this.caps } : { ...this.front, caps: this.caps };
+  }
+
+  /**
+   * apply binds new or moved listeners, then closes the ones no longer wanted (gracefully), then gives every raw listener the front-end settings (when given:
+   * a certificate change keeps them). Throws, having closed whatever it bound and changed nothing else, if a bind fails.
+   */
+  apply(listen: GlobalConfig["listen"], tls: TlsSet | undefined, front?: ListenerSettings): void {
+    const before = this.front;
+    if (front !== undefined) this.front = front;
+    try {
+      this.bind(listen, tls);
+    } catch (e) {
+      this.front = before;
+      throw e;
+    }
+    if (front === undefined) return;
+    this.caps.resize(front.maxConnections, front.maxConnectionsPerClient);
+    for (const [kind, b] of this.bound) if (kind === "http") (b.server as FrontServer).configure({ ...front, caps: this.caps });
+  }
+
+  private bind(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
     this.idleSeconds = Math.round(listen.idleTimeout / 1000);
     const http2Changed = this.http2 !== listen.http2;
     this.http2 = listen.http2;
@@ -148,13 +194,13 @@ export class Listeners {
         if (swap) {
           tlsSwaps.labels().value++;
           log.info("https listener now serves the new certificates", { address: cur.address.text, certificates: tls!.entries.length });
-        } else log.info("listening", { listener: kind, address: `${replaced[1].address.hostname}:${replaced[1].server.port}` });
+        } else log.info("listening", { listener: kind, address: `${replaced[1].address.hostname}:${replaced[1].server.port ?? replaced[1].address.port}` });
       }
     }
   }
 
   /** retire stops a replaced listener gracefully and keeps it counted (pending, shutdown) until its requests have finished. */
-  private retire(server: Server<unknown>): void {
+  private retire(server: Served): void {
     this.retiring.add(server);
     void server.stop(false).finally(() => this.retiring.delete(server));
   }

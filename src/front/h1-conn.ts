@@ -1,0 +1,461 @@
+/** One client connection of the front end's HTTP/1.1 server: PROXY preamble and caps first, then heads parsed strictly, bodies fed, answers written in order. */
+import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
+import { WriteQueue } from "../lib/write-queue.ts";
+import { ClientBodyError } from "../proxy/body.ts";
+import { BodyIn } from "./body-in.ts";
+import type { ConnectionLimits } from "./connection-limits.ts";
+import { type HeadError, isHeadError, parseRequestHead, type RequestHead, type RequestLimits } from "./h1-request.ts";
+import { frameResponse } from "./h1-response.ts";
+import { type ResponseSink, sendResponse } from "./h1-send.ts";
+import { type ClientSide, Pipe } from "./tunnel.ts";
+import type { Tunnel } from "../upstream/h1-upgrade.ts";
+import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
+
+/** FrontRequest is one request as the server hands it over: its head, its body as it arrives (null without one), the client and a signal for its departure. */
+export type FrontRequest = {
+  readonly head: RequestHead;
+  readonly body: ReadableStream<Uint8Array> | null;
+  readonly client: string;
+  /** signal aborts when the connection closes before the response has gone out. */
+  readonly signal: AbortSignal;
+  /** tlsName is the server name (SNI) the client asked for in its TLS handshake; undefined on plain connections or without SNI. */
+  readonly tlsName: string | undefined;
+  /** pipe writes an upgrade's 101 `head` and turns the connection into a byte pipe with `upstream` (see Downstream.pipe); the handler then answers undefined. */
+  pipe(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void;
+};
+
+/** FrontHandler answers a request; it should not throw (a throw or a rejection is answered with 500 and the connection closed). */
+export type FrontHandler = (req: FrontRequest) => Response | undefined | Promise<Response | undefined>;
+
+/** FrontSettings are what a listener allows its connections; a reload replaces them, and each connection reads them anew at its next step. */
+export type FrontSettings = {
+  readonly limits: RequestLimits;
+  /** headerTimeoutMs bounds the wait for a whole head, from the connection's start or the first byte of a later head; then 408 (or a silent close). */
+  readonly headerTimeoutMs: number;
+  /** idleTimeoutMs is how long a keep-alive connection may wait for its next request. */
+  readonly idleTimeoutMs: number;
+  /** bodyTimeoutMs is the longest gap between two pieces of a request body the handler is waiting for; then the body fails with 408. */
+  readonly bodyTimeoutMs: number;
+  /** caps counts connections against [limits] max_connections and max_connections_per_client (one instance may serve several listeners). */
+  readonly caps?: ConnectionLimits;
+  /** proxyProtocol says whether a source address may open with a PROXY protocol preamble ([listen] proxy_protocol); its client then stands for the peer. */
+  readonly proxyProtocol?: (address: string) => boolean;
+};
+
+/** Wire is the transport under a connection (a Bun socket, or a TLS socket behind an adapter): write returns the bytes taken, the rest waits for drain. */
+export interface Wire {
+  readonly remoteAddress: string;
+  write(data: Uint8Array): number;
+  pause(): void;
+  resume(): void;
+  end(): void;
+  terminate(): void;
+}
+
+/** ConnHost is the server a connection belongs to. */
+export interface ConnHost {
+  readonly settings: FrontSettings;
+  readonly handler: FrontHandler;
+  /** draining: the server is stopping; connections close after their current answer. */
+  readonly draining: boolean;
+  /** refused is told of every request refused before the handler (status, reason), for logs and metrics. */
+  refused?(status: number, reason: string, client: string): void;
+  closed(conn: Conn): void;
+}
+
+/** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
+const BUFFERED_LIMIT = 64 * 1024;
+const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
+const EMPTY = new Uint8Array(0);
+
+/** Conn is one client connection and where its current request stands. */
+export class Conn implements ResponseSink, ClientSide {
+  buf: Uint8Array = EMPTY;
+  /** owned: buf lies in a buffer of this connection's own (append may write after it), not in one the socket handed over. */
+  private owned = false;
+  busy = false;
+  body: BodyIn | undefined;
+  closed = false;
+  readPaused = false;
+  /** headWait is this connection in the shared idle sweep while it waits for a head (no timer per request); its limit is the idle or the header timeout. */
+  private readonly headWait: Watched;
+  /** idle: waiting for the next request of a keep-alive connection; its first byte starts the header timeout. */
+  private idle = false;
+  /** bodyWait watches the gaps in a request body the handler is reading. */
+  private readonly bodyWait: Watched;
+  /** abort is made on first use of the current request's signal: most requests never ask. */
+  abort: AbortController | undefined;
+  readonly out = new WriteQueue();
+  /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
+  client: string;
+  /** counted is the address this connection is counted under, and countedBy the caps that counted it (a reload may bring new caps). */
+  counted: string | undefined;
+  private countedBy: ConnectionLimits | undefined;
+  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
+  private fresh = true;
+  /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
+  preamble = false;
+  /** piped is the byte pipe this connection became after an upgrade's 101. */
+  piped: Pipe | undefined;
+
+  constructor(
+    readonly socket: Wire,
+    readonly server: ConnHost,
+    /** tlsName is the SNI of a TLS connection. */
+    readonly tlsName: string | undefined = undefined,
+    /** peer overrides the socket's address (a TLS connection that a PROXY preamble already named). */
+    peer?: string,
+  ) {
+    this.headWait = { last: 0, limit: 0, expire: () => this.headLate() };
+    this.bodyWait = { last: 0, limit: 0, expire: () => this.bodyLate() };
+    this.client = peer ?? socket.remoteAddress;
+    this.preamble = peer === undefined && server.settings.proxyProtocol?.(this.client) === true;
+  }
+
+  /** start begins a new connection: counted now, or once a PROXY preamble names its client. */
+  start(): void {
+    if (this.preamble || this.admit()) this.waitForHead(false);
+  }
+
+  /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
+  signal(): AbortSignal {
+    if (this.closed && this.abort === undefined) return AbortSignal.abort("client closed the connection");
+    this.abort ??= new AbortController();
+    return this.abort.signal;
+  }
+
+  write(data: Uint8Array | string): void {
+    if (!this.closed) this.out.write(this.socket, data);
+  }
+
+  flushed(): Promise<void> | undefined {
+    return this.out.flushed();
+  }
+
+  get backedUp(): boolean {
+    return this.out.pending;
+  }
+
+  /** onDrain writes what was queued; a pipe then reads its upstream again. */
+  onDrain(): void {
+    this.out.onDrain(this.socket);
+    if (this.piped !== undefined && !this.out.pending) this.piped.clientDrained();
+  }
+
+  /** takeOver writes the 101 and makes this connection a byte pipe: the upstream's early bytes go to the client, the client's buffered ones to the upstream. */
+  takeOver(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void {
+    if (this.closed) {
+      upstream.terminate();
+      done(0, 0);
+      return;
+    }
+    unwatch(this.bodyWait);
+    this.write(head);
+    const pipe = new Pipe(this, upstream, this.server.settings.idleTimeoutMs, done);
+    this.piped = pipe;
+    if (early.byteLength > 0) {
+      pipe.bytesOut += early.byteLength;
+      this.write(early);
+    }
+    const rest = this.buf;
+    this.buf = EMPTY;
+    if (rest.byteLength > 0) pipe.fromClient(rest);
+    this.resumeReading();
+  }
+
+  pauseReading(): void {
+    if (!this.readPaused && !this.closed) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeReading(): void {
+    if (this.readPaused && !this.closed) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** waitForHead starts the wait for a head: a keep-alive connection waits up to the idle timeout for its first byte, then the header timeout runs. */
+  private waitForHead(idle: boolean): void {
+    const s = this.server.settings;
+    this.idle = idle;
+    this.headWait.limit = idle ? s.idleTimeoutMs : s.headerTimeoutMs;
+    this.headWait.last = performance.now();
+    watch(this.headWait);
+  }
+
+  private headLate(): void {
+    if (this.busy || this.closed) return;
+    if (this.buf.byteLength > 0) this.refuse({ status: 408, reason: "the request head did not arrive in time" });
+    else this.close();
+  }
+
+  /** bodyLate fails a body whose client paused too long; a pause of our own making (the reader is behind) does not count. */
+  private bodyLate(): void {
+    const body = this.body;
+    if (body === undefined || body.ended || this.closed) return;
+    if (this.readPaused) {
+      this.bodyWait.last = performance.now();
+      watch(this.bodyWait);
+      return;
+    }
+    const seconds = this.bodyWait.limit / 1000;
+    body.fail(new ClientBodyError(408, `the request body paused for more than ${seconds}s`));
+    this.refuseAfter(408, "request body timeout");
+  }
+
+  onData(data: Uint8Array): void {
+    if (this.fresh || this.preamble) {
+      data = this.beforeHttp(data);
+      if (data.byteLength === 0) return;
+    }
+    if (this.piped !== undefined) {
+      this.piped.fromClient(data);
+      return;
+    }
+    const body = this.body;
+    if (body !== undefined && !body.ended) {
+      this.bodyWait.last = performance.now();
+      const used = body.feed(data);
+      if (typeof used !== "number") {
+        this.refuseAfter(400, used.reason);
+        return;
+      }
+      if (body.ended) unwatch(this.bodyWait);
+      if (used === data.byteLength) return;
+      data = data.subarray(used);
+    }
+    if (this.idle && !this.busy) {
+      // The first byte of the next head: from now on the header timeout applies.
+      this.idle = false;
+      this.headWait.limit = this.server.settings.headerTimeoutMs;
+      this.headWait.last = performance.now();
+    }
+    this.append(data);
+    if (this.busy) {
+      if (this.buf.byteLength > BUFFERED_LIMIT) this.pauseReading();
+      return;
+    }
+    // A head can only have ended, or a request line run too long, where a line feed arrived or the buffer grew past a line: a head sent a byte at a
+    // time is not parsed again for every byte.
+    if (data.indexOf(10) >= 0 || this.buf.byteLength > this.server.settings.limits.maxLineBytes) this.next();
+  }
+
+  /** append adds data to the unparsed bytes, growing one buffer of its own by doubling rather than copying everything for every piece. */
+  private append(data: Uint8Array): void {
+    const len = this.buf.byteLength;
+    if (len === 0) {
+      this.buf = data;
+      this.owned = false;
+      return;
+    }
+    const need = len + data.byteLength;
+    // Only the room after the unparsed bytes is written: body pieces handed on earlier lie before them.
+    if (this.owned && this.buf.byteOffset + need <= this.buf.buffer.byteLength) {
+      const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, need);
+      view.set(data, len);
+      this.buf = view;
+      return;
+    }
+    const grown = new Uint8Array(Math.max(need, 2 * len, 4096));
+    grown.set(this.buf);
+    grown.set(data, len);
+    this.buf = grown.subarray(0, need);
+    this.owned = true;
+  }
+
+  /**
+   * beforeHttp reads a PROXY protocol preamble at the start of a connection from a trusted source (waiting for the rest of it if need be) and returns the bytes
+   * after it; from any other source a preamble is refused. Only the first bytes of a connection come here.
+   */
+  private beforeHttp(data: Uint8Array): Uint8Array {
+    if (this.fresh) {
+      this.fresh = false;
+      if (!this.preamble) {
+        if (!isPreamble(data)) return data;
+        this.refuse({ status: 400, reason: "a PROXY protocol preamble from a source that listen.proxy_protocol does not name" });
+        return EMPTY;
+      }
+    }
+    const buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
+    if (!looksLikePreamble(buf)) {
+      // A trusted source may also speak for itself (a health check): plain HTTP from the start.
+      this.preamble = false;
+      this.buf = EMPTY;
+      return this.admit() ? buf : EMPTY;
+    }
+    const p = parseProxyHeader(buf);
+    if (p === undefined) {
+      if (buf.byteLength > MAX_PREAMBLE) this.refuse({ status: 400, reason: `a PROXY protocol preamble over ${MAX_PREAMBLE} bytes` });
+      else this.buf = buf;
+      return EMPTY;
+    }
+    if (isProxyError(p)) {
+      this.refuse({ status: 400, reason: p.error });
+      return EMPTY;
+    }
+    this.preamble = false;
+    this.buf = EMPTY;
+    // The caps count the client the balancer speaks for, not the balancer: a connection from it is counted only now.
+    if (p.kind === "proxy") this.client = p.source.address;
+    return this.admit() ? buf.subarray(p.bytes) : EMPTY;
+  }
+
+  /** admit counts the connection against the caps; past one, it answers 503 and closes (nginx's limit_conn does the same), returning false. */
+  admit(): boolean {
+    const caps = this.server.settings.caps;
+    if (caps === undefined) return true;
+    const over = caps.admit(this.client);
+    if (over === undefined) {
+      this.counted = this.client;
+      this.countedBy = caps;
+      return true;
+    }
+    const reason = over === "total" ? "too many connections to this gateway" : "too many connections from this client";
+    this.answerAndClose(503, reason, "retry-after", "1");
+    return false;
+  }
+
+  /** next parses the next request in the buffer and starts it. */
+  next(): void {
+    if (this.closed || this.busy || this.buf.byteLength === 0) return;
+    const head = parseRequestHead(this.buf, this.server.settings.limits);
+    if (head === undefined) return;
+    if (isHeadError(head)) {
+      this.refuse(head);
+      return;
+    }
+    unwatch(this.headWait);
+    this.busy = true;
+    let rest = this.buf.subarray(head.headBytes);
+    this.buf = EMPTY;
+    let body: BodyIn | undefined;
+    if (head.framing !== "none") {
+      body = new BodyIn(head, { pause: () => this.pauseReading(), resume: () => this.resumeReading() });
+      this.body = body;
+      // RFC 9110 §10.1.1: a client that waits for 100 Continue is told to send the body (the route's limits apply as it arrives).
+      if (head.expectContinue && head.version === "1.1") this.write(CONTINUE);
+      if (rest.byteLength > 0) {
+        const used = body.feed(rest);
+        if (typeof used !== "number") {
+          this.refuse({ status: 400, reason: used.reason });
+          return;
+        }
+        rest = rest.subarray(used);
+      }
+      if (!body.ended) {
+        this.bodyWait.limit = this.server.settings.bodyTimeoutMs;
+        this.bodyWait.last = performance.now();
+        watch(this.bodyWait);
+      }
+    }
+    this.buf = rest;
+    this.abort = undefined;
+    void this.answer(new Req(head, body?.stream ?? null, this), body);
+  }
+
+  private async answer(req: FrontRequest, body: BodyIn | undefined): Promise<void> {
+    let res: Response | undefined;
+    try {
+      res = await this.server.handler(req);
+    } catch {
+      res = undefined;
+    }
+    // The connection became a byte pipe: it is the pipe's now.
+    if (this.piped !== undefined) return;
+    res ??= new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });
+    // A body the handler did not read to its end leaves the connection out of step: it closes after this response, as it does when the server stops.
+    const keepAlive = req.head.keepAlive && (body === undefined || body.complete) && !this.server.draining;
+    const close = await sendResponse(this, req.head, res, keepAlive);
+    if (this.closed) return;
+    this.abort = undefined;
+    if (close || !keepAlive || (body !== undefined && !body.complete)) {
+      this.close();
+      return;
+    }
+    unwatch(this.bodyWait);
+    this.body = undefined;
+    this.busy = false;
+    this.resumeReading();
+    this.waitForHead(this.buf.byteLength === 0);
+    this.next();
+  }
+
+  /** refuse answers a head that cannot be served with its status, then closes (RFC 9112 §11.2: no further request on a connection whose framing is in doubt). */
+  refuse(e: HeadError): void {
+    this.answerAndClose(e.status, e.reason);
+  }
+
+  private answerAndClose(status: number, reason: string, name?: string, value?: string): void {
+    this.server.refused?.(status, reason, this.client);
+    const headers = new Headers({ "content-type": "text/plain; charset=utf-8" });
+    if (name !== undefined) headers.set(name, value!);
+    const res = frameResponse({ method: "GET", version: "1.1", keepAlive: false }, status, headers, { kind: "bytes", length: reason.length + 1 });
+    this.write(res.head);
+    this.write(`${reason}\n`);
+    this.busy = true;
+    this.close();
+  }
+
+  /** refuseAfter ends a request whose body failed after the handler started: the handler's stream errors, the connection closes when its response is done. */
+  refuseAfter(status: number, reason: string): void {
+    unwatch(this.bodyWait);
+    this.server.refused?.(status, reason, this.client);
+    this.pauseReading();
+  }
+
+  /** idleNow says whether the connection waits for a request with nothing of one received: it can be closed without losing anything. */
+  get idleNow(): boolean {
+    return !this.busy && this.buf.byteLength === 0;
+  }
+
+  /** close ends the connection once what was written has gone out. */
+  close(): void {
+    if (this.closed) return;
+    unwatch(this.headWait);
+    unwatch(this.bodyWait);
+    const flushed = this.out.flushed();
+    if (flushed === undefined) this.socket.end();
+    else void flushed.then(() => this.socket.end());
+  }
+
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    unwatch(this.headWait);
+    unwatch(this.bodyWait);
+    this.out.clear();
+    if (this.counted !== undefined) this.countedBy?.release(this.counted);
+    this.body?.fail(new Error("the client closed the connection"));
+    this.piped?.end();
+    this.abort?.abort("client closed the connection");
+    this.server.closed(this);
+  }
+}
+
+/** Req is a FrontRequest whose signal is made only when asked for. */
+class Req implements FrontRequest {
+  constructor(
+    readonly head: RequestHead,
+    readonly body: ReadableStream<Uint8Array> | null,
+    private readonly conn: Conn,
+  ) {}
+
+  get client(): string {
+    return this.conn.client;
+  }
+
+  get signal(): AbortSignal {
+    return this.conn.signal();
+  }
+
+  get tlsName(): string | undefined {
+    return this.conn.tlsName;
+  }
+
+  pipe(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void {
+    this.conn.takeOver(head, early, upstream, done);
+  }
+}
