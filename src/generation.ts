@@ -129,7 +129,15 @@ const NO_FILTERS: readonly never[] = [];
 function compileRoute(route: PathRoute, deps: GenerationDeps, pools: Pools, responseFilters: readonly ResponseFilter[]): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
-  const base = { name: route.name, prefix: route.prefix, stats: statsFor(route.name), maxBodySize: route.maxBodySize, filters: NO_FILTERS, responseFilters };
+  const base = {
+    name: route.name,
+    prefix: route.prefix,
+    stats: statsFor(route.name),
+    maxBodySize: route.maxBodySize,
+    allowTrace: route.allowTrace,
+    filters: NO_FILTERS,
+    responseFilters,
+  };
   if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, pools) };
   if (a.kind === "static") return { ...base, proxy: undefined, handle: staticRoute(route, a) };
   return { ...base, proxy: undefined, handle: redirectRoute(a) };

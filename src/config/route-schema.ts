@@ -210,7 +210,8 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
   const tls = readSiteTls(r, g, hosts);
   const proxy = readProxyOptions(r, g.proxy, g.dir);
   const cache = readCacheRules(r, undefined);
-  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache }];
+  const allowTrace = r.bool("allow_trace", false);
+  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache, allowTrace }];
   const prefixes = new Set<string>(["/"]);
   for (const p of r.tableList("paths")) {
     const raw = p.requiredString("prefix", 'a path prefix such as "/api/"') ?? "/";
@@ -222,11 +223,12 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     const options = readProxyOptions(p, proxy, g.dir);
     const own = readAction(p, g, options, p.bool("strip_prefix", false));
     const pathCache = readCacheRules(p, cache);
+    const pathTrace = p.bool("allow_trace", allowTrace);
     // An entry with only cache rules refines the site's own action for its prefix.
     const action = own ?? (!hasAction(p) && p.has("cache") ? routes[0]!.action : undefined);
     if (!action && !hasAction(p)) p.problem("", "does nothing", "one of upstreams, static, redirect, or a [paths.cache] table for the site's own action");
     p.done();
-    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache });
+    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache, allowTrace: pathTrace });
   }
   if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
   r.done();

@@ -98,6 +98,8 @@ export type PathRoute = {
   readonly action: Action | undefined;
   readonly maxBodySize: number;
   readonly cache: CacheRules | undefined;
+  /** allowTrace lets TRACE requests through to the route (RFC 9110 §9.3.8); off by default, as they echo what the client sent, cookies included. */
+  readonly allowTrace: boolean;
 };
 
 /** Hsts is a site's Strict-Transport-Security policy (RFC 6797 §6.1), sent on its HTTPS responses. */

@@ -34,6 +34,8 @@ export type CompiledRoute = {
   readonly prefix: string;
   readonly stats: RouteStats;
   readonly maxBodySize: number;
+  /** allowTrace: TRACE requests reach this route; otherwise they get 405. */
+  readonly allowTrace: boolean;
   readonly proxy: ProxyRoute | undefined;
   /** filters run in the request_filter phase, once the route is known, in order; the first answer ends the request. */
   readonly filters: readonly RequestFilter[];

@@ -46,16 +46,16 @@ export function errorResponse(status: number, message: string, requestId: string
 }
 
 /**
- * failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message, anything else a logged
- * 500.
+ * failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message (with `extra` fields, such
+ * as a 405's Allow), anything else a logged 500.
  */
-export function failWith(ctx: RequestContext, err: unknown): Response {
+export function failWith(ctx: RequestContext, err: unknown, extra?: Record<string, string>): Response {
   ctx.bytesOut = 0;
   if (err instanceof GatewayError) {
     ctx.error = err.detail ?? err.message;
     // 499 is for the log: the client has gone and will read nothing.
     if (err.status === 499) return new Response(null, { status: 499 });
-    return errorResponse(err.status, err.message, ctx.id);
+    return errorResponse(err.status, err.message, ctx.id, extra);
   }
   log.error("request failed", { request_id: ctx.id, route: ctx.route?.name, error: String((err as Error)?.stack ?? err) });
   ctx.error = String(err);

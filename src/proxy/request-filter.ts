@@ -1,8 +1,11 @@
-/** The request_filter phase's first steps, before any route runs: ACME HTTP-01 answers, Host → site → route (400, 421, 404), the redirect to HTTPS. */
+/** The request_filter phase's first steps, before any route runs: CONNECT refused, ACME HTTP-01 answers, Host → site → route (400, 421, 404), the redirect to HTTPS, TRACE unless the route allows it. */
 import { CHALLENGE_PREFIX } from "../tls/acme/http01.ts";
 import type { HandlerView, RequestContext } from "./context.ts";
 import { failWith, GatewayError } from "./errors.ts";
 import { HOST_INVALID } from "./router.ts";
+
+/** ALLOW is the Allow field of a 405 for CONNECT or TRACE: the methods a route may be asked (RFC 9110 §10.2.1). */
+const ALLOW = { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" };
 
 /**
  * routeRequest finds the request's route (ctx.route) in the view, or answers it: a challenge token, a bad or unknown Host, a redirect to HTTPS, an unknown
@@ -10,6 +13,8 @@ import { HOST_INVALID } from "./router.ts";
  */
 export function routeRequest(ctx: RequestContext, v: HandlerView): Response | undefined {
   const { scheme, path } = ctx;
+  // A gateway is no forward proxy: CONNECT is answered here, never sent on (RFC 9110 §9.3.6).
+  if (ctx.method === "CONNECT") return failWith(ctx, new GatewayError(405, "CONNECT is not served here", "downstream"), ALLOW);
   if (scheme === "http") {
     // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.
     const challenge = v.challenges.answer(path);
@@ -34,5 +39,7 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   }
   if (route === undefined) return failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
   ctx.route = route;
+  // TRACE echoes the request, credentials included (RFC 9110 §9.3.8): only a route that asks for it gets it.
+  if (ctx.method === "TRACE" && !route.allowTrace) return failWith(ctx, new GatewayError(405, "TRACE is not allowed on this route", "downstream"), ALLOW);
   return undefined;
 }
