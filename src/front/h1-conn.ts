@@ -203,7 +203,7 @@ export class Conn implements ResponseSink, ClientSide {
     }
     const seconds = this.bodyWait.limit / 1000;
     body.fail(new ClientBodyError(408, `the request body paused for more than ${seconds}s`));
-    this.refuseAfter(408, "request body timeout");
+    this.refuseAfter();
   }
 
   onData(data: Uint8Array): void {
@@ -220,7 +220,7 @@ export class Conn implements ResponseSink, ClientSide {
       this.bodyWait.last = performance.now();
       const used = body.feed(data);
       if (typeof used !== "number") {
-        this.refuseAfter(400, used.reason);
+        this.refuseAfter();
         return;
       }
       if (body.ended) unwatch(this.bodyWait);
@@ -399,10 +399,12 @@ export class Conn implements ResponseSink, ClientSide {
     this.close();
   }
 
-  /** refuseAfter ends a request whose body failed after the handler started: the handler's stream errors, the connection closes when its response is done. */
-  refuseAfter(status: number, reason: string): void {
+  /**
+   * refuseAfter ends a request whose body failed after the handler started: the handler's stream errors (its route answers, counts and logs the request), and
+   * the connection closes when that answer is done.
+   */
+  refuseAfter(): void {
     unwatch(this.bodyWait);
-    this.server.refused?.(status, reason, this.client);
     this.pauseReading();
   }
 
