@@ -83,7 +83,7 @@ export class Gateway {
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
       {
-        front: { http: frontHandler(() => this.gen!.view, "http"), refused: frontRefused },
+        front: { http: frontHandler(() => this.gen!.view, "http"), https: frontHandler(() => this.gen!.view, "https"), refused: frontRefused },
         https: createFetchHandler(() => this.gen!.view, "https"),
         admin: admin.fetch,
       },

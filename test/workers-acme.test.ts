@@ -103,7 +103,7 @@ test("a renewal through the supervisor's admin API reaches every worker; /metric
   expect(after.size).toBe(1);
   expect(after.has(before!)).toBe(false);
   expect(await metric('gatehouse_acme_orders_total{result="success"}')).toBe("2");
-  expect(await metric("gatehouse_tls_listener_swaps_total")).toBe("4"); // two swaps in each worker
+  expect(await metric("gatehouse_tls_certificate_updates_total")).toBe("4"); // two in each worker, in place
   const text = await (await fetch(`${gw.admin}/metrics`)).text();
   const promtool = Bun.spawnSync(["promtool", "check", "metrics"], { stdin: new TextEncoder().encode(text) });
   expect(promtool.stderr.toString() + promtool.stdout.toString()).toBe("");

@@ -10,6 +10,7 @@ const front = (ctx: RequestContext) => ctx.source as FrontRequest;
 /** FRONT_DOWNSTREAM reads a request's client side from the raw front end's FrontRequest; one object for every request. */
 const FRONT_DOWNSTREAM: Downstream = {
   peer: (ctx) => front(ctx).client,
+  tlsName: (ctx) => front(ctx).tlsName,
   signal: (ctx) => front(ctx).signal,
   body: (ctx) => front(ctx).body,
   // The raw front end runs no idle timer while a request is answered: nothing to raise.

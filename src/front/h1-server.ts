@@ -1,7 +1,9 @@
-/** The front end's HTTP/1.1 server on raw sockets (Bun.listen): one listening address, its connections (h1-conn.ts), its settings, and a graceful stop. */
-import type { TCPSocketListener } from "bun";
+/** The front end's HTTP/1.1 server on raw sockets (Bun.listen), plain or TLS: one listening address, its connections (h1-conn.ts), its settings, and a graceful stop. */
+import type { SocketHandler, TCPSocketListener } from "bun";
 import { Conn, type ConnHost, type FrontHandler, type FrontSettings } from "./h1-conn.ts";
 import { DEFAULT_LIMITS, type RequestLimits } from "./h1-request.ts";
+import { type TlsHost, tlsAcceptHandlers } from "./tls-accept.ts";
+import type { NativeContext, TlsContexts } from "./tls-contexts.ts";
 
 export type { FrontHandler, FrontRequest, FrontSettings } from "./h1-conn.ts";
 
@@ -14,6 +16,10 @@ export type FrontOptions = Partial<FrontSettings> & {
   readonly refused?: (status: number, reason: string, client: string) => void;
   /** reusePort binds beside sibling worker processes (SO_REUSEPORT); the kernel spreads new connections between them. */
   readonly reusePort?: boolean;
+  /** tls makes this a TLS listener serving these certificates, chosen per handshake by the client's server name. */
+  readonly tls?: TlsContexts;
+  /** alpnChallenge gives the acme-tls/1 certificate for a name being validated by TLS-ALPN-01. */
+  readonly alpnChallenge?: (name: string) => NativeContext | undefined;
 };
 
 /** settingsOf fills the defaults in: CONTRACT.md's [limits] and a 75 s keep-alive. */
@@ -62,36 +68,46 @@ export class ConnSet {
   }
 }
 
-/** FrontServer is one listening address of the front end, plain TCP. */
-export class FrontServer implements ConnHost {
+/** FrontServer is one listening address of the front end: plain TCP, or TLS with the certificate chosen per handshake (tls-accept.ts). */
+export class FrontServer implements ConnHost, TlsHost {
   settings: FrontSettings;
   readonly handler: FrontHandler;
   readonly refused: FrontOptions["refused"];
+  readonly contexts: TlsContexts;
+  readonly alpnChallenge: FrontOptions["alpnChallenge"];
   private readonly conns = new ConnSet();
-  private readonly listener: TCPSocketListener<Conn>;
+  private readonly listener: TCPSocketListener<unknown>;
 
   constructor(opts: FrontOptions) {
     this.settings = settingsOf(opts);
     this.handler = opts.handler;
     this.refused = opts.refused;
-    this.listener = Bun.listen<Conn>({
+    this.contexts = opts.tls as TlsContexts;
+    this.alpnChallenge = opts.alpnChallenge;
+    const plain: SocketHandler<Conn> = {
+      open: (s) => {
+        const c = new Conn(s, this);
+        s.data = c;
+        this.opened(c);
+      },
+      data: (s, d) => s.data.onData(d),
+      drain: (s) => s.data.onDrain(),
+      close: (s) => s.data.onClose(),
+      error: (s) => s.data.onClose(),
+    };
+    this.listener = Bun.listen<unknown>({
       hostname: opts.hostname,
       port: opts.port,
       ...(opts.reusePort ? { reusePort: true } : {}),
-      socket: {
-        open: (s) => {
-          const c = new Conn(s, this);
-          s.data = c;
-          this.conns.add(c);
-          if (this.conns.draining) c.close();
-          else c.start();
-        },
-        data: (s, d) => s.data.onData(d),
-        drain: (s) => s.data.onDrain(),
-        close: (s) => s.data.onClose(),
-        error: (s) => s.data.onClose(),
-      },
+      socket: (opts.tls === undefined ? plain : tlsAcceptHandlers(this)) as SocketHandler<unknown>,
     });
+  }
+
+  /** opened takes a new connection (after its handshake, for TLS): counted and started, or closed while the server stops. */
+  opened(c: Conn): void {
+    this.conns.add(c);
+    if (this.conns.draining) c.close();
+    else c.start();
   }
 
   get draining(): boolean {

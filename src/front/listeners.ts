@@ -3,23 +3,25 @@ import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import type { Address, GlobalConfig } from "../config/types.ts";
 import { log } from "../observability/log.ts";
-import { tlsSwaps } from "../observability/gateway-metrics.ts";
+import { tlsSwaps, tlsUpdates } from "../observability/gateway-metrics.ts";
 import { websocketHandlers, type WsData } from "../proxy/websocket.ts";
 import type { TlsEntry } from "../tls/cert-manager.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { type FrontHandler, FrontServer } from "./h1-server.ts";
 import type { ListenerSettings } from "./settings.ts";
+import { type PreparedContexts, TlsContexts } from "./tls-contexts.ts";
 
 type Kind = "http" | "https" | "admin";
 
 /** Served is a listening socket, whatever serves it: a Bun.serve server or the raw front end. */
 type Served = { readonly port: number | undefined; readonly pendingRequests: number; stop(force: boolean): Promise<void> };
-type Bound = { readonly address: Address; readonly server: Served; readonly tlsDigest?: string };
+/** Bound is a listener: its address, its server, and for HTTPS the digest of its certificates and, on the raw front end, their contexts (changed in place). */
+type Bound = { readonly address: Address; readonly server: Served; readonly tlsDigest?: string; readonly contexts?: TlsContexts };
 
 /** ListenerHandlers are what listeners call; they read the live generation themselves. */
 export type ListenerHandlers = {
   /** front answers plain HTTP on the raw front end. */
-  readonly front: { readonly http: FrontHandler; readonly refused?: (status: number, reason: string, client: string) => void };
+  readonly front: { readonly http: FrontHandler; readonly https: FrontHandler; readonly refused?: (status: number, reason: string, client: string) => void };
   readonly https: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
   readonly admin: (req: Request) => Response | Promise<Response>;
 };
@@ -110,11 +112,27 @@ export class Listeners {
     }
     const handler = this.handlers.https;
     if (tls) {
-      warnUnlessMigrating();
       const cur = this.bound.get("https");
       // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free (a worker's siblings hold it already: its
       // supervisor checked).
       if (!this.opts.shared && (!cur || !sameAddress(cur.address, address))) assertFree("https", address);
+      if (!this.http2) {
+        // The raw front end: certificates are chosen per handshake and changed in place, so this listener is never replaced for them.
+        const contexts = new TlsContexts();
+        contexts.set(tls.entries);
+        const server = new FrontServer({
+          hostname: address.hostname,
+          port: address.port,
+          handler: this.handlers.front.https,
+          refused: this.handlers.front.refused,
+          tls: contexts,
+          // It may bind beside a Bun.serve listener it replaces (http2 turned off) or sibling workers.
+          reusePort: true,
+          ...this.frontSettings(),
+        });
+        return { address, server, tlsDigest: tls.digest, contexts };
+      }
+      warnUnlessMigrating();
     }
     const server = Bun.serve<WsData>({
       ...common,
@@ -156,7 +174,7 @@ export class Listeners {
     }
     if (front === undefined) return;
     this.caps.resize(front.maxConnections, front.maxConnectionsPerClient);
-    for (const [kind, b] of this.bound) if (kind === "http") (b.server as FrontServer).configure({ ...front, caps: this.caps });
+    for (const b of this.bound.values()) if (b.server instanceof FrontServer) b.server.configure({ ...front, caps: this.caps });
   }
 
   private bind(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
@@ -169,16 +187,30 @@ export class Listeners {
       ["admin", listen.admin],
     ];
     const started: [Kind, Bound][] = [];
+    let renewed: [Bound, PreparedContexts] | undefined;
     try {
       for (const [kind, address] of wanted) {
         const cur = this.bound.get(kind);
         if (address === undefined || (kind === "https" && tls === undefined)) continue;
-        if (cur && sameAddress(cur.address, address) && (kind !== "https" || (cur.tlsDigest === tls!.digest && !http2Changed))) continue;
+        const same = cur !== undefined && sameAddress(cur.address, address);
+        if (same && kind === "https" && cur.contexts !== undefined && !http2Changed) {
+          // New certificates on the raw front end: loaded now, served from the next handshake once everything else bound.
+          if (cur.tlsDigest !== tls!.digest) renewed = [cur, cur.contexts.prepare(tls!.entries)];
+          continue;
+        }
+        if (same && (kind !== "https" || (cur.tlsDigest === tls!.digest && !http2Changed))) continue;
         started.push([kind, this.start(kind, address, kind === "https" ? tls : undefined)]);
       }
     } catch (e) {
       for (const [, b] of started) b.server.stop(true);
       throw e;
+    }
+    if (renewed !== undefined) {
+      const [b, prepared] = renewed;
+      b.contexts!.commit(prepared);
+      this.bound.set("https", { ...b, tlsDigest: tls!.digest });
+      tlsUpdates.labels().value++;
+      log.info("https listener now serves the new certificates", { address: b.address.text, certificates: tls!.entries.length, from: "next handshake" });
     }
     for (const [kind, address] of wanted) {
       const cur = this.bound.get(kind);

@@ -69,7 +69,16 @@ export const certificateRenewal = registry.register(
 );
 export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
 export const tlsSwaps = registry.register(
-  new Counter("gatehouse_tls_listener_swaps_total", "Times the HTTPS listener was replaced to serve a changed set of certificates."),
+  new Counter(
+    "gatehouse_tls_listener_swaps_total",
+    "Times the HTTPS listener was replaced to serve a changed set of certificates (Bun's listener, with listen.http2 = true).",
+  ),
+);
+export const tlsUpdates = registry.register(
+  new Counter(
+    "gatehouse_tls_certificate_updates_total",
+    "Times the HTTPS listener took a changed set of certificates in place, for handshakes from then on (the front end's listener).",
+  ),
 );
 export const configReloads = registry.register(new Counter("gatehouse_config_reloads_total", "Config reloads, by result (success, failure).", ["result"]));
 export const configLastReloadSuccess = registry.register(

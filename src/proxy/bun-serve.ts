@@ -9,6 +9,8 @@ const server = (ctx: RequestContext) => ctx.connection as Server<unknown>;
 /** BUN_DOWNSTREAM reads a request's client side from Bun.serve's Request and Server; one object for every request. */
 const BUN_DOWNSTREAM: Downstream = {
   peer: (ctx) => server(ctx).requestIP(req(ctx))?.address ?? "",
+  // Bun.serve keeps the handshake's server name to itself.
+  tlsName: () => undefined,
   signal: (ctx) => req(ctx).signal,
   body: (ctx) => req(ctx).body,
   keepWaiting: (ctx, seconds) => server(ctx).timeout(req(ctx), seconds),

@@ -60,6 +60,7 @@ const BACKGROUND: Downstream = {
   body: () => null,
   keepWaiting: () => undefined,
   upgrade: () => false,
+  tlsName: () => undefined,
 };
 const NEVER = new AbortController().signal;
 

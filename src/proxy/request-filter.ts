@@ -29,6 +29,13 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
       scheme === "https" ? new GatewayError(421, "no site for this host", "downstream") : new GatewayError(404, "no site for this host", "downstream"),
     );
   }
+  // RFC 9110 §7.4: a TLS connection is for the site its handshake named; a request for another site on it is misdirected (a certificate for one
+  // name must not carry requests for another that the client never checked it against).
+  if (scheme === "https") {
+    const sni = ctx.downstream.tlsName(ctx);
+    if (sni !== undefined && sni !== hostOnly(ctx.host) && v.router.lookup(sni) !== site)
+      return failWith(ctx, new GatewayError(421, "this connection was made for another site (its TLS server name)", "downstream"));
+  }
   const route = site.lookup(path);
   if (scheme === "http" && site.redirectHttps && !path.startsWith(CHALLENGE_PREFIX)) {
     // The Host passed the router's check (a name or bracketed address, an optional port), so it is safe in Location.
@@ -42,4 +49,10 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   // TRACE echoes the request, credentials included (RFC 9110 §9.3.8): only a route that asks for it gets it.
   if (ctx.method === "TRACE" && !route.allowTrace) return failWith(ctx, new GatewayError(405, "TRACE is not allowed on this route", "downstream"), ALLOW);
   return undefined;
+}
+
+/** hostOnly is a Host value without its port, lowercased (a name or a bracketed address). */
+function hostOnly(host: string): string {
+  const colon = host.lastIndexOf(":");
+  return (colon > host.lastIndexOf("]") ? host.slice(0, colon) : host).toLowerCase();
 }

@@ -95,7 +95,7 @@ export class Supervisor {
       workers: () => this.workers.describe(),
     };
     const unused = () => new Response(null, { status: 500 });
-    this.listeners = new Listeners({ front: { http: unused }, https: unused, admin: adminApp(state).fetch });
+    this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });
     // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
     this.challenges.publisher = {
       publish: async (token, keyAuthorization) => {
