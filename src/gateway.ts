@@ -15,6 +15,8 @@ import { openSockets } from "./proxy/websocket.ts";
 import { Listeners } from "./front/listeners.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
 import { Http01Tokens } from "./tls/acme/http01.ts";
+import { AlpnChallenges } from "./tls/acme/tls-alpn01.ts";
+import { nativeOf } from "./front/tls-contexts.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
 import { FileStorage } from "./tls/file-storage.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
@@ -37,6 +39,8 @@ export type GatewayOptions = {
    * gateway's own.
    */
   readonly challenges?: Http01Tokens;
+  /** alpnChallenges: the TLS-ALPN-01 certificates to serve, like challenges (made with front/tls-contexts.ts's nativeOf); default: a new table of its own. */
+  readonly alpnChallenges?: AlpnChallenges;
 };
 
 /** Gateway is the process's one instance: start(), reload() any number of times, then shutdown(). */
@@ -68,10 +72,13 @@ export class Gateway {
   constructor(private readonly opts: GatewayOptions) {
     this.files = opts.files;
     this.challenges = opts.challenges ?? new Http01Tokens();
+    // The TLS-ALPN-01 certificates this gateway's issuer publishes and its HTTPS listener serves to acme-tls/1 handshakes.
+    const alpn = opts.alpnChallenges ?? new AlpnChallenges(nativeOf);
     this.certs = new CertManager(() => void this.certificatesChanged(), {
       storage: (dir) => new FileStorage(dir),
       follower: opts.worker,
       challenges: this.challenges,
+      alpnChallenges: alpn,
     });
     this.state = {
       ready: () => this.gen !== undefined && !this.draining,
@@ -83,7 +90,12 @@ export class Gateway {
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
       {
-        front: { http: frontHandler(() => this.gen!.view, "http"), https: frontHandler(() => this.gen!.view, "https"), refused: frontRefused },
+        front: {
+          http: frontHandler(() => this.gen!.view, "http"),
+          https: frontHandler(() => this.gen!.view, "https"),
+          refused: frontRefused,
+          alpnChallenge: (name) => alpn.context(name),
+        },
         https: createFetchHandler(() => this.gen!.view, "https"),
         admin: admin.fetch,
       },

@@ -1,19 +1,26 @@
-/** HTTP-01 and DNS-01 run the Solver contract against the real testbed: Pebble validates, bind9 takes the RFC 2136 updates. */
+/** HTTP-01, DNS-01 and TLS-ALPN-01 run the Solver contract against the real testbed: Pebble validates, bind9 takes the RFC 2136 updates. */
 import { rmSync } from "node:fs";
 import { Dns01Solver, challengeName } from "../src/tls/acme/dns01-solver.ts";
 import { queryTxt } from "../src/tls/acme/dns-update.ts";
 import { Http01Tokens } from "../src/tls/acme/http01.ts";
 import { Http01Solver } from "../src/tls/acme/http01-solver.ts";
 import { solverContract } from "../src/tls/acme/solver.contract.ts";
+import { AlpnChallenges } from "../src/tls/acme/tls-alpn01.ts";
+import { TlsAlpn01Solver } from "../src/tls/acme/tls-alpn01-solver.ts";
+import { FALLBACK_NAME } from "../src/tls/cert-manager.ts";
 import { FileStorage } from "../src/tls/file-storage.ts";
+import { InternalIssuer } from "../src/tls/internal-issuer.ts";
+import { FrontServer } from "../src/front/h1-server.ts";
+import { nativeOf, TlsContexts } from "../src/front/tls-contexts.ts";
+import { challengeSeen } from "./alpn-client.ts";
 import { freePort, tempDir } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 
 let seq = 0;
 
-function setup() {
+function setup(tlsAlpn01Port?: number) {
   const http01Port = freePort();
-  const tb = Testbed.start({ http01Port });
+  const tb = Testbed.start({ http01Port, tlsAlpn01Port });
   const dir = tempDir("gatehouse-solver-");
   const acme = {
     directory: tb.env.ACME_DIRECTORY_URL,
@@ -77,5 +84,38 @@ solverContract("Dns01Solver (bind9)", async () => {
     acme,
     storage,
     cleanup: async () => cleanup(),
+  };
+});
+
+solverContract("TlsAlpn01Solver", async () => {
+  const tlsPort = freePort();
+  const { acme, storage, cleanup } = setup(tlsPort);
+  const alpn = new AlpnChallenges(nativeOf);
+  // A supervisor whose worker did not take the certificate: publish fails after the local table has it.
+  const refusing = new AlpnChallenges(nativeOf);
+  refusing.publisher = { publish: async () => Promise.reject(new Error("worker 1 did not take the certificate")), withdraw: async () => undefined };
+  // The HTTPS listener as the gateway binds it: the raw TLS front end with the fallback certificate, answering acme-tls/1 from the tables.
+  const fallback = await new InternalIssuer(storage).issueFor([FALLBACK_NAME]);
+  const contexts = new TlsContexts();
+  contexts.set([{ cert: fallback.certPem, key: fallback.keyPem, fingerprint: "fallback" }]);
+  const listener = new FrontServer({
+    hostname: "127.0.0.1",
+    port: tlsPort,
+    handler: () => new Response("not a challenge"),
+    tls: contexts,
+    alpnChallenge: (name) => alpn.context(name) ?? refusing.context(name),
+  });
+  return {
+    solver: new TlsAlpn01Solver(alpn),
+    broken: new TlsAlpn01Solver(refusing),
+    identifier: () => `alpn-${++seq}.test`,
+    seen: (c) => challengeSeen(tlsPort, c.identifier, c.keyAuthorization),
+    outstanding: async (identifier) => [...alpn.pending(), ...refusing.pending()].filter((a) => a.name === identifier).map((a) => a.keyAuthorization),
+    acme,
+    storage,
+    cleanup: async () => {
+      await listener.stop(true);
+      cleanup();
+    },
   };
 });

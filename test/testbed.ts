@@ -28,8 +28,11 @@ export class Testbed {
     readonly dir: string,
   ) {}
 
-  /** start runs start.sh on free loopback ports; HTTP-01 validation connects to http01Port (give the gateway's HTTP listener that port). */
-  static start(opts: { http01Port?: number } = {}): Testbed {
+  /**
+   * start runs start.sh on free loopback ports; HTTP-01 validation connects to http01Port (give the gateway's HTTP listener that port), TLS-ALPN-01 validation
+   * to tlsAlpn01Port (give it the HTTPS listener).
+   */
+  static start(opts: { http01Port?: number; tlsAlpn01Port?: number } = {}): Testbed {
     const dir = tempDir("gatehouse-testbed-");
     const env = {
       ...process.env,
@@ -37,7 +40,7 @@ export class Testbed {
       PEBBLE_MGMT_PORT: String(freePort()),
       DNS_PORT: String(freePort()),
       HTTP01_PORT: String(opts.http01Port ?? freePort()),
-      TLSALPN01_PORT: String(freePort()),
+      TLSALPN01_PORT: String(opts.tlsAlpn01Port ?? freePort()),
     };
     const r = Bun.spawnSync(["bash", join(SCRIPTS, "start.sh"), dir], { env, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`acme testbed did not start: ${r.stderr.toString()}${r.stdout.toString()}`);

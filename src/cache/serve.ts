@@ -1,4 +1,5 @@
 /** Answering from a stored response: the client's conditionals (304, 412), a byte range, HEAD, Age and Cache-Status (RFC 9211). */
+import { bytesResponse } from "../lib/known-body.ts";
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import { compress, compressAsync, negotiate, type Coding } from "./compress.ts";
 import { evaluateConditional } from "./conditional.ts";
@@ -119,7 +120,7 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
         h.set("content-range", `bytes ${start}-${end}/${size}`);
         h.set("content-length", String(end - start + 1));
         ctx.bytesOut = end - start + 1;
-        return new Response(e.body.subarray(start, end + 1), { status: 206, headers: h });
+        return bytesResponse(e.body.subarray(start, end + 1), { status: 206, headers: h });
       }
     }
   }
@@ -132,5 +133,5 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
   const body = coded ?? e.body;
   const bytes = head ? 0 : body.byteLength;
   ctx.bytesOut = bytes;
-  return new Response(head || body.byteLength === 0 ? null : body, { status: e.status, headers: h });
+  return head || body.byteLength === 0 ? new Response(null, { status: e.status, headers: h }) : bytesResponse(body, { status: e.status, headers: h });
 }

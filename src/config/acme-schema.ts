@@ -2,10 +2,12 @@
 import { readFileSync } from "node:fs";
 import { parseAddress, resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
-import type { AcmeConfig, TsigConfig } from "./types.ts";
+import type { AcmeChallenge, AcmeConfig, TsigConfig } from "./types.ts";
 
 /** LETS_ENCRYPT is the default ACME directory: Let's Encrypt's production CA. */
 export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+/** ACME_CHALLENGES are the values of `challenge` in config.toml's [acme] and in a route file's [acme]. */
+export const ACME_CHALLENGES: readonly AcmeChallenge[] = ["http-01", "dns-01", "tls-alpn-01"];
 const TSIG_ALGORITHMS = ["hmac-sha256", "hmac-sha512"] as const;
 const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -58,7 +60,7 @@ export function readAcme(r: Reader | undefined, dir: string): AcmeConfig {
       r.problem("ca_file", `cannot read ${caFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, "a PEM file with the CA of the ACME API");
     }
   }
-  const challenge = r?.oneOf("challenge", ["http-01", "dns-01"] as const, "http-01") ?? "http-01";
+  const challenge = r?.oneOf("challenge", ACME_CHALLENGES, "http-01") ?? "http-01";
   const renewFraction = r?.integer("renew_at_percent", 67, 10, 95) ?? 67;
   let dns: AcmeConfig["dns"];
   const dnsR = r?.table("dns");

@@ -135,7 +135,7 @@ test("TLS settings are checked against what the global config can serve", () => 
   ]);
   const https = '[listen]\nhttp = "127.0.0.1:8080"\nhttps = "127.0.0.1:8443"\n';
   expect(problemsFor(https, { w: 'hosts = ["*.w.example", "10.0.0.1"]\ntls = "acme"\nstatic = "public"\n' })).toEqual([
-    'routes/w.toml:1: hosts[0]: wildcard "*.w.example" needs the dns-01 challenge (RFC 8555 §7.1.3) (expected acme.challenge = "dns-01" with [acme.dns] in config.toml)',
+    'routes/w.toml:1: hosts[0]: wildcard "*.w.example" needs the dns-01 challenge (RFC 8555 §7.1.3), not http-01 (acme.challenge in config.toml) (expected [acme] challenge = "dns-01" in this file, or acme.challenge = "dns-01", with [acme.dns] in config.toml)',
     'routes/w.toml:1: hosts[1]: "10.0.0.1" is an IP address; ACME CAs issue for names (expected host names with tls = "acme", or tls = "internal"/"manual" for addresses)',
   ]);
   expect(problemsFor(https, { p: 'hosts = ["p.example"]\nstatic = "public"\n[hsts]\nmax_age = "1d"\npreload = true\n' })).toEqual([

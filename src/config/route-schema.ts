@@ -1,11 +1,12 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
+import { ACME_CHALLENGES } from "./acme-schema.ts";
 import { readCacheRules } from "./cache-schema.ts";
 import { readProxyOptions } from "./global-schema.ts";
 import { resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
-import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
+import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteAcme, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
 
 const TLS_MODES: readonly TlsMode[] = ["acme", "internal", "manual", "off"];
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
@@ -142,9 +143,60 @@ function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonl
   }
 }
 
-/** readSiteTls reads tls, cert, key, https_redirect and [hsts] of a route file, and checks that the global config can serve them. */
-function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): SiteTls {
+/** readSiteAcme reads a route file's [acme] table (only with tls = "acme"); undefined when the file has none. */
+function readSiteAcme(r: Reader, mode: TlsMode): SiteAcme | undefined {
+  const t = r.table("acme");
+  if (!t) return undefined;
+  const challenge = t.has("challenge") ? t.oneOf("challenge", ACME_CHALLENGES, "http-01") : undefined;
+  t.done();
+  if (mode !== "acme") r.problem("acme", `is only used with tls = "acme" (tls is "${mode}")`, 'tls = "acme", or no [acme] table');
+  return { challenge };
+}
+
+/**
+ * checkAcme checks that the site's challenge (its own [acme] challenge, else config.toml's) can prove every host with the listeners config.toml has: wildcards
+ * need dns-01, dns-01 needs [acme.dns], http-01 the plain HTTP listener, tls-alpn-01 the raw HTTPS front end (Bun.serve, used with http2, cannot answer it).
+ */
+function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: SiteAcme | undefined): void {
+  const challenge = own?.challenge ?? g.acme.challenge;
+  // Problems about the challenge itself go where it was chosen: this file's [acme] challenge, or its tls key when config.toml chose it.
+  const at = own?.challenge === undefined ? "tls" : "acme.challenge";
+  const from = own?.challenge === undefined ? "acme.challenge in config.toml" : "[acme] challenge";
+  hosts.forEach((h, i) => {
+    if (isIpLiteral(h))
+      r.problem(
+        `hosts[${i}]`,
+        `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`,
+        'host names with tls = "acme", or tls = "internal"/"manual" for addresses',
+      );
+    else if (h.startsWith("*.") && challenge !== "dns-01")
+      r.problem(
+        `hosts[${i}]`,
+        `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3), not ${challenge} (${from})`,
+        '[acme] challenge = "dns-01" in this file, or acme.challenge = "dns-01", with [acme.dns] in config.toml',
+      );
+  });
+  // config.toml's own dns-01 without [acme.dns] is reported there, once.
+  if (own?.challenge === "dns-01" && g.acme.dns === undefined)
+    r.problem(at, '"dns-01" needs [acme.dns] in config.toml', "an [acme.dns] table with server and the TSIG key in config.toml");
+  if (challenge === "http-01" && g.listen.http === undefined)
+    r.problem(
+      at,
+      '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)',
+      'listen.http in config.toml, or [acme] challenge = "tls-alpn-01" or "dns-01"',
+    );
+  if (challenge === "tls-alpn-01" && g.listen.http2)
+    r.problem(
+      at,
+      `"tls-alpn-01" (${from}) cannot be answered with listen.http2 = true: Bun.serve, which serves HTTP/2, cannot negotiate ALPN "acme-tls/1"`,
+      '[acme] challenge = "http-01" or "dns-01", or listen.http2 = false in config.toml',
+    );
+}
+
+/** readSiteTls reads tls, cert, key, https_redirect, [hsts] and [acme] of a route file, and checks that the global config can serve them. */
+function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): SiteTls & { readonly acme: SiteAcme | undefined } {
   const mode = r.oneOf("tls", TLS_MODES, "off");
+  const own = readSiteAcme(r, mode);
   let certFile: string | undefined;
   let keyFile: string | undefined;
   let manual: CertBundle | undefined;
@@ -168,30 +220,8 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
     if (mode === "off") r.problem("hsts", 'is only sent over HTTPS (tls is "off")', 'tls = "acme", "internal" or "manual"');
   }
   if (mode !== "off" && g.listen.https === undefined) r.problem("tls", `"${mode}" needs an HTTPS listener`, 'listen.https in config.toml, or tls = "off"');
-  if (mode === "acme") {
-    const a = g.acme;
-    hosts.forEach((h, i) => {
-      if (isIpLiteral(h))
-        r.problem(
-          `hosts[${i}]`,
-          `${JSON.stringify(h)} is an IP address; ACME CAs issue for names`,
-          'host names with tls = "acme", or tls = "internal"/"manual" for addresses',
-        );
-      else if (h.startsWith("*.") && a.challenge !== "dns-01")
-        r.problem(
-          `hosts[${i}]`,
-          `wildcard ${JSON.stringify(h)} needs the dns-01 challenge (RFC 8555 §7.1.3)`,
-          'acme.challenge = "dns-01" with [acme.dns] in config.toml',
-        );
-    });
-    if (a.challenge === "http-01" && g.listen.http === undefined)
-      r.problem(
-        "tls",
-        '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)',
-        'listen.http in config.toml, or acme.challenge = "dns-01"',
-      );
-  }
-  return { mode, manual, redirect, hsts };
+  if (mode === "acme") checkAcme(r, g, hosts, own);
+  return { mode, manual, redirect, hsts, acme: own };
 }
 
 /** readSite reads a route file; name is the file name without .toml. */
@@ -207,7 +237,7 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else if (hosts.includes(host)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is listed twice`, "each host once");
     else hosts.push(host);
   });
-  const tls = readSiteTls(r, g, hosts);
+  const { acme, ...tls } = readSiteTls(r, g, hosts);
   const proxy = readProxyOptions(r, g.proxy, g.dir);
   const cache = readCacheRules(r, undefined);
   const allowTrace = r.bool("allow_trace", false);
@@ -232,5 +262,5 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
   }
   if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
   r.done();
-  return { name, file, hosts, tls, routes };
+  return { name, file, hosts, tls, routes, ...(acme ? { acme } : {}) };
 }

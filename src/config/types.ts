@@ -115,6 +115,12 @@ export type SiteTls = {
   readonly hsts: Hsts | undefined;
 };
 
+/** SiteAcme is a route file's [acme] table: what the site sets itself; each key left out comes from config.toml's [acme]. */
+export type SiteAcme = {
+  /** challenge proves the site's names; undefined: config.toml's acme.challenge. */
+  readonly challenge: AcmeChallenge | undefined;
+};
+
 /** SiteConfig is one routes/NAME.toml file. */
 export type SiteConfig = {
   readonly name: string;
@@ -122,18 +128,23 @@ export type SiteConfig = {
   readonly hosts: readonly string[];
   readonly tls: SiteTls;
   readonly routes: readonly PathRoute[];
+  /** acme is the site's own [acme] table (tls = "acme" only); undefined: everything from config.toml's [acme]. */
+  readonly acme?: SiteAcme;
 };
 
 /** TsigConfig is the key that signs RFC 2136 updates (RFC 8945). */
 export type TsigConfig = { readonly name: string; readonly algorithm: "hmac-sha256" | "hmac-sha512"; readonly secret: Uint8Array };
 
-/** AcmeConfig is [acme]: which CA, which account, which challenge. */
+/** AcmeChallenge is an ACME challenge type gatehouse answers: HTTP-01 (RFC 8555 §8.3), DNS-01 (§8.4) or TLS-ALPN-01 (RFC 8737). */
+export type AcmeChallenge = "http-01" | "dns-01" | "tls-alpn-01";
+
+/** AcmeConfig is [acme]: which CA, which account, which challenge (the default of every site). */
 export type AcmeConfig = {
   readonly directory: string;
   readonly email: string | undefined;
   /** caFile is extra trust for the ACME API's own TLS (a test CA such as Pebble's). */
   readonly caFile: string | undefined;
-  readonly challenge: "http-01" | "dns-01";
+  readonly challenge: AcmeChallenge;
   readonly dns: { readonly server: Address; readonly tsig: TsigConfig } | undefined;
   /** renewFraction is how far into a certificate's lifetime it is renewed when the CA gives no ARI window. */
   readonly renewFraction: number;

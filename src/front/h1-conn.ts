@@ -18,7 +18,7 @@ export type FrontRequest = {
   readonly client: string;
   /** signal aborts when the connection closes before the response has gone out. */
   readonly signal: AbortSignal;
-  /** tlsName is the server name (SNI) the client asked for in its TLS handshake; undefined on plain connections or without SNI. */
+  /** tlsName is the server name (SNI) of a TLS connection's handshake, "" when it got the fallback certificate (no SNI, or a name not served); undefined on plain connections. */
   readonly tlsName: string | undefined;
   /** pipe writes an upgrade's 101 `head` and turns the connection into a byte pipe with `upstream` (see Downstream.pipe); the handler then answers undefined. */
   pipe(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void;
@@ -114,7 +114,13 @@ export class Conn implements ResponseSink, ClientSide {
 
   /** start begins a new connection: counted now, or once a PROXY preamble names its client. */
   start(): void {
-    if (this.preamble || this.admit()) this.waitForHead(false);
+    if (this.preamble || this.countedBy !== undefined || this.admit()) this.waitForHead(false);
+  }
+
+  /** countedIn takes over a count made before this connection existed (a TLS connection is counted at accept). */
+  countedIn(caps: ConnectionLimits): void {
+    this.counted = this.client;
+    this.countedBy = caps;
   }
 
   /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
@@ -356,22 +362,38 @@ export class Conn implements ResponseSink, ClientSide {
     void this.answer(new Req(head, body?.stream ?? null, this), body);
   }
 
-  private async answer(req: FrontRequest, body: BodyIn | undefined): Promise<void> {
-    let res: Response | undefined;
+  /** answer runs the handler; an answer it gives at once is written at once (no promise on the way of a cache hit). */
+  private answer(req: FrontRequest, body: BodyIn | undefined): void {
+    let out: ReturnType<FrontHandler>;
     try {
-      res = await this.server.handler(req);
+      out = this.server.handler(req);
     } catch {
-      res = undefined;
+      out = undefined;
     }
+    if (out instanceof Promise)
+      out.then(
+        (res) => this.respond(req, body, res),
+        () => this.respond(req, body, undefined),
+      );
+    else this.respond(req, body, out);
+  }
+
+  private respond(req: FrontRequest, body: BodyIn | undefined, res: Response | undefined): void {
     // The connection became a byte pipe: it is the pipe's now.
     if (this.piped !== undefined) return;
     res ??= new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });
     // A body the handler did not read to its end leaves the connection out of step: it closes after this response, as it does when the server stops.
     const keepAlive = req.head.keepAlive && (body === undefined || body.complete) && !this.server.draining;
-    const close = await sendResponse(this, req.head, res, keepAlive);
+    const close = sendResponse(this, req.head, res, keepAlive);
+    if (close instanceof Promise) void close.then((c) => this.answered(body, c || !keepAlive));
+    else this.answered(body, close || !keepAlive);
+  }
+
+  /** answered goes on after a response went out: the next request, or the close. */
+  private answered(body: BodyIn | undefined, close: boolean): void {
     if (this.closed) return;
     this.abort = undefined;
-    if (close || !keepAlive || (body !== undefined && !body.complete)) {
+    if (close || (body !== undefined && !body.complete)) {
       this.close();
       return;
     }
@@ -380,7 +402,8 @@ export class Conn implements ResponseSink, ClientSide {
     this.busy = false;
     this.resumeReading();
     this.waitForHead(this.buf.byteLength === 0);
-    this.next();
+    // Pipelined requests already here are started on a fresh stack: a long run of them answered at once must not nest.
+    if (this.buf.byteLength > 0) queueMicrotask(() => this.next());
   }
 
   /** refuse answers a head that cannot be served with its status, then closes (RFC 9112 §11.2: no further request on a connection whose framing is in doubt). */

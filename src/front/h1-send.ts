@@ -1,5 +1,6 @@
 /** Writing a pipeline's Response on a front-end connection: whole when small and of declared length, else streamed at the socket's pace, chunked or by length. */
-import { type BodyShape, chunkHead, frameResponse, LAST_CHUNK } from "./h1-response.ts";
+import { knownBody } from "../lib/known-body.ts";
+import { type BodyShape, chunkHead, type Exchange, frameResponse, LAST_CHUNK } from "./h1-response.ts";
 import type { RequestHead } from "./h1-request.ts";
 
 /** WHOLE_LIMIT: a response body of declared length up to this is read whole and written with its head in one go. */
@@ -24,23 +25,18 @@ export interface ResponseSink {
   flushed(): Promise<void> | undefined;
 }
 
-/** sendResponse writes the response to the request with `head` at the socket's pace; it returns whether the connection must close after it. */
-export async function sendResponse(sink: ResponseSink, head: RequestHead, res: Response, keepAlive: boolean): Promise<boolean> {
+/**
+ * sendResponse writes the response to the request with `head` at the socket's pace; it returns whether the connection must close after it, at once when
+ * nothing needed waiting for (a body known in memory, or none), else as a promise.
+ */
+export function sendResponse(sink: ResponseSink, head: RequestHead, res: Response, keepAlive: boolean): boolean | Promise<boolean> {
   const x = { method: head.method, version: head.version, keepAlive };
+  const known = knownBody(res);
+  if (known !== undefined && head.method !== "HEAD") return writeWhole(sink, x, res, known);
   const declared = res.headers.get("content-length");
-  const length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
+  const length = declared !== null && declared.length < 16 && isDigits(declared) ? Number(declared) : undefined;
   // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.
-  if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") {
-    let bytes: Uint8Array;
-    try {
-      bytes = await res.bytes();
-    } catch {
-      return true; // the body failed before anything was sent: nothing sensible to answer on this connection
-    }
-    const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
-    sink.write(f.body && bytes.byteLength > 0 ? joined(f.head, bytes, "") : f.head);
-    return f.close;
-  }
+  if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") return readWhole(sink, x, res);
   const stream = res.body;
   if (stream === null || head.method === "HEAD") {
     if (stream !== null) void stream.cancel().catch(() => undefined);
@@ -48,6 +44,37 @@ export async function sendResponse(sink: ResponseSink, head: RequestHead, res: R
     sink.write(f.head);
     return f.close;
   }
+  return streamBody(sink, x, res, stream, length);
+}
+
+function isDigits(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** writeWhole writes head and body in one write. */
+function writeWhole(sink: ResponseSink, x: Exchange, res: Response, bytes: Uint8Array): boolean {
+  const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
+  sink.write(f.body && bytes.byteLength > 0 ? joined(f.head, bytes, "") : f.head);
+  return f.close;
+}
+
+async function readWhole(sink: ResponseSink, x: Exchange, res: Response): Promise<boolean> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await res.bytes();
+  } catch {
+    return true; // the body failed before anything was sent: nothing sensible to answer on this connection
+  }
+  return writeWhole(sink, x, res, bytes);
+}
+
+/** streamBody writes a body as it comes, chunked when its length is unknown, waiting for the socket after each piece. */
+async function streamBody(sink: ResponseSink, x: Exchange, res: Response, stream: ReadableStream<Uint8Array>, length: number | undefined): Promise<boolean> {
   const shape: BodyShape = { kind: "stream", length };
   const f = frameResponse(x, res.status, res.headers, shape, res.statusText);
   sink.write(f.head);

@@ -9,7 +9,7 @@ import type { TlsEntry } from "../tls/cert-manager.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { type FrontHandler, FrontServer } from "./h1-server.ts";
 import type { ListenerSettings } from "./settings.ts";
-import { type PreparedContexts, TlsContexts } from "./tls-contexts.ts";
+import { type NativeContext, type PreparedContexts, TlsContexts } from "./tls-contexts.ts";
 
 type Kind = "http" | "https" | "admin";
 
@@ -20,8 +20,13 @@ type Bound = { readonly address: Address; readonly server: Served; readonly tlsD
 
 /** ListenerHandlers are what listeners call; they read the live generation themselves. */
 export type ListenerHandlers = {
-  /** front answers plain HTTP on the raw front end. */
-  readonly front: { readonly http: FrontHandler; readonly https: FrontHandler; readonly refused?: (status: number, reason: string, client: string) => void };
+  /** front answers plain HTTP on the raw front end; alpnChallenge gives its HTTPS listener the TLS-ALPN-01 certificate of a name being validated (RFC 8737). */
+  readonly front: {
+    readonly http: FrontHandler;
+    readonly https: FrontHandler;
+    readonly refused?: (status: number, reason: string, client: string) => void;
+    readonly alpnChallenge?: (name: string) => NativeContext | undefined;
+  };
   readonly https: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
   readonly admin: (req: Request) => Response | Promise<Response>;
 };
@@ -126,6 +131,7 @@ export class Listeners {
           handler: this.handlers.front.https,
           refused: this.handlers.front.refused,
           tls: contexts,
+          alpnChallenge: this.handlers.front.alpnChallenge,
           // It may bind beside a Bun.serve listener it replaces (http2 turned off) or sibling workers.
           reusePort: true,
           ...this.frontSettings(),

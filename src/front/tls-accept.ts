@@ -2,6 +2,7 @@
 import type { Socket, SocketHandler } from "bun";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { MAX_HELLO, NOT_TLS, readHello } from "./client-hello.ts";
+import type { ConnectionLimits } from "./connection-limits.ts";
 import { Conn, type ConnHost } from "./h1-conn.ts";
 import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
 import type { NativeContext, TlsContexts } from "./tls-contexts.ts";
@@ -28,6 +29,10 @@ class Accepting {
   private preamble: boolean;
   private client: string;
   private done = false;
+  /** counted is the caps this connection is counted in, until a Conn takes the count over or it closes. */
+  private counted: ConnectionLimits | undefined;
+  /** secure is the TLS socket once the upgrade started. */
+  private secure: Socket<unknown> | undefined;
   readonly wait: Watched;
 
   constructor(
@@ -36,8 +41,9 @@ class Accepting {
   ) {
     this.client = socket.remoteAddress;
     this.preamble = host.settings.proxyProtocol?.(this.client) === true;
+    if (!this.preamble) this.admit();
     // The hello and the handshake together have the header timeout; a silent connection is closed at its end.
-    this.wait = { last: performance.now(), limit: host.settings.headerTimeoutMs, expire: () => this.socket.terminate() };
+    this.wait = { last: performance.now(), limit: host.settings.headerTimeoutMs, expire: () => (this.secure ?? this.socket).terminate() };
     watch(this.wait);
   }
 
@@ -45,8 +51,10 @@ class Accepting {
     if (this.done) return;
     let buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
     if (this.preamble) {
-      if (!looksLikePreamble(buf)) this.preamble = false;
-      else {
+      if (!looksLikePreamble(buf)) {
+        this.preamble = false;
+        if (!this.admit()) return;
+      } else {
         const p = parseProxyHeader(buf);
         if (p === undefined) {
           if (buf.byteLength > MAX_PREAMBLE) {
@@ -62,6 +70,7 @@ class Accepting {
         }
         this.preamble = false;
         if (p.kind === "proxy") this.client = p.source.address;
+        if (!this.admit()) return;
         buf = buf.subarray(p.bytes);
         if (buf.byteLength === 0) {
           this.buf = EMPTY;
@@ -92,53 +101,82 @@ class Accepting {
       return;
     }
     this.done = true;
-    this.upgrade(buf, context, challenge !== undefined, name);
+    // A handshake that got the fallback certificate is for no site: its requests are told so (421), whatever their Host.
+    this.upgrade(buf, context, challenge !== undefined, this.host.contexts.serves(name) ? name! : "");
   }
 
   /** upgrade starts TLS on the connection with the bytes read so far; after the handshake the connection is an HTTP/1.1 Conn (or, for a challenge, closes). */
   private upgrade(initial: Uint8Array, context: NativeContext, challenge: boolean, name: string | undefined): void {
-    const host = this.host;
-    const client = this.client;
-    const wait = this.wait;
+    const closed = (conn: Conn | undefined) => {
+      unwatch(this.wait);
+      if (conn === undefined) this.release();
+      else conn.onClose();
+    };
     const handlers: SocketHandler<Conn | undefined> = {
-      handshake(ts, ok) {
-        unwatch(wait);
+      handshake: (ts, ok) => {
+        unwatch(this.wait);
         if (!ok || challenge) {
           // A failed handshake, or a TLS-ALPN-01 validation: it only wanted the certificate.
           ts.end();
           return;
         }
-        const conn = new Conn(ts as unknown as Socket<Conn>, host, name, client);
+        const conn = new Conn(ts as unknown as Socket<Conn>, this.host, name, this.client);
+        // The count taken at accept goes over to the connection, which releases it when it closes.
+        if (this.counted !== undefined) conn.countedIn(this.counted);
+        this.counted = undefined;
         ts.data = conn;
-        host.opened(conn);
+        this.host.opened(conn);
       },
       data: (ts, d) => ts.data?.onData(d),
       drain: (ts) => ts.data?.onDrain(),
-      close: (ts) => {
-        unwatch(wait);
-        ts.data?.onClose();
-      },
-      error: (ts) => {
-        unwatch(wait);
-        ts.data?.onClose();
-      },
+      close: (ts) => closed(ts.data),
+      error: (ts) => closed(ts.data),
     };
     try {
-      (this.socket as unknown as { upgradeTLS(o: unknown): unknown }).upgradeTLS({
+      const [, secure] = (this.socket as unknown as { upgradeTLS(o: unknown): [Socket<unknown>, Socket<unknown>] }).upgradeTLS({
         isServer: true,
         initialData: initial,
         tls: { secureContext: context, ALPNProtocols: challenge ? ACME_TLS : HTTP_1_1 },
         data: undefined,
         socket: handlers,
       });
+      // The deadline now closes the TLS socket: closing the raw one under it would not end a handshake that stalls.
+      this.secure = secure;
     } catch {
-      unwatch(wait);
+      unwatch(this.wait);
+      this.release();
       this.socket.terminate();
     }
   }
 
+  /**
+   * admit counts the connection against the caps from its start (a handshake in progress holds a socket too), under the client a preamble named; past a cap it
+   * is closed at once: nothing can be said to it before TLS.
+   */
+  private admit(): boolean {
+    const caps = this.host.settings.caps;
+    if (caps === undefined) return true;
+    const over = caps.admit(this.client);
+    if (over === undefined) {
+      this.counted = caps;
+      return true;
+    }
+    this.done = true;
+    unwatch(this.wait);
+    this.host.refused?.(503, over === "total" ? "too many connections to this gateway" : "too many connections from this client", this.client);
+    this.socket.terminate();
+    return false;
+  }
+
+  /** release uncounts the connection (it closed before it became a Conn, which otherwise takes the count over). */
+  private release(): void {
+    this.counted?.release(this.client);
+    this.counted = undefined;
+  }
+
   private refuse(reason: string): void {
     this.done = true;
+    this.release();
     unwatch(this.wait);
     this.host.refused?.(400, reason, this.client);
     this.socket.end();
@@ -147,6 +185,8 @@ class Accepting {
   onClose(): void {
     this.done = true;
     unwatch(this.wait);
+    // Before the upgrade the count is ours to release; after it, the TLS socket's close releases it (or its Conn does).
+    if (this.secure === undefined) this.release();
   }
 }
 

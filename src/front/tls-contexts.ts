@@ -61,6 +61,14 @@ export class TlsContexts {
     this.commit(this.prepare(entries));
   }
 
+  /** serves says whether a certificate of its own (not the fallback) answers serverName. */
+  serves(serverName: string | undefined): boolean {
+    if (serverName === undefined) return false;
+    if (this.byName.has(serverName)) return true;
+    const dot = serverName.indexOf(".");
+    return dot > 0 && this.byName.has(`*${serverName.slice(dot)}`);
+  }
+
   /** select is the context for a handshake that asked for serverName (undefined: no SNI); undefined when nothing, not even a fallback, is served. */
   select(serverName: string | undefined): NativeContext | undefined {
     if (serverName !== undefined) {

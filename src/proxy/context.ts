@@ -67,7 +67,10 @@ export type HandlerView = { readonly challenges: Http01Tokens; readonly router: 
 export interface Downstream {
   /** peer is the address of the connecting client (not X-Forwarded-For). */
   peer(ctx: RequestContext): string;
-  /** tlsName is the server name (SNI) of the request's TLS connection, where the front end knows it (Bun.serve does not): undefined without one. */
+  /**
+   * tlsName is the server name (SNI) of the request's TLS connection where the front end knows it (Bun.serve does not): "" when the handshake got the fallback
+   * certificate (no SNI, or a name no site serves), undefined when unknown or not TLS.
+   */
   tlsName(ctx: RequestContext): string | undefined;
   /** signal aborts when the client goes away before its answer is done. */
   signal(ctx: RequestContext): AbortSignal;

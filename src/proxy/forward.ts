@@ -1,4 +1,5 @@
 /** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
+import { bytesResponse } from "../lib/known-body.ts";
 import { retries } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
@@ -234,7 +235,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     if (ready !== undefined) {
       ep.inflight--;
       ctx.bytesOut = ready.byteLength;
-      return new Response(ready, { status, statusText: res.statusText, headers: h });
+      return bytesResponse(ready, { status, statusText: res.statusText, headers: h });
     }
   }
   // The body may rest at most idleTimeout between chunks (a buffered body: in all).
@@ -256,7 +257,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     unwatch(idle);
     ep.inflight--;
     ctx.bytesOut = bytes.byteLength;
-    return new Response(bytes, { status, statusText: res.statusText, headers: h });
+    return bytesResponse(bytes, { status, statusText: res.statusText, headers: h });
   }
   const body = trackBody(
     res.stream!,

@@ -33,7 +33,7 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   // name must not carry requests for another that the client never checked it against).
   if (scheme === "https") {
     const sni = ctx.downstream.tlsName(ctx);
-    if (sni !== undefined && sni !== hostOnly(ctx.host) && v.router.lookup(sni) !== site)
+    if (sni !== undefined && (sni === "" || (sni !== hostOnly(ctx.host) && v.router.lookup(sni) !== site)))
       return failWith(ctx, new GatewayError(421, "this connection was made for another site (its TLS server name)", "downstream"));
   }
   const route = site.lookup(path);

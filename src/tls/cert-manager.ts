@@ -4,6 +4,7 @@ import { inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/
 import { certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import type { Http01Tokens } from "./acme/http01.ts";
+import type { AlpnChallenges } from "./acme/tls-alpn01.ts";
 import { renewAt, retryDelay } from "./acme/renewal-time.ts";
 import type { Solver } from "./acme/solver.ts";
 import { solversFor } from "./acme/solvers.ts";
@@ -58,11 +59,16 @@ function acmeKey(a: AcmeConfig): string {
 }
 
 /**
- * CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens ACME orders publish; a follower (a worker
- * process) only loads certificates from storage and never issues, orders or renews; the process that leads (the supervisor) does, and tells it when to look
- * again (refresh).
+ * CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens and alpnChallenges the TLS-ALPN-01
+ * certificates ACME orders publish; a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that
+ * leads (the supervisor) does, and tells it when to look again (refresh).
  */
-export type CertManagerOptions = { readonly storage: StorageFactory; readonly challenges: Http01Tokens; readonly follower?: boolean };
+export type CertManagerOptions = {
+  readonly storage: StorageFactory;
+  readonly challenges: Http01Tokens;
+  readonly alpnChallenges: AlpnChallenges;
+  readonly follower?: boolean;
+};
 
 /**
  * CertManager is the process's certificate registry; `onChange` fires when the set of served certificates changed outside a reload (the HTTPS listener then
@@ -131,7 +137,7 @@ export class CertManager {
       acme = new AcmeIssuer(g.acme, store.storage, (site) => this.solvers.get(site));
     }
     const issuers: PlanIssuers = { internal, acme };
-    const solvers = solversFor(acmeSites, g.acme, this.opts.challenges);
+    const solvers = solversFor(acmeSites, g.acme, { http01: this.opts.challenges, tlsAlpn01: this.opts.alpnChallenges });
     const managed = new Map<string, Managed>();
     const adopt = new Map<Managed, CertBundle>();
     for (const site of tlsSites) {

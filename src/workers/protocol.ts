@@ -1,12 +1,13 @@
 /** The messages between a supervisor and its worker processes (Bun IPC, JSON): one init, then requests that each get a Reply with the same id. */
 import type { PurgeFilter } from "../observability/admin.ts";
 import type { ConfigFiles } from "../config/load.ts";
+import type { AlpnAnswer } from "../tls/acme/tls-alpn01.ts";
 
 /** WORKER_ENV names the environment variable that makes `gatehouse run` a worker: its value is the worker's index (1…N). */
 export const WORKER_ENV = "GATEHOUSE_WORKER";
 
-/** Init starts the worker on the supervisor's config snapshot, with the HTTP-01 tokens being proven now. */
-export type Init = { readonly t: "init"; readonly files: ConfigFiles; readonly tokens: readonly [string, string][] };
+/** Init starts the worker on the supervisor's config snapshot, with the HTTP-01 tokens and the TLS-ALPN-01 certificates being proven now. */
+export type Init = { readonly t: "init"; readonly files: ConfigFiles; readonly tokens: readonly [string, string][]; readonly alpn: readonly AlpnAnswer[] };
 
 /** Request is a question or an order from the supervisor; the worker answers each with a Reply carrying its id. */
 export type Request =
@@ -16,6 +17,14 @@ export type Request =
   | { readonly t: "certs"; readonly id: number }
   /** challenge publishes an HTTP-01 key authorization, or withdraws the token when keyAuthorization is null. */
   | { readonly t: "challenge"; readonly id: number; readonly token: string; readonly keyAuthorization: string | null }
+  /** alpn-challenge serves a TLS-ALPN-01 certificate (PEM) for name, or withdraws the one proving keyAuthorization when pem is null. */
+  | {
+      readonly t: "alpn-challenge";
+      readonly id: number;
+      readonly name: string;
+      readonly keyAuthorization: string;
+      readonly pem: { readonly cert: string; readonly key: string } | null;
+    }
   /** metrics: the reply's value is this worker's exposition text. */
   | { readonly t: "metrics"; readonly id: number }
   /** purge: the reply's value is how many responses this worker's cache dropped. */

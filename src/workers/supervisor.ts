@@ -1,5 +1,6 @@
 /** The supervisor of `workers = N`: validates the config, holds the admin listener and the certificates (ACME in one place), runs N worker processes on shared public listeners, restarts them, relays reloads and merges their metrics. */
 import { Http01Tokens } from "../tls/acme/http01.ts";
+import { AlpnChallenges } from "../tls/acme/tls-alpn01.ts";
 import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
 import type { Config, GlobalConfig } from "../config/types.ts";
 import { problemLines } from "../config/problems.ts";
@@ -10,6 +11,7 @@ import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { FileStorage } from "../tls/file-storage.ts";
 import { Fleet } from "./fleet.ts";
+import type { DistributiveOmit, Request } from "./protocol.ts";
 import { WorkerGone, type SpawnSpec } from "./worker-process.ts";
 import { WorkerSet } from "./worker-set.ts";
 
@@ -70,7 +72,13 @@ export class Supervisor {
   private readonly t: SupervisorTimings;
   /** challenges are the HTTP-01 tokens the supervisor's issuer publishes; its publisher carries them to every worker. */
   private readonly challenges = new Http01Tokens();
-  private readonly certs = new CertManager(() => void this.certificatesChanged(), { storage: (dir) => new FileStorage(dir), challenges: this.challenges });
+  /** alpnChallenges are the TLS-ALPN-01 certificates its issuer publishes, kept (no public listener here) and carried to every worker. */
+  private readonly alpnChallenges = new AlpnChallenges();
+  private readonly certs = new CertManager(() => void this.certificatesChanged(), {
+    storage: (dir) => new FileStorage(dir),
+    challenges: this.challenges,
+    alpnChallenges: this.alpnChallenges,
+  });
   private readonly listeners: Listeners;
   private readonly fleet: Fleet;
 
@@ -78,7 +86,7 @@ export class Supervisor {
     this.t = { ...DEFAULT_TIMINGS, ...opts.timings };
     this.workers = new WorkerSet({
       spawn: opts.spawn,
-      init: () => ({ t: "init", files: this.files!, tokens: this.challenges.pending() }),
+      init: () => ({ t: "init", files: this.files!, tokens: this.challenges.pending(), alpn: this.alpnChallenges.pending() }),
       configSeq: () => this.filesSeq,
       starting: () => this.starting,
       exited: (w) => this.fleet.retire(w),
@@ -96,19 +104,26 @@ export class Supervisor {
     };
     const unused = () => new Response(null, { status: 500 });
     this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });
-    // HTTP-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the token before the CA is told to look.
+    // HTTP-01 and TLS-ALPN-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the answer before the CA is told to look.
     this.challenges.publisher = {
-      publish: async (token, keyAuthorization) => {
-        const failed = (await this.fleet.broadcast({ t: "challenge", token, keyAuthorization }, this.t.challenge)).filter(
-          (o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok),
-        );
-        if (failed.length > 0)
-          throw new Error(
-            `not every worker took the HTTP-01 token: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`,
-          );
-      },
+      publish: (token, keyAuthorization) => this.toEveryWorker("HTTP-01 token", { t: "challenge", token, keyAuthorization }),
       withdraw: async (token) => void (await this.fleet.broadcast({ t: "challenge", token, keyAuthorization: null }, this.t.challenge)),
     };
+    this.alpnChallenges.publisher = {
+      publish: ({ name, keyAuthorization, cert, key }) =>
+        this.toEveryWorker("TLS-ALPN-01 certificate", { t: "alpn-challenge", name, keyAuthorization, pem: { cert, key } }),
+      withdraw: async (name, keyAuthorization) =>
+        void (await this.fleet.broadcast({ t: "alpn-challenge", name, keyAuthorization, pem: null }, this.t.challenge)),
+    };
+  }
+
+  /** toEveryWorker hands a challenge answer to every running worker; it throws when one that is still running did not take it. */
+  private async toEveryWorker(what: string, msg: DistributiveOmit<Request, "id">): Promise<void> {
+    const failed = (await this.fleet.broadcast(msg, this.t.challenge)).filter((o) => !(o.error instanceof WorkerGone) && (o.error || !o.reply?.ok));
+    if (failed.length > 0)
+      throw new Error(
+        `not every worker took the ${what}: ${failed.map((o) => o.error?.message ?? `worker ${o.worker.index}: ${o.reply?.problems?.join("; ")}`).join("; ")}`,
+      );
   }
 
   /** config is the live configuration. */

@@ -28,7 +28,7 @@ workerMetrics.register(new Gauge("gatehouse_workers", "Worker processes running 
 /** WorkerSetOptions: how to start worker `index`, what a new worker is told first, and whom to tell when a worker has exited. */
 export type WorkerSetOptions = {
   readonly spawn: (index: number) => SpawnSpec;
-  /** init is a new worker's first message (the live snapshot, the HTTP-01 tokens being proven); configSeq numbers that snapshot. */
+  /** init is a new worker's first message (the live snapshot, the HTTP-01 tokens and TLS-ALPN-01 certificates being proven); configSeq numbers that snapshot. */
   readonly init: () => Init;
   readonly configSeq: () => number;
   /** starting is true while the supervisor starts: a worker that cannot be spawned then fails the start instead of being tried again. */

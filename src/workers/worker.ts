@@ -1,5 +1,7 @@
 /** The worker side: one Gateway in worker mode, driven by its supervisor over IPC; it exits when told to stop or when the supervisor is gone. */
 import { Http01Tokens } from "../tls/acme/http01.ts";
+import { AlpnChallenges } from "../tls/acme/tls-alpn01.ts";
+import { nativeOf } from "../front/tls-contexts.ts";
 import { problemLines } from "../config/problems.ts";
 import { Gateway } from "../gateway.ts";
 import { registry } from "../observability/gateway-metrics.ts";
@@ -33,6 +35,8 @@ export class Worker {
    * listens.
    */
   private readonly challenges = new Http01Tokens();
+  /** alpnChallenges are the TLS-ALPN-01 certificates the supervisor publishes here, kept like challenges. */
+  private readonly alpnChallenges = new AlpnChallenges(nativeOf);
   private disconnected = false;
   private bye: (() => void) | undefined;
 
@@ -68,7 +72,21 @@ export class Worker {
 
   private async start(init: Init): Promise<void> {
     for (const [token, keyAuthorization] of init.tokens) this.challenges.add(token, keyAuthorization);
-    const gateway = new Gateway({ configPath: this.opts.configPath, files: init.files, pid: this.opts.pid, worker: true, challenges: this.challenges });
+    for (const answer of init.alpn) {
+      try {
+        this.alpnChallenges.add(answer);
+      } catch (e) {
+        log.warn("cannot load a tls-alpn-01 challenge certificate", { name: answer.name, error: String((e as Error).message ?? e) });
+      }
+    }
+    const gateway = new Gateway({
+      configPath: this.opts.configPath,
+      files: init.files,
+      pid: this.opts.pid,
+      worker: true,
+      challenges: this.challenges,
+      alpnChallenges: this.alpnChallenges,
+    });
     try {
       await gateway.start();
     } catch (e) {
@@ -89,6 +107,11 @@ export class Worker {
         // Answered before the gateway runs too: a worker that is starting binds with the token already in place.
         if (msg.keyAuthorization === null) this.challenges.remove(msg.token);
         else this.challenges.add(msg.token, msg.keyAuthorization);
+        return { ok: true };
+      case "alpn-challenge":
+        // As above; a certificate that cannot be loaded throws, and the reply says so.
+        if (msg.pem === null) this.alpnChallenges.remove(msg.name, msg.keyAuthorization);
+        else this.alpnChallenges.add({ name: msg.name, keyAuthorization: msg.keyAuthorization, ...msg.pem });
         return { ok: true };
       case "metrics":
         return { ok: true, value: registry.render() };

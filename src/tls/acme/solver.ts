@@ -1,12 +1,12 @@
 /** The Solver seam: how control of a name is proven to an ACME CA (RFC 8555 §8), one implementation per challenge type. */
 import type { AcmeConfig } from "../../config/types.ts";
 
-/** ChallengeType is a challenge gatehouse can answer: HTTP-01 (RFC 8555 §8.3) or DNS-01 (§8.4). */
+/** ChallengeType is a challenge gatehouse can answer: HTTP-01 (RFC 8555 §8.3), DNS-01 (§8.4) or TLS-ALPN-01 (RFC 8737). */
 export type ChallengeType = AcmeConfig["challenge"];
 
 /**
  * Challenge is one thing to prove: for which site (logs), the identifier (a wildcard's base name), the CA's token, and the key authorization (for DNS-01
- * already its digest, as the TXT value).
+ * already its digest, as the TXT value; for TLS-ALPN-01 the plain key authorization, whose digest the challenge certificate carries).
  */
 export type Challenge = { readonly site: string; readonly identifier: string; readonly token: string; readonly keyAuthorization: string };
 
