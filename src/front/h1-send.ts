@@ -3,6 +3,8 @@ import { knownBody } from "../lib/known-body.ts";
 import { type BodyShape, chunkHead, type Exchange, frameResponse, LAST_CHUNK } from "./h1-response.ts";
 import type { RequestHead } from "./h1-request.ts";
 
+/** JOIN_LIMIT: a body up to this is copied behind its head into one write; a larger one is written after it. */
+const JOIN_LIMIT = 16 * 1024;
 /** WHOLE_LIMIT: a response body of declared length up to this is read whole and written with its head in one go. */
 const WHOLE_LIMIT = 64 * 1024;
 
@@ -59,7 +61,13 @@ function isDigits(s: string): boolean {
 /** writeWhole writes head and body in one write. */
 function writeWhole(sink: ResponseSink, x: Exchange, res: Response, bytes: Uint8Array): boolean {
   const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
-  sink.write(f.body && bytes.byteLength > 0 ? joined(f.head, bytes, "") : f.head);
+  if (!f.body || bytes.byteLength === 0) sink.write(f.head);
+  else if (bytes.byteLength <= JOIN_LIMIT) sink.write(joined(f.head, bytes, ""));
+  else {
+    // A large body is not copied: two writes cost less than allocating and filling its size again.
+    sink.write(f.head);
+    sink.write(bytes);
+  }
   return f.close;
 }
 

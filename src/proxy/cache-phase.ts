@@ -38,7 +38,7 @@ function judge(e: Entry, h: Headers, now: number): Decision {
 }
 
 /** cachePhase wraps a proxied route's forward with the cache; the returned handler is the route's `handle`. */
-export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: Forward): (ctx: RequestContext) => Promise<Response> {
+export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: Forward): (ctx: RequestContext) => Response | Promise<Response> {
   const fill = new Filler(rules, cache, forward);
 
   /** answer serves a stored entry when the decision allows it, or returns undefined when the origin must be asked. */
@@ -56,7 +56,23 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     return undefined;
   }
 
-  return async function cached(ctx: RequestContext): Promise<Response> {
+  /** cached answers a fresh hit at once (no promise on the way of the commonest answer), anything else through uncached(). */
+  return function cached(ctx: RequestContext): Response | Promise<Response> {
+    const method = ctx.method;
+    if (method !== "GET" && method !== "HEAD") return uncached(ctx);
+    const asked = ctx.headers;
+    if (bypassed(rules, asked)) return uncached(ctx);
+    const primary = cache.primaryKey(ctx.scheme, ctx.host, ctx.path, rules.ignoreQuery ? "" : ctx.query);
+    const found = cache.lookup(primary, asked);
+    if (found !== undefined) {
+      const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "");
+      if (res !== undefined) return res;
+    }
+    return uncached(ctx, primary, found);
+  };
+
+  /** uncached is everything but an answer from the store at first sight: unsafe methods, bypasses, misses, revalidations, coalescing. */
+  async function uncached(ctx: RequestContext, known?: string, seen?: ReturnType<ResponseCache["lookup"]>): Promise<Response> {
     const method = ctx.method;
     const asked = ctx.headers;
     if (method !== "GET" && method !== "HEAD") {
@@ -69,13 +85,8 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
       count(ctx, "bypass");
       return tag(await forward(ctx), "fwd=bypass");
     }
-    const primary = cache.primaryKey(ctx.scheme, ctx.host, ctx.path, rules.ignoreQuery ? "" : ctx.query);
-    let found = cache.lookup(primary, asked);
-    if (found !== undefined) {
-      const d = judge(found.entry, asked, Date.now());
-      const res = answer(ctx, primary, found.secondary, found.entry, d, "");
-      if (res !== undefined) return res;
-    }
+    const primary = known!;
+    let found = seen;
     if (onlyIfCached(asked)) throw new GatewayError(504, "not in the cache, or not usable without the origin (only-if-cached)", "downstream");
     if (method === "HEAD" && found === undefined) {
       count(ctx, "miss");
@@ -101,5 +112,5 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     } finally {
       if (turn.leader) turn.done();
     }
-  };
+  }
 }
