@@ -158,6 +158,18 @@ test("framing errors get their status and a closed connection and never reach th
     ["9 KiB request line", `GET /${"l".repeat(9 * 1024)} HTTP/1.1\r\n${H}\r\n`, 414],
     ["5 KiB head", `GET / HTTP/1.1\r\n${H}X-Big: ${"b".repeat(5 * 1024)}\r\n\r\n`, 431],
     ["11 fields", `GET / HTTP/1.1\r\n${H}${Array.from({ length: 10 }, (_, i) => `X-F${i}: ${i}\r\n`).join("")}\r\n`, 431],
+    ["a length that is not decimal", `POST / HTTP/1.1\r\n${H}Content-Length: 0x5\r\n\r\nhello`, 400],
+    ["a bare LF ending a field", `GET / HTTP/1.1\r\n${H}X-A: 1\n\r\n`, 400],
+    ["a bare CR in a field", `GET / HTTP/1.1\r\n${H}X-A: 1\r2\r\n\r\n`, 400],
+    ["obs-fold", `GET / HTTP/1.1\r\n${H}X-A: 1\r\n 2\r\n\r\n`, 400],
+    ["NUL in a value", `GET / HTTP/1.1\r\n${H}X-A: 1\x002\r\n\r\n`, 400],
+    ["whitespace before the colon", `GET / HTTP/1.1\r\n${H}X-A : 1\r\n\r\n`, 400],
+    ["a field name with a non-token character", `GET / HTTP/1.1\r\n${H}X(A): 1\r\n\r\n`, 400],
+    ["two Host fields", `GET / HTTP/1.1\r\n${H}${H}\r\n`, 400],
+    ["no Host in HTTP/1.1", "GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", 400],
+    ["chunk size not hex", `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 400],
+    ["chunk size overflowing", `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n${"f".repeat(20)}\r\nhello\r\n`, 400],
+    ["chunked in HTTP/1.0", `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
   ];
   for (const [what, bytes, status] of cases) {
     const c = await exchange(`${bytes}GET /never HTTP/1.1\r\n${H}\r\n`);
@@ -169,6 +181,25 @@ test("framing errors get their status and a closed connection and never reach th
   );
   expect(statuses(fine.text)).toEqual([200]);
   expect(a.got.slice(before).map((g) => g.path)).toEqual(["/fine"]);
+});
+
+test("a chunked body that breaks after the upstream request began: the client gets 400, the origin's connection is closed (not reused), the next request is served", async () => {
+  const opened = a.conns.length;
+  const c = await Client.open(gw.httpPort);
+  c.send("POST /broken HTTP/1.1\r\nHost: site-a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  // The origin's connection is open and the first chunk on its way before the body breaks.
+  const deadline = Date.now() + 3000;
+  while (a.conns.length === opened && Date.now() < deadline) await Bun.sleep(10);
+  await Bun.sleep(100);
+  c.send("zz\r\n");
+  await c.settle();
+  expect([statuses(c.text), c.closed]).toEqual([[400], true]);
+  const upstream = a.conns[a.conns.length - 1]!;
+  const until = Date.now() + 3000;
+  while (!upstream.closed && Date.now() < until) await Bun.sleep(10);
+  expect(upstream.closed).toBe(true);
+  const next = await exchange("GET /after HTTP/1.1\r\nHost: site-a.test\r\nConnection: close\r\n\r\n");
+  expect(statuses(next.text)).toEqual([200]);
 });
 
 test("pipelining: three GETs in one write get three answers in order on the one connection; the origin sees all three", async () => {
