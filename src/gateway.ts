@@ -12,6 +12,7 @@ import { createFetchHandler } from "./proxy/bun-serve.ts";
 import { frontHandler, frontRefused } from "./front/entry.ts";
 import { frontSettings } from "./front/settings.ts";
 import { openSockets } from "./proxy/websocket.ts";
+import { openPipes } from "./front/tunnel.ts";
 import { Listeners } from "./front/listeners.ts";
 import { ResponseCache } from "./cache/response-cache.ts";
 import { Http01Tokens } from "./tls/acme/http01.ts";
@@ -293,8 +294,9 @@ export class Gateway {
     this.certs.dispose();
     this.health.stopAll();
     this.discovery.retain(new Set());
-    log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size, grace_ms: graceMs });
+    log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size + openPipes.size, grace_ms: graceMs });
     for (const ws of openSockets) ws.close(1001, "gateway shutting down");
+    for (const pipe of openPipes) pipe.shutdown();
     let timer: Timer | undefined;
     const expired = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)));
     const timedOut = await Promise.race([this.listeners.closePublic(false).then(() => false), expired]);

@@ -149,7 +149,7 @@ export class Conn implements ResponseSink, ClientSide {
   }
 
   /** takeOver writes the 101 and makes this connection a byte pipe: the upstream's early bytes go to the client, the client's buffered ones to the upstream. */
-  takeOver(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void {
+  takeOver(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void, websocket: boolean): void {
     if (this.closed) {
       upstream.terminate();
       done(0, 0);
@@ -157,7 +157,7 @@ export class Conn implements ResponseSink, ClientSide {
     }
     unwatch(this.bodyWait);
     this.write(head);
-    const pipe = new Pipe(this, upstream, this.server.settings.idleTimeoutMs, done);
+    const pipe = new Pipe(this, upstream, this.server.settings.idleTimeoutMs, done, websocket);
     this.piped = pipe;
     if (early.byteLength > 0) {
       pipe.bytesOut += early.byteLength;
@@ -481,6 +481,6 @@ class Req implements FrontRequest {
   }
 
   pipe(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void): void {
-    this.conn.takeOver(head, early, upstream, done);
+    this.conn.takeOver(head, early, upstream, done, this.head.upgrade?.toLowerCase() === "websocket");
   }
 }
