@@ -1,11 +1,12 @@
 /** The front end's HTTP/1.1 server on raw sockets (Bun.listen), plain or TLS: one listening address, its connections (h1-conn.ts), its settings, and a graceful stop. */
 import type { SocketHandler, TCPSocketListener } from "bun";
-import { Conn, type ConnHost, type FrontHandler, type FrontSettings } from "./h1-conn.ts";
+import { Conn } from "./h1-conn.ts";
+import type { ConnHost, FrontHandler, FrontSettings } from "./h1-types.ts";
 import { DEFAULT_LIMITS, type RequestLimits } from "./h1-request.ts";
 import { type TlsHost, tlsAcceptHandlers } from "./tls-accept.ts";
 import type { NativeContext, TlsContexts } from "./tls-contexts.ts";
 
-export type { FrontHandler, FrontRequest, FrontSettings } from "./h1-conn.ts";
+export type { FrontHandler, FrontRequest, FrontSettings } from "./h1-types.ts";
 
 /** FrontOptions: where to listen, the handler, and the settings (every one has a default). */
 export type FrontOptions = Partial<FrontSettings> & {

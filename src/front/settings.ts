@@ -1,7 +1,7 @@
 /** The front end's settings made from a config: [limits], [listen] idle_timeout and proxy_protocol, and this process's share of the connection caps. */
 import type { GlobalConfig } from "../config/types.ts";
 import { cidrMatcher } from "../lib/cidr.ts";
-import type { FrontSettings } from "./h1-conn.ts";
+import type { FrontSettings } from "./h1-types.ts";
 
 /** MAX_REQUEST_LINE: a request line over 8 KiB gets 414 (CONTRACT.md), or over the whole head's limit when that is smaller. */
 const MAX_REQUEST_LINE = 8 * 1024;

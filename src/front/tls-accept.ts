@@ -3,7 +3,8 @@ import type { Socket, SocketHandler } from "bun";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { MAX_HELLO, NOT_TLS, readHello } from "./client-hello.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
-import { Conn, type ConnHost } from "./h1-conn.ts";
+import { Conn } from "./h1-conn.ts";
+import type { ConnHost } from "./h1-types.ts";
 import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
 import type { NativeContext, TlsContexts } from "./tls-contexts.ts";
 
