@@ -25,7 +25,9 @@ export function frontHandler(view: () => HandlerView, scheme: "http" | "https"):
   return (req: FrontRequest) => {
     const v = view();
     const h = req.head;
-    const headers = new Headers(h.fields as [string, string][]);
+    // Appended one by one: about three times cheaper in Bun than handing the list to the constructor.
+    const headers = new Headers();
+    for (const [name, value] of h.fields) headers.append(name, value);
     // RFC 9112 §3.2.2: the host is an absolute-form target's authority, else Host.
     const ctx = newContext(h.method, headers, FRONT_DOWNSTREAM, req, undefined, scheme, h.host, h.path, h.query, v.hop);
     return runPipeline(ctx, v);
