@@ -3,6 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { ConnectionLimits } from "../src/front/connection-limits.ts";
 import { type FrontRequest, FrontServer } from "../src/front/h1-server.ts";
+import { bytesResponse } from "../src/lib/known-body.ts";
 
 type Seen = { method: string; path: string; query: string; host: string; body: string; error?: string };
 const seen: Seen[] = [];
@@ -322,5 +323,54 @@ test("behind a balancer that sends PROXY, the caps count the clients it names, n
   } finally {
     for (const s of sockets) s.destroy();
     behind.stop(true);
+  }
+});
+
+test("pipelined requests from clients that read nothing: answers wait for their socket (bounded memory), and every one arrives intact when they read", async () => {
+  let answered = 0;
+  const SIZE = 16 * 1024;
+  // Bodies of 16 KiB, each filled with its own number: an answer whose buffer was reused after its write (Bun may still hold it) would show another's bytes.
+  const flood = new FrontServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: (req) => {
+      answered++;
+      const n = Number(req.head.path.slice(1));
+      return bytesResponse(new Uint8Array(SIZE).fill(n % 251), { headers: { "content-length": String(SIZE) } });
+    },
+  });
+  const count = 1500;
+  const open = async (offset: number) => {
+    const sock = net.connect({ host: "127.0.0.1", port: flood.port });
+    await new Promise((r) => sock.once("connect", r));
+    sock.pause();
+    sock.write(Array.from({ length: count }, (_, i) => `GET /${offset + i} HTTP/1.1\r\nHost: a\r\n\r\n`).join(""));
+    return sock;
+  };
+  // Two clients, so that while one waits with an answer half written the other's answers are assembled.
+  const socks = [await open(0), await open(100)];
+  await Bun.sleep(500);
+  // 1,500 answers of 16 KiB are 24 MiB a client: with nobody reading, the socket buffers take a part and the server stops answering.
+  expect(answered).toBeLessThan(2 * count);
+  const got = [Buffer.alloc(0), Buffer.alloc(0)];
+  socks.forEach((sock, k) => {
+    sock.on("data", (d: Buffer) => (got[k] = Buffer.concat([got[k]!, d])));
+    sock.resume();
+  });
+  const deadline = Date.now() + 8000;
+  while (answered < 2 * count && Date.now() < deadline) await Bun.sleep(20);
+  await Bun.sleep(300);
+  for (const sock of socks) sock.destroy();
+  flood.stop(true);
+  for (const [k, offset] of [0, 100].entries()) {
+    const bodies: number[] = [];
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const end = got[k]!.indexOf("\r\n\r\n", at);
+      const body = got[k]!.subarray(end + 4, end + 4 + SIZE);
+      bodies.push(end > 0 && body.byteLength === SIZE && body.every((b) => b === (offset + i) % 251) ? i : -1);
+      at = end + 4 + SIZE;
+    }
+    expect(bodies).toEqual(Array.from({ length: count }, (_, i) => i));
   }
 });

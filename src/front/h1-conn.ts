@@ -351,8 +351,13 @@ export class Conn implements ResponseSink, ClientSide {
     this.busy = false;
     this.resumeReading();
     this.waitForHead(this.buf.byteLength === 0);
-    // Pipelined requests already here are started on a fresh stack: a long run of them answered at once must not nest.
-    if (this.buf.byteLength > 0) queueMicrotask(() => this.next());
+    // Pipelined requests already here are started on a fresh stack (a long run of them answered at once must not nest), and only once the answers so far
+    // have gone to the socket: a client that sends requests and reads no answers holds no more than one answer in memory.
+    if (this.buf.byteLength > 0) {
+      const flushed = this.out.flushed();
+      if (flushed === undefined) queueMicrotask(() => this.next());
+      else void flushed.then(() => this.next());
+    }
   }
 
   /** refuse answers a head that cannot be served with its status, then closes (RFC 9112 §11.2: no further request on a connection whose framing is in doubt). */

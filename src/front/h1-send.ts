@@ -10,7 +10,8 @@ const WHOLE_LIMIT = 64 * 1024;
 
 /**
  * joined is before + bytes + after in one buffer: one write, one system call, where three writes would cost three (on loopback a write also delivers the
- * bytes, so it is the dearest step of a small answer; copying a body of up to 64 KiB costs far less).
+ * bytes, so it is the dearest step of a small answer; copying a body of up to 16 KiB costs far less). Always a new buffer: Bun may still hold a written
+ * buffer after write() said it took all of it (measured: a reused one corrupted answers), so none is ever reused.
  */
 function joined(before: string, bytes: Uint8Array, after: string): Uint8Array {
   const out = Buffer.allocUnsafe(before.length + bytes.byteLength + after.length);
@@ -108,7 +109,13 @@ async function streamBody(sink: ResponseSink, x: Exchange, res: Response, stream
         void reader.cancel().catch(() => undefined);
         return true;
       }
-      sink.write(f.chunked ? joined(chunkHead(n), r.value, "\r\n") : r.value);
+      if (!f.chunked) sink.write(r.value);
+      else if (n <= JOIN_LIMIT) sink.write(joined(chunkHead(n), r.value, "\r\n"));
+      else {
+        sink.write(chunkHead(n));
+        sink.write(r.value);
+        sink.write("\r\n");
+      }
       const flushed = sink.flushed();
       if (flushed !== undefined) await flushed;
     }

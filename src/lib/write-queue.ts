@@ -6,14 +6,17 @@ export type Writable = { write(data: Uint8Array): number };
 /** WriteQueue holds the bytes a socket has not taken yet; the socket's drain handler calls onDrain. A Map-free array; nothing is copied but partial writes' rests. */
 export class WriteQueue {
   private queue: Uint8Array[] = [];
-  private drained: (() => void) | undefined;
+  private drained: (() => void)[] = [];
 
   /** pending says whether bytes are still waiting for the socket. */
   get pending(): boolean {
     return this.queue.length > 0;
   }
 
-  /** write sends data (a string is sent as latin1 bytes) now, or queues what the socket did not take, keeping the order. */
+  /**
+   * write sends data (a string is sent as latin1 bytes) now, or queues what the socket did not take, keeping the order. The bytes must not change afterwards:
+   * Bun may still hold them after write() reported them taken.
+   */
   write(s: Writable, data: Uint8Array | string): void {
     const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
     if (this.queue.length > 0) {
@@ -41,7 +44,7 @@ export class WriteQueue {
   /** flushed resolves when everything written so far has gone to the socket; undefined when it already has (no promise). */
   flushed(): Promise<void> | undefined {
     if (this.queue.length === 0) return undefined;
-    return new Promise((r) => (this.drained = r));
+    return new Promise((r) => this.drained.push(r));
   }
 
   /** clear drops what is queued (the socket is gone) and lets a waiting writer go on. */
@@ -51,8 +54,9 @@ export class WriteQueue {
   }
 
   private release(): void {
-    const d = this.drained;
-    this.drained = undefined;
-    d?.();
+    if (this.drained.length === 0) return;
+    const waiting = this.drained;
+    this.drained = [];
+    for (const d of waiting) d();
   }
 }
