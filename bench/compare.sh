@@ -2,7 +2,9 @@
 # Two git revisions of gatehouse (A and B) built and run side by side, interleaved round by round, to show whether throughput changed.
 # Each revision is exported to a temp dir (the repository's node_modules symlinked in) and built as the compiled binary; both sit
 # in front of the same nginx origin (1 worker) with the same config. Scenarios (wrk -t2 -c64): proxied uncacheable 1 KB,
-# cache hits of 1 KB and 64 KB. Writes bench/COMPARE.md and prints it. Needs Debian's nginx, wrk and curl.
+# cache hits of 1 KB and 64 KB over plain HTTP, and over HTTPS keep-alive (a `tls = "manual"` site with an ECDSA P-256
+# certificate made in the work dir, SNI bench.test) proxied uncacheable 1 KB and cache hit 1 KB.
+# Writes bench/COMPARE.md and prints it. Needs Debian's nginx, wrk, openssl and curl.
 # Usage: bench/compare.sh REV_A REV_B [ROUNDS] [SECONDS]   (defaults 5 and 5, or ROUNDS=… SECONDS=… in the environment)
 #   REV is any git revision (HEAD, main~3, a commit id, …) or WORKTREE: the working tree as it is, uncommitted and untracked
 #   (non-ignored) files included. Example: bench/compare.sh HEAD WORKTREE
@@ -21,14 +23,14 @@ SECS=${4:-${ENV_SECS:-5}}
 WARM=$(( SECS < 2 ? SECS : 2 ))   # warm-up of each instance before each scenario, seconds
 CONNS=64
 HOST=bench.test
-ORIGIN_PORT=18121 A_PORT=18122 A_ADMIN=18123 B_PORT=18124 B_ADMIN=18125   # apart from bench/run.sh's 18101–18110
+ORIGIN_PORT=18121 A_PORT=18122 A_ADMIN=18123 B_PORT=18124 B_ADMIN=18125 A_TLS=18126 B_TLS=18127   # apart from bench/run.sh's 18101–18112
 
 [ -x /usr/sbin/nginx ] && PATH=$PATH:/usr/sbin
-for tool in nginx wrk curl git tar; do
-  command -v "$tool" >/dev/null || { echo "bench/compare.sh: $tool is missing (Debian: apt-get install nginx wrk curl)" >&2; exit 1; }
+for tool in nginx wrk openssl curl git tar; do
+  command -v "$tool" >/dev/null || { echo "bench/compare.sh: $tool is missing (Debian: apt-get install nginx wrk openssl curl)" >&2; exit 1; }
 done
 [ -x node_modules/.bin/bun ] || { echo "bench/compare.sh: node_modules/.bin/bun is missing (npm install first)" >&2; exit 1; }
-for port in $ORIGIN_PORT $A_PORT $A_ADMIN $B_PORT $B_ADMIN; do
+for port in $ORIGIN_PORT $A_PORT $A_ADMIN $B_PORT $B_ADMIN $A_TLS $B_TLS; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench/compare.sh: port $port on 127.0.0.1 is already in use" >&2; exit 1; fi
 done
 # Resolve both revisions before any work: "name commit" (commit = the full id, or for WORKTREE the HEAD it sits on).
@@ -98,17 +100,26 @@ mkdir -p "$WORK/www/nostore" "$WORK/origin" "$WORK/a/routes" "$WORK/b/routes"
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/1k"
 head -c 65536 /dev/zero | tr '\0' 'y' > "$WORK/www/64k"
 cp "$WORK/www/1k" "$WORK/www/nostore/1k"
+# One ECDSA P-256 certificate for the HTTPS rows (as bench/run.sh): the IP name because the route lists 127.0.0.1 among its
+# hosts and `check` refuses a manual certificate that does not cover every host of the site.
+timeout 20 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=$HOST" \
+  -addext "subjectAltName=DNS:$HOST,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null || die "openssl cannot make the certificate"
+sni_script "$WORK/sni.lua"
 nginx_conf "$WORK/origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www;
     location / { add_header Cache-Control \"public, max-age=3600\"; }
     location /nostore/ { add_header Cache-Control no-store; } }"
 
-# The same config for both instances (plain HTTP only, access log off), each in its own dir with its own ports.
+# The same config for both instances (HTTP and HTTPS, access log off), each in its own dir with its own ports.
 for x in a b; do
-  if [ $x = a ]; then port=$A_PORT admin=$A_ADMIN; else port=$B_PORT admin=$B_ADMIN; fi
-  WORK=$WORK/$x GH_PORT=$port GH_ADMIN=$admin GH_ACCESS_LOG=false gh_config "" "[cache]
+  if [ $x = a ]; then port=$A_PORT admin=$A_ADMIN tls=$A_TLS; else port=$B_PORT admin=$B_ADMIN tls=$B_TLS; fi
+  WORK=$WORK/$x GH_PORT=$port GH_ADMIN=$admin GH_ACCESS_LOG=false gh_config "https = \"127.0.0.1:$tls\"" "[cache]
 max_size = \"256MiB\""
   cat > "$WORK/$x/routes/bench.toml" <<TOML
 hosts = ["$HOST", "127.0.0.1"]
+tls = "manual"
+cert = "$WORK/cert.pem"
+key = "$WORK/key.pem"
+https_redirect = false
 upstreams = ["http://127.0.0.1:$ORIGIN_PORT"]
 [cache]
 [[paths]]
@@ -137,10 +148,24 @@ for port in $A_PORT $B_PORT; do
   done
   curl -sI --max-time 5 "http://127.0.0.1:$port/nostore/1k" | grep -qi "cache-status: gatehouse; hit" && die "gatehouse on port $port answers /nostore/1k from its cache"
 done
+# The same over HTTPS, by the site's name (SNI and Host bench.test): a 200, and /1k from the cache.
+for port in $A_TLS $B_TLS; do
+  tc=(-sk --max-time 5 --resolve "$HOST:$port:127.0.0.1")
+  [ "$(curl "${tc[@]}" -o /dev/null -w '%{http_code}' "https://$HOST:$port/nostore/1k")" = 200 ] || die "gatehouse on port $port does not serve https://$HOST/nostore/1k"
+  for _ in 1 2; do curl "${tc[@]}" -o /dev/null "https://$HOST:$port/1k" || die "gatehouse on port $port does not serve https://$HOST/1k"; done
+  curl "${tc[@]}" -I "https://$HOST:$port/1k" | grep -qi "cache-status: gatehouse; hit" || die "gatehouse on port $port is not answering https://$HOST/1k from its cache"
+done
 
-runner() { # $1 scenario, $2 a | b, $3 seconds
-  if [ "$2" = a ]; then run_wrk "$PID_A" "$3" "$CONNS" "http://127.0.0.1:$A_PORT${PATHS[$1]}"
-  else run_wrk "$PID_B" "$3" "$CONNS" "http://127.0.0.1:$B_PORT${PATHS[$1]}"; fi
+runner() { # $1 scenario, $2 a | b, $3 seconds. HTTPS rows name the site (SNI and Host bench.test) and connect to 127.0.0.1.
+  local pid port
+  if [ "$2" = a ]; then pid=$PID_A; else pid=$PID_B; fi
+  if [[ $1 == tls_* ]]; then
+    [ "$2" = a ] && port=$A_TLS || port=$B_TLS
+    run_wrk "$pid" "$3" "$CONNS" "https://$HOST:$port${PATHS[$1]}" -s "$WORK/sni.lua"
+  else
+    [ "$2" = a ] && port=$A_PORT || port=$B_PORT
+    run_wrk "$pid" "$3" "$CONNS" "http://127.0.0.1:$port${PATHS[$1]}"
+  fi
 }
 alive() {
   kill -0 "$PID_A" 2>/dev/null || die "gatehouse A ($REV_A) died during $1"
@@ -148,9 +173,10 @@ alive() {
   kill -0 "${pids[0]}" 2>/dev/null || die "the origin nginx died during $1"
 }
 
-SCENARIOS=(nostore hit1k hit64k)
-declare -A PATHS=([nostore]=/nostore/1k [hit1k]=/1k [hit64k]=/64k)
-declare -A TITLE=([nostore]="proxied uncacheable 1 KB (\`/nostore/1k\`)" [hit1k]="cache hit 1 KB (\`/1k\`)" [hit64k]="cache hit 64 KB (\`/64k\`)")
+SCENARIOS=(nostore hit1k hit64k tls_nostore tls_hit1k)
+declare -A PATHS=([nostore]=/nostore/1k [hit1k]=/1k [hit64k]=/64k [tls_nostore]=/nostore/1k [tls_hit1k]=/1k)
+declare -A TITLE=([nostore]="proxied uncacheable 1 KB (\`/nostore/1k\`)" [hit1k]="cache hit 1 KB (\`/1k\`)" [hit64k]="cache hit 64 KB (\`/64k\`)"
+  [tls_nostore]="HTTPS keep-alive, proxied uncacheable 1 KB (\`/nostore/1k\`)" [tls_hit1k]="HTTPS keep-alive, cache hit 1 KB (\`/1k\`)")
 for s in "${SCENARIOS[@]}"; do
   runner "$s" a "$WARM" >/dev/null; runner "$s" b "$WARM" >/dev/null   # warm-up
   : > "$WORK/a-$s.txt"; : > "$WORK/b-$s.txt"
@@ -177,9 +203,11 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
   echo "ROUNDS = $ROUNDS, SECONDS = $SECS; whole run ${ELAPSED} s (\`bench/compare.sh $REV_A $REV_B $ROUNDS $SECS\`)."
   echo
   echo "Each revision exported and built as the compiled binary (\`bun build --compile --minify --bytecode\`); both instances run at"
-  echo "once, one process each, with the same config: plain HTTP, access log off, \`[cache]\` (max_size 256MiB), one site proxying to"
-  echo "an nginx origin (1 worker; \`/1k\` and \`/64k\` with \`Cache-Control: public, max-age=3600\`, \`/nostore/1k\` with \`no-store\`"
-  echo "and the cache off on \`/nostore/\`). wrk \`-t2 -c$CONNS --latency\`. Per scenario a ${WARM} s warm-up of each, then $ROUNDS round(s)"
+  echo "once, one process each, with the same config: HTTP and HTTPS listeners, access log off, \`[cache]\` (max_size 256MiB), one site"
+  echo "(\`tls = \"manual\"\`, an ECDSA P-256 certificate made by this run) proxying to an nginx origin (1 worker; \`/1k\` and \`/64k\` with"
+  echo "\`Cache-Control: public, max-age=3600\`, \`/nostore/1k\` with \`no-store\` and the cache off on \`/nostore/\`). wrk \`-t2 -c$CONNS --latency\`;"
+  echo "the HTTPS rows keep their connections open and name the site (\`https://$HOST:PORT/…\` with a wrk script that connects to"
+  echo "127.0.0.1, so SNI and Host are $HOST). Per scenario a ${WARM} s warm-up of each, then $ROUNDS round(s)"
   echo "of ${SECS} s each for A and B, A first in odd rounds and B first in even ones."
   echo "Figures: medians over the rounds, with min–max; \"B/A\" is median B req/s ÷ median A req/s; \"paired B/A\" is the min–max of"
   echo "B ÷ A within each round; \"A spread\" is A's min and max ÷ its median, i.e. how much A moves by itself. A B/A inside A's"
@@ -211,7 +239,7 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
     paste -d'|' "$WORK/a-$s.txt" "$WORK/b-$s.txt" | awk -F'|' '{print "- round " NR " (" (NR % 2 ? "A first" : "B first") "): A " $1 " · B " $2}'
   done
   echo
-  echo "Rerun: \`bash bench/compare.sh REV_A REV_B [ROUNDS] [SECONDS]\` (REV a git revision or WORKTREE; needs Debian's nginx, wrk and curl)."
+  echo "Rerun: \`bash bench/compare.sh REV_A REV_B [ROUNDS] [SECONDS]\` (REV a git revision or WORKTREE; needs Debian's nginx, wrk, openssl and curl)."
 } > bench/COMPARE.md
 cat bench/COMPARE.md
 echo "bench/compare.sh: done in ${ELAPSED} s" >&2

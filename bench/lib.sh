@@ -1,8 +1,9 @@
-# Helpers for bench/run.sh and bench/compare.sh (sourced): nginx config for one worker, the median of a column of numbers, the gatehouse config, wrk with the server's CPU time.
+# Helpers for bench/run.sh and bench/compare.sh (sourced): nginx config (one worker unless told), the median of a column of numbers,
+# the gatehouse config, wrk with the server's CPU time, a wrk script that sends the site's name as SNI.
 
-nginx_conf() { # $1 dir, $2 http-level config (servers, upstreams, caches)
+nginx_conf() { # $1 dir, $2 http-level config (servers, upstreams, caches), $3 worker_processes (default 1)
   cat > "$1/nginx.conf" <<NGX
-worker_processes 1;
+worker_processes ${3:-1};
 pid $1/nginx.pid;
 error_log $1/error.log warn;
 daemon off;
@@ -33,6 +34,13 @@ $1
 access = ${GH_ACCESS_LOG:-false}
 $2
 TOML
+}
+
+# wrk connects to, sends as SNI and as Host the URL's host. With this script (wrk -s FILE) the URL may name the site
+# (https://bench.test:PORT/…) while every connection goes to 127.0.0.1: the TLS handshake then carries the site's name as SNI,
+# as a browser's would. gatehouse's HTTPS front end answers 421 on a connection whose SNI names no site (an IP address).
+sni_script() { # $1 file to write
+  echo 'wrk.resolve = function(host, service) wrk.addrs = wrk.lookup("127.0.0.1", service) end' > "$1"
 }
 
 # wrk against a server, with the server's CPU time and the new connections the run made.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # gatehouse against nginx on loopback, same run, interleaved A B A B, for six scenarios (proxied uncacheable 1 KB,
 # cache hits of 1 KB and 64 KB, HTTPS keep-alive, a new TLS connection per request, a 1 MB streamed download) plus
-# full TLS handshakes/s; then gatehouse's memory, its start-to-serving time and a reload with 1,000 route files.
-# Both proxies sit in front of the same nginx origin (1 worker). Writes bench/RESULTS.md.
+# full TLS handshakes/s, each server with one worker; then gatehouse's memory, its start-to-serving time and a reload with
+# 1,000 route files; then nginx with worker_processes = nproc against gatehouse with workers = nproc (proxied 1 KB, cache hits
+# of 1 KB and 64 KB, HTTPS keep-alive proxied 1 KB), interleaved. All proxies sit in front of the same nginx origin (1 worker).
+# HTTPS runs name the site (SNI and Host bench.test, connecting to 127.0.0.1). Writes bench/RESULTS.md.
 # Needs Debian's nginx, wrk, openssl and curl.
 # Usage: bench/run.sh [ROUNDS] [SECONDS]   (or ROUNDS=… SECONDS=… in the environment; defaults 3 and 5)
 set -euo pipefail
@@ -19,13 +21,14 @@ PAR=4                              # parallel `openssl s_time` clients in the fu
 RL_SECS=3 RL_PAIRS=2 RL_EVERY=1  # reload part: pairs of (wrk without reloads, wrk with a reload every RL_EVERY s)
 HOST=bench.test
 ORIGIN_PORT=18101 NGX_HTTP=18102 NGX_HTTPS=18103 GH_PORT=18104 GH_TLS=18105 GH_ADMIN=18106 PROBE_PORT=18107
-W2_PORT=18108 W2_TLS=18109 W2_ADMIN=18110   # the workers = 2 instance of the scaling part
+WN_PORT=18108 WN_TLS=18109 WN_ADMIN=18110 NGX_N_HTTP=18111 NGX_N_HTTPS=18112   # the all-cores part: gatehouse workers = N, nginx N workers
+NPROC=$(nproc)
 
 [ -x /usr/sbin/nginx ] && PATH=$PATH:/usr/sbin
 for tool in nginx wrk openssl curl; do
   command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing (Debian: apt-get install nginx wrk openssl curl)" >&2; exit 1; }
 done
-for port in $ORIGIN_PORT $NGX_HTTP $NGX_HTTPS $GH_PORT $GH_TLS $GH_ADMIN $PROBE_PORT $W2_PORT $W2_TLS $W2_ADMIN; do
+for port in $ORIGIN_PORT $NGX_HTTP $NGX_HTTPS $GH_PORT $GH_TLS $GH_ADMIN $PROBE_PORT $WN_PORT $WN_TLS $WN_ADMIN $NGX_N_HTTP $NGX_N_HTTPS; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench/run.sh: port $port on 127.0.0.1 is already in use" >&2; exit 1; fi
 done
 # The compiled binary, as operators run it: built from the sources here first.
@@ -60,6 +63,7 @@ head -c 1048576 /dev/zero | tr '\0' 'z' > "$WORK/www/1m"
 timeout 20 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "/CN=$HOST" \
   -addext "subjectAltName=DNS:$HOST,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 chmod 644 "$WORK/key.pem"
+sni_script "$WORK/sni.lua"   # HTTPS runs: wrk -s sni.lua https://bench.test:PORT/… (SNI and Host bench.test, connecting to 127.0.0.1)
 
 nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www;
     location / { add_header Cache-Control \"public, max-age=3600\"; }
@@ -70,18 +74,22 @@ nginx_conf "$WORK/nginx-origin" "server { listen 127.0.0.1:$ORIGIN_PORT; root $W
 # The cache is off on the no-store paths, in both proxies, as an operator who knows them would set it: with it on,
 # nginx's proxy_cache_lock makes concurrent requests for a URL wait for the first one's response, and when that turns
 # out uncacheable they wake only on the lock's 500 ms timer (p99 ~0.5 s, a third of the req/s in a trial run).
-nginx_conf "$SHM/proxy" "proxy_cache_path $SHM/cache levels=1:2 keys_zone=gh:10m max_size=256m inactive=1h use_temp_path=off;
+proxy_conf() { # $1 dir, $2 cache dir, $3 http port, $4 https port, $5 listen flags, $6 worker_processes, $7 more servers
+  nginx_conf "$1" "proxy_cache_path $2 levels=1:2 keys_zone=gh:10m max_size=256m inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
   log_format probe '\$connection \$ssl_session_reused \$status';
-  server { listen 127.0.0.1:$NGX_HTTP; listen 127.0.0.1:$NGX_HTTPS ssl; server_name $HOST;
+  server { listen 127.0.0.1:$3 $5; listen 127.0.0.1:$4 ssl $5; server_name $HOST;
     proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host;
     location / { proxy_pass http://origin;
       proxy_cache gh; proxy_cache_lock on; proxy_cache_valid 200 1h; add_header X-Cache \$upstream_cache_status; }
     location /nostore/ { proxy_pass http://origin; }
     location = /1m { proxy_pass http://origin; } }
-  server { listen 127.0.0.1:$PROBE_PORT ssl; access_log $WORK/probe.log probe; location / { return 200 ok; } }"
+  $7" "$6"
+}
+proxy_conf "$SHM/proxy" "$SHM/cache" $NGX_HTTP $NGX_HTTPS "" 1 \
+  "server { listen 127.0.0.1:$PROBE_PORT ssl; access_log $WORK/probe.log probe; location / { return 200 ok; } }"
 gh_config "https = \"127.0.0.1:$GH_TLS\"" "[cache]
 max_size = \"256MiB\""
 cat > "$WORK/routes/bench.toml" <<TOML
@@ -142,10 +150,14 @@ for n in 1 2 3 4 5 6; do
 done
 GH_IDLE_KIB=$(vm_kib "$GH_PID" VmRSS)
 
-for url in "http://127.0.0.1:$NGX_HTTP/1k" "https://127.0.0.1:$NGX_HTTPS/nostore/1k" "https://127.0.0.1:$GH_TLS/nostore/1k"; do
-  for i in $(seq 50); do curl -sfk --max-time 1 "$url" >/dev/null && break; sleep 0.1; done
-  curl -sfk --max-time 1 "$url" >/dev/null || die "nothing answers $url"
-done
+# HTTPS by the site's name (SNI and Host), as the wrk runs: a connection whose SNI names no site gets 421s from gatehouse.
+answers() { # $1 http | https, $2 port, $3 path: wait up to 5 s for a 2xx (HTTPS to https://bench.test:PORT, resolved to 127.0.0.1)
+  local url i
+  if [ "$1" = https ]; then url="https://$HOST:$2$3"; else url="http://127.0.0.1:$2$3"; fi
+  for i in $(seq 50); do curl -sfk --max-time 1 --resolve "$HOST:$2:127.0.0.1" -o /dev/null "$url" && return 0; sleep 0.1; done
+  die "nothing answers $url"
+}
+answers http $NGX_HTTP /1k; answers https $NGX_HTTPS /nostore/1k; answers https $GH_TLS /nostore/1k
 NGX_WORKER=$(pgrep -P "$NGX_MASTER" -f 'worker process' | head -1)
 [ -n "$NGX_WORKER" ] || die "no nginx worker process found"
 NGX_IDLE_KIB=$(vm_kib "$NGX_WORKER" VmRSS)
@@ -158,13 +170,13 @@ done
 [ "$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$GH_PORT/1m")" = 1048576 ] || die "gatehouse did not stream /1m whole"
 
 # Does wrk resume TLS sessions when it reconnects? Ask nginx ($ssl_session_reused) over one second.
-timeout 10 wrk -t1 -c2 -d1s -H "Connection: close" "https://127.0.0.1:$PROBE_PORT/" >/dev/null || true
+timeout 10 wrk -t1 -c2 -d1s -s "$WORK/sni.lua" -H "Connection: close" "https://$HOST:$PROBE_PORT/" >/dev/null || true
 sleep 0.2
 PROBE=$(awk '{n++; if (!($1 in c)) {c[$1]=1; k++} if ($2 == "r") r++} END {printf "%d requests on %d connections, %d of them resumed", n, k, r}' "$WORK/probe.log")
 resumes() { # $1 port: does the server offer resumption? One s_client connection saves the session, a second offers it.
   local req="GET /nostore/1k HTTP/1.1\r\nHost: $HOST\r\nConnection: close\r\n\r\n"
-  printf "$req" | timeout 5 openssl s_client -quiet -connect "127.0.0.1:$1" -sess_out "$WORK/sess" >/dev/null 2>&1 || true
-  printf "$req" | timeout 5 openssl s_client -connect "127.0.0.1:$1" -sess_in "$WORK/sess" 2>/dev/null | grep -q '^Reused' && echo yes || echo no
+  printf "$req" | timeout 5 openssl s_client -quiet -connect "127.0.0.1:$1" -servername "$HOST" -sess_out "$WORK/sess" >/dev/null 2>&1 || true
+  printf "$req" | timeout 5 openssl s_client -connect "127.0.0.1:$1" -servername "$HOST" -sess_in "$WORK/sess" 2>/dev/null | grep -q '^Reused' && echo yes || echo no
   rm -f "$WORK/sess"
 }
 N_RESUMES=$(resumes $NGX_HTTPS); G_RESUMES=$(resumes $GH_TLS)
@@ -198,14 +210,18 @@ declare -A SPEC=(   # scheme path connections [extra wrk arguments]
   [tls_new]="https /nostore/1k 16 Connection: close" [stream]="http /1m 8")
 # Targets (issue 6), as a ratio gatehouse/nginx of req/s; an empty one shows as "—".
 declare -A TARGET=([nostore]="0.9" [hit1k]="1.15" [hit64k]="1.15" [tls_ka]="0.9" [tls_new]="0.9" [stream]="" [full]="")
-runner() { # $1 scenario, $2 nginx|gatehouse, $3 seconds
-  local s=$1 who=$2 secs=$3 pid port scheme path conns extra
+# The servers: "pid http-port https-port" (the all-cores ones, nginx_n and gatehouse_n, are added before their part).
+# The pid's CPU is counted with its children's: nginx's one worker alone; nginx's master and workers; gatehouse's supervisor and workers.
+declare -A SERVER=([nginx]="$NGX_WORKER $NGX_HTTP $NGX_HTTPS" [gatehouse]="$GH_PID $GH_PORT $GH_TLS")
+runner() { # $1 scenario, $2 nginx | gatehouse | nginx_n | gatehouse_n, $3 seconds
+  local s=$1 who=$2 secs=$3 pid http https port scheme path conns extra
   read -r scheme path conns extra <<< "${SPEC[$s]:-}"
-  if [ "$who" = nginx ]; then pid=$NGX_WORKER; [ "$scheme" = https ] && port=$NGX_HTTPS || port=$NGX_HTTP
-  else pid=$GH_PID; [ "$scheme" = https ] && port=$GH_TLS || port=$GH_PORT; fi
-  [ "$s" = full ] && { run_stime "$pid" "$secs" "$([ "$who" = nginx ] && echo $NGX_HTTPS || echo $GH_TLS)"; return; }
-  if [ -n "$extra" ]; then run_wrk "$pid" "$secs" "$conns" "$scheme://127.0.0.1:$port$path" -H "$extra"
-  else run_wrk "$pid" "$secs" "$conns" "$scheme://127.0.0.1:$port$path"; fi
+  read -r pid http https <<< "${SERVER[$who]}"
+  [ "$s" = full ] && { run_stime "$pid" "$secs" "$https"; return; }
+  if [ "$scheme" = https ]; then set -- -s "$WORK/sni.lua"; port=$https; else set --; port=$http; fi   # HTTPS: SNI and Host bench.test
+  [ -n "$extra" ] && set -- "$@" -H "$extra"
+  if [ "$scheme" = https ]; then run_wrk "$pid" "$secs" "$conns" "https://$HOST:$port$path" "$@"
+  else run_wrk "$pid" "$secs" "$conns" "http://127.0.0.1:$port$path" "$@"; fi
 }
 alive() { kill -0 "$GH_PID" 2>/dev/null || die "gatehouse died during $1"; kill -0 "$NGX_WORKER" 2>/dev/null || die "the nginx worker died during $1"; }
 
@@ -265,29 +281,49 @@ RL_REJECTED=$(grep -c '"msg":"config rejected' "$WORK/gatehouse.log" || true)
 RL_MED=$(median <<< "$RL_MS") RL_MAX=$(sort -n <<< "$RL_MS" | tail -1) RL_ALL=$(printf '%s\n%s\n' "$RL_FIRST" "$RL_MS" | median)
 GH_PEAK2_KIB=$(vm_kib "$GH_PID" VmHWM)
 
-# Scaling: the same site on a second instance with workers = 2 (a supervisor and two worker processes), interleaved with
-# the one-process instance above, gatehouse only. CPU is summed over the supervisor and its workers.
-W2=$WORK/w2; mkdir -p "$W2/routes"; cp "$WORK/routes/bench.toml" "$W2/routes/"
-sed -e "s/127.0.0.1:$GH_PORT/127.0.0.1:$W2_PORT/" -e "s/127.0.0.1:$GH_TLS/127.0.0.1:$W2_TLS/" -e "s/127.0.0.1:$GH_ADMIN/127.0.0.1:$W2_ADMIN/" \
-  -e 's|^routes_dir = .*|routes_dir = "routes"\nworkers = 2|' "$WORK/config.toml" > "$W2/config.toml"
-"${GH[@]}" run -c "$W2/config.toml" >> "$WORK/gatehouse-w2.log" 2>&1 & W2_PID=$!; pids+=($W2_PID)
-for i in $(seq 100); do curl -sf --max-time 1 "http://127.0.0.1:$W2_ADMIN/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf --max-time 1 "http://127.0.0.1:$W2_PORT/nostore/1k" >/dev/null || die "gatehouse with workers = 2 does not serve"
-SCALE=(nostore hit1k)
-for s in "${SCALE[@]}"; do
-  read -r scheme path conns extra <<< "${SPEC[$s]}"
-  run_wrk "$W2_PID" "$WARM" "$conns" "http://127.0.0.1:$W2_PORT$path" >/dev/null   # warm-up
-  : > "$WORK/w1-$s.txt"; : > "$WORK/w2-$s.txt"
-  for r in $(seq "$ROUNDS"); do
-    run_wrk "$GH_PID" "$SECS" "$conns" "http://127.0.0.1:$GH_PORT$path" >> "$WORK/w1-$s.txt"
-    run_wrk "$W2_PID" "$SECS" "$conns" "http://127.0.0.1:$W2_PORT$path" >> "$WORK/w2-$s.txt"
-    echo "scaling $s round $r: workers=1 $(tail -1 "$WORK/w1-$s.txt") | workers=2 $(tail -1 "$WORK/w2-$s.txt")" >&2
-  done
+# All cores: a second nginx proxy with worker_processes = NPROC and a second gatehouse with workers = NPROC (a supervisor and
+# NPROC worker processes on SO_REUSEPORT listeners; nginx's listeners get reuseport too), the same site in front of the same
+# origin, interleaved, alternately first. CPU is summed over all processes of each. The one-worker servers stay up, idle.
+echo "all cores: nginx worker_processes $NPROC, gatehouse workers = $NPROC" >&2
+mkdir -p "$SHM/proxy-n" "$SHM/cache-n"
+proxy_conf "$SHM/proxy-n" "$SHM/cache-n" $NGX_N_HTTP $NGX_N_HTTPS reuseport "$NPROC" ""
+nginx -c "$SHM/proxy-n/nginx.conf" & NGX_N_MASTER=$!; pids+=($NGX_N_MASTER)
+WN=$WORK/wn; mkdir -p "$WN/routes"; cp "$WORK/routes/bench.toml" "$WN/routes/"
+sed -e "s/127.0.0.1:$GH_PORT/127.0.0.1:$WN_PORT/" -e "s/127.0.0.1:$GH_TLS/127.0.0.1:$WN_TLS/" -e "s/127.0.0.1:$GH_ADMIN/127.0.0.1:$WN_ADMIN/" \
+  -e "s|^routes_dir = .*|routes_dir = \"routes\"\nworkers = $NPROC|" "$WORK/config.toml" > "$WN/config.toml"
+"${GH[@]}" run -c "$WN/config.toml" >> "$WORK/gatehouse-wn.log" 2>&1 & WN_PID=$!; pids+=($WN_PID)
+for i in $(seq 100); do curl -sf --max-time 1 "http://127.0.0.1:$WN_ADMIN/readyz" >/dev/null && break; sleep 0.1; done
+answers http $WN_PORT /nostore/1k; answers https $WN_TLS /nostore/1k; answers http $NGX_N_HTTP /nostore/1k; answers https $NGX_N_HTTPS /nostore/1k
+(( $(pgrep -c -P "$WN_PID" || true) >= NPROC )) || die "gatehouse with workers = $NPROC has fewer than $NPROC worker processes"
+(( $(pgrep -c -P "$NGX_N_MASTER" -f 'worker process' || true) == NPROC )) || die "nginx with worker_processes $NPROC has not $NPROC workers"
+# Fill the caches (each gatehouse worker has its own; new connections spread over the workers), then check a hit on each.
+for port in $NGX_N_HTTP $WN_PORT; do for f in 1k 64k; do for i in $(seq 20); do curl -sf --max-time 5 -o /dev/null "http://127.0.0.1:$port/$f"; done; done; done
+for f in 1k 64k; do
+  curl -sI "http://127.0.0.1:$NGX_N_HTTP/$f" | grep -qi "x-cache: HIT" || die "nginx ($NPROC workers) is not answering /$f from its cache"
+  curl -sI "http://127.0.0.1:$WN_PORT/$f" | grep -qi "cache-status: gatehouse; hit" || die "gatehouse (workers = $NPROC) is not answering /$f from its cache"
 done
-W2_RSS_KIB=0; for p in $(tree_pids "$W2_PID"); do W2_RSS_KIB=$(( W2_RSS_KIB + $(vm_kib "$p" VmRSS) )); done
-kill "$W2_PID" 2>/dev/null || true
+SERVER[nginx_n]="$NGX_N_MASTER $NGX_N_HTTP $NGX_N_HTTPS" SERVER[gatehouse_n]="$WN_PID $WN_PORT $WN_TLS"
+alive_n() { kill -0 "$WN_PID" 2>/dev/null || die "gatehouse (workers = $NPROC) died during $1"; kill -0 "$NGX_N_MASTER" 2>/dev/null || die "nginx ($NPROC workers) died during $1"; }
+ALL=(nostore hit1k hit64k tls_ka)
+for s in "${ALL[@]}"; do
+  runner "$s" gatehouse_n "$WARM" >/dev/null; runner "$s" nginx_n "$WARM" >/dev/null   # warm-up
+  : > "$WORK/nginx_n-$s.txt"; : > "$WORK/gatehouse_n-$s.txt"
+  for r in $(seq "$ROUNDS"); do
+    if (( r % 2 )); then order="nginx_n gatehouse_n"; else order="gatehouse_n nginx_n"; fi
+    for w in $order; do runner "$s" "$w" "$SECS" >> "$WORK/$w-$s.txt"; done
+    echo "all cores $s round $r (${order%%_n *} first): nginx $(tail -1 "$WORK/nginx_n-$s.txt") | gatehouse $(tail -1 "$WORK/gatehouse_n-$s.txt")" >&2
+  done
+  alive_n "$s"
+done
+WN_RSS_KIB=0; for p in $(tree_pids "$WN_PID"); do WN_RSS_KIB=$(( WN_RSS_KIB + $(vm_kib "$p" VmRSS) )); done
+NGX_N_RSS_KIB=0; for p in $(pgrep -P "$NGX_N_MASTER" -f 'worker process'); do NGX_N_RSS_KIB=$(( NGX_N_RSS_KIB + $(vm_kib "$p" VmRSS) )); done
+kill "$WN_PID" "$NGX_N_MASTER" 2>/dev/null || true
 ELAPSED=$(( $(date +%s) - T0 ))
 
+errs() { # $1 file prefix, $2 name of the scenario array: "N non-2xx, M socket errors" over its rounds
+  local -n list=$2; local s
+  for s in "${list[@]}"; do cat "$WORK/$1-$s.txt"; done | awk '{n += $6; e += $7} END {print n + 0 " non-2xx, " e + 0 " socket errors"}'
+}
 yesno() { awk -v c="$1" 'BEGIN {print (c) ? "met" : "**not met**"}'; }
 sorted_start=$(printf '%s\n' "${START_MS[@]:1}" | median)
 b99=$(col "$WORK/rl-base.txt" 3) l99=$(col "$WORK/rl-load.txt" 3)
@@ -328,6 +364,7 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   printf "Server CPU per request (µs, nginx worker / gatehouse process, medians):"
   for s in "${SCENARIOS[@]}"; do printf " %s %s / %s;" "${SHORT[$s]}" "$(col "$WORK/nginx-$s.txt" 4)" "$(col "$WORK/gh-$s.txt" 4)"; done | sed 's/;$/./'
   echo
+  echo "Non-2xx responses and socket errors over all rounds: nginx $(errs nginx SCENARIOS); gatehouse $(errs gh SCENARIOS)."
   echo
   echo "**Memory.** gatehouse RSS: $(mib "$GH_IDLE_KIB") MiB idle (after start, before any load), peak $(mib "$GH_PEAK_KIB") MiB over the scenarios"
   echo "(VmHWM), $(mib "$GH_END_KIB") MiB at their end, peak $(mib "$GH_PEAK2_KIB") MiB after the reloads with 1,000 route files."
@@ -339,17 +376,23 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   echo "**Start.** Spawn to the first 200 on a proxied URL (a new upstream connection included): median $sorted_start ms of 5 starts"
   echo "(${START_MS[*]:1} ms), after a first start of ${START_MS[0]} ms that also made the internal CA and the fallback certificate; $GH_WHAT. Target under 150 ms: $(yesno "$(awk -v m="$sorted_start" 'BEGIN {print (m < 150)}')")."
   echo
-  echo "**Workers** (\`workers = 2\`: a supervisor and two worker processes on this machine's $(nproc) cores, against one process;"
-  echo "gatehouse only, interleaved, same wrk settings; CPU summed over all its processes):"
+  echo "**All cores: nginx \`worker_processes $NPROC\` against gatehouse \`workers = $NPROC\`** (this machine's $NPROC cores). A second nginx proxy,"
+  echo "configured as above but with $NPROC workers and \`reuseport\` on its listeners, and a second gatehouse with \`workers = $NPROC\` (a supervisor"
+  echo "and $NPROC worker processes on \`SO_REUSEPORT\` listeners, each worker with its own cache), the same site, the same origin (still 1"
+  echo "worker). For each scenario a ${WARM} s warm-up of each, then $ROUNDS interleaved round(s) of ${SECS} s, nginx first in odd rounds and"
+  echo "gatehouse first in even ones; medians; CPU summed over all processes of each (nginx's master, workers and cache processes;"
+  echo "gatehouse's supervisor and workers). The load generator and the origin share the same $NPROC cores, so neither server has them to itself."
   echo
-  echo "| scenario | workers = 1 req/s | workers = 2 req/s | ratio | p99 1 / 2 (ms) | CPU µs/request 1 / 2 |"
-  echo "| --- | ---: | ---: | ---: | --- | --- |"
-  for s in "${SCALE[@]}"; do
-    a="$WORK/w1-$s.txt" b="$WORK/w2-$s.txt"
-    echo "| ${SHORT[$s]} | $(col "$a" 1) | $(col "$b" 1) | **$(awk -v x="$(col "$b" 1)" -v y="$(col "$a" 1)" 'BEGIN {printf "%.2f", y ? x/y : 0}')** | $(col "$a" 3) / $(col "$b" 3) | $(col "$a" 4) / $(col "$b" 4) |"
+  echo "| scenario | nginx req/s | gatehouse req/s | ratio | nginx p50 / p99 (ms) | gatehouse p50 / p99 (ms) | CPU µs/request nginx / gatehouse |"
+  echo "| --- | ---: | ---: | ---: | --- | --- | --- |"
+  for s in "${ALL[@]}"; do
+    n="$WORK/nginx_n-$s.txt" g="$WORK/gatehouse_n-$s.txt"
+    n_rps=$(col "$n" 1) g_rps=$(col "$g" 1)
+    echo "| ${TITLE[$s]} | $n_rps | $g_rps | **$(awk -v g="$g_rps" -v n="$n_rps" 'BEGIN {printf "%.2f", n ? g/n : 0}')** | $(col "$n" 2) / $(col "$n" 3) | $(col "$g" 2) / $(col "$g" 3) | $(col "$n" 4) / $(col "$g" 4) |"
   done
   echo
-  echo "RSS of the workers = 2 instance at the end, all three processes: $(mib "$W2_RSS_KIB") MiB."
+  echo "Non-2xx responses and socket errors over all rounds: nginx $(errs nginx_n ALL); gatehouse $(errs gatehouse_n ALL)."
+  echo "RSS at the end: gatehouse $(mib "$WN_RSS_KIB") MiB (supervisor and $NPROC workers), nginx $(mib "$NGX_N_RSS_KIB") MiB ($NPROC workers)."
   echo
   echo "**Reload with 1,000 route files** (1,000 sites, each proxying to the origin, plus the bench site):"
   echo "- the reload that adds them: $RL_FIRST ms (gatehouse's \`config reloaded\` log line), $RL_WALL ms wall time of \`gatehouse reload\`"
@@ -370,8 +413,10 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
   echo "- The full-handshake row: $PAR parallel \`openssl s_time -new -time ${SECS}\` clients (a new session every time, handshake then close,"
   echo "  no HTTP request), connections per second of wall time; latency is the mean per connection; s_time gives no percentiles."
   echo "  On $(nproc) cores the client (OpenSSL in wrk and s_time) takes most of the CPU in the handshake rows: compare server CPU there."
-  echo "- wrk sends the URL's host, 127.0.0.1, as SNI (s_time sends none); gatehouse answers such a handshake with the certificate"
-  echo "  ${G_CERT:-?} and routes on the Host header; nginx serves the $HOST certificate."
+  echo "- The HTTPS wrk rows ask for \`https://$HOST:PORT/…\` with a wrk script that connects to 127.0.0.1, so SNI and Host are $HOST"
+  echo "  for both servers, as from a browser. (gatehouse's front end answers 421 to every request on a connection whose SNI names no"
+  echo "  site; with SNI 127.0.0.1 its handshake gets the certificate ${G_CERT:-?}.) s_time sends no SNI: gatehouse then"
+  echo "  shakes hands with that fallback certificate (ECDSA P-256 too, its internal CA in the chain), nginx with the $HOST one."
   echo "- The download row's MiB/s is wrk's Transfer/sec (headers included)."
   echo
   echo "Rerun: \`npm run bench\` or \`bash bench/run.sh [ROUNDS] [SECONDS]\` (needs Debian's nginx, wrk, openssl and curl);"
@@ -386,6 +431,12 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
     echo "${TITLE[$s]}:"
     echo
     paste -d'|' "$WORK/nginx-$s.txt" "$WORK/gh-$s.txt" | awk -F'|' '{print "- nginx " $1 " · gatehouse " $2}'
+  done
+  for s in "${ALL[@]}"; do
+    echo
+    echo "All cores, ${TITLE[$s]}:"
+    echo
+    paste -d'|' "$WORK/nginx_n-$s.txt" "$WORK/gatehouse_n-$s.txt" | awk -F'|' '{print "- " (NR % 2 ? "nginx first" : "gatehouse first") ": nginx " $1 " · gatehouse " $2}'
   done
   echo
   echo "Reload pairs (gatehouse only):"
