@@ -13,7 +13,14 @@ export const CACHE_NAME = "gatehouse";
  * Asker is the part of a request that answering from the store reads; bytesOut is set to the body bytes the answer carries (for the access log). The proxy's
  * RequestContext is one.
  */
-export type Asker = { readonly id: string; readonly method: string; readonly headers: Headers; bytesOut: number };
+export type Asker = {
+  readonly id: string;
+  readonly method: string;
+  readonly headers: Headers;
+  bytesOut: number;
+  /** lean: the front end writes the answer's known body itself (lib/known-body.ts), so the Response need not carry a copy of it. */
+  readonly lean: boolean;
+};
 
 /** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
 export type Conditionals = { readonly headers: Headers; readonly any: boolean };
@@ -120,7 +127,7 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
         h.set("content-range", `bytes ${start}-${end}/${size}`);
         h.set("content-length", String(end - start + 1));
         ctx.bytesOut = end - start + 1;
-        return bytesResponse(e.body.subarray(start, end + 1), { status: 206, headers: h });
+        return bytesResponse(e.body.subarray(start, end + 1), { status: 206, headers: h }, ctx.lean);
       }
     }
   }
@@ -133,5 +140,5 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
   const body = coded ?? e.body;
   const bytes = head ? 0 : body.byteLength;
   ctx.bytesOut = bytes;
-  return head || body.byteLength === 0 ? new Response(null, { status: e.status, headers: h }) : bytesResponse(body, { status: e.status, headers: h });
+  return head || body.byteLength === 0 ? new Response(null, { status: e.status, headers: h }) : bytesResponse(body, { status: e.status, headers: h }, ctx.lean);
 }

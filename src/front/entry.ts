@@ -11,6 +11,8 @@ const front = (ctx: RequestContext) => ctx.source as FrontRequest;
 const FRONT_DOWNSTREAM: Downstream = {
   peer: (ctx) => front(ctx).client,
   tlsName: (ctx) => front(ctx).tlsName,
+  // The front end writes known bodies itself (h1-send.ts): cache hits skip a copy of the body into the Response.
+  lean: true,
   signal: (ctx) => front(ctx).signal,
   body: (ctx) => front(ctx).body,
   // The raw front end runs no idle timer while a request is answered: nothing to raise.

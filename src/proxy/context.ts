@@ -78,6 +78,8 @@ export interface Downstream {
   body(ctx: RequestContext): ReadableStream<Uint8Array> | null;
   /** keepWaiting raises this request's idle timeout to seconds while it waits for a slow upstream. */
   keepWaiting(ctx: RequestContext, seconds: number): void;
+  /** lean: this front end writes an answer's known body itself (lib/known-body.ts), so answers made from memory need not carry a copy of it. */
+  readonly lean?: boolean;
   /** upgrade turns the connection into a WebSocket carrying data, answering with the extra headers; false when it cannot. */
   upgrade(ctx: RequestContext, data: unknown, headers: Record<string, string>): boolean;
   /**
@@ -96,6 +98,8 @@ export type RequestContext = {
   /** source and connection are the front end's own request and connection objects, read only by its Downstream. */
   readonly source: unknown;
   readonly connection: unknown;
+  /** lean is the downstream's: answers from memory may leave their body to the front end (cache/serve.ts). */
+  readonly lean: boolean;
   readonly id: string;
   readonly start: number;
   /** peer caches clientOf(ctx): the peer address costs a fifth of a cache hit in Bun (an object per lookup), so it is read on first use only. */
@@ -153,6 +157,7 @@ export function newContext(
     downstream,
     source,
     connection,
+    lean: downstream.lean === true,
     id: requestId(headers.get("x-request-id")),
     start: performance.now(),
     peer: undefined,
