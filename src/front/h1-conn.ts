@@ -4,7 +4,7 @@ import { WriteQueue } from "../lib/write-queue.ts";
 import { ClientBodyError } from "../proxy/body.ts";
 import { BodyIn } from "./body-in.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
-import { type HeadError, isHeadError, parseRequestHead, type RequestHead } from "./h1-request.ts";
+import { type HeadError, isHeadError, parseRequestHead } from "./h1-request.ts";
 import { type ConnHost, type FrontHandler, type FrontRequest, Req, type Wire } from "./h1-types.ts";
 import { frameResponse } from "./h1-response.ts";
 import { type ResponseSink, sendResponse } from "./h1-send.ts";
