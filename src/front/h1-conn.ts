@@ -10,7 +10,7 @@ import { frameResponse } from "./h1-response.ts";
 import { type ResponseSink, sendResponse } from "./h1-send.ts";
 import { type ClientSide, Pipe } from "./tunnel.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
-import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
+import { isPreamble, readPreamble, UNTRUSTED_PREAMBLE } from "./proxy-protocol.ts";
 
 /** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
 const BUFFERED_LIMIT = 64 * 1024;
@@ -230,32 +230,22 @@ export class Conn implements ResponseSink, ClientSide {
       this.fresh = false;
       if (!this.preamble) {
         if (!isPreamble(data)) return data;
-        this.refuse({ status: 400, reason: "a PROXY protocol preamble from a source that listen.proxy_protocol does not name" });
+        this.refuse({ status: 400, reason: UNTRUSTED_PREAMBLE });
         return EMPTY;
       }
     }
     const buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
-    if (!looksLikePreamble(buf)) {
-      // A trusted source may also speak for itself (a health check): plain HTTP from the start.
+    const p = readPreamble(buf);
+    if (p.step === "wait") this.buf = buf;
+    else if (p.step === "refuse") this.refuse({ status: 400, reason: p.reason });
+    else {
       this.preamble = false;
       this.buf = EMPTY;
-      return this.admit() ? buf : EMPTY;
+      // The caps count the client the balancer speaks for, not the balancer: a connection from it is counted only now.
+      if (p.step === "read" && p.client !== undefined) this.client = p.client;
+      if (this.admit()) return p.step === "read" ? buf.subarray(p.bytes) : buf;
     }
-    const p = parseProxyHeader(buf);
-    if (p === undefined) {
-      if (buf.byteLength > MAX_PREAMBLE) this.refuse({ status: 400, reason: `a PROXY protocol preamble over ${MAX_PREAMBLE} bytes` });
-      else this.buf = buf;
-      return EMPTY;
-    }
-    if (isProxyError(p)) {
-      this.refuse({ status: 400, reason: p.error });
-      return EMPTY;
-    }
-    this.preamble = false;
-    this.buf = EMPTY;
-    // The caps count the client the balancer speaks for, not the balancer: a connection from it is counted only now.
-    if (p.kind === "proxy") this.client = p.source.address;
-    return this.admit() ? buf.subarray(p.bytes) : EMPTY;
+    return EMPTY;
   }
 
   /** admit counts the connection against the caps; past one, it answers 503 and closes (nginx's limit_conn does the same), returning false. */

@@ -144,3 +144,26 @@ export function looksLikePreamble(b: Uint8Array, whole = false): boolean {
 export function isPreamble(b: Uint8Array): boolean {
   return looksLikePreamble(b, true);
 }
+
+/** PreambleStep is what the first bytes of a connection from a source allowed to send a preamble say. */
+export type PreambleStep =
+  /** wait: a preamble has begun and is not whole yet (keep the bytes). */
+  | { readonly step: "wait" }
+  | { readonly step: "refuse"; readonly reason: string }
+  /** none: no preamble, the protocol starts at once (a balancer's health check, say). */
+  | { readonly step: "none" }
+  /** read: a preamble of `bytes` bytes, naming `client` (undefined for LOCAL/UNKNOWN: the peer stays the client). */
+  | { readonly step: "read"; readonly client: string | undefined; readonly bytes: number };
+
+const WAIT: PreambleStep = { step: "wait" };
+const NONE: PreambleStep = { step: "none" };
+export const UNTRUSTED_PREAMBLE = "a PROXY protocol preamble from a source that listen.proxy_protocol does not name";
+
+/** readPreamble reads the start of a connection from an allowed source, for the HTTP and the TLS front end alike. */
+export function readPreamble(buf: Uint8Array): PreambleStep {
+  if (!looksLikePreamble(buf)) return NONE;
+  const p = parseProxyHeader(buf);
+  if (p === undefined) return buf.byteLength > MAX_PREAMBLE ? { step: "refuse", reason: `a PROXY protocol preamble over ${MAX_PREAMBLE} bytes` } : WAIT;
+  if (isProxyError(p)) return { step: "refuse", reason: p.error };
+  return { step: "read", client: p.kind === "proxy" ? p.source.address : undefined, bytes: p.bytes };
+}

@@ -5,7 +5,7 @@ import { MAX_HELLO, NOT_TLS, readHello } from "./client-hello.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { Conn } from "./h1-conn.ts";
 import type { ConnHost } from "./h1-types.ts";
-import { isPreamble, isProxyError, looksLikePreamble, MAX_PREAMBLE, parseProxyHeader } from "./proxy-protocol.ts";
+import { isPreamble, readPreamble, UNTRUSTED_PREAMBLE } from "./proxy-protocol.ts";
 import type { NativeContext, TlsContexts } from "./tls-contexts.ts";
 
 /** TlsHost is a server whose connections speak TLS: its connections, certificates and the TLS-ALPN-01 answers it may give. */
@@ -52,34 +52,25 @@ class Accepting {
     if (this.done) return;
     let buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
     if (this.preamble) {
-      if (!looksLikePreamble(buf)) {
-        this.preamble = false;
-        if (!this.admit()) return;
-      } else {
-        const p = parseProxyHeader(buf);
-        if (p === undefined) {
-          if (buf.byteLength > MAX_PREAMBLE) {
-            this.refuse(`a PROXY protocol preamble over ${MAX_PREAMBLE} bytes`);
-            return;
-          }
-          this.buf = Buffer.from(buf);
-          return;
-        }
-        if (isProxyError(p)) {
-          this.refuse(p.error);
-          return;
-        }
-        this.preamble = false;
-        if (p.kind === "proxy") this.client = p.source.address;
-        if (!this.admit()) return;
-        buf = buf.subarray(p.bytes);
-        if (buf.byteLength === 0) {
-          this.buf = EMPTY;
-          return;
-        }
+      const p = readPreamble(buf);
+      if (p.step === "wait") {
+        this.buf = Buffer.from(buf);
+        return;
+      }
+      if (p.step === "refuse") {
+        this.refuse(p.reason);
+        return;
+      }
+      this.preamble = false;
+      if (p.step === "read" && p.client !== undefined) this.client = p.client;
+      if (!this.admit()) return;
+      if (p.step === "read") buf = buf.subarray(p.bytes);
+      if (buf.byteLength === 0) {
+        this.buf = EMPTY;
+        return;
       }
     } else if (isPreamble(buf)) {
-      this.refuse("a PROXY protocol preamble from a source that listen.proxy_protocol does not name");
+      this.refuse(UNTRUSTED_PREAMBLE);
       return;
     }
     const hello = readHello(buf);
