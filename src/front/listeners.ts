@@ -185,7 +185,8 @@ export class Listeners {
 
   private bind(listen: GlobalConfig["listen"], tls: TlsSet | undefined): void {
     this.idleSeconds = Math.round(listen.idleTimeout / 1000);
-    const http2Changed = this.http2 !== listen.http2;
+    const http2Before = this.http2;
+    const http2Changed = http2Before !== listen.http2;
     this.http2 = listen.http2;
     const wanted: [Kind, Address | undefined][] = [
       ["http", listen.http],
@@ -209,6 +210,8 @@ export class Listeners {
       }
     } catch (e) {
       for (const [, b] of started) b.server.stop(true);
+      // Nothing changed: the listeners that stay are of the kind they were.
+      this.http2 = http2Before;
       throw e;
     }
     if (renewed !== undefined) {
