@@ -33,7 +33,8 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   // name must not carry requests for another that the client never checked it against).
   if (scheme === "https") {
     const sni = ctx.downstream.tlsName(ctx);
-    if (sni !== undefined && (sni === "" || (sni !== hostOnly(ctx.host) && v.router.lookup(sni) !== site)))
+    // The router's lookup is a memoised Map hit, normalizing as it does for Host: no string work of our own.
+    if (sni !== undefined && (sni === "" || v.router.lookup(sni) !== site))
       return failWith(ctx, new GatewayError(421, "this connection was made for another site (its TLS server name)", "downstream"));
   }
   const route = site.lookup(path);
@@ -49,10 +50,4 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Response | un
   // TRACE echoes the request, credentials included (RFC 9110 §9.3.8): only a route that asks for it gets it.
   if (ctx.method === "TRACE" && !route.allowTrace) return failWith(ctx, new GatewayError(405, "TRACE is not allowed on this route", "downstream"), ALLOW);
   return undefined;
-}
-
-/** hostOnly is a Host value without its port, lowercased (a name or a bracketed address). */
-function hostOnly(host: string): string {
-  const colon = host.lastIndexOf(":");
-  return (colon > host.lastIndexOf("]") ? host.slice(0, colon) : host).toLowerCase();
 }
