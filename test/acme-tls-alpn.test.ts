@@ -25,15 +25,6 @@ async function setup(top = ""): Promise<Setup> {
   return { tb, gw, httpsPort, issuerRoot: readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8") };
 }
 
-async function metric(gw: TestGateway, series: string): Promise<string | undefined> {
-  const text = await (await fetch(`${gw.admin}/metrics`)).text();
-  return text
-    .split("\n")
-    .find((l) => l.startsWith(`${series} `))
-    ?.split(" ")
-    .pop();
-}
-
 /** servedVerified opens n new TLS connections and checks each got a chain that verifies against the CA's root; returns their leaf fingerprints. */
 async function servedVerified(s: Setup, n: number): Promise<Set<string>> {
   const fingerprints = new Set<string>();
@@ -64,7 +55,7 @@ describe("one process", () => {
     expect(line.names).toEqual(["app.test"]);
     await s.gw.waitForLog((l) => l.msg === "https listener now serves the new certificates");
     expect((await servedVerified(s, 1)).size).toBe(1);
-    expect(await metric(s.gw, 'gatehouse_acme_orders_total{result="success"}')).toBe("1");
+    expect(await s.gw.metric('gatehouse_acme_orders_total{result="success"}')).toBe("1");
     // Nothing was asked of the plain HTTP listener: no HTTP-01.
     expect(s.gw.logs.filter((l) => String(l.path ?? "").startsWith("/.well-known/acme-challenge/"))).toEqual([]);
     expect(s.gw.logs.filter((l) => l.msg === "acme order step failed")).toEqual([]);
@@ -111,7 +102,7 @@ describe("workers = 2", () => {
     const after = await servedVerified(s, 10);
     expect(after.size).toBe(1);
     expect(after.has(before!)).toBe(false);
-    expect(await metric(s.gw, 'gatehouse_acme_orders_total{result="success"}')).toBe("2");
+    expect(await s.gw.metric('gatehouse_acme_orders_total{result="success"}')).toBe("2");
     expect(s.gw.logs.filter((l) => l.msg === "acme order step failed")).toEqual([]);
   });
 });

@@ -31,10 +31,8 @@ afterAll(async () => {
 });
 
 /** metric reads an unlabelled counter from the admin listener's /metrics. */
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${gw.admin}/metrics`)).text();
-  return Number(new RegExp(`^${name}(?:\\{\\})? (\\d+)`, "m").exec(text)?.[1] ?? 0);
-}
+/** counter is a counter's value (0 before it counted anything). */
+const counter = async (name: string) => Number((await gw.metric(name)) ?? 0);
 
 /** renew renews a site's certificate through the admin API and waits until the HTTPS listener serves it. */
 async function renew(site: string): Promise<void> {
@@ -99,9 +97,9 @@ test("TLS 1.3 and 1.2 sessions of b.test resume across a renewal of a.test; afte
     expect([again.kind, again.version, again.answered]).toEqual(["Reused", name, true]);
   }
 
-  const updates = await metric("gatehouse_tls_certificate_updates_total");
+  const updates = await counter("gatehouse_tls_certificate_updates_total");
   await renew("a");
-  expect(await metric("gatehouse_tls_certificate_updates_total")).toBe(updates + 1);
+  expect(await counter("gatehouse_tls_certificate_updates_total")).toBe(updates + 1);
   expect(await served("a.test")).not.toBe(aBefore);
   expect(await served("b.test")).toBe(bBefore);
   for (const [flag, name] of versions) {
@@ -110,7 +108,7 @@ test("TLS 1.3 and 1.2 sessions of b.test resume across a renewal of a.test; afte
   }
 
   await renew("b");
-  expect(await metric("gatehouse_tls_certificate_updates_total")).toBe(updates + 2);
+  expect(await counter("gatehouse_tls_certificate_updates_total")).toBe(updates + 2);
   const bAfter = await served("b.test");
   expect(bAfter).not.toBe(bBefore);
   for (const [flag, name] of versions) {
@@ -119,12 +117,12 @@ test("TLS 1.3 and 1.2 sessions of b.test resume across a renewal of a.test; afte
     const fresh = await handshake("b.test", flag, { resume: `b${flag}-new` });
     expect([flag, fresh.kind, fresh.answered]).toEqual([flag, "Reused", true]);
   }
-  expect(await metric("gatehouse_tls_listener_swaps_total")).toBe(0);
+  expect(await counter("gatehouse_tls_listener_swaps_total")).toBe(0);
 });
 
 test("5 renewals of a.test under TLS load (4 keep-alive clients, 4 with a new connection per request): no failed request, 5 updates counted, no listener replaced", async () => {
-  const updates = await metric("gatehouse_tls_certificate_updates_total");
-  const swaps = await metric("gatehouse_tls_listener_swaps_total");
+  const updates = await counter("gatehouse_tls_certificate_updates_total");
+  const swaps = await counter("gatehouse_tls_listener_swaps_total");
   const logs = gw.logs.length;
   let ok = 0;
   const errors: string[] = [];
@@ -178,8 +176,8 @@ test("5 renewals of a.test under TLS load (4 keep-alive clients, 4 with a new co
   expect(ok).toBeGreaterThan(100);
   // New connections saw the certificates change (6 at most: the first and one per renewal).
   expect(fingerprints.size).toBeGreaterThanOrEqual(2);
-  expect(await metric("gatehouse_tls_certificate_updates_total")).toBe(updates + 5);
-  expect(await metric("gatehouse_tls_listener_swaps_total")).toBe(swaps);
+  expect(await counter("gatehouse_tls_certificate_updates_total")).toBe(updates + 5);
+  expect(await counter("gatehouse_tls_listener_swaps_total")).toBe(swaps);
   expect(gw.logs.slice(logs).filter((l) => l.msg === "listener closed" || l.msg === "listening")).toEqual([]);
   expect(gw.logs.slice(logs).filter((l) => l.msg === "https listener now serves the new certificates" && l.from !== "next handshake")).toEqual([]);
 });

@@ -137,6 +137,13 @@ export class TestGateway {
     );
   }
 
+  /** metric is the value of one series of the admin /metrics text, named exactly (`name` or `name{labels}`); undefined when it is not there. */
+  async metric(series: string): Promise<string | undefined> {
+    const text = await (await fetch(`${this.admin}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+    return line?.slice(line.lastIndexOf(" ") + 1);
+  }
+
   accessLogs(): LogLine[] {
     return this.logs.filter((l) => l.msg === "access");
   }

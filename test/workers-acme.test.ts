@@ -31,15 +31,6 @@ afterAll(async () => {
   up.stop(true);
 });
 
-async function metric(series: string): Promise<string | undefined> {
-  const text = await (await fetch(`${gw.admin}/metrics`)).text();
-  return text
-    .split("\n")
-    .find((l) => l.startsWith(`${series} `))
-    ?.split(" ")
-    .pop();
-}
-
 /** swapped waits until every worker serves the certificates stored after log line `from`. */
 async function swapped(from: number): Promise<void> {
   for (const worker of [1, 2]) await gw.waitForLog((l) => l.msg === "https listener now serves the new certificates" && l.worker === worker, 20_000, from);
@@ -74,7 +65,7 @@ test("one order, in the supervisor; HTTP-01 answered by the workers; every worke
   );
   expect([...by].sort()).toEqual([1, 2]);
 
-  expect(await metric('gatehouse_acme_orders_total{result="success"}')).toBe("1");
+  expect(await gw.metric('gatehouse_acme_orders_total{result="success"}')).toBe("1");
   expect(gw.logs.filter((l) => l.msg === "certificate obtained")).toHaveLength(1);
   // Workers never order, register an account or make a CA: they only load what the supervisor stored.
   for (const msg of [
@@ -88,7 +79,7 @@ test("one order, in the supervisor; HTTP-01 answered by the workers; every worke
   const challenges = gw.logs.filter((l) => l.msg === "access" && String(l.path).startsWith("/.well-known/acme-challenge/"));
   expect(challenges.length).toBeGreaterThan(0);
   expect(challenges.every((l) => l.status === 200 && l.worker !== undefined)).toBe(true);
-  expect(Number(await metric('gatehouse_certificate_expiry_timestamp_seconds{name="app"}'))).toBeGreaterThan(Date.now() / 1000 + 86_400);
+  expect(Number(await gw.metric('gatehouse_certificate_expiry_timestamp_seconds{name="app"}'))).toBeGreaterThan(Date.now() / 1000 + 86_400);
   const [cert] = (await (await fetch(`${gw.admin}/certificates`)).json()) as { name: string; source: string; failures: number }[];
   expect(cert).toMatchObject({ name: "app", source: "acme", failures: 0 });
 });
@@ -102,8 +93,8 @@ test("a renewal through the supervisor's admin API reaches every worker; /metric
   const after = await served(20);
   expect(after.size).toBe(1);
   expect(after.has(before!)).toBe(false);
-  expect(await metric('gatehouse_acme_orders_total{result="success"}')).toBe("2");
-  expect(await metric("gatehouse_tls_certificate_updates_total")).toBe("4"); // two in each worker, in place
+  expect(await gw.metric('gatehouse_acme_orders_total{result="success"}')).toBe("2");
+  expect(await gw.metric("gatehouse_tls_certificate_updates_total")).toBe("4"); // two in each worker, in place
   const text = await (await fetch(`${gw.admin}/metrics`)).text();
   const promtool = Bun.spawnSync(["promtool", "check", "metrics"], { stdin: new TextEncoder().encode(text) });
   expect(promtool.stderr.toString() + promtool.stdout.toString()).toBe("");
