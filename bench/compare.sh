@@ -114,19 +114,7 @@ for x in a b; do
   if [ $x = a ]; then port=$A_PORT admin=$A_ADMIN tls=$A_TLS; else port=$B_PORT admin=$B_ADMIN tls=$B_TLS; fi
   WORK=$WORK/$x GH_PORT=$port GH_ADMIN=$admin GH_ACCESS_LOG=false gh_config "https = \"127.0.0.1:$tls\"" "[cache]
 max_size = \"256MiB\""
-  cat > "$WORK/$x/routes/bench.toml" <<TOML
-hosts = ["$HOST", "127.0.0.1"]
-tls = "manual"
-cert = "$WORK/cert.pem"
-key = "$WORK/key.pem"
-https_redirect = false
-upstreams = ["http://127.0.0.1:$ORIGIN_PORT"]
-[cache]
-[[paths]]
-prefix = "/nostore/"
-[paths.cache]
-enabled = false
-TOML
+  gh_site "$WORK/$x/routes/bench.toml"
 done
 timeout 60 "$BIN_A" check -c "$WORK/a/config.toml" > "$WORK/a/check.log" 2>&1 || die "gatehouse check ($REV_A) refused the bench config"
 timeout 60 "$BIN_B" check -c "$WORK/b/config.toml" > "$WORK/b/check.log" 2>&1 || die "gatehouse check ($REV_B) refused the bench config"

@@ -36,6 +36,21 @@ $2
 TOML
 }
 
+gh_site() { # $1 the route file to write, then prefixes whose cache is off besides /nostore/; the bench site on HTTP and HTTPS ($WORK/cert.pem, key.pem)
+  local file=$1 p; shift
+  { cat <<TOML
+hosts = ["$HOST", "127.0.0.1"]
+tls = "manual"
+cert = "$WORK/cert.pem"
+key = "$WORK/key.pem"
+https_redirect = false
+upstreams = ["http://127.0.0.1:$ORIGIN_PORT"]
+[cache]
+TOML
+    for p in /nostore/ "$@"; do printf '[[paths]]\nprefix = "%s"\n[paths.cache]\nenabled = false\n' "$p"; done
+  } > "$file"
+}
+
 # wrk connects to, sends as SNI and as Host the URL's host. With this script (wrk -s FILE) the URL may name the site
 # (https://bench.test:PORT/…) while every connection goes to 127.0.0.1: the TLS handshake then carries the site's name as SNI,
 # as a browser's would. gatehouse's HTTPS front end answers 421 on a connection whose SNI names no site (an IP address).

@@ -92,23 +92,7 @@ proxy_conf "$SHM/proxy" "$SHM/cache" $NGX_HTTP $NGX_HTTPS "" 1 \
   "server { listen 127.0.0.1:$PROBE_PORT ssl; access_log $WORK/probe.log probe; location / { return 200 ok; } }"
 gh_config "https = \"127.0.0.1:$GH_TLS\"" "[cache]
 max_size = \"256MiB\""
-cat > "$WORK/routes/bench.toml" <<TOML
-hosts = ["$HOST", "127.0.0.1"]
-tls = "manual"
-cert = "$WORK/cert.pem"
-key = "$WORK/key.pem"
-https_redirect = false
-upstreams = ["http://127.0.0.1:$ORIGIN_PORT"]
-[cache]
-[[paths]]
-prefix = "/nostore/"
-[paths.cache]
-enabled = false
-[[paths]]
-prefix = "/1m"
-[paths.cache]
-enabled = false
-TOML
+gh_site "$WORK/routes/bench.toml" /1m
 timeout 60 "${GH[@]}" check -c "$WORK/config.toml" >&2 || die "gatehouse check refused the bench config"
 
 nginx -c "$WORK/nginx-origin/nginx.conf" & pids+=($!)
