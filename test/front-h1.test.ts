@@ -3,7 +3,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import net from "node:net";
 import { ConnectionLimits } from "../src/front/connection-limits.ts";
 import { type FrontRequest, FrontServer } from "../src/front/h1-server.ts";
-import { bytesResponse } from "../src/lib/known-body.ts";
+import { Fields } from "../src/lib/fields.ts";
+import { Reply } from "../src/lib/reply.ts";
 
 type Seen = { method: string; path: string; query: string; host: string; body: string; error?: string };
 const seen: Seen[] = [];
@@ -336,7 +337,7 @@ test("pipelined requests from clients that read nothing: answers wait for their 
     handler: (req) => {
       answered++;
       const n = Number(req.head.path.slice(1));
-      return bytesResponse(new Uint8Array(SIZE).fill(n % 251), { headers: { "content-length": String(SIZE) } });
+      return new Reply(200, new Fields(), new Uint8Array(SIZE).fill(n % 251));
     },
   });
   const count = 1500;

@@ -16,10 +16,13 @@ export class Client {
       const sock = net.connect({ host: "127.0.0.1", port, localAddress: from });
       const c = new Client(sock);
       const timer = setTimeout(() => reject(new Error("connect timed out")), 3000);
-      sock.once("connect", () => {
+      const opened = () => {
         clearTimeout(timer);
         resolve(c);
-      });
+      };
+      sock.once("connect", opened);
+      // A connection the gateway refuses at once (a cap) may be reset before the client sees its connect: it is opened, and already closed.
+      sock.once("close", opened);
     });
   }
 

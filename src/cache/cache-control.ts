@@ -1,4 +1,5 @@
 /** Parsing of Cache-Control (RFC 9111 §5.2) and of targeted fields such as CDN-Cache-Control (RFC 9213). */
+import type { FieldReader } from "../lib/fields.ts";
 
 /**
  * Directives is a parsed Cache-Control (or CDN-Cache-Control) field: lowercase names; a value for `name=value`
@@ -188,7 +189,7 @@ export type Policy = { readonly directives: Directives; readonly targeted: boole
  * non-empty value, which makes the cache ignore Cache-Control and Expires altogether (RFC 9213 §2.2), else
  * Cache-Control. One or two parses per call.
  */
-export function responsePolicy(h: Headers): Policy {
+export function responsePolicy(h: FieldReader): Policy {
   for (const name of TARGET_FIELDS) {
     const d = parseTargeted(h.get(name));
     if (d !== undefined) return { directives: d, targeted: true };

@@ -1,4 +1,5 @@
 /** A client's conditional GET or HEAD evaluated against a stored response (RFC 9110 §13, RFC 9111 §4.3.2). */
+import type { FieldReader } from "../lib/fields.ts";
 import { parseHttpDate } from "./http-date.ts";
 
 /** EntityTag is one entity-tag (RFC 9110 §8.8.3): its opaque-tag with the quotes, and whether it is weak. */
@@ -55,7 +56,7 @@ function weakMatch(a: EntityTag, b: EntityTag): boolean {
 }
 
 /** storedTag is the stored response's entity-tag: the first one its ETag holds, if any. */
-function storedTag(stored: Headers): EntityTag | undefined {
+function storedTag(stored: FieldReader): EntityTag | undefined {
   const v = stored.get("etag");
   if (v === null) return undefined;
   const tags = parseEntityTags(v);
@@ -72,7 +73,7 @@ function storedTag(stored: Headers): EntityTag | undefined {
  * calls If-Match and If-Unmodified-Since "not applicable to a cache": a caller that prefers to leave them to the
  * origin forwards such requests instead of calling this.
  */
-export function evaluateConditional(reqHeaders: Headers, stored: Headers): 304 | 412 | "full" {
+export function evaluateConditional(reqHeaders: FieldReader, stored: FieldReader): 304 | 412 | "full" {
   const etag = storedTag(stored);
   const lastModified = parseHttpDate(stored.get("last-modified"));
   const ifMatch = reqHeaders.get("if-match");

@@ -1,10 +1,11 @@
 /** The RFC 9111 decisions of a shared cache: may a response be stored, how long is it fresh, how old is it, may it answer a request, and what do a 304 and an unsafe method change. */
+import type { FieldReader, Fields } from "../lib/fields.ts";
 import { DELTA_SECONDS_MAX, parseCacheControl, responsePolicy, seconds, type Directives, type Policy } from "./cache-control.ts";
 import { formatHttpDate, parseHttpDate } from "./http-date.ts";
 import { varyNames } from "./vary.ts";
 
 /** ResponseInfo is what the cache knows of a stored or candidate response; times are epoch milliseconds on this host's clock. */
-export type ResponseInfo = { readonly status: number; readonly headers: Headers; readonly requestTime: number; readonly responseTime: number };
+export type ResponseInfo = { readonly status: number; readonly headers: FieldReader; readonly requestTime: number; readonly responseTime: number };
 
 /** HEURISTIC_STATUSES are the heuristically cacheable status codes (RFC 9110 §15.1). */
 export const HEURISTIC_STATUSES: ReadonlySet<number> = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
@@ -34,7 +35,7 @@ const no = (reason: string): Storability => ({ ok: false, reason });
  * Set-Cookie without `public` or `s-maxage` is refused, a choice of ours (nginx and Varnish do the same):
  * RFC 9111 §7.3 says Set-Cookie does not inhibit caching, but a shared cache would hand one user's cookie to all.
  */
-export function storable(method: string, reqHeaders: Headers, res: { status: number; headers: Headers }): Storability {
+export function storable(method: string, reqHeaders: FieldReader, res: { status: number; headers: FieldReader }): Storability {
   if (method !== "GET") return no("method"); // §3: a method we understand; HEAD responses carry no content to store
   const status = res.status;
   if (status === 206) return no("partial"); // §3.3: we keep complete responses only
@@ -57,12 +58,12 @@ export function storable(method: string, reqHeaders: Headers, res: { status: num
 }
 
 /** explicitFreshness: max-age, s-maxage or Expires; Expires does not count when a targeted field rules (RFC 9213 §2.2). */
-function explicitFreshness(rd: Directives, targeted: boolean, h: Headers): boolean {
+function explicitFreshness(rd: Directives, targeted: boolean, h: FieldReader): boolean {
   return rd.has("max-age") || rd.has("s-maxage") || (!targeted && h.has("expires"));
 }
 
 /** hasExplicitFreshness says whether the origin gave a freshness lifetime (§4.2.1) rather than leaving it to heuristics (§4.2.2). */
-export function hasExplicitFreshness(h: Headers): boolean {
+export function hasExplicitFreshness(h: FieldReader): boolean {
   const { directives, targeted } = responsePolicy(h);
   return explicitFreshness(directives, targeted, h);
 }
@@ -101,7 +102,7 @@ export function freshnessLifetime(res: ResponseInfo, opts?: { heuristicCap?: num
 }
 
 /** ageValue reads Age (RFC 9111 §5.1): the first member of a list, an invalid value ignored (0), large values clamped to 2^31. */
-function ageValue(h: Headers): number {
+function ageValue(h: FieldReader): number {
   const v = h.get("age");
   if (v === null) return 0;
   const first = v.split(",", 1)[0]!.trim();
@@ -126,7 +127,7 @@ export type Decision =
 /**
  * requestDirectives reads the request's Cache-Control; without one, Pragma: no-cache counts as no-cache (RFC 7234 §5.4; RFC 9111 §5.4 only deprecates Pragma).
  */
-function requestDirectives(h: Headers): Directives {
+function requestDirectives(h: FieldReader): Directives {
   const cc = h.get("cache-control");
   if (cc !== null) return parseCacheControl(cc);
   const pragma = h.get("pragma");
@@ -150,7 +151,7 @@ function staleIfErrorLeft(rd: Directives, rq: Directives, ttl: number): number {
  * parses and comparisons. `lifetime` (seconds) replaces freshnessLifetime, for a lifetime computed at store
  * time or set by configuration. Stale boundaries are inclusive ("no more than N seconds").
  */
-export function decide(stored: ResponseInfo, reqHeaders: Headers, now: number, lifetime?: number): Decision {
+export function decide(stored: ResponseInfo, reqHeaders: FieldReader, now: number, lifetime?: number): Decision {
   const p = responsePolicy(stored.headers);
   const rd = p.directives;
   const rq = requestDirectives(reqHeaders);
@@ -182,7 +183,7 @@ export function decide(stored: ResponseInfo, reqHeaders: Headers, now: number, l
 }
 
 /** onlyIfCached says whether the request has only-if-cached: the caller answers 504 on a miss or when decide says revalidate (§5.2.1.7). */
-export function onlyIfCached(reqHeaders: Headers): boolean {
+export function onlyIfCached(reqHeaders: FieldReader): boolean {
   return parseCacheControl(reqHeaders.get("cache-control")).has("only-if-cached");
 }
 
@@ -214,13 +215,20 @@ const NOT_UPDATED: ReadonlySet<string> = new Set([
  * Age is dropped (it described the old exchange; §4.2.3). A 304 without Date gets Date = receivedAt when given
  * (RFC 9110 §6.6.1), else loses the stored Date so that age counts from the caller's new responseTime.
  */
-export function mergeRevalidated(stored: Headers, notModified: Headers, receivedAt?: number): Headers {
-  const out = new Headers(stored);
+export function mergeRevalidated(stored: Fields, notModified: Fields | Headers, receivedAt?: number): Fields {
+  const out = stored.clone();
   const listed = new Set((notModified.get("connection") ?? "").split(",").map((t) => t.trim().toLowerCase()));
   out.delete("age");
-  for (const [name, value] of notModified) {
-    if (!NOT_UPDATED.has(name) && !listed.has(name)) out.set(name, value);
-  }
+  // A field the 304 repeats replaces the stored one with all its lines.
+  const replaced = new Set<string>();
+  notModified.forEach((value, name) => {
+    if (NOT_UPDATED.has(name) || listed.has(name)) return;
+    if (replaced.has(name)) out.append(name, value);
+    else {
+      replaced.add(name);
+      out.set(name, value);
+    }
+  });
   if (!notModified.has("date")) {
     if (receivedAt === undefined) out.delete("date");
     else out.set("date", formatHttpDate(receivedAt));
@@ -236,7 +244,7 @@ const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TR
  * response invalidates (RFC 9111 §4.4): the target URI, and Location / Content-Location resolved against it
  * when same-origin (scheme, host, port). Methods are case-sensitive (RFC 9110 §9.1): "get" is unknown, so unsafe.
  */
-export function invalidates(method: string, status: number, requestUrl: string, resHeaders: Headers): string[] {
+export function invalidates(method: string, status: number, requestUrl: string, resHeaders: FieldReader): string[] {
   if (SAFE_METHODS.has(method) || status < 200 || status > 399) return [];
   let target: URL;
   try {

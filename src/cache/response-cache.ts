@@ -1,4 +1,5 @@
 /** The process's response cache: the store, the coalescing lock, cache keys, purge and invalidation. It outlives reloads; a changed max_size starts an empty store. */
+import type { FieldReader } from "../lib/fields.ts";
 import { normalizeHostHeader } from "../lib/host.ts";
 import type { PurgeFilter } from "../observability/admin.ts";
 import { Coalescer } from "./coalesce.ts";
@@ -40,7 +41,7 @@ export class ResponseCache {
   }
 
   /** lookup finds the stored variant matching the request's Vary fields (RFC 9111 §4.1), or undefined. */
-  lookup(primary: string, req: Headers): { entry: Entry; secondary: string } | undefined {
+  lookup(primary: string, req: FieldReader): { entry: Entry; secondary: string } | undefined {
     const names = this.store.names(primary);
     if (names === undefined) return undefined;
     const secondary = names.length === 0 ? "" : secondaryKey(names, req);

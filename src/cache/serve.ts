@@ -1,5 +1,6 @@
 /** Answering from a stored response: the client's conditionals (304, 412), a byte range, HEAD, Age and Cache-Status (RFC 9211). */
-import { bytesResponse } from "../lib/known-body.ts";
+import { type FieldReader, Fields } from "../lib/fields.ts";
+import { Reply } from "../lib/reply.ts";
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import { compress, compressAsync, negotiate, type Coding } from "./compress.ts";
 import { evaluateConditional } from "./conditional.ts";
@@ -16,26 +17,29 @@ export const CACHE_NAME = "gatehouse";
 export type Asker = {
   readonly id: string;
   readonly method: string;
-  readonly headers: Headers;
+  readonly headers: FieldReader;
   bytesOut: number;
-  /** lean: the front end writes the answer's known body itself (lib/known-body.ts), so the Response need not carry a copy of it. */
-  readonly lean: boolean;
 };
 
 /** Conditionals are the client's validators and range, kept aside while the cache asks the origin for a full response. */
-export type Conditionals = { readonly headers: Headers; readonly any: boolean };
+export type Conditionals = { readonly headers: Fields; readonly any: boolean };
 
 const CONDITIONAL_FIELDS = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"];
 
+/** isConditionals tells the client's conditionals kept aside from a request's own fields. */
+function isConditionals(c: Conditionals | FieldReader): c is Conditionals {
+  return typeof (c as Partial<Conditionals>).any === "boolean";
+}
+
 /** asksConditionally says whether a request carries a validator or a range (a few header lookups; no parsing). */
-function asksConditionally(h: Headers): boolean {
+function asksConditionally(h: FieldReader): boolean {
   for (const name of CONDITIONAL_FIELDS) if (h.get(name) !== null) return true;
   return false;
 }
 
 /** takeConditionals removes the client's conditional and range fields from h (so the origin sends a full, storable response) and returns them. */
-export function takeConditionals(h: Headers): Conditionals {
-  const kept = new Headers();
+export function takeConditionals(h: Fields): Conditionals {
+  const kept = new Fields();
   let any = false;
   for (const name of CONDITIONAL_FIELDS) {
     const v = h.get(name);
@@ -80,7 +84,7 @@ function encodedBody(e: Entry, coding: Coding, grown: () => void): Uint8Array | 
   return undefined;
 }
 
-function weakEtag(h: Headers): void {
+function weakEtag(h: Fields): void {
   const etag = h.get("etag");
   if (etag !== null && !etag.startsWith("W/")) h.set("etag", `W/${etag}`);
 }
@@ -89,9 +93,10 @@ function weakEtag(h: Headers): void {
  * serveStored answers the request from e: 304/412 for the client's conditionals, 206/416 for a range of a 200, a compressed body for clients that accept one,
  * the body unless HEAD; Age and Cache-Status set, ctx.bytesOut set.
  */
-export function serveStored(ctx: Asker, e: Entry, age: number, status: string, cond: Conditionals | Headers, grown: () => void = () => undefined): Response {
-  const req = cond instanceof Headers ? cond : cond.headers;
-  const h = new Headers(e.headers);
+export function serveStored(ctx: Asker, e: Entry, age: number, status: string, cond: Conditionals | FieldReader, grown: () => void = () => undefined): Reply {
+  const kept = isConditionals(cond);
+  const req = kept ? cond.headers : cond;
+  const h = e.headers.clone();
   h.set("age", ageHeader(age));
   h.set("cache-status", `${CACHE_NAME}; ${status}`);
   h.set("x-request-id", ctx.id);
@@ -102,14 +107,14 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
     if (!/(^|,)\s*accept-encoding\s*(,|$)/i.test(h.get("vary") ?? "")) h.append("vary", "accept-encoding");
     coding = negotiate(ctx.headers.get("accept-encoding"));
   }
-  if (e.status === 200 && (cond instanceof Headers ? asksConditionally(req) : cond.any)) {
+  if (e.status === 200 && (kept ? cond.any : asksConditionally(req))) {
     const c = evaluateConditional(req, e.headers);
     if (c !== "full") {
       if (coding !== undefined) weakEtag(h); // the validator the client holds is of the coded form (§15.4.5)
       // No body: RFC 9110 §15.4.5 (304 carries the validators, not the content's description); 412 is an error without content.
       for (const name of ["content-length", "content-type", "content-encoding", "content-range"]) h.delete(name);
       ctx.bytesOut = 0;
-      return new Response(null, { status: c, headers: h });
+      return new Reply(c, h);
     }
     // Ranges are of the identity body, with its strong ETag: no compression of ranges.
     const range = head ? null : req.get("range");
@@ -120,14 +125,14 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
         h.set("content-range", `bytes */${size}`);
         h.delete("content-length");
         ctx.bytesOut = 0;
-        return new Response(null, { status: 416, headers: h });
+        return new Reply(416, h);
       }
       if (r !== undefined) {
         const [start, end] = r;
         h.set("content-range", `bytes ${start}-${end}/${size}`);
         h.set("content-length", String(end - start + 1));
         ctx.bytesOut = end - start + 1;
-        return bytesResponse(e.body.subarray(start, end + 1), { status: 206, headers: h }, ctx.lean);
+        return new Reply(206, h, e.body.subarray(start, end + 1));
       }
     }
   }
@@ -140,5 +145,5 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
   const body = coded ?? e.body;
   const bytes = head ? 0 : body.byteLength;
   ctx.bytesOut = bytes;
-  return head || body.byteLength === 0 ? new Response(null, { status: e.status, headers: h }) : bytesResponse(body, { status: e.status, headers: h }, ctx.lean);
+  return new Reply(e.status, h, head || body.byteLength === 0 ? null : body);
 }

@@ -1,11 +1,12 @@
 /** The response store: an LRU bounded by bytes (body plus headers plus a fixed overhead per object), with Vary variants under one primary key. */
+import type { Fields } from "../lib/fields.ts";
 import { LRUCache } from "lru-cache";
 import { cacheEvictions, cacheObjects, cacheSize } from "../observability/gateway-metrics.ts";
 
 /** Entry is one stored response: a complete body, the headers to serve it with, and the times the age arithmetic needs (RFC 9111 §4.2.3). */
 export type Entry = {
   readonly status: number;
-  headers: Headers;
+  headers: Fields;
   readonly body: Uint8Array;
   requestTime: number;
   responseTime: number;
@@ -26,9 +27,9 @@ export type Entry = {
 const OVERHEAD = 512;
 const SEP = "\u0000";
 
-function headerBytes(h: Headers): number {
+function headerBytes(h: Fields): number {
   let n = 0;
-  for (const [k, v] of h) n += k.length + v.length + 4;
+  for (let i = 0; i < h.size; i++) n += h.nameAt(i).length + h.valueAt(i).length + 4;
   return n;
 }
 

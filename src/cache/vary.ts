@@ -1,4 +1,5 @@
 /** Secondary cache keys from Vary (RFC 9110 §12.5.5, RFC 9111 §4.1). */
+import type { FieldReader } from "../lib/fields.ts";
 
 const NONE: readonly string[] = [];
 
@@ -6,7 +7,7 @@ const NONE: readonly string[] = [];
  * varyNames returns the lowercased, sorted, de-duplicated field names a response's Vary lists, an empty list
  * without Vary, or "*" when any member is "*" (RFC 9110 §12.5.5). Allocates only when Vary is present.
  */
-export function varyNames(resHeaders: Headers): readonly string[] | "*" {
+export function varyNames(resHeaders: FieldReader): readonly string[] | "*" {
   const v = resHeaders.get("vary");
   if (v === null) return NONE;
   const names = new Set<string>();
@@ -57,7 +58,7 @@ function normalizeValue(v: string): string {
  * when the request lacks the field, since an absent field matches only an absent one; lines joined by "\n",
  * which no field name or value can contain.
  */
-export function secondaryKey(names: readonly string[], reqHeaders: Headers): string {
+export function secondaryKey(names: readonly string[], reqHeaders: FieldReader): string {
   const sorted = [...new Set(names.map((n) => n.toLowerCase()))].sort();
   let key = "";
   for (const name of sorted) {

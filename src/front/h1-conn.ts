@@ -1,4 +1,5 @@
 /** One client connection of the front end's HTTP/1.1 server: PROXY preamble and caps first, then heads parsed strictly, bodies fed, answers written in order. */
+import type { Answered } from "../lib/reply.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { WriteQueue } from "../lib/write-queue.ts";
 import { ClientBodyError } from "../proxy/body.ts";
@@ -317,7 +318,7 @@ export class Conn implements ResponseSink, ClientSide {
     else this.respond(req, body, out);
   }
 
-  private respond(req: FrontRequest, body: BodyIn | undefined, res: Response | undefined): void {
+  private respond(req: FrontRequest, body: BodyIn | undefined, res: Answered | undefined): void {
     // The connection became a byte pipe: it is the pipe's now.
     if (this.piped !== undefined) return;
     res ??= new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });

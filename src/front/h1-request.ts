@@ -1,5 +1,5 @@
 /** The request head of the public front end, parsed as strictly as RFC 9112 asks (§2–§7): request line, fields, Host, framing; one pure function, no I/O. */
-import { isTokenChar } from "../lib/http.ts";
+import { isTokenChar, lowerName } from "../lib/http.ts";
 
 /** RequestLimits bound a head: its request line (414 past it), the whole head and the number of fields (431 past them). */
 export type RequestLimits = { readonly maxLineBytes: number; readonly maxHeadBytes: number; readonly maxFields: number };
@@ -178,7 +178,7 @@ function fields(text: string, pos: number, line: Line, headBytes: number, limits
       const c = text.charCodeAt(i);
       if ((c < 0x20 && c !== 9) || c === 0x7f) return fail(400, c === 0 ? "a NUL in a header field" : "a control character in a header field");
     }
-    const name = lower(text.slice(pos, colon));
+    const name = lowerName(text.slice(pos, colon));
     const value = text.slice(vs, ve);
     pos = eol + 2;
     switch (name) {
@@ -258,13 +258,4 @@ function contentLength(value: string): number {
     n = m;
   }
   return n;
-}
-
-/** lower lowercases a field name, without a new string when it is lowercase already (most clients send them so). */
-function lower(name: string): string {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 65 && c <= 90) return name.toLowerCase();
-  }
-  return name;
 }

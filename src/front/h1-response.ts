@@ -1,4 +1,5 @@
 /** The response head the public front end writes (RFC 9112 §4, §6, §9): status line, fields, and the framing and connection decisions, as one pure function. */
+import { Fields } from "../lib/fields.ts";
 import { HOP_BY_HOP } from "../lib/http.ts";
 
 /** Exchange is what the front end knows of the request a response answers: its method, version and whether the connection may stay open. */
@@ -72,7 +73,7 @@ export function httpDate(nowMs = Date.now()): string {
  * frameResponse writes the head of a response with `status` and `headers` to exchange `x`: hop-by-hop fields, Content-Length and Date are set here, not taken
  * from the headers; a stream of unknown length is chunked for HTTP/1.1 and closes the connection for HTTP/1.0 (RFC 9112 §6.3).
  */
-export function frameResponse(x: Exchange, status: number, headers: Headers, shape: BodyShape, statusText?: string): ResponseFrame {
+export function frameResponse(x: Exchange, status: number, headers: Headers | Fields, shape: BodyShape, statusText?: string): ResponseFrame {
   const noBody = status < 200 || status === 204 || status === 304;
   const head = x.method === "HEAD";
   let close = !x.keepAlive || headers.get("connection")?.toLowerCase().includes("close") === true;
@@ -92,7 +93,12 @@ export function frameResponse(x: Exchange, status: number, headers: Headers, sha
     length = declared !== null && /^\d{1,15}$/.test(declared) ? Number(declared) : undefined;
   }
   let out = `HTTP/1.1 ${status} ${statusText || REASONS[status] || "Unknown"}\r\n`;
-  for (const [name, value] of headers) if (!DROP.has(name)) out += `${name}: ${value}\r\n`;
+  if (headers instanceof Fields) {
+    for (let i = 0; i < headers.size; i++) {
+      const name = headers.nameAt(i);
+      if (!DROP.has(name)) out += `${name}: ${headers.valueAt(i)}\r\n`;
+    }
+  } else for (const [name, value] of headers) if (!DROP.has(name)) out += `${name}: ${value}\r\n`;
   if (!noBody || status === 304) {
     if (chunked) out += "transfer-encoding: chunked\r\n";
     else if (length !== undefined) out += `content-length: ${length}\r\n`;

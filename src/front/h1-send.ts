@@ -1,5 +1,6 @@
-/** Writing a pipeline's Response on a front-end connection: whole when small and of declared length, else streamed at the socket's pace, chunked or by length. */
-import { knownBody } from "../lib/known-body.ts";
+/** Writing a pipeline's answer (a Reply or a Response) on a front-end connection: whole when small and of known length, else streamed at the socket's pace, chunked or by length. */
+import type { Fields } from "../lib/fields.ts";
+import { type Answered, Reply } from "../lib/reply.ts";
 import { type BodyShape, chunkHead, type Exchange, frameResponse, LAST_CHUNK } from "./h1-response.ts";
 import type { RequestHead } from "./h1-request.ts";
 
@@ -32,12 +33,10 @@ export interface ResponseSink {
  * sendResponse writes the response to the request with `head` at the socket's pace; it returns whether the connection must close after it, at once when
  * nothing needed waiting for (a body known in memory, or none), else as a promise.
  */
-export function sendResponse(sink: ResponseSink, head: RequestHead, res: Response, keepAlive: boolean): boolean | Promise<boolean> {
+export function sendResponse(sink: ResponseSink, head: RequestHead, res: Answered, keepAlive: boolean): boolean | Promise<boolean> {
   const x = { method: head.method, version: head.version, keepAlive };
-  const known = knownBody(res);
-  if (known !== undefined && head.method !== "HEAD") return writeWhole(sink, x, res, known);
-  const declared = res.headers.get("content-length");
-  const length = declared !== null && declared.length < 16 && isDigits(declared) ? Number(declared) : undefined;
+  if (res instanceof Reply) return sendReply(sink, x, res);
+  const length = declaredLength(res.headers);
   // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.
   if (length !== undefined && length <= WHOLE_LIMIT && head.method !== "HEAD") return readWhole(sink, x, res);
   const stream = res.body;
@@ -59,8 +58,28 @@ function isDigits(s: string): boolean {
   return true;
 }
 
+/** sendReply writes the gateway's own Reply: its body in memory at once, a stream at the socket's pace. */
+function sendReply(sink: ResponseSink, x: Exchange, res: Reply): boolean | Promise<boolean> {
+  const body = res.body;
+  if (x.method !== "HEAD" && body !== null) {
+    if (body instanceof Uint8Array) return writeWhole(sink, x, res, body);
+    return streamBody(sink, x, res, body, declaredLength(res.headers));
+  }
+  // No body, or a HEAD answer (its fields describe the body a GET would get; frameResponse passes their Content-Length on).
+  res.discard();
+  const f = frameResponse(x, res.status, res.headers, { kind: "none" }, res.statusText);
+  sink.write(f.head);
+  return f.close;
+}
+
+/** declaredLength is a well-formed Content-Length of the fields, else undefined. */
+function declaredLength(h: Headers | Fields): number | undefined {
+  const declared = h.get("content-length");
+  return declared !== null && declared.length < 16 && isDigits(declared) ? Number(declared) : undefined;
+}
+
 /** writeWhole writes head and body in one write. */
-function writeWhole(sink: ResponseSink, x: Exchange, res: Response, bytes: Uint8Array): boolean {
+function writeWhole(sink: ResponseSink, x: Exchange, res: Answered, bytes: Uint8Array): boolean {
   const f = frameResponse(x, res.status, res.headers, { kind: "bytes", length: bytes.byteLength }, res.statusText);
   if (!f.body || bytes.byteLength === 0) sink.write(f.head);
   else if (bytes.byteLength <= JOIN_LIMIT) sink.write(joined(f.head, bytes, ""));
@@ -83,7 +102,7 @@ async function readWhole(sink: ResponseSink, x: Exchange, res: Response): Promis
 }
 
 /** streamBody writes a body as it comes, chunked when its length is unknown, waiting for the socket after each piece. */
-async function streamBody(sink: ResponseSink, x: Exchange, res: Response, stream: ReadableStream<Uint8Array>, length: number | undefined): Promise<boolean> {
+async function streamBody(sink: ResponseSink, x: Exchange, res: Answered, stream: ReadableStream<Uint8Array>, length: number | undefined): Promise<boolean> {
   const shape: BodyShape = { kind: "stream", length };
   const f = frameResponse(x, res.status, res.headers, shape, res.statusText);
   sink.write(f.head);

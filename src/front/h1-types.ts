@@ -1,4 +1,5 @@
 /** What the front end's HTTP/1.1 server and its connections share: a request as handed over (and Req, the one made), the handler, the settings, the transport, the server. */
+import type { Answered } from "../lib/reply.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import type { RequestHead, RequestLimits } from "./h1-request.ts";
@@ -17,7 +18,7 @@ export type FrontRequest = {
 };
 
 /** FrontHandler answers a request; it should not throw (a throw or a rejection is answered with 500 and the connection closed). */
-export type FrontHandler = (req: FrontRequest) => Response | undefined | Promise<Response | undefined>;
+export type FrontHandler = (req: FrontRequest) => Answered | undefined | Promise<Answered | undefined>;
 
 /** FrontSettings are what a listener allows its connections; a reload replaces them, and each connection reads them anew at its next step. */
 export type FrontSettings = {

@@ -14,3 +14,12 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
 export function isTokenChar(c: number): boolean {
   return c < 128 && TOKEN_CHARS[c] === 1;
 }
+
+/** lowerName lowercases a field name, without a new string when it is lowercase already (most clients send them so, and this code writes them so). */
+export function lowerName(name: string): string {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) return name.toLowerCase();
+  }
+  return name;
+}

@@ -1,7 +1,9 @@
 /** The pipeline behind Bun.serve's listeners: a context made from Bun's Request and Server, and the Downstream that reads them. */
 import type { Server } from "bun";
+import { Fields } from "../lib/fields.ts";
+import { type Answered, toResponse } from "../lib/reply.ts";
 import { type Downstream, type HandlerView, newContext, type RequestContext } from "./context.ts";
-import { type Out, runPipeline } from "./pipeline.ts";
+import { runPipeline } from "./pipeline.ts";
 
 const req = (ctx: RequestContext) => ctx.source as Request;
 const server = (ctx: RequestContext) => ctx.connection as Server<unknown>;
@@ -19,14 +21,20 @@ const BUN_DOWNSTREAM: Downstream = {
 
 /** createFetchHandler builds the Bun.serve fetch handler of a public listener; `view` returns the live generation's view, read once per request. */
 export function createFetchHandler(view: () => HandlerView, scheme: "http" | "https") {
-  return function handle(request: Request, bun: Server<unknown>): Out {
+  return function handle(request: Request, bun: Server<unknown>): Response | Promise<Response | undefined> {
     const v = view();
     const url = request.url;
     const start = url.indexOf("/", url.indexOf("//") + 2);
     const q = start < 0 ? -1 : url.indexOf("?", start);
-    const headers = request.headers;
+    const headers = Fields.from(request.headers);
     const path = start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q);
     const ctx = newContext(request.method, headers, BUN_DOWNSTREAM, request, bun, scheme, headers.get("host") ?? "", path, q < 0 ? "" : url.slice(q), v.hop);
-    return runPipeline(ctx, v);
+    const out = runPipeline(ctx, v);
+    return out instanceof Promise ? out.then(asResponse) : toResponse(out);
   };
+}
+
+/** asResponse gives Bun.serve a Response for the pipeline's answer (undefined: a WebSocket took the connection). */
+function asResponse(res: Answered | undefined): Response | undefined {
+  return res === undefined ? undefined : toResponse(res);
 }

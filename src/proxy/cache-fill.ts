@@ -1,5 +1,7 @@
 /** Filling and refreshing the cache from the origin: store what RFC 9111 §3 allows, revalidate stale entries (§4.3), serve stale on errors (RFC 5861 §4), refresh in the background (RFC 5861 §3). */
 import type { CacheRules } from "../config/types.ts";
+import type { Fields } from "../lib/fields.ts";
+import type { Reply } from "../lib/reply.ts";
 import { cacheRequests } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { clientOf, type Downstream, type RequestContext } from "./context.ts";
@@ -13,7 +15,7 @@ import type { Entry } from "../cache/store.ts";
 import { secondaryKey, varyNames } from "../cache/vary.ts";
 
 /** Forward sends the request on to the origin and returns the client-ready response (the proxy's forward). */
-export type Forward = (ctx: RequestContext) => Promise<Response>;
+export type Forward = (ctx: RequestContext) => Promise<Reply>;
 
 /** Headers that describe one exchange or one client, not the stored representation: never stored. */
 const NOT_STORED = ["set-cookie", "x-request-id", "cache-status", "connection"];
@@ -31,7 +33,7 @@ export function count(ctx: RequestContext, result: Result): void {
 }
 
 /** tag sets Cache-Status (RFC 9211) on a response passed through from the origin. */
-export function tag(res: Response, status: string): Response {
+export function tag(res: Reply, status: string): Reply {
   res.headers.set("cache-status", `${CACHE_NAME}; ${status}`);
   return res;
 }
@@ -76,9 +78,9 @@ export class Filler {
    * fetch sends the client's request as it is (its validators and range too: the origin may answer 304 or 206, which pass through) and stores a full response
    * that may be stored.
    */
-  async fetch(ctx: RequestContext, primary: string): Promise<Response> {
+  async fetch(ctx: RequestContext, primary: string): Promise<Reply> {
     // The Vary key must come from what the client sent, before forwarding adds X-Forwarded-For, Via and the like.
-    const asked = new Headers(ctx.headers);
+    const asked = ctx.headers.clone();
     const requestTime = Date.now();
     const res = await this.forward(ctx);
     return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
@@ -87,13 +89,13 @@ export class Filler {
   private async admit(
     ctx: RequestContext,
     primary: string,
-    res: Response,
+    res: Reply,
     requestTime: number,
     responseTime: number,
     cond: Conditionals,
-    asked: Headers,
+    asked: Fields,
     status: string,
-  ): Promise<Response> {
+  ): Promise<Reply> {
     const ok = storable("GET", asked, res);
     const declared = Number(res.headers.get("content-length") ?? NaN);
     if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
@@ -105,7 +107,7 @@ export class Filler {
     } catch (e) {
       throw e instanceof GatewayError ? e : new GatewayError(502, "upstream response broke off", "upstream", String((e as Error).message ?? e));
     }
-    const headers = new Headers(res.headers);
+    const headers = res.headers.clone();
     for (const name of NOT_STORED) headers.delete(name);
     const vary = varyNames(headers);
     const noTransform = responsePolicy(headers).directives.has("no-transform") || /\bno-transform\b/i.test(headers.get("cache-control") ?? "");
@@ -134,8 +136,8 @@ export class Filler {
   }
 
   /** toClient gives the client whose request reached the origin what was meant for it alone: its cookies and its Connection. */
-  private toClient(from: Response, out: Response): Response {
-    for (const c of from.headers.getSetCookie()) out.headers.append("set-cookie", c);
+  private toClient(from: Reply, out: Reply): Reply {
+    for (const c of from.headers.getAll("set-cookie")) out.headers.append("set-cookie", c);
     const conn = from.headers.get("connection");
     if (conn !== null) out.headers.set("connection", conn);
     return out;
@@ -145,8 +147,8 @@ export class Filler {
    * revalidate asks the origin whether e is still good (RFC 9111 §4.3.1): a 304 refreshes it, a new response replaces it, an error may be answered with e while
    * stale-if-error allows (RFC 5861 §4).
    */
-  async revalidate(ctx: RequestContext, primary: string, secondary: string, e: Entry, staleIfError: number, age: number, ttl: number): Promise<Response> {
-    const asked = new Headers(ctx.headers);
+  async revalidate(ctx: RequestContext, primary: string, secondary: string, e: Entry, staleIfError: number, age: number, ttl: number): Promise<Reply> {
+    const asked = ctx.headers.clone();
     const cond = takeConditionals(ctx.headers);
     const etag = e.headers.get("etag");
     const lastModified = e.headers.get("last-modified");
@@ -154,7 +156,7 @@ export class Filler {
     if (lastModified !== null) ctx.headers.set("if-modified-since", lastModified);
     const grown = () => this.cache.store.touch(primary, secondary, e);
     const requestTime = Date.now();
-    let res: Response;
+    let res: Reply;
     try {
       res = await this.forward(ctx);
     } catch (err) {
@@ -187,7 +189,7 @@ export class Filler {
     }
     if (res.status >= 500 && staleIfError > 0) {
       count(ctx, "stale");
-      void res.body?.cancel();
+      res.discard();
       return serveStored(ctx, e, age, `fwd=stale; fwd-status=${res.status}; detail=stale-if-error; ttl=${Math.floor(ttl)}`, cond, grown);
     }
     count(ctx, "miss");
@@ -202,7 +204,7 @@ export class Filler {
     const turn = this.cache.coalescer.join(`revalidate ${primary}`, 0);
     if (!turn.leader) return;
     try {
-      const headers = new Headers(ctx.headers);
+      const headers = ctx.headers.clone();
       headers.delete("cache-control");
       // A context of its own, finished from the start: the exchange is not a client request in logs and metrics; it has no client to
       // leave, no body, no listener timeout to raise.
@@ -218,7 +220,7 @@ export class Filler {
       };
       const res = await this.revalidate(bg, primary, secondary, e, 0, 0, 0);
       // Nobody reads this response; a streamed body must still be ended so the upstream connection is released.
-      await res.body?.cancel();
+      res.discard();
     } catch (err) {
       log.warn("background revalidation failed; the stale response stays stored", { url: primary, error: String((err as Error).message ?? err) });
     } finally {

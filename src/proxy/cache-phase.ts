@@ -1,5 +1,7 @@
 /** The cache phase of a proxied route (RFC 9111): lookup, serve fresh or allowed-stale responses, revalidate, coalesce misses and revalidations, invalidate after unsafe methods. */
 import type { CacheRules } from "../config/types.ts";
+import type { FieldReader } from "../lib/fields.ts";
+import type { Reply } from "../lib/reply.ts";
 import type { RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { count, Filler, tag, type Forward } from "./cache-fill.ts";
@@ -13,7 +15,7 @@ export type { Forward } from "./cache-fill.ts";
 /** COALESCE_WAIT_MS bounds how long a request waits for another one fetching or revalidating the same URL before going to the origin itself. */
 const COALESCE_WAIT_MS = 10_000;
 
-function bypassed(rules: CacheRules, h: Headers): boolean {
+function bypassed(rules: CacheRules, h: FieldReader): boolean {
   if (rules.bypassCookies.length === 0) return false;
   const cookie = h.get("cookie");
   if (cookie === null) return false;
@@ -29,7 +31,7 @@ function bypassed(rules: CacheRules, h: Headers): boolean {
  * judge says what to do with a stored entry: without parsing anything for the common case (no Cache-Control or Pragma in the request, no no-cache in the
  * response), else by decide() (RFC 9111 §4.2, §5.2).
  */
-function judge(e: Entry, h: Headers, now: number): Decision {
+function judge(e: Entry, h: FieldReader, now: number): Decision {
   if (!e.alwaysRevalidate && h.get("cache-control") === null && h.get("pragma") === null) {
     const age = e.initialAge + (now - e.responseTime) / 1000;
     if (age < e.lifetime) return { use: "fresh", age, ttl: e.lifetime - age };
@@ -38,11 +40,11 @@ function judge(e: Entry, h: Headers, now: number): Decision {
 }
 
 /** cachePhase wraps a proxied route's forward with the cache; the returned handler is the route's `handle`. */
-export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: Forward): (ctx: RequestContext) => Response | Promise<Response> {
+export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: Forward): (ctx: RequestContext) => Reply | Promise<Reply> {
   const fill = new Filler(rules, cache, forward);
 
   /** answer serves a stored entry when the decision allows it, or returns undefined when the origin must be asked. */
-  function answer(ctx: RequestContext, primary: string, secondary: string, e: Entry, d: Decision, detail: string): Response | undefined {
+  function answer(ctx: RequestContext, primary: string, secondary: string, e: Entry, d: Decision, detail: string): Reply | undefined {
     const grown = () => cache.store.touch(primary, secondary, e);
     if (d.use === "fresh") {
       count(ctx, "hit");
@@ -57,7 +59,7 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
   }
 
   /** cached answers a fresh hit at once (no promise on the way of the commonest answer), anything else through uncached(). */
-  return function cached(ctx: RequestContext): Response | Promise<Response> {
+  return function cached(ctx: RequestContext): Reply | Promise<Reply> {
     const method = ctx.method;
     if (method !== "GET" && method !== "HEAD") return uncached(ctx);
     const asked = ctx.headers;
@@ -72,7 +74,7 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
   };
 
   /** uncached is everything but an answer from the store at first sight: unsafe methods, bypasses, misses, revalidations, coalescing. */
-  async function uncached(ctx: RequestContext, known?: string, seen?: ReturnType<ResponseCache["lookup"]>): Promise<Response> {
+  async function uncached(ctx: RequestContext, known?: string, seen?: ReturnType<ResponseCache["lookup"]>): Promise<Reply> {
     const method = ctx.method;
     const asked = ctx.headers;
     if (method !== "GET" && method !== "HEAD") {

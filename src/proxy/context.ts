@@ -1,5 +1,7 @@
 /** The per-request context that every phase reads and writes, and the route shape the pipeline dispatches to. */
 import type { ProxyOptions } from "../config/types.ts";
+import type { Fields } from "../lib/fields.ts";
+import type { Answered } from "../lib/reply.ts";
 import type { RouteStats } from "../observability/gateway-metrics.ts";
 import type { Http01Tokens } from "../tls/acme/http01.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
@@ -17,16 +19,16 @@ export type ProxyRoute = {
 };
 
 /** RequestFilter is a step of the request_filter phase: it answers the request itself (a redirect, a refusal) or returns undefined to let it go on. */
-export type RequestFilter = (ctx: RequestContext) => Response | undefined | Promise<Response | undefined>;
+export type RequestFilter = (ctx: RequestContext) => Answered | undefined | Promise<Answered | undefined>;
 
 /**
  * Answer is a route's own phase, which makes the response: for a proxy route the cache phase, then upstream_peer and upstream_request_filter (forward); or a
  * static file, or a redirect. It sets ctx.bytesOut for what it answers, and ctx.streamed when the body still flows.
  */
-export type Answer = (ctx: RequestContext) => Response | Promise<Response>;
+export type Answer = (ctx: RequestContext) => Answered | Promise<Answered>;
 
 /** ResponseFilter is a step of the response_filter phase: it edits the response on its way to the client (HSTS, header rules) and returns it. */
-export type ResponseFilter = (ctx: RequestContext, res: Response) => Response;
+export type ResponseFilter = (ctx: RequestContext, res: Answered) => Answered;
 
 /** CompiledRoute is one route of a site, ready to answer: its phases, stats and limits. */
 export type CompiledRoute = {
@@ -78,8 +80,6 @@ export interface Downstream {
   body(ctx: RequestContext): ReadableStream<Uint8Array> | null;
   /** keepWaiting raises this request's idle timeout to seconds while it waits for a slow upstream. */
   keepWaiting(ctx: RequestContext, seconds: number): void;
-  /** lean: this front end writes an answer's known body itself (lib/known-body.ts), so answers made from memory need not carry a copy of it. */
-  readonly lean?: boolean;
   /** upgrade turns the connection into a WebSocket carrying data, answering with the extra headers; false when it cannot. */
   upgrade(ctx: RequestContext, data: unknown, headers: Record<string, string>): boolean;
   /**
@@ -93,13 +93,11 @@ export interface Downstream {
 export type RequestContext = {
   readonly method: string;
   /** headers are the request's fields; the cache's revalidation sets its validators on them (they are this request's own). */
-  readonly headers: Headers;
+  readonly headers: Fields;
   readonly downstream: Downstream;
   /** source and connection are the front end's own request and connection objects, read only by its Downstream. */
   readonly source: unknown;
   readonly connection: unknown;
-  /** lean is the downstream's: answers from memory may leave their body to the front end (cache/serve.ts). */
-  readonly lean: boolean;
   readonly id: string;
   readonly start: number;
   /** peer caches clientOf(ctx): the peer address costs a fifth of a cache hit in Bun (an object per lookup), so it is read on first use only. */
@@ -120,7 +118,7 @@ export type RequestContext = {
   status: number;
   bytesOut: number;
   /** streamed is the response whose body still flows from the upstream (set by forward); when it is the one the client gets, logging waits for its end. */
-  streamed: Response | undefined;
+  streamed: Answered | undefined;
   /** responded is set when the pipeline handed `streamed` to the client: its end then runs the logging phase. */
   responded: boolean;
   /** finished is set by the logging phase (a context made for a background exchange starts finished: it is no client request). */
@@ -141,7 +139,7 @@ export function clientOf(ctx: RequestContext): string {
  */
 export function newContext(
   method: string,
-  headers: Headers,
+  headers: Fields,
   downstream: Downstream,
   source: unknown,
   connection: unknown,
@@ -157,7 +155,6 @@ export function newContext(
     downstream,
     source,
     connection,
-    lean: downstream.lean === true,
     id: requestId(headers.get("x-request-id")),
     start: performance.now(),
     peer: undefined,

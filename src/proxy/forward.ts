@@ -1,5 +1,6 @@
 /** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
-import { bytesResponse } from "../lib/known-body.ts";
+import { Fields, type FieldEditor } from "../lib/fields.ts";
+import { Reply } from "../lib/reply.ts";
 import { retries } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
@@ -28,8 +29,8 @@ function upstreamPath(ctx: RequestContext, strip: string | undefined): string {
   return (rest.startsWith("/") ? rest : `/${rest}`) + ctx.query;
 }
 
-/** prepareHeaders turns the client's headers into the upstream's, in place: h is the request's own Headers (ours alone) or a copy. */
-export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: boolean): Headers {
+/** prepareHeaders turns the client's fields into the upstream's, in place: h is the request's own Fields (ours alone) or a copy. */
+export function prepareHeaders<H extends FieldEditor>(ctx: RequestContext, h: H, preserveHost: boolean): H {
   stripHopByHop(h);
   appendVia(h, ctx.hop.via);
   const client = clientOf(ctx);
@@ -45,7 +46,7 @@ export function prepareHeaders(ctx: RequestContext, h: Headers, preserveHost: bo
  * forward sends the request to a target of the route's pool and streams the answer back. A refused connection ejects the endpoint for its cool-down and,
  * since nothing was sent, the next endpoint is tried. Throws GatewayError for 413, 502, 503, 504 and client aborts.
  */
-export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Response> {
+export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply> {
   const route = ctx.route!;
   const method = ctx.method;
   const o = t.options;
@@ -62,8 +63,8 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
   const close = ctx.headers.get("connection")?.toLowerCase().includes("close") === true;
   const key = o.loadBalance === "hash" ? hashKey(ctx, o.hashOn) : undefined;
-  // Headers for fetch (https:// endpoints) are made on first use; plain-HTTP endpoints get a serialized head instead.
-  let headers: Headers | undefined;
+  // Fields for fetch (https:// endpoints) are made on first use; plain-HTTP endpoints get a serialized head instead.
+  let headers: Fields | undefined;
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new AbortController();
   ctx.downstream.signal(ctx).addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
@@ -115,7 +116,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
           res = fromFetch(
             await fetch(ep.url + path, {
               method: method,
-              headers,
+              headers: headers.toHeaders(),
               body: limited?.stream ?? null,
               redirect: "manual",
               decompress: false,
@@ -199,7 +200,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Respo
 
 /** fromFetch gives fetch's answer the client's shape: hop-by-hop fields removed, the body's form decided by its declared length. */
 function fromFetch(res: Response): H1Response {
-  const h = res.headers;
+  const h = Fields.from(res.headers);
   stripHopByHop(h);
   const declared = h.get("content-length");
   const kind = res.body === null ? "none" : declared !== null && Number(declared) <= BUFFER_LIMIT ? "bytes" : "stream";
@@ -218,7 +219,7 @@ function fromFetch(res: Response): H1Response {
  * respond passes the upstream's status, headers and body on (small bodies of known length read whole first, ctx.bytesOut set; others stream chunk by chunk as
  * ctx.streamed, whose end reaches the logging phase through bodyEnded).
  */
-async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Response> {
+async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Reply> {
   const h = res.headers;
   if (close) h.set("connection", "close");
   appendVia(h, ctx.hop.via);
@@ -227,7 +228,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
   if (res.kind === "none") {
     ep.inflight--;
     ctx.bytesOut = 0;
-    return new Response(null, { status, statusText: res.statusText, headers: h });
+    return new Reply(status, h, null, res.statusText);
   }
   if (res.kind === "bytes") {
     // A small body usually arrives with the head: answered at once, no timer or promise.
@@ -235,7 +236,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     if (ready !== undefined) {
       ep.inflight--;
       ctx.bytesOut = ready.byteLength;
-      return bytesResponse(ready, { status, statusText: res.statusText, headers: h });
+      return new Reply(status, h, ready, res.statusText);
     }
   }
   // The body may rest at most idleTimeout between chunks (a buffered body: in all).
@@ -257,7 +258,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     unwatch(idle);
     ep.inflight--;
     ctx.bytesOut = bytes.byteLength;
-    return bytesResponse(bytes, { status, statusText: res.statusText, headers: h });
+    return new Reply(status, h, bytes, res.statusText);
   }
   const body = trackBody(
     res.stream!,
@@ -270,5 +271,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     },
     idle,
   );
-  return (ctx.streamed = new Response(body, { status, statusText: res.statusText, headers: h }));
+  const reply = new Reply(status, h, body, res.statusText);
+  ctx.streamed = reply;
+  return reply;
 }

@@ -1,8 +1,9 @@
 /** Header rules for a forwarding proxy: hop-by-hop removal (RFC 9110 §7.6.1), Via (§7.6.3), X-Forwarded-* and Forwarded (RFC 7239). */
+import type { FieldEditor } from "../lib/fields.ts";
 import { HOP_BY_HOP } from "../lib/http.ts";
 
 /** stripHopByHop removes the hop-by-hop fields and every field that Connection names; a handful of Map deletes, no allocation when Connection is absent. */
-export function stripHopByHop(h: Headers): void {
+export function stripHopByHop(h: FieldEditor): void {
   const conn = h.get("connection");
   if (conn !== null) {
     for (const token of conn.split(",")) {
@@ -14,7 +15,7 @@ export function stripHopByHop(h: Headers): void {
 }
 
 /** appendVia adds this hop to Via (RFC 9110 §7.6.3): received-protocol and a pseudonym, never the real host name. */
-export function appendVia(h: Headers, entry: string): void {
+export function appendVia(h: FieldEditor, entry: string): void {
   const prior = h.get("via");
   h.set("via", prior === null ? entry : `${prior}, ${entry}`);
 }
@@ -42,7 +43,7 @@ export function forwardedElement(info: ForwardedInfo): string {
  * setForwarded writes X-Forwarded-For/-Proto/-Host and Forwarded: a trusted client's values are kept and extended, anyone else's replaced, so an untrusted
  * client cannot forge its address.
  */
-export function setForwarded(h: Headers, info: ForwardedInfo, trusted: boolean): void {
+export function setForwarded(h: FieldEditor, info: ForwardedInfo, trusted: boolean): void {
   const element = forwardedElement(info);
   if (trusted) {
     const xff = h.get("x-forwarded-for");

@@ -1,4 +1,5 @@
 /** The logging phase: metrics and one access-log line per request, written once when the response has ended. */
+import type { Answered } from "../lib/reply.ts";
 import { log } from "../observability/log.ts";
 import { clientOf, type RequestContext } from "./context.ts";
 import { unroutedStats } from "./unrouted.ts";
@@ -7,7 +8,7 @@ import { unroutedStats } from "./unrouted.ts";
  * delivered is the pipeline's last step for a response handed to the client: the logging phase runs now, or, when its body still streams from the upstream, at
  * the body's end (bodyEnded).
  */
-export function delivered(ctx: RequestContext, res: Response): void {
+export function delivered(ctx: RequestContext, res: Answered): void {
   ctx.status = res.status;
   if (res === ctx.streamed) ctx.responded = true;
   else logging(ctx);

@@ -14,6 +14,7 @@
  * first. Every error becomes the gateway's own response through failWith (errors.ts).
  */
 
+import type { Answered } from "../lib/reply.ts";
 import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "./context.ts";
 import { failWith } from "./errors.ts";
 import { delivered } from "./logging.ts";
@@ -21,11 +22,11 @@ import { routeRequest } from "./request-filter.ts";
 import { proxyUpgrade, upgradeOf } from "./upgrade.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
-/** Out is what the pipeline answers: a response, or (a WebSocket took the connection) undefined. */
-export type Out = Response | Promise<Response | undefined>;
+/** Out is what the pipeline answers: a Reply or Response, or (a WebSocket or byte pipe took the connection) undefined. */
+export type Out = Answered | Promise<Answered | undefined>;
 
 /** filterResponse runs the response_filter phase on what the route answered, then hands it over to logging. */
-function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Response): Response {
+function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Answered): Answered {
   const filters = route.responseFilters;
   if (filters.length !== 0) {
     const original = res;
@@ -38,7 +39,7 @@ function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Response
 }
 
 /** early hands over an answer made before any route phase ran (request_filter). */
-function early(ctx: RequestContext, res: Response): Response {
+function early(ctx: RequestContext, res: Answered): Answered {
   delivered(ctx, res);
   return res;
 }

@@ -1,10 +1,15 @@
-/** The request head sent to a plain-HTTP upstream (RFC 9112 §3): written in one pass over the client's fields, with the same rules as prepareHeaders (hop-by-hop fields dropped, Via, Forwarded and X-Forwarded-*, X-Request-ID) but no Headers copy or mutation. */
+/** The request head sent to a plain-HTTP upstream (RFC 9112 §3): written in one pass over the client's fields, with the same rules as prepareHeaders (hop-by-hop fields dropped, Via, Forwarded and X-Forwarded-*, X-Request-ID) but no copy or mutation of them. */
 import { clientOf, type RequestContext } from "./context.ts";
 import { forwardedElement } from "./headers.ts";
 import { HOP_BY_HOP } from "../lib/http.ts";
 
 // Fields written by this function or never forwarded: hop-by-hop, Expect (100-continue is between the client and us), and those set below.
 const SKIP = new Set([...HOP_BY_HOP, "host", "expect", "x-request-id", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]);
+
+/** joined adds a repeated field's value to those before it, as one list (RFC 9110 §5.3). */
+function joined(before: string | undefined, value: string): string {
+  return before === undefined ? value : `${before}, ${value}`;
+}
 
 /**
  * requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a
@@ -26,23 +31,25 @@ export function requestHead(ctx: RequestContext, method: string, target: string,
   let xfp: string | undefined;
   let xfh: string | undefined;
   let fwd: string | undefined;
-  for (const [name, value] of h) {
+  for (let i = 0; i < h.size; i++) {
+    const name = h.nameAt(i);
+    const value = h.valueAt(i);
     if (SKIP.has(name)) {
       switch (name) {
         case "via":
-          via = value;
+          via = joined(via, value);
           break;
         case "x-forwarded-for":
-          xff = value;
+          xff = joined(xff, value);
           break;
         case "x-forwarded-proto":
-          xfp = value;
+          xfp = joined(xfp, value);
           break;
         case "x-forwarded-host":
-          xfh = value;
+          xfh = joined(xfh, value);
           break;
         case "forwarded":
-          fwd = value;
+          fwd = joined(fwd, value);
           break;
       }
       continue;

@@ -1,4 +1,5 @@
 /** Upgrades through a front end that owns its connections (RFC 9110 §7.8): the upstream's 101 turns the client connection into a byte pipe; any other answer is passed on. */
+import { Reply } from "../lib/reply.ts";
 import { websocketsOpen } from "../observability/gateway-metrics.ts";
 import { openUpgrade } from "../upstream/h1-upgrade.ts";
 import type { ProxyRoute, RequestContext } from "./context.ts";
@@ -29,7 +30,7 @@ export function upgradeOf(ctx: RequestContext): string | undefined {
  * proxyUpgrade sends the upgrade request to an endpoint of the route; after its 101 the client's connection becomes a byte pipe to it (undefined is returned:
  * the connection is taken), any other answer is returned as the response. The exchange is logged when the pipe closes, with status 101.
  */
-export async function proxyUpgrade(ctx: RequestContext, t: ProxyRoute, protocol: string): Promise<Response | undefined> {
+export async function proxyUpgrade(ctx: RequestContext, t: ProxyRoute, protocol: string): Promise<Reply | undefined> {
   const pipe = ctx.downstream.pipe!;
   const target = t.pool.select(performance.now(), undefined, t.options.loadBalance === "hash" ? hashKey(ctx, t.options.hashOn) : undefined);
   if (target === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
@@ -60,7 +61,7 @@ export async function proxyUpgrade(ctx: RequestContext, t: ProxyRoute, protocol:
   if (reply.kind === "answered") {
     ep.inflight--;
     ctx.bytesOut = reply.body.byteLength;
-    return new Response(reply.body.byteLength === 0 ? null : reply.body, { status: reply.status, statusText: reply.statusText, headers: reply.headers });
+    return new Reply(reply.status, reply.headers, reply.body.byteLength === 0 ? null : reply.body, reply.statusText);
   }
   // The 101 goes to the client as the upstream sent it (its Upgrade, Connection and Sec-WebSocket-* fields), with the request id.
   let out = `HTTP/1.1 101 ${reply.statusText || "Switching Protocols"}\r\n`;

@@ -68,7 +68,7 @@ export async function proxyWebSocket(ctx: RequestContext, t: ProxyRoute): Promis
   if (target === undefined) throw new GatewayError(503, "no healthy upstream endpoint", "upstream");
   const ep = target.endpoint;
   // A copy: the client's own headers must stay intact for server.upgrade() below.
-  const h = prepareHeaders(ctx, new Headers(ctx.headers), t.options.preserveHost);
+  const h = prepareHeaders(ctx, ctx.headers.clone(), t.options.preserveHost);
   // As forward does: a discovered name is sent as the Host (the URL has its address), and its TLS setup verifies it.
   if (!t.options.preserveHost && target.hostHeader !== undefined) h.set("host", target.hostHeader);
   const protocols = (h.get("sec-websocket-protocol") ?? "")

@@ -1,9 +1,10 @@
 /** Serving a static site: safe path resolution, validators and conditional requests (RFC 9110 §13), single byte ranges (§14). */
+import type { FieldReader } from "../lib/fields.ts";
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import type { FileSource, FileStat } from "./file-source.ts";
 
 /** StaticRequest is what a static site reads of a request: its method, fields and query ("" or "?…"). The proxy's RequestContext is one. */
-export type StaticRequest = { readonly method: string; readonly headers: Headers; readonly query: string };
+export type StaticRequest = { readonly method: string; readonly headers: FieldReader; readonly query: string };
 
 /** StaticOptions: index files for directories, an optional Cache-Control, whether dotfiles are served. */
 export type StaticOptions = { readonly index?: readonly string[]; readonly cacheControl?: string; readonly dotfiles?: "deny" | "allow" };

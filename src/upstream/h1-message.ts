@@ -1,5 +1,6 @@
 /** HTTP/1.1 messages for the upstream client: what a request and a response look like to its callers, and the response head parsed and framed (RFC 9112 §4–§6) by a pure function. */
-import { HOP_BY_HOP } from "../lib/http.ts";
+import { Fields } from "../lib/fields.ts";
+import { HOP_BY_HOP, isTokenChar } from "../lib/http.ts";
 
 /**
  * BUFFER_LIMIT: a body of declared length up to this arrives whole (one Uint8Array), larger or unknown ones as a stream. A JS stream per response costs about
@@ -34,7 +35,7 @@ export type H1Request = {
 export type H1Response = {
   readonly status: number;
   readonly statusText: string;
-  readonly headers: Headers;
+  readonly headers: Fields;
   /** kind: "none" (no body), "bytes" (whole, see bytes()), "stream" (see stream). */
   readonly kind: "none" | "bytes" | "stream";
   /** bytes resolves with the whole body of a "bytes" response. */
@@ -51,7 +52,7 @@ export type Frame = "none" | "length" | "chunked" | "close";
 export type ResponseHead = {
   readonly status: number;
   readonly statusText: string;
-  readonly headers: Headers;
+  readonly headers: Fields;
   readonly frame: Frame;
   /** length is the body's length with frame "length". */
   readonly length: number;
@@ -167,18 +168,34 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
   else if (length > 0) frame = "length";
   else frame = length === 0 ? "none" : "close";
   const dropLength = frame === "chunked" || (frame === "close" && te !== undefined);
-  const headers = new Headers();
-  try {
-    for (let i = 0; i < names.length; i++) {
-      const n = names[i]!;
-      if (named?.includes(n.toLowerCase())) continue;
-      if (dropLength && n.length === 14 && n.toLowerCase() === "content-length") continue;
-      headers.append(n, values[i]!);
-    }
-  } catch (e) {
-    return protocolError(`invalid response field: ${(e as Error).message}`);
+  const headers = new Fields();
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    // The fields go out to the client as they are: a name that is no token, or a value with a CR, LF or NUL, would break the client's framing.
+    if (!isToken(n)) return protocolError(`invalid response field name ${JSON.stringify(n.slice(0, 64))}`);
+    if (!safeValue(values[i]!)) return protocolError(`invalid value of response field ${JSON.stringify(n.slice(0, 64))}`);
+    const lower = n.toLowerCase();
+    if (named?.includes(lower)) continue;
+    if (dropLength && lower === "content-length") continue;
+    headers.append(lower, values[i]!);
   }
   return { status, statusText: line.length > 13 ? line.slice(13) : "", headers, frame, length, keepAlive: !close && frame !== "close" };
+}
+
+/** isToken says whether a field name is a token (RFC 9110 §5.1). */
+function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (!isTokenChar(s.charCodeAt(i))) return false;
+  return true;
+}
+
+/** safeValue says whether a field value has no CR, LF or NUL (RFC 9110 §5.5: a recipient must not pass them on). */
+function safeValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 0) return false;
+  }
+  return true;
 }
 
 /** abortError is the error a request ends with when its signal fires: the signal's reason when it is an Error. */

@@ -1,4 +1,5 @@
 /** The upstream side of an HTTP/1.1 Upgrade (RFC 9110 §7.8): one Bun.connect connection that sends the request head and, after a 101, becomes a byte pipe. */
+import type { Fields } from "../lib/fields.ts";
 import { ChunkedDecoder } from "../lib/chunked.ts";
 import type { Socket } from "bun";
 import type { UpstreamTls } from "../config/types.ts";
@@ -51,7 +52,7 @@ export type UpgradeReply =
       readonly rest: Uint8Array;
       readonly tunnel: Tunnel;
     }
-  | { readonly kind: "answered"; readonly status: number; readonly statusText: string; readonly headers: Headers; readonly body: Uint8Array };
+  | { readonly kind: "answered"; readonly status: number; readonly statusText: string; readonly headers: Fields; readonly body: Uint8Array };
 
 /** parseSwitch reads a 101 head strictly (RFC 9112 §4, §5: CRLF lines, token names, no obs-fold), keeping every field; it must name the protocol (Upgrade). */
 function parseSwitch(bytes: Uint8Array): { statusText: string; headers: Headers } | H1Error {
