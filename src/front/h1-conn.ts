@@ -1,4 +1,5 @@
 /** One client connection of the front end's HTTP/1.1 server: PROXY preamble and caps first, then heads parsed strictly, bodies fed, answers written in order. */
+import { Cancel, type CancelSignal } from "../lib/cancel.ts";
 import type { Answered } from "../lib/reply.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { WriteQueue } from "../lib/write-queue.ts";
@@ -34,7 +35,7 @@ export class Conn implements ResponseSink, ClientSide {
   /** bodyWait watches the gaps in a request body the handler is reading. */
   private readonly bodyWait: Watched;
   /** abort is made on first use of the current request's signal: most requests never ask. */
-  abort: AbortController | undefined;
+  abort: Cancel | undefined;
   readonly out = new WriteQueue();
   /** client is the peer's address, or the one a trusted PROXY protocol preamble named. */
   client: string;
@@ -74,10 +75,12 @@ export class Conn implements ResponseSink, ClientSide {
   }
 
   /** signal is the current request's: it aborts when the connection closes before the response has gone out. */
-  signal(): AbortSignal {
-    if (this.closed && this.abort === undefined) return AbortSignal.abort("client closed the connection");
-    this.abort ??= new AbortController();
-    return this.abort.signal;
+  signal(): CancelSignal {
+    if (this.abort === undefined) {
+      this.abort = new Cancel();
+      if (this.closed) this.abort.abort("client closed the connection");
+    }
+    return this.abort;
   }
 
   write(data: Uint8Array | string): void {

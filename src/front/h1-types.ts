@@ -1,4 +1,5 @@
 /** What the front end's HTTP/1.1 server and its connections share: a request as handed over (and Req, the one made), the handler, the settings, the transport, the server. */
+import type { CancelSignal } from "../lib/cancel.ts";
 import type { Answered } from "../lib/reply.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
@@ -10,7 +11,7 @@ export type FrontRequest = {
   readonly body: ReadableStream<Uint8Array> | null;
   readonly client: string;
   /** signal aborts when the connection closes before the response has gone out. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** tlsName is the server name (SNI) of a TLS connection's handshake, "" when it got the fallback certificate (no SNI, or a name not served); undefined on plain connections. */
   readonly tlsName: string | undefined;
   /** pipe writes an upgrade's 101 `head` and turns the connection into a byte pipe with `upstream` (see Downstream.pipe); the handler then answers undefined. */
@@ -61,7 +62,7 @@ export interface ConnHost {
 export interface ReqConn {
   readonly client: string;
   readonly tlsName: string | undefined;
-  signal(): AbortSignal;
+  signal(): CancelSignal;
   takeOver(head: string, early: Uint8Array, upstream: Tunnel, done: (bytesIn: number, bytesOut: number) => void, websocket: boolean): void;
 }
 
@@ -77,7 +78,7 @@ export class Req implements FrontRequest {
     return this.conn.client;
   }
 
-  get signal(): AbortSignal {
+  get signal(): CancelSignal {
     return this.conn.signal();
   }
 

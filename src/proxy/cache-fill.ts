@@ -1,4 +1,5 @@
 /** Filling and refreshing the cache from the origin: store what RFC 9111 §3 allows, revalidate stale entries (§4.3), serve stale on errors (RFC 5861 §4), refresh in the background (RFC 5861 §3). */
+import { NEVER } from "../lib/cancel.ts";
 import type { CacheRules } from "../config/types.ts";
 import type { Fields } from "../lib/fields.ts";
 import type { Reply } from "../lib/reply.ts";
@@ -64,7 +65,6 @@ const BACKGROUND: Downstream = {
   upgrade: () => false,
   tlsName: () => undefined,
 };
-const NEVER = new AbortController().signal;
 
 /** Filler talks to the origin for one cached route. */
 export class Filler {

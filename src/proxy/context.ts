@@ -1,4 +1,5 @@
 /** The per-request context that every phase reads and writes, and the route shape the pipeline dispatches to. */
+import type { CancelSignal } from "../lib/cancel.ts";
 import type { ProxyOptions } from "../config/types.ts";
 import type { Fields } from "../lib/fields.ts";
 import type { Answered } from "../lib/reply.ts";
@@ -75,7 +76,7 @@ export interface Downstream {
    */
   tlsName(ctx: RequestContext): string | undefined;
   /** signal aborts when the client goes away before its answer is done. */
-  signal(ctx: RequestContext): AbortSignal;
+  signal(ctx: RequestContext): CancelSignal;
   /** body is the request body as it arrives; null when there is none. */
   body(ctx: RequestContext): ReadableStream<Uint8Array> | null;
   /** keepWaiting raises this request's idle timeout to seconds while it waits for a slow upstream. */

@@ -1,4 +1,5 @@
 /** Forwarding one request to an upstream endpoint (RFC 9110 §7.6, RFC 9112): headers, timeouts, failover on refused connections, streaming both ways. */
+import { Cancel, toAbortSignal } from "../lib/cancel.ts";
 import { Fields, type FieldEditor } from "../lib/fields.ts";
 import { Reply } from "../lib/reply.ts";
 import { retries } from "../observability/gateway-metrics.ts";
@@ -18,7 +19,7 @@ const TIMEOUT = "response header timeout";
 const CLIENT_GONE = "client closed the connection";
 const IDLE = "upstream idle";
 
-function abortForTimeout(ctrl: AbortController): void {
+function abortForTimeout(ctrl: Cancel): void {
   ctrl.abort(TIMEOUT);
 }
 
@@ -66,9 +67,11 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
   // Fields for fetch (https:// endpoints) are made on first use; plain-HTTP endpoints get a serialized head instead.
   let headers: Fields | undefined;
   const path = upstreamPath(ctx, t.stripPrefix);
-  const ctrl = new AbortController();
+  const ctrl = new Cancel();
   ctx.downstream.signal(ctx).addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
-  const timer = setTimeout(abortForTimeout, o.responseHeaderTimeout, ctrl);
+  // The response header timeout is watched by the shared sweep (to within a quarter second): a timer per request costs more than the watch.
+  const headerWait: Watched = { last: performance.now(), limit: o.responseHeaderTimeout, expire: () => ctrl.abort(TIMEOUT) };
+  watch(headerWait);
   const tried: Endpoint[] = [];
   let lastProblem = "";
   try {
@@ -86,7 +89,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
       ep.inflight++;
       const t0 = performance.now();
       // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
-      let tryCtrl: AbortController | undefined;
+      let tryCtrl: Cancel | undefined;
       let tryTimer: Timer | undefined;
       // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
       if (
@@ -96,12 +99,12 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
         t.pool.targets.length > tried.length + 1 &&
         t.pool.hasRetryBudget()
       ) {
-        tryCtrl = new AbortController();
+        tryCtrl = new Cancel();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
       let res: H1Response;
       try {
-        const signal = tryCtrl ? AbortSignal.any([ctrl.signal, tryCtrl.signal]) : ctrl.signal;
+        const signal = tryCtrl ? new Cancel().follow(ctrl).follow(tryCtrl) : ctrl;
         if (ep.h1 !== undefined) {
           const body = limited?.stream ?? null;
           const chunked = body !== null && declared === null;
@@ -120,7 +123,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
               body: limited?.stream ?? null,
               redirect: "manual",
               decompress: false,
-              signal,
+              signal: toAbortSignal(signal),
               timeout: o.idleTimeout,
               tls: picked.tls,
             }),
@@ -140,7 +143,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           ep.count("aborted");
           throw new GatewayError(clientError.status, clientError.message, "downstream");
         }
-        if (tryCtrl?.signal.aborted && !ctrl.signal.aborted) {
+        if (tryCtrl?.aborted && !ctrl.aborted) {
           ep.count("timeout");
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
           lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
@@ -151,8 +154,8 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           }
           throw new GatewayError(504, "upstream did not answer in time", "upstream", lastProblem);
         }
-        if (ctrl.signal.aborted) {
-          if (ctrl.signal.reason === TIMEOUT) {
+        if (ctrl.aborted) {
+          if (ctrl.reason === TIMEOUT) {
             ep.count("timeout");
             ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within ${o.responseHeaderTimeout}ms`);
             throw new GatewayError(504, "upstream did not answer in time", "upstream", `no response headers within ${o.responseHeaderTimeout}ms`);
@@ -185,7 +188,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           `${ep.url}: ${code}: ${(err as Error).message}`,
         );
       }
-      clearTimeout(timer);
+      unwatch(headerWait);
       ctx.upstream = ep.url;
       ctx.upstreamMs = performance.now() - t0;
       ep.latency.observe(ctx.upstreamMs / 1000);
@@ -194,7 +197,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
       return respond(ctx, res, ep, ctrl, o.idleTimeout, close);
     }
   } finally {
-    clearTimeout(timer);
+    unwatch(headerWait);
   }
 }
 
@@ -219,7 +222,7 @@ function fromFetch(res: Response): H1Response {
  * respond passes the upstream's status, headers and body on (small bodies of known length read whole first, ctx.bytesOut set; others stream chunk by chunk as
  * ctx.streamed, whose end reaches the logging phase through bodyEnded).
  */
-async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: AbortController, idleTimeout: number, close: boolean): Promise<Reply> {
+async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl: Cancel, idleTimeout: number, close: boolean): Promise<Reply> {
   const h = res.headers;
   if (close) h.set("connection", "close");
   appendVia(h, ctx.hop.via);
@@ -249,8 +252,8 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     } catch (err) {
       unwatch(idle);
       ep.inflight--;
-      if (ctrl.signal.reason === CLIENT_GONE) throw new GatewayError(499, CLIENT_GONE, "downstream");
-      const code = ctrl.signal.reason === IDLE ? `idle for more than ${idleTimeout}ms` : ((err as { code?: string }).code ?? (err as Error).name);
+      if (ctrl.reason === CLIENT_GONE) throw new GatewayError(499, CLIENT_GONE, "downstream");
+      const code = ctrl.reason === IDLE ? `idle for more than ${idleTimeout}ms` : ((err as { code?: string }).code ?? (err as Error).name);
       ep.lastError = code;
       ep.count("error");
       throw new GatewayError(502, "upstream response broke off", "upstream", `${ep.url}: upstream body failed: ${code}`);
@@ -265,7 +268,7 @@ async function respond(ctx: RequestContext, res: H1Response, ep: Endpoint, ctrl:
     (bytes, problem) => {
       unwatch(idle);
       ep.inflight--;
-      if (ctrl.signal.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
+      if (ctrl.reason === IDLE) problem = `upstream body failed: idle for more than ${idleTimeout}ms`;
       if (problem?.startsWith("upstream")) ep.lastError = problem;
       bodyEnded(ctx, bytes, problem);
     },

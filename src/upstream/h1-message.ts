@@ -1,4 +1,5 @@
 /** HTTP/1.1 messages for the upstream client: what a request and a response look like to its callers, and the response head parsed and framed (RFC 9112 §4–§6) by a pure function. */
+import type { CancelSignal } from "../lib/cancel.ts";
 import { Fields } from "../lib/fields.ts";
 import { HOP_BY_HOP, isTokenChar } from "../lib/http.ts";
 
@@ -28,7 +29,7 @@ export type H1Request = {
   readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** chunked: the stream is sent with chunked coding (the head must say `transfer-encoding: chunked`). */
   readonly chunked: boolean;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
 };
 
 /** H1Response is an upstream's answer: status and fields (hop-by-hop fields already removed), and its body in one of three forms. */
@@ -84,6 +85,8 @@ const protocolError = (message: string) => new H1Error("EPROTO", message);
  */
 export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHead | typeof INTERIM | H1Error {
   const text = (bytes as Buffer).toString("latin1");
+  // A value with a bare CR or LF, or a NUL, would reach the client as it is and break its framing (RFC 9110 §5.5).
+  if (UNSAFE.test(text)) return protocolError("a bare CR or LF, or a NUL, in the response head");
   let nl = text.indexOf("\r\n");
   if (nl < 0) nl = text.length;
   const line = text.slice(0, nl);
@@ -112,14 +115,16 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
     if (eol < 0) eol = text.length;
     const colon = text.indexOf(":", pos);
     if (colon < 0 || colon > eol || colon === pos) return protocolError("malformed response field");
-    const name = text.slice(pos, colon);
     const c0 = text.charCodeAt(pos);
     const cLast = text.charCodeAt(colon - 1);
     if (c0 === 32 || c0 === 9 || cLast === 32 || cLast === 9) return protocolError("whitespace in a response field name or a folded line");
+    // The fields go out to the client as they are: a name that is no token would break the client's framing.
+    const name = tokenName(text, pos, colon);
+    if (name === undefined) return protocolError(`invalid response field name ${JSON.stringify(text.slice(pos, Math.min(colon, pos + 64)))}`);
     const value = text.slice(colon + 1, eol).trim();
     pos = eol + 2;
     if (SPECIAL_LENGTHS.has(name.length)) {
-      const lower = name.toLowerCase();
+      const lower = name;
       if (lower === "content-length") {
         const n = Number(value);
         if (value.length === 0 || value.length > 15 || !digits(value) || (length >= 0 && length !== n))
@@ -168,38 +173,42 @@ export function parseResponseHead(bytes: Uint8Array, method: string): ResponseHe
   else if (length > 0) frame = "length";
   else frame = length === 0 ? "none" : "close";
   const dropLength = frame === "chunked" || (frame === "close" && te !== undefined);
+  if (named === undefined && !dropLength)
+    return {
+      status,
+      statusText: line.length > 13 ? line.slice(13) : "",
+      headers: new Fields(names, values),
+      frame,
+      length,
+      keepAlive: !close && frame !== "close",
+    };
   const headers = new Fields();
   for (let i = 0; i < names.length; i++) {
     const n = names[i]!;
-    // The fields go out to the client as they are: a name that is no token, or a value with a CR, LF or NUL, would break the client's framing.
-    if (!isToken(n)) return protocolError(`invalid response field name ${JSON.stringify(n.slice(0, 64))}`);
-    if (!safeValue(values[i]!)) return protocolError(`invalid value of response field ${JSON.stringify(n.slice(0, 64))}`);
-    const lower = n.toLowerCase();
-    if (named?.includes(lower)) continue;
-    if (dropLength && lower === "content-length") continue;
-    headers.append(lower, values[i]!);
+    if (named?.includes(n)) continue;
+    if (dropLength && n === "content-length") continue;
+    headers.append(n, values[i]!);
   }
   return { status, statusText: line.length > 13 ? line.slice(13) : "", headers, frame, length, keepAlive: !close && frame !== "close" };
 }
 
-/** isToken says whether a field name is a token (RFC 9110 §5.1). */
-function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) if (!isTokenChar(s.charCodeAt(i))) return false;
-  return true;
-}
+/** UNSAFE finds a CR not before LF, an LF not after CR, or a NUL: none may appear in a head whose lines end with CRLF. */
+const UNSAFE = /\r(?!\n)|(?<!\r)\n|\0/;
 
-/** safeValue says whether a field value has no CR, LF or NUL (RFC 9110 §5.5: a recipient must not pass them on). */
-function safeValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 0) return false;
+/** tokenName is text[from, to) lowercased when it is a token (RFC 9110 §5.1), else undefined: one pass, and no new string for a lowercase name. */
+function tokenName(text: string, from: number, to: number): string | undefined {
+  let upper = false;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (!isTokenChar(c)) return undefined;
+    if (c >= 65 && c <= 90) upper = true;
   }
-  return true;
+  const name = text.slice(from, to);
+  return upper ? name.toLowerCase() : name;
 }
 
 /** abortError is the error a request ends with when its signal fires: the signal's reason when it is an Error. */
-export function abortError(signal: AbortSignal): Error {
+export function abortError(signal: CancelSignal): Error {
   const r = signal.reason;
   if (r instanceof Error) return r;
   const e = new Error(typeof r === "string" ? r : "aborted");

@@ -1,4 +1,5 @@
 /** The upstream side of an HTTP/1.1 Upgrade (RFC 9110 §7.8): one Bun.connect connection that sends the request head and, after a 101, becomes a byte pipe. */
+import type { CancelSignal } from "../lib/cancel.ts";
 import type { Fields } from "../lib/fields.ts";
 import { ChunkedDecoder } from "../lib/chunked.ts";
 import type { Socket } from "bun";
@@ -289,7 +290,7 @@ const handlers = {
  * timeout passes before the whole answer (a 101 head, or another answer's head and body) arrived. After an "answered" reply the connection is closed; after a
  * "switched" one the tunnel is the caller's and neither the timeout nor the signal touch it.
  */
-export function openUpgrade(url: string, tls: UpstreamTls | undefined, head: string, timeoutMs: number, signal: AbortSignal): Promise<UpgradeReply> {
+export function openUpgrade(url: string, tls: UpstreamTls | undefined, head: string, timeoutMs: number, signal: CancelSignal): Promise<UpgradeReply> {
   return new Promise<UpgradeReply>((resolve, reject) => {
     const u = new URL(url);
     const secure = u.protocol === "https:";
