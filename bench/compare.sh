@@ -78,7 +78,7 @@ export_and_build() {
   fi
   ln -s "$PWD/node_modules" "$dir/node_modules"
   echo "building $rev ($x)" >&2
-  (cd "$dir" && timeout 600 node_modules/.bin/bun build --compile --minify --bytecode src/main.ts --outfile dist/gatehouse) \
+  (cd "$dir" && timeout 600 node_modules/.bin/bun build --compile --no-compile-autoload-bunfig --no-compile-autoload-dotenv --no-compile-autoload-tsconfig --no-compile-autoload-package-json --minify --bytecode src/main.ts --outfile dist/gatehouse) \
     > "$WORK/build-$x.log" 2>&1 || die "cannot build $rev"
   [ -x "$dir/dist/gatehouse" ] || die "the build of $rev left no dist/gatehouse"
 }

@@ -32,7 +32,7 @@ for port in $ORIGIN_PORT $NGX_HTTP $NGX_HTTPS $GH_PORT $GH_TLS $GH_ADMIN $PROBE_
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench/run.sh: port $port on 127.0.0.1 is already in use" >&2; exit 1; fi
 done
 # The compiled binary, as operators run it: built from the sources here first.
-node_modules/.bin/bun build --compile --minify --bytecode src/main.ts --outfile dist/gatehouse >/dev/null || { echo "bench/run.sh: cannot build dist/gatehouse" >&2; exit 1; }
+node_modules/.bin/bun build --compile --no-compile-autoload-bunfig --no-compile-autoload-dotenv --no-compile-autoload-tsconfig --no-compile-autoload-package-json --minify --bytecode src/main.ts --outfile dist/gatehouse >/dev/null || { echo "bench/run.sh: cannot build dist/gatehouse" >&2; exit 1; }
 GH=(dist/gatehouse); GH_WHAT="the compiled binary dist/gatehouse (built by this run with \`bun build --compile --bytecode\`)"
 
 WORK=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)

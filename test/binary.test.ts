@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, ROOT, freePort, tempDir } from "./harness.ts";
 
@@ -9,7 +9,11 @@ let dir: string;
 let binary: string;
 
 beforeAll(() => {
-  const build = Bun.spawnSync([BUN, "build", "--compile", "--minify", "src/main.ts", "--outfile", "dist/gatehouse"], { cwd: ROOT });
+  // The build script of package.json, word for word, with this repository's bun.
+  const script: string = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts.build;
+  const [first, ...rest] = script.split(/\s+/);
+  if (first !== "bun") throw new Error(`package.json's build script does not start with bun: ${script}`);
+  const build = Bun.spawnSync([BUN, ...rest], { cwd: ROOT });
   if (build.exitCode !== 0) throw new Error(build.stderr.toString());
   dir = tempDir();
   binary = join(dir, "gatehouse");
@@ -87,4 +91,34 @@ test("the compiled binary runs workers = 2: a supervisor and two workers, each t
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
   }
+});
+
+test("the compiled binary runs only its own code: a bunfig.toml preload and a .env in its working directory change nothing", async () => {
+  // A gateway's working directory is often writable by its own user (it holds certs/): what lies there must not run, or set its environment.
+  const cwd = join(dir, "hostile");
+  mkdirSync(join(cwd, "routes"), { recursive: true });
+  const marker = join(cwd, "preload-ran");
+  await Bun.write(join(cwd, "x.ts"), `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "1");\n`);
+  await Bun.write(join(cwd, "bunfig.toml"), `preload = ["./x.ts"]\n`);
+  // Read, this would make `run` act as a worker of a supervisor that does not exist (and refuse to start).
+  await Bun.write(join(cwd, ".env"), "GATEHOUSE_WORKER=0\n");
+  const http = freePort();
+  const admin = freePort();
+  await Bun.write(join(cwd, "config.toml"), `[listen]\nhttp = "127.0.0.1:${http}"\nadmin = "127.0.0.1:${admin}"\n`);
+  await Bun.write(join(cwd, "routes", "w.toml"), `hosts = ["w.example"]\nstatic = "builtin:welcome"\n`);
+  const v = Bun.spawnSync([binary, "version"], { cwd });
+  expect(v.exitCode).toBe(0);
+  const proc = Bun.spawn([binary, "run"], { cwd, stdout: "pipe", stderr: "pipe" });
+  try {
+    let ready = false;
+    for (let i = 0; i < 100 && !ready && proc.exitCode === null; i++) {
+      ready = (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200;
+      if (!ready) await Bun.sleep(30);
+    }
+    expect({ ready, exited: proc.exitCode }).toEqual({ ready: true, exited: null });
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  expect(existsSync(marker)).toBe(false);
 });
