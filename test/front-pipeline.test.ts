@@ -105,6 +105,17 @@ test("a body on GET is forwarded as received, with Content-Length or chunked (Bu
   expect([body, decoder.done]).toEqual(["abcde", true]);
 });
 
+test("Content-Length goes upstream in canonical form, once: leading zeros and a list of equal values are forwarded as the number (issue 13, item 4)", async () => {
+  const before = rawSeen.length;
+  const zeros = await send("POST /zeros HTTP/1.1\r\nHost: raw.test\r\nContent-Length: 0005\r\nConnection: close\r\n\r\nhello");
+  expect(zeros).toStartWith("HTTP/1.1 200 OK\r\n");
+  const list = await send("POST /list HTTP/1.1\r\nHost: raw.test\r\nContent-Length: 5, 5\r\nX-A: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+  expect(list).toStartWith("HTTP/1.1 200 OK\r\n");
+  const lengths = rawSeen.slice(before).map((r) => [...r.slice(0, r.indexOf("\r\n\r\n")).matchAll(/\r\ncontent-length: ([^\r]*)/gi)].map((m) => m[1]));
+  expect(lengths).toEqual([["5"], ["5"]]);
+  for (const r of rawSeen.slice(before)) expect(r).toEndWith("\r\n\r\nhello");
+});
+
 test("an absolute-form target is routed by its authority; a Host that names another site is refused before routing", async () => {
   const before = received.length;
   const abs = await send("GET http://app.test/abs?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");

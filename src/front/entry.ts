@@ -4,6 +4,7 @@ import { runPipeline } from "../proxy/pipeline.ts";
 import { Fields } from "../lib/fields.ts";
 import { log } from "../observability/log.ts";
 import { unroutedStats } from "../proxy/unrouted.ts";
+import type { RequestHead } from "./h1-request.ts";
 import type { FrontHandler, FrontRequest } from "./h1-server.ts";
 
 const front = (ctx: RequestContext) => ctx.source as FrontRequest;
@@ -21,19 +22,36 @@ const FRONT_DOWNSTREAM: Downstream = {
   pipe: (ctx, head, early, upstream, done) => front(ctx).pipe(head, early, upstream, done),
 };
 
+/**
+ * requestFields are the request's fields as the pipeline sees them, in order; Content-Length is the parser's number, once, where it first came (RFC 9110
+ * §8.6: "0070" or "70, 70" are forwarded as "70").
+ */
+function requestFields(h: RequestHead): Fields {
+  const fields = h.fields;
+  const names: string[] = [];
+  const values: string[] = [];
+  let length = false;
+  for (let i = 0; i < fields.length; i++) {
+    const [name, value] = fields[i]!;
+    if (name === "content-length") {
+      if (length) continue;
+      length = true;
+      names.push(name);
+      values.push(String(h.length));
+      continue;
+    }
+    names.push(name);
+    values.push(value);
+  }
+  return new Fields(names, values);
+}
+
 /** frontHandler is the raw front end's handler for a public listener: the live generation's view read once per request, then the pipeline's phases. */
 export function frontHandler(view: () => HandlerView, scheme: "http" | "https"): FrontHandler {
   return (req: FrontRequest) => {
     const v = view();
     const h = req.head;
-    const fields = h.fields;
-    const names: string[] = new Array(fields.length);
-    const values: string[] = new Array(fields.length);
-    for (let i = 0; i < fields.length; i++) {
-      names[i] = fields[i]![0];
-      values[i] = fields[i]![1];
-    }
-    const headers = new Fields(names, values);
+    const headers = requestFields(h);
     // RFC 9112 §3.2.2: the host is an absolute-form target's authority, else Host.
     const ctx = newContext(h.method, headers, FRONT_DOWNSTREAM, req, undefined, scheme, h.host, h.path, h.query, v.hop);
     return runPipeline(ctx, v);
