@@ -15,7 +15,7 @@ issuerContract("AcmeIssuer (Pebble)", async () => {
   const listener = Bun.serve({
     port: http01Port,
     hostname: "127.0.0.1",
-    fetch: (req) => tokens.answer(new URL(req.url).pathname) ?? new Response("no such token", { status: 404 }),
+    fetch: (req) => tokens.answer(new URL(req.url).pathname)?.toResponse() ?? new Response("no such token", { status: 404 }),
   });
   const dir = tempDir("gatehouse-acme-issuer-");
   const solver = new Http01Solver(tokens);

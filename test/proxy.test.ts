@@ -176,6 +176,20 @@ test("upstream connections are reused (keep-alive)", async () => {
   }
 });
 
+test("the access log counts the bytes of the gateway's own answers (404, 405 and the like), not 0 (issue 13, item 5)", async () => {
+  const answers = [
+    await rawRequest(gw.httpPort, "GET / HTTP/1.1\r\nHost: nowhere.example\r\nX-Request-ID: own-404\r\nConnection: close\r\n\r\n"),
+    await rawRequest(gw.httpPort, "CONNECT shop.example:443 HTTP/1.1\r\nHost: shop.example:443\r\nX-Request-ID: own-405\r\nConnection: close\r\n\r\n"),
+  ];
+  for (const [i, id] of ["own-404", "own-405"].entries()) {
+    const raw = answers[i]!;
+    const body = raw.slice(raw.indexOf("\r\n\r\n") + 4);
+    const line = await gw.waitForLog((l) => l.msg === "access" && l.request_id === id);
+    expect([line.status, line.bytes_out]).toEqual([Number(raw.slice(9, 12)), body.length]);
+    expect(body.length).toBeGreaterThan(10);
+  }
+});
+
 test("the access log has one JSON line per request with route, status and upstream", async () => {
   await gw.request("shop.example", "/api/logged", { headers: { "x-request-id": "log-me-1" } });
   const line = await gw.waitForLog((l) => l.msg === "access" && l.request_id === "log-me-1");

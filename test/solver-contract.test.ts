@@ -49,7 +49,7 @@ solverContract("Http01Solver", async () => {
     hostname: "127.0.0.1",
     fetch: (req) => {
       const path = new URL(req.url).pathname;
-      return tokens.answer(path) ?? refusing.answer(path) ?? new Response("no such token", { status: 404 });
+      return (tokens.answer(path) ?? refusing.answer(path))?.toResponse() ?? new Response("no such token", { status: 404 });
     },
   });
   return {

@@ -1,4 +1,6 @@
 /** The gateway's own error responses: one error type that knows its status, and one place that turns it into a response. */
+import { Fields } from "../lib/fields.ts";
+import { Reply } from "../lib/reply.ts";
 import { log } from "../observability/log.ts";
 import type { RequestContext } from "./context.ts";
 
@@ -33,28 +35,28 @@ export class GatewayError extends Error {
 }
 
 /** errorResponse is the small plain-text body every gateway-made error carries, with the request id so a user's report can be found in the log. */
-export function errorResponse(status: number, message: string, requestId: string, extra?: ConstructorParameters<typeof Headers>[0]): Response {
+export function errorResponse(status: number, message: string, requestId: string, extra?: Record<string, string>): Reply {
   const reason = REASONS[status] ?? "Error";
-  const headers = new Headers(extra);
+  const headers = Fields.from(extra);
   headers.set("content-type", "text/plain; charset=utf-8");
   headers.set("cache-control", "no-store");
   headers.set("x-request-id", requestId);
-  const body = `${status} ${reason}: ${message}\nrequest id: ${requestId}\n`;
+  const body = Buffer.from(`${status} ${reason}: ${message}\nrequest id: ${requestId}\n`);
   // Its length said up front, so that every front end can send it with Content-Length rather than chunked.
-  headers.set("content-length", String(Buffer.byteLength(body)));
-  return new Response(body, { status, headers });
+  headers.set("content-length", String(body.byteLength));
+  return new Reply(status, headers, body);
 }
 
 /**
  * failWith turns any error into the response the client gets and notes it for the logging phase: a GatewayError's status and message (with `extra` fields, such
  * as a 405's Allow), anything else a logged 500.
  */
-export function failWith(ctx: RequestContext, err: unknown, extra?: Record<string, string>): Response {
+export function failWith(ctx: RequestContext, err: unknown, extra?: Record<string, string>): Reply {
   ctx.bytesOut = 0;
   if (err instanceof GatewayError) {
     ctx.error = err.detail ?? err.message;
     // 499 is for the log: the client has gone and will read nothing.
-    if (err.status === 499) return new Response(null, { status: 499 });
+    if (err.status === 499) return new Reply(499, new Fields());
     return errorResponse(err.status, err.message, ctx.id, extra);
   }
   log.error("request failed", { request_id: ctx.id, route: ctx.route?.name, error: String((err as Error)?.stack ?? err) });

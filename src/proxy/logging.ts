@@ -1,5 +1,5 @@
 /** The logging phase: metrics and one access-log line per request, written once when the response has ended. */
-import type { Answered } from "../lib/reply.ts";
+import { type Answered, Reply } from "../lib/reply.ts";
 import { log } from "../observability/log.ts";
 import { clientOf, type RequestContext } from "./context.ts";
 import { unroutedStats } from "./unrouted.ts";
@@ -10,6 +10,8 @@ import { unroutedStats } from "./unrouted.ts";
  */
 export function delivered(ctx: RequestContext, res: Answered): void {
   ctx.status = res.status;
+  // An answer in memory counts what it carries (the gateway's own errors, tokens), whichever phase made it.
+  if (res instanceof Reply && res.body instanceof Uint8Array) ctx.bytesOut = ctx.method === "HEAD" ? 0 : res.body.byteLength;
   if (res === ctx.streamed) ctx.responded = true;
   else logging(ctx);
 }

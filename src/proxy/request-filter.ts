@@ -1,4 +1,5 @@
 /** The request_filter phase's first steps, before any route runs: CONNECT refused, ACME HTTP-01 answers, Host → site → route (400, 421, 404), the redirect to HTTPS, TRACE unless the route allows it. */
+import type { Answered } from "../lib/reply.ts";
 import { CHALLENGE_PREFIX } from "../tls/acme/http01.ts";
 import type { HandlerView, RequestContext } from "./context.ts";
 import { failWith, GatewayError } from "./errors.ts";
@@ -11,7 +12,7 @@ const ALLOW = { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" };
  * routeRequest finds the request's route (ctx.route) in the view, or answers it: a challenge token, a bad or unknown Host, a redirect to HTTPS, an unknown
  * path. A few Map hits; undefined when the route's phases should run.
  */
-export function routeRequest(ctx: RequestContext, v: HandlerView): Response | undefined {
+export function routeRequest(ctx: RequestContext, v: HandlerView): Answered | undefined {
   const { scheme, path } = ctx;
   // A gateway is no forward proxy: CONNECT is answered here, never sent on (RFC 9110 §9.3.6).
   if (ctx.method === "CONNECT") return failWith(ctx, new GatewayError(405, "CONNECT is not served here", "downstream"), ALLOW);

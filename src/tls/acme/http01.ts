@@ -1,4 +1,6 @@
 /** HTTP-01 challenge answers (RFC 8555 §8.3): tokens the issuer is proving now, answered on the plain HTTP listener before any routing. */
+import { Fields } from "../../lib/fields.ts";
+import { Reply } from "../../lib/reply.ts";
 
 /** CHALLENGE_PREFIX is the path under which the CA fetches key authorizations. */
 export const CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
@@ -55,9 +57,9 @@ export class Http01Tokens {
    * answer returns the key authorization for a token this gateway is proving now, or undefined (one size check and one string compare on the hot path): other
    * tokens go to the site, whose own ACME client may be asking.
    */
-  answer(path: string): Response | undefined {
+  answer(path: string): Reply | undefined {
     if (this.tokens.size === 0 || !path.startsWith(CHALLENGE_PREFIX)) return undefined;
     const value = this.tokens.get(path.slice(CHALLENGE_PREFIX.length));
-    return value === undefined ? undefined : new Response(value, { headers: { "content-type": "application/octet-stream" } });
+    return value === undefined ? undefined : new Reply(200, Fields.from({ "content-type": "application/octet-stream" }), Buffer.from(value));
   }
 }
