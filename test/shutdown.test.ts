@@ -2,6 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { origin, startGateway } from "./harness.ts";
+import { Client } from "./raw-client.ts";
 
 const slow = origin(async () => {
   await Bun.sleep(800);
@@ -88,4 +89,35 @@ test("SIGTERM closes WebSockets through the gateway with 1001 both ways, between
   expect(upstreamClose).toBe(1001);
   await gw.cleanup();
   ws.stop(true);
+});
+
+test("during the drain a keep-alive client loses nothing: an answer says Connection: close, and a request sent on a connection left idle is still served (issue 13, item 3)", async () => {
+  const quick = origin(() => new Response("ok", { headers: { "cache-control": "no-store" } }));
+  const gw = await startGateway({ routes: { quick: `hosts = ["quick.example"]\nupstreams = ["http://127.0.0.1:${quick.port}"]\n` } });
+  try {
+    // Two keep-alive connections: one idle when the drain starts (its client sends its next request just after), one answered during the drain.
+    const idle = await Client.open(gw.httpPort);
+    const busy = await Client.open(gw.httpPort);
+    const req = "GET / HTTP/1.1\r\nHost: quick.example\r\n\r\n";
+    for (const c of [idle, busy]) {
+      c.send(req);
+      await c.until((x) => x.text.endsWith("ok"), 2000, "the first answer");
+      c.text = "";
+    }
+    gw.proc.kill("SIGTERM");
+    await gw.waitForLog((l) => l.msg === "draining");
+    busy.send(req);
+    await busy.until((x) => x.text.endsWith("ok"), 2000, "an answer during the drain");
+    idle.send(req);
+    await idle.until((x) => x.text.endsWith("ok") || x.closed, 2000, "an answer to the request sent on the idle connection");
+    for (const c of [busy, idle]) {
+      expect(c.text).toStartWith("HTTP/1.1 200 OK\r\n");
+      expect(c.text.toLowerCase()).toContain("\r\nconnection: close\r\n");
+      await c.until((x) => x.closed, 3000, "the close after the answer");
+    }
+    expect(await gw.proc.exited).toBe(0);
+  } finally {
+    quick.stop(true);
+    await gw.cleanup();
+  }
 });

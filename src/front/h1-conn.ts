@@ -18,6 +18,8 @@ import { isPreamble, readPreamble, UNTRUSTED_PREAMBLE } from "./proxy-protocol.t
 const BUFFERED_LIMIT = 64 * 1024;
 const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 const EMPTY = new Uint8Array(0);
+/** DRAIN_GRACE_MS: while the server drains, a keep-alive connection idle this long is closed (nginx closes at once, cutting requests already sent). */
+const DRAIN_GRACE_MS = 1000;
 
 /** Conn is one client connection and where its current request stands. */
 export class Conn implements ResponseSink, ClientSide {
@@ -140,7 +142,7 @@ export class Conn implements ResponseSink, ClientSide {
   private waitForHead(idle: boolean): void {
     const s = this.server.settings;
     this.idle = idle;
-    this.headWait.limit = idle ? s.idleTimeoutMs : s.headerTimeoutMs;
+    this.headWait.limit = idle ? (this.server.draining ? DRAIN_GRACE_MS : s.idleTimeoutMs) : s.headerTimeoutMs;
     this.headWait.last = performance.now();
     watch(this.headWait);
   }
@@ -326,8 +328,10 @@ export class Conn implements ResponseSink, ClientSide {
     if (this.piped !== undefined) return;
     res ??= new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });
     // A body the handler did not read to its end leaves the connection out of step: it closes after this response, as it does when the server stops.
-    const keepAlive = req.head.keepAlive && (body === undefined || body.complete) && !this.server.draining;
-    const close = sendResponse(this, req.head, res, keepAlive);
+    // While the server drains, the answer says Connection: close, but the connection stays for a short grace (waitForHead): a request the client sent
+    // before reading that is served, not cut.
+    const keepAlive = req.head.keepAlive && (body === undefined || body.complete);
+    const close = sendResponse(this, req.head, res, keepAlive, this.server.draining);
     if (close instanceof Promise) void close.then((c) => this.answered(body, c || !keepAlive));
     else this.answered(body, close || !keepAlive);
   }
@@ -377,6 +381,14 @@ export class Conn implements ResponseSink, ClientSide {
   refuseAfter(): void {
     unwatch(this.bodyWait);
     this.pauseReading();
+  }
+
+  /** lingerIdle gives an idle connection the drain's short grace (from now) before it closes: a request already on its way is still served. */
+  lingerIdle(): void {
+    if (this.closed || !this.idleNow) return;
+    this.headWait.limit = DRAIN_GRACE_MS;
+    this.headWait.last = performance.now();
+    watch(this.headWait);
   }
 
   /** idleNow says whether the connection waits for a request with nothing of one received: it can be closed without losing anything. */

@@ -57,12 +57,15 @@ export class ConnSet {
     return n;
   }
 
-  /** drain closes idle connections now and the others after their answers; it resolves when none is left (at once with force, every one cut). */
+  /**
+   * drain closes idle connections after a short grace (a request already sent on one is served) and the others after their answers and that grace; it
+   * resolves when none is left (at once with force, every one cut).
+   */
   drain(force: boolean, terminate: (c: Conn) => void): Promise<void> {
     this.draining = true;
     for (const c of this.connections) {
       if (force) terminate(c);
-      else if (c.idleNow) c.close();
+      else if (c.idleNow) c.lingerIdle();
     }
     if (this.connections.size === 0 || force) return Promise.resolve();
     return new Promise((r) => (this.emptied = r));
