@@ -107,6 +107,40 @@ test("a refused endpoint is ejected for a cool-down that doubles while it keeps 
   expect(m).toMatch(new RegExp(`gatehouse_upstream_ejections_total\\{route="site",upstream="${dead.replace(/[.:/]/g, "\\$&")}"\\} 2`));
 });
 
+test("a sole endpoint that fails a few requests (one broken URL) is ejected but still tried: the rest of the site keeps answering; ejection and return are logged (issue 13, item 2)", async () => {
+  // /broken resets its connection; everything else answers.
+  const app = Bun.listen<{ buf: string }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { buf: "" };
+      },
+      data(s, d) {
+        s.data.buf += Buffer.from(d).toString("latin1");
+        if (!s.data.buf.includes("\r\n\r\n")) return;
+        const broken = s.data.buf.startsWith("GET /broken ");
+        s.data.buf = "";
+        if (broken) s.terminate();
+        else s.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+      },
+    },
+  });
+  try {
+    const g = await start({ site: `hosts = ["sole.test"]\nupstreams = ["http://127.0.0.1:${app.port}"]\nmax_fails = 3\nfail_cooldown = "10s"\n` });
+    for (let i = 0; i < 4; i++) expect((await g.request("sole.test", "/broken")).status).toBe(502);
+    const ejected = await g.waitForLog((l) => l.msg === "upstream endpoint ejected");
+    expect(ejected).toMatchObject({ route: "site", upstream: `http://127.0.0.1:${app.port}` });
+    // nginx never marks its only server down: the other URLs of the site still answer during the cool-down.
+    const res = await g.request("sole.test", "/fine");
+    expect([res.status, await res.text()]).toEqual([200, "ok"]);
+    const back = await g.waitForLog((l) => l.msg === "upstream endpoint back");
+    expect(back).toMatchObject({ route: "site", upstream: `http://127.0.0.1:${app.port}` });
+  } finally {
+    app.stop(true);
+  }
+});
+
 test("an idempotent request whose endpoint dies without answering is retried on another; a POST is not replayed", async () => {
   let posts = 0;
   const dying = Bun.listen({

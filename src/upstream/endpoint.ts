@@ -1,6 +1,7 @@
 /** Endpoint state that outlives a config generation: in-flight count, passive ejection (cool-down), the active health verdict, last error. */
 import { forgetEndpoint, upstreamDuration, upstreamEjections, upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Cell, HistogramCell } from "../observability/metrics.ts";
+import { log } from "../observability/log.ts";
 import { H1Pool } from "./h1-client.ts";
 import { hash32 } from "../lib/hash.ts";
 
@@ -82,11 +83,19 @@ export class Endpoint {
     this.ejections++;
     this.lastError = error;
     upstreamEjections.labels(this.route, this.url).value++;
+    log.warn("upstream endpoint ejected", {
+      route: this.route,
+      upstream: this.url,
+      cooldown_ms: Math.round(this.downUntil - now),
+      ejections_in_a_row: this.ejections,
+      error,
+    });
   }
 
   /** markUp clears the failure counts after a response. */
   markUp(): void {
     if (this.consecutiveFailures !== 0 || this.ejections !== 0) {
+      if (this.ejections !== 0) log.info("upstream endpoint back", { route: this.route, upstream: this.url, ejections_in_a_row: this.ejections });
       this.consecutiveFailures = 0;
       this.ejections = 0;
       this.downUntil = 0;

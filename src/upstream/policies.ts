@@ -5,18 +5,23 @@ import type { Endpoint } from "./endpoint.ts";
 import type { Target } from "./target.ts";
 
 /**
- * SelectionPolicy picks one target whose endpoint is available at `now` and not in `exclude` (those already tried); undefined when none is. With `anyHealth`,
- * the active health verdict is ignored (the all-unhealthy fallback). It allocates nothing.
+ * Overlook names the verdicts a fallback selection passes over: the active checks' ("health": the all-unhealthy fallback), passive ejection ("ejection":
+ * a pool is never left without an endpoint to try), or both.
+ */
+export type Overlook = "health" | "ejection" | "both";
+
+/**
+ * SelectionPolicy picks one target whose endpoint is available at `now` and not in `exclude` (those already tried); undefined when none is. With `overlook`,
+ * the verdicts it names are passed over. It allocates nothing.
  */
 export interface SelectionPolicy {
-  select(pool: readonly Target[], now: number, exclude?: readonly Endpoint[], anyHealth?: boolean, cap?: number, key?: string): Target | undefined;
+  select(pool: readonly Target[], now: number, exclude?: readonly Endpoint[], overlook?: Overlook, cap?: number, key?: string): Target | undefined;
 }
 
-function usable(t: Target, now: number, exclude: readonly Endpoint[] | undefined, anyHealth: boolean | undefined, cap: number | undefined): boolean {
+function usable(t: Target, now: number, exclude: readonly Endpoint[] | undefined, overlook: Overlook | undefined, cap: number | undefined): boolean {
   const e = t.endpoint;
-  return (
-    (anyHealth ? e.cooled(now) : e.available(now)) && (cap === undefined || e.inflight - e.websockets < cap) && (exclude === undefined || !exclude.includes(e))
-  );
+  const ok = overlook === undefined ? e.available(now) : overlook === "health" ? e.cooled(now) : overlook === "ejection" ? e.healthy : true;
+  return ok && (cap === undefined || e.inflight - e.websockets < cap) && (exclude === undefined || !exclude.includes(e));
 }
 
 /**
@@ -31,7 +36,7 @@ export function roundRobin(): SelectionPolicy {
   let seen: readonly Target[] | undefined;
   let weighted = false;
   return {
-    select(pool, now, exclude, anyHealth, cap) {
+    select(pool, now, exclude, overlook, cap) {
       const n = pool.length;
       if (pool !== seen) {
         seen = pool;
@@ -42,7 +47,7 @@ export function roundRobin(): SelectionPolicy {
         let best: Target | undefined;
         let total = 0;
         for (const t of pool) {
-          if (!usable(t, now, exclude, anyHealth, cap)) continue;
+          if (!usable(t, now, exclude, overlook, cap)) continue;
           const c = (current.get(t.endpoint) ?? 0) + t.weight;
           current.set(t.endpoint, c);
           total += t.weight;
@@ -53,7 +58,7 @@ export function roundRobin(): SelectionPolicy {
       }
       for (let i = 0; i < n; i++) {
         const t = pool[(next + i) % n]!;
-        if (usable(t, now, exclude, anyHealth, cap)) {
+        if (usable(t, now, exclude, overlook, cap)) {
           next = (next + i + 1) % n;
           return t;
         }
@@ -70,12 +75,12 @@ export function roundRobin(): SelectionPolicy {
 export function consistentHash(): SelectionPolicy {
   const fallback = roundRobin();
   return {
-    select(pool, now, exclude, anyHealth, cap, key) {
-      if (key === undefined || key === "") return fallback.select(pool, now, exclude, anyHealth, cap);
+    select(pool, now, exclude, overlook, cap, key) {
+      if (key === undefined || key === "") return fallback.select(pool, now, exclude, overlook, cap);
       let best: Target | undefined;
       let bestScore = -Infinity;
       for (const t of pool) {
-        if (!usable(t, now, exclude, anyHealth, cap)) continue;
+        if (!usable(t, now, exclude, overlook, cap)) continue;
         // Weighted rendezvous: score = -weight / ln(u), u uniform in (0, 1) from hash(key, endpoint).
         const u = Math.min(Math.max(hash32(key, t.endpoint.urlHash), 1e-12), 1 - 1e-12);
         const score = -t.weight / Math.log(u);
@@ -93,12 +98,12 @@ export function consistentHash(): SelectionPolicy {
 export function leastRequests(): SelectionPolicy {
   let start = 0;
   return {
-    select(pool, now, exclude, anyHealth, cap) {
+    select(pool, now, exclude, overlook, cap) {
       const n = pool.length;
       let best: Target | undefined;
       for (let i = 0; i < n; i++) {
         const t = pool[(start + i) % n]!;
-        if (usable(t, now, exclude, anyHealth, cap) && (best === undefined || t.endpoint.inflight < best.endpoint.inflight)) best = t;
+        if (usable(t, now, exclude, overlook, cap) && (best === undefined || t.endpoint.inflight < best.endpoint.inflight)) best = t;
       }
       start = (start + 1) % (n || 1);
       return best;

@@ -59,13 +59,18 @@ test("the cool-down doubles with each ejection in a row, up to the maximum; max_
   expect(f.available(1)).toBe(false);
 });
 
-test('every endpoint unhealthy: "try" picks them anyway, "fail" picks none; a passive cool-down still counts', () => {
+test('every endpoint unhealthy: "try" picks them anyway (ejected ones too, when none has cooled down), "fail" picks none', () => {
   const eps = pool();
   for (const e of eps) e.healthy = false;
   expect(new Pool(as(eps), "round_robin", "try").select(0)).toBeDefined();
   expect(new Pool(as(eps), "round_robin", "fail").select(0)).toBeUndefined();
-  for (const e of eps) e.markDown(0, 1000, 1000, "refused");
-  expect(new Pool(as(eps), "round_robin", "try").select(10)).toBeUndefined();
+  eps[0]!.markDown(0, 1000, 1000, "refused");
+  eps[1]!.markDown(0, 1000, 1000, "refused");
+  // One has cooled down (never ejected): it is the one tried.
+  expect(new Pool(as(eps), "round_robin", "try").select(10)!.endpoint.url).toBe("c");
+  eps[2]!.markDown(0, 1000, 1000, "refused");
+  expect(new Pool(as(eps), "round_robin", "try").select(10)).toBeDefined();
+  expect(new Pool(as(eps), "round_robin", "fail").select(10)).toBeUndefined();
   eps[2]!.healthy = true;
   eps[2]!.markUp();
   expect(new Pool(as(eps), "round_robin", "fail").select(10)!.endpoint.url).toBe("c");
@@ -134,4 +139,22 @@ test("slow start begins when an ejected endpoint's cool-down ends, and a respons
   expect(e.upSince).toBe(since);
   e.markUp();
   expect(e.upSince).toBe(since);
+});
+
+test("passive ejection never empties a pool: with every healthy endpoint ejected they are tried anyway, but not while one is available, nor twice", () => {
+  const eps = pool();
+  eps[0]!.markDown(0, 1000, 1000, "refused");
+  eps[1]!.markDown(0, 1000, 1000, "refused");
+  const p = new Pool(as(eps), "round_robin");
+  // c is available: the ejected ones stay out.
+  for (let i = 0; i < 4; i++) expect(p.select(10)!.endpoint.url).toBe("c");
+  eps[2]!.markDown(0, 1000, 1000, "refused");
+  const picked = new Set<string>();
+  for (let i = 0; i < 6; i++) picked.add(p.select(10)!.endpoint.url);
+  expect([...picked].sort()).toEqual(["a", "b", "c"]);
+  // The endpoints a request already tried are not tried again.
+  expect(p.select(10, eps)).toBeUndefined();
+  // An endpoint the active checks call unhealthy is not among them while another is healthy.
+  eps[0]!.healthy = false;
+  for (let i = 0; i < 6; i++) expect(p.select(10)!.endpoint.url).not.toBe("a");
 });

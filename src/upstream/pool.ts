@@ -47,20 +47,29 @@ export class Pool {
   }
 
   /**
-   * select returns a target whose endpoint is available and not yet tried, or undefined. When active checks find every endpoint unhealthy and the route says
-   * "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole site down).
+   * select returns a target whose endpoint is available and not yet tried, or undefined. Passive ejection never leaves the pool without an endpoint to try:
+   * when none is available only because of it, the ejected ones are tried (nginx never marks a sole server down; Envoy has its panic threshold). When active
+   * checks find every endpoint unhealthy and the route says "try", the cooled-down ones are tried anyway (a health check that is wrong must not take a whole
+   * site down), and the ejected ones when none has cooled down.
    */
   select(now: number, tried?: readonly Endpoint[], key?: string): Target | undefined {
     if (tried === undefined || tried.length === 0) this.budget = Math.min(RETRY_BURST, this.budget + RETRY_RATIO);
-    let e = this.policy.select(this.list, now, tried, false, this.maxInflight, key);
+    let e = this.policy.select(this.list, now, tried, undefined, this.maxInflight, key);
     if (e !== undefined && this.slowStart > 0 && key === undefined) {
       // Slow start: an endpoint that just came (back) gets a share growing linearly over slowStart ms; the pick passes to another one otherwise.
       const age = now - e.endpoint.upSince;
       if (age < this.slowStart && Math.random() * this.slowStart > age)
-        e = this.policy.select(this.list, now, [...(tried ?? []), e.endpoint], false, this.maxInflight) ?? e;
+        e = this.policy.select(this.list, now, [...(tried ?? []), e.endpoint], undefined, this.maxInflight) ?? e;
     }
-    if (e !== undefined || this.allUnhealthy === "fail" || this.list.some((x) => x.endpoint.healthy)) return e;
-    return this.policy.select(this.list, now, tried, true, this.maxInflight, key);
+    if (e !== undefined) return e;
+    const list = this.list;
+    if (list.some((x) => x.endpoint.healthy)) {
+      if (list.some((x) => x.endpoint.available(now))) return undefined;
+      return this.policy.select(list, now, tried, "ejection", this.maxInflight, key);
+    }
+    if (this.allUnhealthy === "fail") return undefined;
+    if (list.some((x) => x.endpoint.cooled(now))) return this.policy.select(list, now, tried, "health", this.maxInflight, key);
+    return this.policy.select(list, now, tried, "both", this.maxInflight, key);
   }
 
   /** saturated says whether every endpoint that could take a request is at its in-flight cap (circuit breaking: answer 503 at once). */
