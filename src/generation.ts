@@ -56,6 +56,8 @@ type Pools = {
   readonly discoveries: Set<DnsDiscovery>;
   readonly unsubscribe: (() => void)[];
   readonly servers: readonly ResolverServer[];
+  /** requestBuffer is [limits] request_buffer, for the proxy routes. */
+  readonly requestBuffer: number;
 };
 
 function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
@@ -97,6 +99,7 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
     pool,
     options: a.options,
     stripPrefix: a.stripPrefix && route.prefix !== "/" ? route.prefix : undefined,
+    requestBuffer: pools.requestBuffer,
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
     requestIdleSeconds: longest >= deps.listenerIdleMs ? Math.min(255, Math.ceil(longest / 1000) + 1) : undefined,
   };
@@ -165,7 +168,11 @@ type Build = { readonly router: HostRouter<Site>; readonly pools: Pools; readonl
 
 function startBuild(config: Config): Build {
   const servers = config.global.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
-  return { router: new HostRouter<Site>(), pools: { list: [], discoveries: new Set(), unsubscribe: [], servers }, names: new Set<string>() };
+  return {
+    router: new HostRouter<Site>(),
+    pools: { list: [], discoveries: new Set(), unsubscribe: [], servers, requestBuffer: config.global.limits.requestBuffer },
+    names: new Set<string>(),
+  };
 }
 
 function addSite(b: Build, site: SiteConfig, deps: GenerationDeps, https: boolean): void {

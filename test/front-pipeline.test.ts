@@ -59,6 +59,7 @@ const config = loadConfig(
       other: `hosts = ["other.test"]\nredirect = "https://elsewhere.test/"\n`,
       raw: `hosts = ["raw.test"]\nupstreams = ["http://127.0.0.1:${rawOrigin.port}"]\n`,
     },
+    extra: `[limits]\nrequest_buffer = "16KiB"\n`,
   }),
 );
 const generation = buildGeneration(
@@ -96,13 +97,25 @@ test("a body on GET is forwarded as received, with Content-Length or chunked (Bu
   expect(first).toStartWith("GET /with-body HTTP/1.1\r\n");
   expect(first).toContain("\r\ncontent-length: 5\r\n");
   expect(first).toEndWith("\r\n\r\nhello");
-  // A body of unknown length goes on chunked (re-framed by the upstream client), whole.
+  // A chunked body within request_buffer is read whole before the upstream is asked, and goes on with its length.
   expect(second).toStartWith("GET /chunked HTTP/1.1\r\n");
-  expect(second).toContain("\r\ntransfer-encoding: chunked\r\n");
+  expect(second).toContain("\r\ncontent-length: 5\r\n");
+  expect(second).not.toContain("transfer-encoding");
+  expect(second).toEndWith("\r\n\r\nabcde");
+});
+
+test("a chunked body over request_buffer (16 KiB here) streams on chunked, whole", async () => {
+  const before = rawSeen.length;
+  const data = "x".repeat(40_000);
+  const chunks = `${(20_000).toString(16)}\r\n${data.slice(0, 20_000)}\r\n${(20_000).toString(16)}\r\n${data.slice(20_000)}\r\n0\r\n\r\n`;
+  const res = await send(`POST /big HTTP/1.1\r\nHost: raw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunks}`);
+  expect(res).toStartWith("HTTP/1.1 200 OK\r\n");
+  const seen = rawSeen.slice(before)[0]!;
+  expect(seen).toContain("\r\ntransfer-encoding: chunked\r\n");
   let body = "";
   const decoder = new ChunkedDecoder();
-  decoder.push(Buffer.from(second!.slice(second!.indexOf("\r\n\r\n") + 4), "latin1"), (p) => (body += Buffer.from(p).toString("latin1")));
-  expect([body, decoder.done]).toEqual(["abcde", true]);
+  decoder.push(Buffer.from(seen.slice(seen.indexOf("\r\n\r\n") + 4), "latin1"), (p) => (body += Buffer.from(p).toString("latin1")));
+  expect([body.length, body === data, decoder.done]).toEqual([40_000, true, true]);
 });
 
 test("Content-Length goes upstream in canonical form, once: leading zeros and a list of equal values are forwarded as the number (issue 13, item 4)", async () => {

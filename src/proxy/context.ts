@@ -15,6 +15,8 @@ export type ProxyRoute = {
   readonly pool: Pool;
   readonly options: ProxyOptions;
   readonly stripPrefix: string | undefined;
+  /** requestBuffer ([limits] request_buffer): request bodies up to this are read whole before an endpoint is chosen. */
+  readonly requestBuffer: number;
   /** requestIdleSeconds is set when this route's timeouts outlast the listener's idle timeout, so the request's own idle timeout must be raised. */
   readonly requestIdleSeconds: number | undefined;
 };

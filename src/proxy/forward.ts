@@ -5,6 +5,7 @@ import { Reply } from "../lib/reply.ts";
 import { retries } from "../observability/gateway-metrics.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { limitBody, trackBody, type LimitedBody } from "./body.ts";
+import { bufferBody, type Buffered } from "./body-buffer.ts";
 import { clientOf, type ProxyRoute, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { appendVia, setForwarded, stripHopByHop } from "./headers.ts";
@@ -59,6 +60,10 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
   }
   const incoming = ctx.downstream.body(ctx);
   if (incoming !== null) limited = limitBody(incoming, route.maxBodySize);
+  // The body is read (up to request_buffer) before an endpoint is chosen: a client that trickles it holds no upstream slot meanwhile.
+  const buffered = limited === undefined ? undefined : await readBody(ctx, limited, declared === null ? undefined : ctx.bytesIn, t.requestBuffer);
+  // A body read whole can be sent again (to another endpoint); one that streams only until its first byte went out.
+  const unsent = () => buffered === undefined || buffered.kind === "whole" || !limited!.state.started;
   if (t.requestIdleSeconds !== undefined) ctx.downstream.keepWaiting(ctx, t.requestIdleSeconds);
 
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
@@ -92,13 +97,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
       let tryCtrl: Cancel | undefined;
       let tryTimer: Timer | undefined;
       // Only when a retry could follow: otherwise a slow answer is still an answer, within response_header_timeout.
-      if (
-        o.tryTimeout > 0 &&
-        IDEMPOTENT.has(method) &&
-        (limited === undefined || !limited.state.started) &&
-        t.pool.targets.length > tried.length + 1 &&
-        t.pool.hasRetryBudget()
-      ) {
+      if (o.tryTimeout > 0 && IDEMPOTENT.has(method) && unsent() && t.pool.targets.length > tried.length + 1 && t.pool.hasRetryBudget()) {
         tryCtrl = new Cancel();
         tryTimer = setTimeout(abortForTimeout, o.tryTimeout, tryCtrl);
       }
@@ -106,10 +105,12 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
       try {
         const signal = tryCtrl ? new Cancel().follow(ctrl).follow(tryCtrl) : ctrl;
         if (ep.h1 !== undefined) {
-          const body = limited?.stream ?? null;
-          const chunked = body !== null && declared === null;
+          const body = bodyOf(buffered);
+          const chunked = body instanceof ReadableStream && declared === null;
+          // A chunked body read whole goes on with its length.
+          const framing = chunked ? "chunked" : body instanceof Uint8Array && declared === null ? body.byteLength : undefined;
           const host = o.preserveHost && ctx.host !== "" ? ctx.host : (picked.hostHeader ?? ep.h1.authority);
-          res = await ep.h1.request({ method: method, head: requestHead(ctx, method, path, host, chunked), body, chunked, signal });
+          res = await ep.h1.request({ method: method, head: requestHead(ctx, method, path, host, framing), body, chunked, signal });
         } else {
           if (headers === undefined) headers = prepareHeaders(ctx, ctx.headers, o.preserveHost);
           if (!o.preserveHost) {
@@ -120,7 +121,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
             await fetch(ep.url + path, {
               method: method,
               headers: headers.toHeaders(),
-              body: limited?.stream ?? null,
+              body: bodyOf(buffered),
               redirect: "manual",
               decompress: false,
               signal: toAbortSignal(signal),
@@ -148,7 +149,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
           lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
           tried.push(ep);
-          if (IDEMPOTENT.has(method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+          if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) {
             retries.labels(route.name).value++;
             continue;
           }
@@ -168,8 +169,8 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           ep.markDown(performance.now(), o.failCooldown, o.failCooldownMax, "connection refused");
           lastProblem = `${ep.url}: connection refused`;
           tried.push(ep);
-          // Nothing reached the endpoint, so even a POST may go to the next one, if its body was not read yet.
-          if (limited === undefined || !limited.state.started) continue;
+          // Nothing reached the endpoint, so even a POST may go to the next one, if its body can be sent again (read whole, or not read yet).
+          if (unsent()) continue;
           throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
         }
         ep.count(code === "ETIMEDOUT" || code === "TimeoutError" ? "timeout" : "error");
@@ -177,7 +178,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
         lastProblem = `${ep.url}: ${code}`;
         tried.push(ep);
         // No response came back: an idempotent request (RFC 9110 §9.2.2) whose body was not sent may go to another endpoint, within the pool's retry budget.
-        if (IDEMPOTENT.has(method) && (limited === undefined || !limited.state.started) && t.pool.allowRetry()) {
+        if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) {
           retries.labels(route.name).value++;
           continue;
         }
@@ -198,6 +199,27 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
     }
   } finally {
     unwatch(headerWait);
+    buffered?.release();
+  }
+}
+
+/** bodyOf is what goes upstream of a buffered body: its bytes, its stream, or none. */
+function bodyOf(b: Buffered | undefined): Uint8Array | ReadableStream<Uint8Array> | null {
+  return b === undefined ? null : b.kind === "whole" ? b.bytes : b.stream;
+}
+
+/** readBody buffers the request body (bufferBody), its failures told as the client's: 413, 400 or 408, or 499 when the client left. */
+async function readBody(ctx: RequestContext, limited: LimitedBody, declared: number | undefined, limit: number): Promise<Buffered> {
+  try {
+    const b = await bufferBody(limited, declared, limit);
+    if (b.kind === "whole" && declared === undefined) ctx.bytesIn = b.bytes.byteLength;
+    return b;
+  } catch (e) {
+    const route = ctx.route!;
+    if (limited.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
+    const clientError = limited.state.clientError;
+    if (clientError !== undefined) throw new GatewayError(clientError.status, clientError.message, "downstream");
+    throw new GatewayError(499, CLIENT_GONE, "downstream", String((e as Error).message ?? e));
   }
 }
 

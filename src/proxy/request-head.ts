@@ -12,10 +12,10 @@ function joined(before: string | undefined, value: string): string {
 }
 
 /**
- * requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `chunked` adds Transfer-Encoding for a
- * body of unknown length.
+ * requestHead is the request line and fields for the upstream, ending with the empty line. `host` is the Host to send; `framing` adds Transfer-Encoding
+ * for a body of unknown length ("chunked"), or Content-Length for a chunked body read whole (its length); undefined keeps the client's own Content-Length.
  */
-export function requestHead(ctx: RequestContext, method: string, target: string, host: string, chunked: boolean): string {
+export function requestHead(ctx: RequestContext, method: string, target: string, host: string, framing?: "chunked" | number): string {
   const h = ctx.headers;
   const conn = h.get("connection");
   const named =
@@ -66,6 +66,7 @@ export function requestHead(ctx: RequestContext, method: string, target: string,
     head += `x-forwarded-for: ${client}\r\nx-forwarded-proto: ${ctx.scheme}\r\nx-forwarded-host: ${ctx.host}\r\nforwarded: ${element}\r\n`;
   }
   head += `via: ${via === undefined ? hop.via : `${via}, ${hop.via}`}\r\nx-request-id: ${ctx.id}\r\n`;
-  if (chunked) head += "transfer-encoding: chunked\r\n";
+  if (framing === "chunked") head += "transfer-encoding: chunked\r\n";
+  else if (framing !== undefined) head += `content-length: ${framing}\r\n`;
   return `${head}\r\n`;
 }

@@ -38,7 +38,7 @@ export async function proxyUpgrade(ctx: RequestContext, t: ProxyRoute, protocol:
   const path = (t.stripPrefix === undefined ? ctx.path : ctx.path.slice(t.stripPrefix.length) || "/") + ctx.query;
   const authority = ep.url.slice(ep.url.indexOf("//") + 2);
   const host = t.options.preserveHost && ctx.host !== "" ? ctx.host : (target.hostHeader ?? authority);
-  const head = `${requestHead(ctx, ctx.method, path, host, false).slice(0, -2)}upgrade: ${protocol}\r\nconnection: upgrade\r\n\r\n`;
+  const head = `${requestHead(ctx, ctx.method, path, host).slice(0, -2)}upgrade: ${protocol}\r\nconnection: upgrade\r\n\r\n`;
   ctx.upstream = ep.url;
   const t0 = performance.now();
   ep.inflight++;
