@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { origin, rawRequest, startGateway, type TestGateway } from "./harness.ts";
+import { Client } from "./raw-client.ts";
 
 // Origins that echo what they received, so tests can assert what the gateway forwarded.
 const seen: { name: string; headers: Record<string, string>; url: string }[] = [];
@@ -188,6 +189,22 @@ test("the access log counts the bytes of the gateway's own answers (404, 405 and
     expect([line.status, line.bytes_out]).toEqual([Number(raw.slice(9, 12)), body.length]);
     expect(body.length).toBeGreaterThan(10);
   }
+});
+
+test("a request whose chunked body breaks is answered 400 and logged as 400, not as a client that left (issue 13, item 5)", async () => {
+  // Broken in the bytes that came with the head: refused before any route, logged as refused with its status.
+  const raw = await rawRequest(gw.httpPort, "POST /api/x HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n");
+  expect(raw).toStartWith("HTTP/1.1 400 ");
+  expect(await gw.waitForLog((l) => l.msg === "refused" && l.reason === "a chunk size that is not hex")).toMatchObject({ status: 400 });
+  // Broken after the route began reading it: the route answers 400, and its access line says 400.
+  const c = await Client.open(gw.httpPort);
+  c.send("POST /api/x HTTP/1.1\r\nHost: shop.example\r\nX-Request-ID: broken-body\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  await Bun.sleep(150);
+  c.send("zz\r\n");
+  await c.until((x) => x.closed, 3000, "the close after the 400");
+  expect(c.text).toStartWith("HTTP/1.1 400 ");
+  const line = await gw.waitForLog((l) => l.msg === "access" && l.request_id === "broken-body");
+  expect(line.status).toBe(400);
 });
 
 test("the access log has one JSON line per request with route, status and upstream", async () => {
