@@ -1,4 +1,6 @@
 /** One client connection of the front end's HTTP/1.1 server: PROXY preamble and caps first, then heads parsed strictly, bodies fed, answers written in order. */
+import { appendBytes } from "../lib/append-bytes.ts";
+import { BodyPace, MIN_BODY_RATE } from "./body-pace.ts";
 import { Cancel, type CancelSignal } from "../lib/cancel.ts";
 import type { Answered } from "../lib/reply.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
@@ -36,6 +38,8 @@ export class Conn implements ResponseSink, ClientSide {
   private idle = false;
   /** bodyWait watches the gaps in a request body the handler is reading. */
   private readonly bodyWait: Watched;
+  /** pace measures the current request body's average pace (body-pace.ts). */
+  private pace: BodyPace | undefined;
   /** abort is made on first use of the current request's signal: most requests never ask. */
   abort: Cancel | undefined;
   readonly out = new WriteQueue();
@@ -127,6 +131,7 @@ export class Conn implements ResponseSink, ClientSide {
   pauseReading(): void {
     if (!this.readPaused && !this.closed) {
       this.readPaused = true;
+      this.pace?.pause(performance.now());
       this.socket.pause();
     }
   }
@@ -134,6 +139,7 @@ export class Conn implements ResponseSink, ClientSide {
   resumeReading(): void {
     if (this.readPaused && !this.closed) {
       this.readPaused = false;
+      this.pace?.resume(performance.now());
       this.socket.resume();
     }
   }
@@ -178,13 +184,19 @@ export class Conn implements ResponseSink, ClientSide {
     }
     const body = this.body;
     if (body !== undefined && !body.ended) {
-      this.bodyWait.last = performance.now();
+      const now = performance.now();
+      this.bodyWait.last = now;
       const used = body.feed(data);
       if (typeof used !== "number") {
         this.refuseAfter();
         return;
       }
       if (body.ended) unwatch(this.bodyWait);
+      else if (this.pace?.tooSlow(now, body.bytes)) {
+        body.fail(new ClientBodyError(408, `the request body came slower than ${MIN_BODY_RATE} bytes/s`));
+        this.refuseAfter();
+        return;
+      }
       if (used === data.byteLength) return;
       data = data.subarray(used);
     }
@@ -204,27 +216,11 @@ export class Conn implements ResponseSink, ClientSide {
     if (data.indexOf(10) >= 0 || this.buf.byteLength > this.server.settings.limits.maxLineBytes) this.next();
   }
 
-  /** append adds data to the unparsed bytes, growing one buffer of its own by doubling rather than copying everything for every piece. */
+  /** append adds data to the unparsed bytes (appendBytes: one buffer of this connection's own, grown by doubling). */
   private append(data: Uint8Array): void {
-    const len = this.buf.byteLength;
-    if (len === 0) {
-      this.buf = data;
-      this.owned = false;
-      return;
-    }
-    const need = len + data.byteLength;
-    // Only the room after the unparsed bytes is written: body pieces handed on earlier lie before them.
-    if (this.owned && this.buf.byteOffset + need <= this.buf.buffer.byteLength) {
-      const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, need);
-      view.set(data, len);
-      this.buf = view;
-      return;
-    }
-    const grown = new Uint8Array(Math.max(need, 2 * len, 4096));
-    grown.set(this.buf);
-    grown.set(data, len);
-    this.buf = grown.subarray(0, need);
-    this.owned = true;
+    const r = appendBytes(this.buf, this.owned, data);
+    this.buf = r.bytes;
+    this.owned = r.owned;
   }
 
   /**
@@ -300,6 +296,7 @@ export class Conn implements ResponseSink, ClientSide {
         this.bodyWait.limit = this.server.settings.bodyTimeoutMs;
         this.bodyWait.last = performance.now();
         watch(this.bodyWait);
+        this.pace = new BodyPace(this.bodyWait.last);
       }
     }
     this.buf = rest;
@@ -346,6 +343,7 @@ export class Conn implements ResponseSink, ClientSide {
     }
     unwatch(this.bodyWait);
     this.body = undefined;
+    this.pace = undefined;
     this.busy = false;
     this.resumeReading();
     this.waitForHead(this.buf.byteLength === 0);

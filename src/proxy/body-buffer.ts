@@ -1,4 +1,4 @@
-/** Request body buffering: a body up to [limits] request_buffer is read whole before an endpoint is chosen, so a client that trickles its body holds a connection of its own, never an upstream slot; a total cap bounds the memory of all of them. */
+/** Request body buffering: a body up to [limits] request_buffer is read whole before an endpoint is chosen, and a larger one's first request_buffer bytes, so a client that trickles its body holds a connection of its own, never an upstream slot; a total cap bounds the memory of all of them. */
 import type { LimitedBody } from "./body.ts";
 
 /** TOTAL_BUFFERED caps the request body bytes held across all requests of the process; past it, bodies stream as they come (memory stays bounded). */
@@ -24,12 +24,12 @@ export type Buffered =
 type ChunkReader = ReadableStreamDefaultReader<Uint8Array>;
 
 /**
- * bufferBody reads the body through `limited` (its size limit and the front end's body_timeout apply as it arrives) up to `limit` bytes: a body that ends
- * within it comes back whole; one that does not, or that would take the budget past its cap, comes back as a stream that starts with what was read. A body
- * declared larger than `limit` is not read here at all. Rejects as reading the body does (a broken or stalled body, the size limit: see limited.state).
+ * bufferBody reads the body through `limited` (its size limit and the front end's body_timeout and minimum pace apply as it arrives) up to `limit` bytes: a
+ * body that ends within it comes back whole; a larger one, or one that would take the budget past its cap, comes back as a stream that starts with what was
+ * read (a larger body holds an upstream slot only once `limit` bytes of it have come: a client trickling one never does). Rejects as reading the body does
+ * (a broken, stalled or too slow body, the size limit: see limited.state).
  */
-export async function bufferBody(limited: LimitedBody, declared: number | undefined, limit: number, b: BufferBudget = budget): Promise<Buffered> {
-  if (declared !== undefined && declared > limit) return streamed(limited.stream, 0, b);
+export async function bufferBody(limited: LimitedBody, limit: number, b: BufferBudget = budget): Promise<Buffered> {
   const reader = limited.stream.getReader() as ChunkReader;
   const parts: Uint8Array[] = [];
   let size = 0;

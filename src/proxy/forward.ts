@@ -61,7 +61,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
   const incoming = ctx.downstream.body(ctx);
   if (incoming !== null) limited = limitBody(incoming, route.maxBodySize);
   // The body is read (up to request_buffer) before an endpoint is chosen: a client that trickles it holds no upstream slot meanwhile.
-  const buffered = limited === undefined ? undefined : await readBody(ctx, limited, declared === null ? undefined : ctx.bytesIn, t.requestBuffer);
+  const buffered = limited === undefined ? undefined : await readBody(ctx, limited, declared === null, t.requestBuffer);
   // A body read whole can be sent again (to another endpoint); one that streams only until its first byte went out.
   const unsent = () => buffered === undefined || buffered.kind === "whole" || !limited!.state.started;
   if (t.requestIdleSeconds !== undefined) ctx.downstream.keepWaiting(ctx, t.requestIdleSeconds);
@@ -209,10 +209,10 @@ function bodyOf(b: Buffered | undefined): Uint8Array | ReadableStream<Uint8Array
 }
 
 /** readBody buffers the request body (bufferBody), its failures told as the client's: 413, 400 or 408, or 499 when the client left. */
-async function readBody(ctx: RequestContext, limited: LimitedBody, declared: number | undefined, limit: number): Promise<Buffered> {
+async function readBody(ctx: RequestContext, limited: LimitedBody, chunked: boolean, limit: number): Promise<Buffered> {
   try {
-    const b = await bufferBody(limited, declared, limit);
-    if (b.kind === "whole" && declared === undefined) ctx.bytesIn = b.bytes.byteLength;
+    const b = await bufferBody(limited, limit);
+    if (b.kind === "whole" && chunked) ctx.bytesIn = b.bytes.byteLength;
     return b;
   } catch (e) {
     const route = ctx.route!;
