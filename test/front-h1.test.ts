@@ -384,3 +384,33 @@ test("pipelined requests from clients that read nothing: answers wait for their 
     expect(bodies).toEqual(Array.from({ length: count }, (_, i) => i));
   }
 });
+
+test("a drain that starts while a pipelined request waits: the answer in progress says close, the connection closes, the next request is never handled (RFC 9112 §9.6)", async () => {
+  const handled: string[] = [];
+  const slow = new FrontServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: async (req) => {
+      handled.push(`${req.head.method} ${req.head.path}`);
+      await Bun.sleep(200);
+      return new Reply(200, Fields.from({ "content-type": "text/plain" }), Buffer.from("answer\n"));
+    },
+  });
+  const sock = net.connect({ host: "127.0.0.1", port: slow.port });
+  let got = "";
+  let closed = false;
+  sock.on("data", (d) => (got += d.toString("latin1")));
+  sock.on("close", () => (closed = true));
+  sock.on("error", () => undefined);
+  await new Promise((r) => sock.once("connect", r));
+  sock.write("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  await Bun.sleep(50);
+  const stopped = slow.stop(false);
+  const deadline = Date.now() + 3000;
+  while (!closed && Date.now() < deadline) await Bun.sleep(20);
+  await stopped;
+  expect(handled).toEqual(["GET /a"]);
+  expect(got.match(/HTTP\/1\.1 /g)?.length).toBe(1);
+  expect(got.toLowerCase()).toContain("\r\nconnection: close\r\n");
+  expect(closed).toBe(true);
+});

@@ -141,6 +141,16 @@ test("a sole endpoint that fails a few requests (one broken URL) is ejected but 
   }
 });
 
+test("a body larger than request_buffer still fails over when the first endpoint refuses the connection (nothing of it was sent)", async () => {
+  const dead = `http://127.0.0.1:${freePort()}`;
+  const g = await start({ site: `hosts = ["big.test"]\nupstreams = ["${dead}", "${a.url}"]\nload_balance = "round_robin"\n` });
+  const body = new Uint8Array(2 * 1024 * 1024).fill(120);
+  const statuses: number[] = [];
+  // Round-robin: one of the two requests picks the dead endpoint first.
+  for (let i = 0; i < 2; i++) statuses.push((await g.request("big.test", "/", { method: "POST", body })).status);
+  expect(statuses).toEqual([200, 200]);
+});
+
 test("an idempotent request whose endpoint dies without answering is retried on another; a POST is not replayed", async () => {
   let posts = 0;
   const dying = Bun.listen({

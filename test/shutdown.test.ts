@@ -98,6 +98,7 @@ test("during the drain a keep-alive client loses nothing: an answer says Connect
     // Two keep-alive connections: one idle when the drain starts (its client sends its next request just after), one answered during the drain.
     const idle = await Client.open(gw.httpPort);
     const busy = await Client.open(gw.httpPort);
+    const fresh = await Client.open(gw.httpPort);
     const req = "GET / HTTP/1.1\r\nHost: quick.example\r\n\r\n";
     for (const c of [idle, busy]) {
       c.send(req);
@@ -106,11 +107,16 @@ test("during the drain a keep-alive client loses nothing: an answer says Connect
     }
     gw.proc.kill("SIGTERM");
     await gw.waitForLog((l) => l.msg === "draining");
+    // A connection made before the drain that has sent nothing yet: its head, begun within the grace and ended after it, is still served.
+    fresh.send("GET / HTTP/1.1\r\n");
     busy.send(req);
     await busy.until((x) => x.text.endsWith("ok"), 2000, "an answer during the drain");
     idle.send(req);
     await idle.until((x) => x.text.endsWith("ok") || x.closed, 2000, "an answer to the request sent on the idle connection");
-    for (const c of [busy, idle]) {
+    await Bun.sleep(1200);
+    fresh.send("Host: quick.example\r\n\r\n");
+    await fresh.until((x) => x.text.endsWith("ok") || x.closed, 2000, "an answer to the head that began within the grace");
+    for (const c of [busy, idle, fresh]) {
       expect(c.text).toStartWith("HTTP/1.1 200 OK\r\n");
       expect(c.text.toLowerCase()).toContain("\r\nconnection: close\r\n");
       await c.until((x) => x.closed, 3000, "the close after the answer");

@@ -148,7 +148,7 @@ export class Conn implements ResponseSink, ClientSide {
   private waitForHead(idle: boolean): void {
     const s = this.server.settings;
     this.idle = idle;
-    this.headWait.limit = idle ? (this.server.draining ? DRAIN_GRACE_MS : s.idleTimeoutMs) : s.headerTimeoutMs;
+    this.headWait.limit = idle ? s.idleTimeoutMs : s.headerTimeoutMs;
     this.headWait.last = performance.now();
     watch(this.headWait);
   }
@@ -325,10 +325,9 @@ export class Conn implements ResponseSink, ClientSide {
     if (this.piped !== undefined) return;
     res ??= new Response("500 Internal Server Error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } });
     // A body the handler did not read to its end leaves the connection out of step: it closes after this response, as it does when the server stops.
-    // While the server drains, the answer says Connection: close, but the connection stays for a short grace (waitForHead): a request the client sent
-    // before reading that is served, not cut.
-    const keepAlive = req.head.keepAlive && (body === undefined || body.complete);
-    const close = sendResponse(this, req.head, res, keepAlive, this.server.draining);
+    // While the server drains, the answer says Connection: close and the connection closes after it (RFC 9112 §9.6: no further request is processed).
+    const keepAlive = req.head.keepAlive && (body === undefined || body.complete) && !this.server.draining;
+    const close = sendResponse(this, req.head, res, keepAlive);
     if (close instanceof Promise) void close.then((c) => this.answered(body, c || !keepAlive));
     else this.answered(body, close || !keepAlive);
   }
@@ -381,9 +380,13 @@ export class Conn implements ResponseSink, ClientSide {
     this.pauseReading();
   }
 
-  /** lingerIdle gives an idle connection the drain's short grace (from now) before it closes: a request already on its way is still served. */
+  /**
+   * lingerIdle gives a connection that waits for a request the drain's short grace (from now) before it closes: a request already on its way is still served
+   * (answered with close); its first byte starts the header timeout, as on any idle connection.
+   */
   lingerIdle(): void {
     if (this.closed || !this.idleNow) return;
+    this.idle = true;
     this.headWait.limit = DRAIN_GRACE_MS;
     this.headWait.last = performance.now();
     watch(this.headWait);

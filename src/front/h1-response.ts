@@ -2,11 +2,8 @@
 import { Fields } from "../lib/fields.ts";
 import { HOP_BY_HOP } from "../lib/http.ts";
 
-/**
- * Exchange is what the front end knows of the request a response answers: its method, version and whether the connection may stay open; `draining` (the
- * server stops) makes the answer say Connection: close without closing the connection for the answer's own sake (the server closes it when idle).
- */
-export type Exchange = { readonly method: string; readonly version: "1.0" | "1.1"; readonly keepAlive: boolean; readonly draining?: boolean };
+/** Exchange is what the front end knows of the request a response answers: its method, version and whether the connection may stay open. */
+export type Exchange = { readonly method: string; readonly version: "1.0" | "1.1"; readonly keepAlive: boolean };
 
 /** BodyShape is what the response carries: nothing, bytes of known length, or a stream (of declared length when `length` is set, else unknown). */
 export type BodyShape = { readonly kind: "none" } | { readonly kind: "bytes"; readonly length: number } | { readonly kind: "stream"; readonly length?: number };
@@ -106,7 +103,7 @@ export function frameResponse(x: Exchange, status: number, headers: Headers | Fi
     if (chunked) out += "transfer-encoding: chunked\r\n";
     else if (length !== undefined) out += `content-length: ${length}\r\n`;
   }
-  if (close || x.draining === true) out += "connection: close\r\n";
+  if (close) out += "connection: close\r\n";
   else if (x.version === "1.0") out += "connection: keep-alive\r\n";
   out += `date: ${httpDate()}\r\n\r\n`;
   return { head: out, body: !noBody && !head, chunked, close };

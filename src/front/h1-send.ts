@@ -33,8 +33,8 @@ export interface ResponseSink {
  * sendResponse writes the response to the request with `head` at the socket's pace; it returns whether the connection must close after it, at once when
  * nothing needed waiting for (a body known in memory, or none), else as a promise.
  */
-export function sendResponse(sink: ResponseSink, head: RequestHead, res: Answered, keepAlive: boolean, draining = false): boolean | Promise<boolean> {
-  const x = { method: head.method, version: head.version, keepAlive, draining };
+export function sendResponse(sink: ResponseSink, head: RequestHead, res: Answered, keepAlive: boolean): boolean | Promise<boolean> {
+  const x = { method: head.method, version: head.version, keepAlive };
   if (res instanceof Reply) return sendReply(sink, x, res);
   const length = declaredLength(res.headers);
   // A small body of declared length is read whole without asking for res.body: that getter makes a stream even of bytes in memory.

@@ -19,7 +19,7 @@ export const budget = new BufferBudget(TOTAL_BUFFERED);
  */
 export type Buffered =
   | { readonly kind: "whole"; readonly bytes: Uint8Array; release(): void }
-  | { readonly kind: "stream"; readonly stream: ReadableStream<Uint8Array>; release(): void };
+  | { readonly kind: "stream"; readonly stream: ReadableStream<Uint8Array>; release(): void; started(): boolean };
 
 type ChunkReader = ReadableStreamDefaultReader<Uint8Array>;
 
@@ -40,7 +40,7 @@ export async function bufferBody(limited: LimitedBody, limit: number, b: BufferB
       parts.push(r.value);
       size += r.value.byteLength;
       b.held += r.value.byteLength;
-      if (size > limit || b.held > b.cap) return streamed(rest(parts, reader), size, b);
+      if (size > limit || b.held > b.cap) return streamed(parts, reader, size, b);
     }
   } catch (e) {
     b.held -= size;
@@ -58,26 +58,18 @@ export async function bufferBody(limited: LimitedBody, limit: number, b: BufferB
   };
 }
 
-/** streamed is the stream form, holding `size` bytes of the budget until released (the prefix goes out first). */
-function streamed(stream: ReadableStream<Uint8Array>, size: number, b: BufferBudget): Buffered {
+/**
+ * streamed is the stream form: the parts already read, then what the reader still gives; it holds `size` bytes of the budget until released, and says whether
+ * its consumer began reading it (until then it may go to another endpoint).
+ */
+function streamed(parts: Uint8Array[], reader: ChunkReader, size: number, b: BufferBudget): Buffered {
   let released = false;
-  return {
-    kind: "stream",
-    stream,
-    release: () => {
-      if (released) return;
-      released = true;
-      b.held -= size;
-    },
-  };
-}
-
-/** rest is a stream of the parts already read, then what the reader still gives. */
-function rest(parts: Uint8Array[], reader: ChunkReader): ReadableStream<Uint8Array> {
+  let started = false;
   let i = 0;
-  return new ReadableStream<Uint8Array>(
+  const stream = new ReadableStream<Uint8Array>(
     {
       async pull(c) {
+        started = true;
         if (i < parts.length) {
           c.enqueue(parts[i]!);
           parts[i++] = EMPTY;
@@ -93,6 +85,16 @@ function rest(parts: Uint8Array[], reader: ChunkReader): ReadableStream<Uint8Arr
     },
     { highWaterMark: 0 },
   );
+  return {
+    kind: "stream",
+    stream,
+    started: () => started,
+    release: () => {
+      if (released) return;
+      released = true;
+      b.held -= size;
+    },
+  };
 }
 
 const EMPTY = new Uint8Array(0);

@@ -63,7 +63,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
   // The body is read (up to request_buffer) before an endpoint is chosen: a client that trickles it holds no upstream slot meanwhile.
   const buffered = limited === undefined ? undefined : await readBody(ctx, limited, declared === null, t.requestBuffer);
   // A body read whole can be sent again (to another endpoint); one that streams only until its first byte went out.
-  const unsent = () => buffered === undefined || buffered.kind === "whole" || !limited!.state.started;
+  const unsent = () => buffered === undefined || buffered.kind === "whole" || !buffered.started();
   if (t.requestIdleSeconds !== undefined) ctx.downstream.keepWaiting(ctx, t.requestIdleSeconds);
 
   // RFC 9112 §9.6: a client that sends "close" is told so in the response (Bun closes without saying it).
@@ -73,7 +73,10 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
   let headers: Fields | undefined;
   const path = upstreamPath(ctx, t.stripPrefix);
   const ctrl = new Cancel();
-  ctx.downstream.signal(ctx).addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
+  const gone = ctx.downstream.signal(ctx);
+  // The client may have left while its body was read: a signal that aborted already fires no listener.
+  if (gone.aborted) ctrl.abort(CLIENT_GONE);
+  else gone.addEventListener("abort", () => ctrl.abort(CLIENT_GONE), { once: true });
   // The response header timeout is watched by the shared sweep (to within a quarter second): a timer per request costs more than the watch.
   const headerWait: Watched = { last: performance.now(), limit: o.responseHeaderTimeout, expire: () => ctrl.abort(TIMEOUT) };
   watch(headerWait);

@@ -78,6 +78,11 @@ export class Endpoint {
   }
 
   private eject(now: number, cooldown: number, max: number, error: string): void {
+    // Already ejected (tried anyway by the pool's fallback): the cool-down neither grows nor restarts, and the ejection is logged once.
+    if (now < this.downUntil) {
+      this.lastError = error;
+      return;
+    }
     this.downUntil = now + Math.min(max, cooldown * 2 ** Math.min(this.ejections, 20));
     this.upSince = this.downUntil; // slow start counts from the end of the cool-down
     this.ejections++;

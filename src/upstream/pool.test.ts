@@ -158,3 +158,16 @@ test("passive ejection never empties a pool: with every healthy endpoint ejected
   eps[0]!.healthy = false;
   for (let i = 0; i < 6; i++) expect(p.select(10)!.endpoint.url).not.toBe("a");
 });
+
+test("an endpoint already ejected is not ejected again by failures during its cool-down (tried by the fallback): its cool-down neither grows nor restarts", () => {
+  const [e] = pool();
+  e!.markDown(0, 1000, 300_000, "refused");
+  expect(e!.ejections).toBe(1);
+  const until = e!.downUntil;
+  for (let t = 10; t < 100; t += 10) e!.markDown(t, 1000, 300_000, "refused");
+  for (let t = 100; t < 200; t += 10) e!.markFailed(t, 1, 1000, 300_000, "reset");
+  expect([e!.ejections, e!.downUntil]).toEqual([1, until]);
+  // Once the cool-down is over, the next failure ejects again, for twice as long.
+  e!.markDown(until + 1, 1000, 300_000, "refused");
+  expect([e!.ejections, e!.downUntil]).toEqual([2, until + 1 + 2000]);
+});
