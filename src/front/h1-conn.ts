@@ -1,6 +1,6 @@
 /** One client connection of the front end's HTTP/1.1 server: PROXY preamble and caps first, then heads parsed strictly, bodies fed, answers written in order. */
 import { appendBytes } from "../lib/append-bytes.ts";
-import { BodyPace, MIN_BODY_RATE } from "./body-pace.ts";
+import { BodyWatch, MIN_BODY_RATE } from "./body-watch.ts";
 import { Cancel, type CancelSignal } from "../lib/cancel.ts";
 import type { Answered } from "../lib/reply.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
@@ -36,10 +36,8 @@ export class Conn implements ResponseSink, ClientSide {
   private readonly headWait: Watched;
   /** idle: waiting for the next request of a keep-alive connection; its first byte starts the header timeout. */
   private idle = false;
-  /** bodyWait watches the gaps in a request body the handler is reading. */
-  private readonly bodyWait: Watched;
-  /** pace measures the current request body's average pace (body-pace.ts). */
-  private pace: BodyPace | undefined;
+  /** bodyWait watches the gaps in, and the pace of, a request body the handler is reading. */
+  private readonly bodyWait: BodyWatch;
   /** abort is made on first use of the current request's signal: most requests never ask. */
   abort: Cancel | undefined;
   readonly out = new WriteQueue();
@@ -64,7 +62,7 @@ export class Conn implements ResponseSink, ClientSide {
     peer?: string,
   ) {
     this.headWait = { last: 0, limit: 0, expire: () => this.headLate() };
-    this.bodyWait = { last: 0, limit: 0, expire: () => this.bodyLate() };
+    this.bodyWait = new BodyWatch(() => this.bodyLate());
     this.client = peer ?? socket.remoteAddress;
     this.preamble = peer === undefined && server.settings.proxyProtocol?.(this.client) === true;
   }
@@ -114,7 +112,7 @@ export class Conn implements ResponseSink, ClientSide {
       done(0, 0);
       return;
     }
-    unwatch(this.bodyWait);
+    this.bodyWait.stop();
     this.write(head);
     const pipe = new Pipe(this, upstream, this.server.settings.idleTimeoutMs, done, websocket);
     this.piped = pipe;
@@ -131,7 +129,7 @@ export class Conn implements ResponseSink, ClientSide {
   pauseReading(): void {
     if (!this.readPaused && !this.closed) {
       this.readPaused = true;
-      this.pace?.pause(performance.now());
+      this.bodyWait.paused();
       this.socket.pause();
     }
   }
@@ -139,7 +137,7 @@ export class Conn implements ResponseSink, ClientSide {
   resumeReading(): void {
     if (this.readPaused && !this.closed) {
       this.readPaused = false;
-      this.pace?.resume(performance.now());
+      this.bodyWait.resumed();
       this.socket.resume();
     }
   }
@@ -164,11 +162,10 @@ export class Conn implements ResponseSink, ClientSide {
     const body = this.body;
     if (body === undefined || body.ended || this.closed) return;
     if (this.readPaused) {
-      this.bodyWait.last = performance.now();
-      watch(this.bodyWait);
+      this.bodyWait.again();
       return;
     }
-    const seconds = this.bodyWait.limit / 1000;
+    const seconds = this.bodyWait.limitMs / 1000;
     body.fail(new ClientBodyError(408, `the request body paused for more than ${seconds}s`));
     this.refuseAfter();
   }
@@ -185,14 +182,14 @@ export class Conn implements ResponseSink, ClientSide {
     const body = this.body;
     if (body !== undefined && !body.ended) {
       const now = performance.now();
-      this.bodyWait.last = now;
+      this.bodyWait.piece(now);
       const used = body.feed(data);
       if (typeof used !== "number") {
         this.refuseAfter();
         return;
       }
-      if (body.ended) unwatch(this.bodyWait);
-      else if (this.pace?.tooSlow(now, body.bytes)) {
+      if (body.ended) this.bodyWait.stop();
+      else if (this.bodyWait.tooSlow(now, body.bytes)) {
         body.fail(new ClientBodyError(408, `the request body came slower than ${MIN_BODY_RATE} bytes/s`));
         this.refuseAfter();
         return;
@@ -293,10 +290,7 @@ export class Conn implements ResponseSink, ClientSide {
         rest = rest.subarray(used);
       }
       if (!body.ended) {
-        this.bodyWait.limit = this.server.settings.bodyTimeoutMs;
-        this.bodyWait.last = performance.now();
-        watch(this.bodyWait);
-        this.pace = new BodyPace(this.bodyWait.last);
+        this.bodyWait.start(this.server.settings.bodyTimeoutMs);
       }
     }
     this.buf = rest;
@@ -340,9 +334,8 @@ export class Conn implements ResponseSink, ClientSide {
       this.close();
       return;
     }
-    unwatch(this.bodyWait);
+    this.bodyWait.stop();
     this.body = undefined;
-    this.pace = undefined;
     this.busy = false;
     this.resumeReading();
     this.waitForHead(this.buf.byteLength === 0);
@@ -376,7 +369,7 @@ export class Conn implements ResponseSink, ClientSide {
    * the connection closes when that answer is done.
    */
   refuseAfter(): void {
-    unwatch(this.bodyWait);
+    this.bodyWait.stop();
     this.pauseReading();
   }
 
@@ -401,7 +394,7 @@ export class Conn implements ResponseSink, ClientSide {
   close(): void {
     if (this.closed) return;
     unwatch(this.headWait);
-    unwatch(this.bodyWait);
+    this.bodyWait.stop();
     const flushed = this.out.flushed();
     if (flushed === undefined) this.socket.end();
     else void flushed.then(() => this.socket.end());
@@ -411,7 +404,7 @@ export class Conn implements ResponseSink, ClientSide {
     if (this.closed) return;
     this.closed = true;
     unwatch(this.headWait);
-    unwatch(this.bodyWait);
+    this.bodyWait.stop();
     this.out.clear();
     if (this.counted !== undefined) this.countedBy?.release(this.counted);
     this.body?.fail(new Error("the client closed the connection"));

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { BODY_PACE_GRACE_MS, BodyPace, MIN_BODY_RATE } from "./body-pace.ts";
+import { BODY_PACE_GRACE_MS, BodyPace, MIN_BODY_RATE } from "./body-watch.ts";
 
 test("any pace within the grace; after it, an average under the minimum is too slow", () => {
   const p = new BodyPace(0);
