@@ -10,7 +10,7 @@ import { BodyIn } from "./body-in.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { type HeadError, isHeadError, parseRequestHead } from "./h1-request.ts";
 import { type ConnHost, type FrontHandler, type FrontRequest, Req, type Wire } from "./h1-types.ts";
-import { frameResponse } from "./h1-response.ts";
+import { refusal } from "./h1-response.ts";
 import { type ResponseSink, sendResponse } from "./h1-send.ts";
 import { type ClientSide, Pipe } from "./tunnel.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
@@ -355,11 +355,7 @@ export class Conn implements ResponseSink, ClientSide {
 
   private answerAndClose(status: number, reason: string, name?: string, value?: string): void {
     this.server.refused?.(status, reason, this.client);
-    const headers = new Headers({ "content-type": "text/plain; charset=utf-8" });
-    if (name !== undefined) headers.set(name, value!);
-    const res = frameResponse({ method: "GET", version: "1.1", keepAlive: false }, status, headers, { kind: "bytes", length: reason.length + 1 });
-    this.write(res.head);
-    this.write(`${reason}\n`);
+    this.write(refusal(status, reason, name, value));
     this.busy = true;
     this.close();
   }

@@ -109,6 +109,14 @@ export function frameResponse(x: Exchange, status: number, headers: Headers | Fi
   return { head: out, body: !noBody && !head, chunked, close };
 }
 
+/** refusal is the whole answer of a refusal the front end makes before any route (a malformed head, a cap): plain text saying why, the connection closing. */
+export function refusal(status: number, reason: string, name?: string, value?: string): string {
+  const headers = Fields.from({ "content-type": "text/plain; charset=utf-8" });
+  if (name !== undefined) headers.set(name, value!);
+  const body = `${reason}\n`;
+  return frameResponse({ method: "GET", version: "1.1", keepAlive: false }, status, headers, { kind: "bytes", length: body.length }).head + body;
+}
+
 /** chunkHead is the size line before a chunk of n bytes (RFC 9112 §7.1); the chunk ends with CRLF, and LAST_CHUNK ends the body (no trailers). */
 export function chunkHead(n: number): string {
   return `${n.toString(16)}\r\n`;
