@@ -140,12 +140,11 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
         ctx.upstream = ep.url;
         ctx.upstreamMs = performance.now() - t0;
         const code = (err as { code?: string }).code ?? (err as Error).name;
-        if (limited?.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
-        // The client broke its own body: the upstream is not to blame (its connection is closed, not reused: the exchange failed midway).
-        const clientError = limited?.state.clientError;
-        if (clientError !== undefined) {
-          ep.count("aborted");
-          throw new GatewayError(clientError.status, clientError.message, "downstream");
+        // The client broke its own body (too large, malformed, stalled): the upstream is not to blame (its connection is closed, not reused).
+        const fault = limited === undefined ? undefined : clientsFault(limited, route.maxBodySize);
+        if (fault !== undefined) {
+          if (fault.status !== 413) ep.count("aborted");
+          throw fault;
         }
         if (tryCtrl?.aborted && !ctrl.aborted) {
           ep.count("timeout");
@@ -218,12 +217,15 @@ async function readBody(ctx: RequestContext, limited: LimitedBody, chunked: bool
     if (b.kind === "whole" && chunked) ctx.bytesIn = b.bytes.byteLength;
     return b;
   } catch (e) {
-    const route = ctx.route!;
-    if (limited.state.tooLarge) throw new GatewayError(413, `request body over the ${route.maxBodySize}-byte limit`, "downstream");
-    const clientError = limited.state.clientError;
-    if (clientError !== undefined) throw new GatewayError(clientError.status, clientError.message, "downstream");
-    throw new GatewayError(499, CLIENT_GONE, "downstream", String((e as Error).message ?? e));
+    throw clientsFault(limited, ctx.route!.maxBodySize) ?? new GatewayError(499, CLIENT_GONE, "downstream", String((e as Error).message ?? e));
   }
+}
+
+/** clientsFault is the client's own failure of its body, as the error it gets: 413 past max_body_size, 400 or 408 for a broken or stalled body. */
+function clientsFault(limited: LimitedBody, maxBodySize: number): GatewayError | undefined {
+  if (limited.state.tooLarge) return new GatewayError(413, `request body over the ${maxBodySize}-byte limit`, "downstream");
+  const e = limited.state.clientError;
+  return e === undefined ? undefined : new GatewayError(e.status, e.message, "downstream");
 }
 
 /** fromFetch gives fetch's answer the client's shape: hop-by-hop fields removed, the body's form decided by its declared length. */
