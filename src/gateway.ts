@@ -5,6 +5,7 @@ import { problemLines } from "./config/problems.ts";
 import type { Config } from "./config/types.ts";
 import { buildGeneration, buildGenerationAsync, type Generation } from "./generation.ts";
 import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "./instance-files.ts";
+import { adminAllows } from "./proxy/policy/admin-access.ts";
 import { adminApp, type AdminState } from "./observability/admin.ts";
 import { setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
@@ -87,6 +88,7 @@ export class Gateway {
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
       upstreams: () => this.endpoints.describe(performance.now()),
+      allowed: (ip) => adminAllows(this.gen?.config.global, ip),
     };
     const admin = adminApp(this.state);
     this.listeners = new Listeners(

@@ -8,6 +8,8 @@ import { statsFor } from "./observability/gateway-metrics.ts";
 import { cachePhase } from "./proxy/cache-phase.ts";
 import type { CompiledRoute, HandlerView, ProxyRoute, RequestContext, ResponseFilter, Site } from "./proxy/context.ts";
 import { hstsFilter } from "./proxy/hsts.ts";
+import { errorPagesFilter } from "./proxy/policy/error-pages.ts";
+import { policyPhases } from "./proxy/policy/compile.ts";
 import { forward } from "./proxy/forward.ts";
 import { HostRouter, PathRouter } from "./proxy/router.ts";
 import { directorySource, staticHandler } from "./static/index.ts";
@@ -126,19 +128,26 @@ function redirectRoute(a: RedirectAction): CompiledRoute["handle"] {
   };
 }
 
-/** NO_FILTERS is the request filters of a route that has none (all of them, until access rules and rate limits come). */
+/** NO_FILTERS is the response filters of a site that has none. */
 const NO_FILTERS: readonly never[] = [];
 
-function compileRoute(route: PathRoute, deps: GenerationDeps, pools: Pools, responseFilters: readonly ResponseFilter[]): CompiledRoute | undefined {
+function compileRoute(
+  route: PathRoute,
+  site: SiteConfig,
+  deps: GenerationDeps,
+  pools: Pools,
+  siteFilters: readonly ResponseFilter[],
+): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
+  const { filters, responseFilters } = policyPhases(route, site.pages, siteFilters, (release) => pools.unsubscribe.push(release));
   const base = {
     name: route.name,
     prefix: route.prefix,
     stats: statsFor(route.name),
     maxBodySize: route.maxBodySize,
     allowTrace: route.allowTrace,
-    filters: NO_FILTERS,
+    filters,
     responseFilters,
   };
   if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, pools) };
@@ -151,17 +160,18 @@ function compileSite(site: SiteConfig, deps: GenerationDeps, pools: Pools, names
   const hsts = h ? `max-age=${h.maxAge}${h.includeSubDomains ? "; includeSubDomains" : ""}${h.preload ? "; preload" : ""}` : undefined;
   const responseFilters = hsts === undefined ? NO_FILTERS : [hstsFilter(hsts)];
   const [root, ...subs] = site.routes;
-  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, deps, pools, responseFilters) : undefined);
+  const paths = new PathRouter<CompiledRoute>(root ? compileRoute(root, site, deps, pools, responseFilters) : undefined);
   if (root?.action) names.add(root.name);
   for (const r of subs) {
-    const c = compileRoute(r, deps, pools, responseFilters);
+    const c = compileRoute(r, site, deps, pools, responseFilters);
     if (c) {
       paths.add(r.prefix, c);
       names.add(r.name);
     }
   }
   const secure = site.tls.mode !== "off" && https;
-  return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect };
+  const pages = errorPagesFilter(site.pages);
+  return { name: site.name, lookup: (path) => paths.lookup(path), secure, redirectHttps: secure && site.tls.redirect, pages };
 }
 
 type Build = { readonly router: HostRouter<Site>; readonly pools: Pools; readonly names: Set<string> };

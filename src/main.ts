@@ -1,4 +1,4 @@
-/** gatehouse's command line: run, check, reload, version. The only file that touches process (argv, signals, exit). */
+/** gatehouse's command line: run, check, reload, hash-password, version. The only file that touches process (argv, signals, exit). */
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import defaultConfigText from "../config.toml" with { type: "text" };
@@ -13,6 +13,7 @@ import { StartCancelled, Supervisor } from "./workers/supervisor.ts";
 import { Worker } from "./workers/worker.ts";
 import type { SpawnSpec } from "./workers/worker-process.ts";
 import { log } from "./observability/log.ts";
+import { hashPassword } from "./proxy/policy/basic-auth.ts";
 import { VERSION } from "./version.ts";
 
 const USAGE = `usage: gatehouse [command] [-c FILE]
@@ -22,6 +23,9 @@ commands:
   check    validate the config and every route file; exit 1 with one line per problem
   reload   make the running instance reload its config; exit 0 once the new config is live
   version  print version and build info
+  hash-password
+           read a password from the terminal (asked twice, not shown) or from stdin
+           and print its argon2id hash, for [basic_auth] users in a route file
 
 options:
   -c, --config FILE   config file (default ./config.toml; when it is missing, run and check
@@ -221,6 +225,55 @@ async function run(args: Args): Promise<number> {
   return 0;
 }
 
+/** readHidden asks for a line on the terminal without echoing it (raw mode: Enter ends it, Ctrl-C or Ctrl-D gives up). */
+function readHidden(prompt: string): Promise<string | undefined> {
+  process.stderr.write(prompt);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolveP) => {
+    let text = "";
+    const onData = (d: Buffer) => {
+      for (const ch of d.toString("utf8")) {
+        if (ch === "\r" || ch === "\n" || ch === "\u0003" || ch === "\u0004") {
+          stdin.off("data", onData);
+          stdin.setRawMode(false);
+          stdin.pause();
+          process.stderr.write("\n");
+          resolveP(ch === "\r" || ch === "\n" ? text : undefined);
+          return;
+        }
+        if (ch === "\u007f" || ch === "\b") text = [...text].slice(0, -1).join("");
+        else text += ch;
+      }
+    };
+    stdin.on("data", onData);
+  });
+}
+
+/** hashPasswordCommand prints the argon2id hash of a password read from the terminal (twice, hidden) or from stdin (its first line). */
+async function hashPasswordCommand(): Promise<number> {
+  let password: string | undefined;
+  if (process.stdin.isTTY) {
+    password = await readHidden("password: ");
+    const again = password === undefined ? undefined : await readHidden("again: ");
+    if (password === undefined || again === undefined) return 1;
+    if (again !== password) {
+      console.error("gatehouse: the passwords differ; nothing printed");
+      return 1;
+    }
+  } else {
+    const text = await Bun.stdin.text();
+    password = text.split(/\r?\n/)[0];
+  }
+  if (!password) {
+    console.error("gatehouse: empty password; nothing printed");
+    return 1;
+  }
+  console.log(await hashPassword(password));
+  return 0;
+}
+
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (typeof args === "string") {
@@ -234,6 +287,8 @@ async function main(): Promise<number> {
       return check(args);
     case "reload":
       return reload(args);
+    case "hash-password":
+      return hashPasswordCommand();
     case "version":
       console.log(`gatehouse ${VERSION} (bun ${Bun.version}, ${process.platform}/${process.arch}${Bun.main.includes("$bunfs") ? ", compiled" : ""})`);
       return 0;

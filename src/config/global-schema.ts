@@ -1,4 +1,5 @@
 /** Reading config.toml into GlobalConfig. */
+import { readAccessTable } from "./policy-schema.ts";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readLimits, readProxyProtocol } from "./limits-schema.ts";
 import { closest } from "../lib/did-you-mean.ts";
@@ -216,6 +217,9 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   cacheR?.done();
 
   const limits = readLimits(r.table("limits"));
+  const adminR = r.table("admin");
+  const adminAccess = adminR ? readAccessTable(adminR) : undefined;
+  adminR?.done();
 
   const global: GlobalConfig = {
     file,
@@ -226,6 +230,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     shutdownGrace: r.duration("shutdown_grace", 30_000),
     workers: readWorkers(r),
     listen: { ...listen, idleTimeout, http2, publicHttpsPort, proxyProtocol },
+    admin: { access: adminAccess },
     limits,
     proxy: { ...proxy, trustedProxies: trusted, via },
     log,

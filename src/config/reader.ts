@@ -143,6 +143,11 @@ export class Reader {
     return out;
   }
 
+  /** keys lists the keys this table holds, in file order (for tables whose keys are the operator's own names: users, fields, statuses). */
+  keys(): string[] {
+    return Object.keys(this.obj);
+  }
+
   /** table returns a Reader for a sub-table, or undefined when the key is absent. */
   table(key: string): Reader | undefined {
     const v = this.typed(key, isTable, "a table");

@@ -4,6 +4,8 @@ import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } 
 import { ACME_CHALLENGES } from "./acme-schema.ts";
 import { readCacheRules } from "./cache-schema.ts";
 import { readProxyOptions } from "./global-schema.ts";
+import { readPolicy, readSitePages } from "./policy-schema.ts";
+import { NO_POLICY } from "./policy-types.ts";
 import { resolvePath } from "./locations.ts";
 import type { Reader } from "./reader.ts";
 import type { Action, GlobalConfig, Hsts, PathRoute, ProxyOptions, SiteAcme, SiteConfig, SiteTls, TlsMode, Upstream } from "./types.ts";
@@ -92,6 +94,9 @@ function readAction(r: Reader, g: GlobalConfig, proxy: ProxyOptions, stripPrefix
   }
   return undefined;
 }
+
+/** REFINING_KEYS are the keys with which a [[paths]] entry without an action of its own applies the site's action under other rules. */
+const REFINING_KEYS: readonly string[] = ["cache", "rate_limit", "access", "basic_auth", "forward_auth", "headers"];
 
 function hasAction(r: Reader): boolean {
   return r.has("upstreams") || r.has("static") || r.has("redirect");
@@ -241,7 +246,9 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
   const proxy = readProxyOptions(r, g.proxy, g.dir);
   const cache = readCacheRules(r, undefined);
   const allowTrace = r.bool("allow_trace", false);
-  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache, allowTrace }];
+  const policy = readPolicy(r, NO_POLICY);
+  const pages = readSitePages(r, g.dir);
+  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache, allowTrace, policy }];
   const prefixes = new Set<string>(["/"]);
   for (const p of r.tableList("paths")) {
     const raw = p.requiredString("prefix", 'a path prefix such as "/api/"') ?? "/";
@@ -254,13 +261,20 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     const own = readAction(p, g, options, p.bool("strip_prefix", false));
     const pathCache = readCacheRules(p, cache);
     const pathTrace = p.bool("allow_trace", allowTrace);
-    // An entry with only cache rules refines the site's own action for its prefix.
-    const action = own ?? (!hasAction(p) && p.has("cache") ? routes[0]!.action : undefined);
-    if (!action && !hasAction(p)) p.problem("", "does nothing", "one of upstreams, static, redirect, or a [paths.cache] table for the site's own action");
+    const pathPolicy = readPolicy(p, policy);
+    // An entry with only cache rules or policy (an auth for /admin, a limit for /api) refines the site's own action for its prefix.
+    const refines = !hasAction(p) && REFINING_KEYS.some((k) => p.has(k));
+    const action = own ?? (refines ? routes[0]!.action : undefined);
+    if (!action && !hasAction(p))
+      p.problem(
+        "",
+        "does nothing",
+        "one of upstreams, static, redirect, or cache or policy tables ([paths.cache], [paths.basic_auth], …) for the site's own action",
+      );
     p.done();
-    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache, allowTrace: pathTrace });
+    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache, allowTrace: pathTrace, policy: pathPolicy });
   }
   if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
   r.done();
-  return { name, file, hosts, tls, routes, ...(acme ? { acme } : {}) };
+  return { name, file, hosts, tls, routes, pages, ...(acme ? { acme } : {}) };
 }

@@ -1,6 +1,7 @@
 /** The internal model that config files compile to; everything here is plain data, validated. */
 import type { CertBundle } from "../lib/cert-info.ts";
 import type { Cidr } from "../lib/cidr.ts";
+import type { AccessRule, RoutePolicy, SitePages } from "./policy-types.ts";
 
 /** Address is a listener address as written ("127.0.0.1:8080") and as Bun.serve needs it. */
 export type Address = { readonly text: string; readonly hostname: string; readonly port: number };
@@ -100,6 +101,8 @@ export type PathRoute = {
   readonly cache: CacheRules | undefined;
   /** allowTrace lets TRACE requests through to the route (RFC 9110 §9.3.8); off by default, as they echo what the client sent, cookies included. */
   readonly allowTrace: boolean;
+  /** policy is the route's traffic policy: rate limits, IP rules, basic and forward auth, header rules. */
+  readonly policy: RoutePolicy;
 };
 
 /** Hsts is a site's Strict-Transport-Security policy (RFC 6797 §6.1), sent on its HTTPS responses. */
@@ -128,6 +131,8 @@ export type SiteConfig = {
   readonly hosts: readonly string[];
   readonly tls: SiteTls;
   readonly routes: readonly PathRoute[];
+  /** pages are the site's [error_pages] and its maintenance switch. */
+  readonly pages: SitePages;
   /** acme is the site's own [acme] table (tls = "acme" only); undefined: everything from config.toml's [acme]. */
   readonly acme?: SiteAcme;
 };
@@ -188,6 +193,8 @@ export type GlobalConfig = {
     /** proxyProtocol lists the sources that may open a public connection with a PROXY v1/v2 preamble. */
     readonly proxyProtocol: readonly Cidr[];
   };
+  /** admin is [admin]: who may use the admin listener (no lists: whoever reaches its address). */
+  readonly admin: { readonly access: AccessRule | undefined };
   readonly limits: Limits;
   readonly proxy: ProxyOptions & { readonly trustedProxies: readonly Cidr[]; readonly via: string };
   readonly log: { readonly level: LogLevel; readonly access: boolean };

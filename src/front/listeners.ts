@@ -28,7 +28,7 @@ export type ListenerHandlers = {
     readonly alpnChallenge?: (name: string) => NativeContext | undefined;
   };
   readonly https: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined>;
-  readonly admin: (req: Request) => Response | Promise<Response>;
+  readonly admin: (req: Request, server: Bun.Server<undefined>) => Response | Promise<Response>;
 };
 
 /** TlsSet is what the HTTPS listener serves: Bun.serve `tls` entries (fallback first) and a digest that changes when any of them does. */

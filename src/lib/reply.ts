@@ -9,6 +9,9 @@ export type ReplyBody = Uint8Array | ReadableStream<Uint8Array> | null;
  * a native object with a copy of its headers and (for bytes) of its body. The bytes of a body in memory must not change once in a Reply.
  */
 export class Reply {
+  /** own marks an answer the gateway made itself (its errors and refusals), which a site's error pages may replace. */
+  own = false;
+
   constructor(
     public status: number,
     public headers: Fields,

@@ -21,14 +21,26 @@ export interface AdminState {
   metrics?(): Promise<string>;
   /** workers lists the worker processes (GET /workers), when a supervisor runs them. */
   workers?(): unknown[];
+  /** allowed says whether a client address may use the admin listener ([admin] allow and deny of the live config). */
+  allowed?(ip: string): boolean;
 }
+
+/** AdminServer is what Bun.serve hands the admin app beside the request: the client's address. */
+type AdminServer = { requestIP(req: Request): { address: string } | null };
 
 /**
  * adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams (and /workers under a supervisor); POST
  * /certificates/NAME/renew, /cache/purge.
  */
-export function adminApp(state: AdminState): Hono {
-  const app = new Hono();
+export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
+  const app = new Hono<{ Bindings: AdminServer }>();
+  // [admin] allow/deny: a client outside them gets 403 on every path, before any route.
+  app.use(async (c, next) => {
+    const ip = c.env?.requestIP(c.req.raw)?.address;
+    if (state.allowed && (ip === undefined || !state.allowed(ip)))
+      return c.text("forbidden: this address may not use the admin listener ([admin] allow)\n", 403);
+    await next();
+  });
   app.get("/healthz", (c) => c.text("ok\n"));
   app.get("/readyz", (c) => (state.ready() ? c.text("ready\n") : c.text("not ready\n", 503)));
   app.get("/metrics", async (c) =>

@@ -51,6 +51,14 @@ export const upstreamEjections = registry.register(
 export const healthChecks = registry.register(
   new Counter("gatehouse_upstream_health_checks_total", "Active health checks, by result (ok, fail).", ["route", "upstream", "result"]),
 );
+export const rateLimited = registry.register(new Counter("gatehouse_rate_limited_total", "Requests answered 429 by a rate limit of their route.", ["route"]));
+export const accessDenied = registry.register(
+  new Counter(
+    "gatehouse_access_denied_total",
+    "Requests refused by their route's access policy: reason ip (403), basic_auth (401), forward_auth (the auth service's refusal, or 503/504 when it failed).",
+    ["route", "reason"],
+  ),
+);
 export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
 export const cacheSize = registry.register(
   new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."),

@@ -57,6 +57,8 @@ export type Site = {
   readonly secure: boolean;
   /** redirectHttps is set when plain HTTP requests get a 308 to HTTPS. */
   readonly redirectHttps: boolean;
+  /** pages puts the site's error page into the answers made before a route is known (404 for an unrouted path). */
+  readonly pages: ResponseFilter | undefined;
 };
 
 /** Hop is how this gateway describes itself and judges clients: Via pseudonym, trusted proxies. */
@@ -105,6 +107,10 @@ export type RequestContext = {
   readonly start: number;
   /** peer caches clientOf(ctx): the peer address costs a fifth of a cache hit in Bun (an object per lookup), so it is read on first use only. */
   peer: string | undefined;
+  /** client caches trustedClient(ctx) (policy/client-address.ts): the peer, or behind trusted proxies the address their X-Forwarded-For names. */
+  client: string | undefined;
+  /** user is who basic or forward auth let through, for the access log and the {user} placeholder. */
+  user: string | undefined;
   readonly scheme: "http" | "https";
   readonly host: string;
   readonly path: string;
@@ -161,6 +167,8 @@ export function newContext(
     id: requestId(headers.get("x-request-id")),
     start: performance.now(),
     peer: undefined,
+    client: undefined,
+    user: undefined,
     scheme,
     host,
     path,

@@ -9,10 +9,13 @@ export type ErrorSource = "downstream" | "upstream" | "internal";
 
 const REASONS: Record<number, string> = {
   400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
   413: "Content Too Large",
   421: "Misdirected Request",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   499: "Client Closed Request",
   500: "Internal Server Error",
@@ -44,7 +47,14 @@ export function errorResponse(status: number, message: string, requestId: string
   const body = Buffer.from(`${status} ${reason}: ${message}\nrequest id: ${requestId}\n`);
   // Its length said up front, so that every front end can send it with Content-Length rather than chunked.
   headers.set("content-length", String(body.byteLength));
-  return new Reply(status, headers, body);
+  const reply = new Reply(status, headers, body);
+  reply.own = true;
+  return reply;
+}
+
+/** reasonOf is the reason phrase of a status the gateway answers itself ("Error" for others). */
+export function reasonOf(status: number): string {
+  return REASONS[status] ?? "Error";
 }
 
 /**

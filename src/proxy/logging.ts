@@ -1,7 +1,8 @@
 /** The logging phase: metrics and one access-log line per request, written once when the response has ended. */
 import { type Answered, Reply } from "../lib/reply.ts";
 import { log } from "../observability/log.ts";
-import { clientOf, type RequestContext } from "./context.ts";
+import type { RequestContext } from "./context.ts";
+import { trustedClient } from "./policy/client-address.ts";
 import { unroutedStats } from "./unrouted.ts";
 
 /**
@@ -38,6 +39,7 @@ export function logging(ctx: RequestContext): void {
   const status = ctx.status;
   (ctx.route?.stats ?? unroutedStats()).record(status, ms / 1000);
   if (!log.access) return;
+  const client = trustedClient(ctx);
   log.push(
     `${JSON.stringify({
       time: new Date().toISOString(),
@@ -45,7 +47,10 @@ export function logging(ctx: RequestContext): void {
       msg: "access",
       worker: log.worker,
       request_id: ctx.id,
-      client: clientOf(ctx),
+      client,
+      // The connection's own peer, when it is a trusted proxy speaking for the client.
+      peer: ctx.peer === client ? undefined : ctx.peer,
+      user: ctx.user,
       host: ctx.host,
       route: ctx.route?.name ?? null,
       method: ctx.method,

@@ -46,7 +46,10 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Answered | un
     const host = colon > ctx.host.lastIndexOf("]") ? ctx.host.slice(0, colon) : ctx.host;
     return new Response(null, { status: 308, headers: { location: `https://${host}${v.httpsPortSuffix}${path}${ctx.query}`, "x-request-id": ctx.id } });
   }
-  if (route === undefined) return failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
+  if (route === undefined) {
+    const res = failWith(ctx, new GatewayError(404, "no route for this path", "downstream"));
+    return site.pages === undefined ? res : site.pages(ctx, res);
+  }
   ctx.route = route;
   // TRACE echoes the request, credentials included (RFC 9110 §9.3.8): only a route that asks for it gets it.
   if (ctx.method === "TRACE" && !route.allowTrace) return failWith(ctx, new GatewayError(405, "TRACE is not allowed on this route", "downstream"), ALLOW);

@@ -5,6 +5,7 @@ import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from ".
 import type { Config, GlobalConfig } from "../config/types.ts";
 import { problemLines } from "../config/problems.ts";
 import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../instance-files.ts";
+import { adminAllows } from "../proxy/policy/admin-access.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
@@ -101,6 +102,7 @@ export class Supervisor {
       upstreams: () => this.fleet.upstreams(),
       metrics: () => this.fleet.metrics(),
       workers: () => this.workers.describe(),
+      allowed: (ip) => adminAllows(this.live?.global, ip),
     };
     const unused = () => new Response(null, { status: 500 });
     this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });

@@ -1,0 +1,98 @@
+/** Forward auth ([forward_auth], nginx's auth_request, Traefik's ForwardAuth): the auth service judges each request from its fields before it is forwarded. */
+import type { Cell } from "../../observability/metrics.ts";
+import type { ForwardAuth } from "../../config/policy-types.ts";
+import { Fields } from "../../lib/fields.ts";
+import { HOP_BY_HOP } from "../../lib/http.ts";
+import { Reply } from "../../lib/reply.ts";
+import { log } from "../../observability/log.ts";
+import type { RequestContext, RequestFilter } from "../context.ts";
+import { failWith, GatewayError } from "../errors.ts";
+import { trustedClient } from "./client-address.ts";
+
+/** NOT_SENT are the request fields the auth service does not get: the hop's own, the body's framing (it gets no body), and Host (X-Forwarded-Host says it). */
+const NOT_SENT = new Set([...HOP_BY_HOP, "host", "content-length", "expect"]);
+/** NOT_RETURNED are the auth answer's fields a client does not get from us: the hop's own and the framing we redo. */
+const NOT_RETURNED = new Set([...HOP_BY_HOP, "content-length"]);
+/** MAX_ANSWER bounds the body of a refusal passed back to the client (a login page, a JSON error). */
+const MAX_ANSWER = 1024 * 1024;
+
+/** authRequest is the auth service's request: the client's own fields (Cookie and Authorization included) and X-Forwarded-Method, -Proto, -Host, -Uri, -For. */
+function authRequest(ctx: RequestContext): Headers {
+  const h = new Headers();
+  ctx.headers.forEach((value, name) => {
+    if (!NOT_SENT.has(name) && !name.startsWith("x-forwarded-")) h.append(name, value);
+  });
+  h.set("x-forwarded-method", ctx.method);
+  h.set("x-forwarded-proto", ctx.scheme);
+  h.set("x-forwarded-host", ctx.host);
+  h.set("x-forwarded-uri", ctx.path + ctx.query);
+  h.set("x-forwarded-for", trustedClient(ctx));
+  h.set("x-request-id", ctx.id);
+  return h;
+}
+
+/** passBack is the auth service's refusal as the client gets it: its status, fields (Location, Set-Cookie, WWW-Authenticate) and body. */
+async function passBack(ctx: RequestContext, res: Response): Promise<Reply> {
+  const body = new Uint8Array(await res.arrayBuffer());
+  if (body.byteLength > MAX_ANSWER) throw new GatewayError(502, "the auth service's answer is too large", "upstream");
+  const headers = new Fields();
+  res.headers.forEach((value, name) => {
+    if (!NOT_RETURNED.has(name) && name !== "set-cookie") headers.append(name, value);
+  });
+  // Each cookie its own field: they cannot be joined with commas (RFC 6265 §3).
+  for (const c of res.headers.getSetCookie()) headers.append("set-cookie", c);
+  headers.set("content-length", String(body.byteLength));
+  headers.set("x-request-id", ctx.id);
+  ctx.bytesOut = body.byteLength;
+  return new Reply(res.status, headers, body);
+}
+
+/**
+ * forwardAuthFilter asks the auth service about each request (GET, no body). A 2xx lets it through, with the named fields of the answer copied onto it (the
+ * client's own fields of those names removed first, so they cannot be forged); anything else goes back to the client as the service sent it. A timeout is 504,
+ * an unreachable or broken service 503: the route fails closed, and says so in the log.
+ */
+export function forwardAuthFilter(cfg: ForwardAuth, denied: Cell): RequestFilter {
+  return async (ctx) => {
+    let res: Response;
+    try {
+      res = await fetch(cfg.url, {
+        method: "GET",
+        headers: authRequest(ctx),
+        redirect: "manual",
+        decompress: false,
+        signal: AbortSignal.timeout(cfg.timeout),
+      } as RequestInit);
+    } catch (e) {
+      const timedOut = (e as Error).name === "TimeoutError";
+      log.warn("forward auth failed", {
+        request_id: ctx.id,
+        route: ctx.route?.name,
+        url: cfg.url,
+        error: timedOut ? "timeout" : String((e as Error).message ?? e),
+      });
+      denied.value++;
+      return failWith(
+        ctx,
+        timedOut
+          ? new GatewayError(504, "the auth service did not answer in time", "upstream", `forward auth: timeout after ${cfg.timeout} ms`)
+          : new GatewayError(503, "the auth service is unreachable", "upstream", `forward auth: ${String((e as Error).message ?? e)}`),
+      );
+    }
+    if (res.status >= 200 && res.status < 300) {
+      for (const name of cfg.copyHeaders) {
+        ctx.headers.delete(name);
+        const v = res.headers.get(name);
+        if (v !== null) ctx.headers.set(name, v);
+      }
+      ctx.user ??= res.headers.get("remote-user") ?? undefined;
+      void res.body?.cancel().catch(() => undefined);
+      return undefined;
+    }
+    denied.value++;
+    ctx.error = `forward auth: ${res.status}`;
+    return passBack(ctx, res).catch((e) =>
+      failWith(ctx, e instanceof GatewayError ? e : new GatewayError(503, "the auth service's answer broke off", "upstream", `forward auth: ${String(e)}`)),
+    );
+  };
+}
