@@ -33,7 +33,10 @@ const auth = origin((req) => {
   return new Response(null, { status: 302, headers: { location: `https://sso.test/login?rd=${encodeURIComponent(h.get("x-forwarded-uri") ?? "")}` } });
 });
 /** hang never answers in time (a bounded 5 s). */
-const hang = origin(() => Bun.sleep(5000).then(() => new Response("late")));
+const hang = origin(async () => {
+  await Bun.sleep(5000);
+  return new Response("late");
+});
 const gone = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
 const gonePort = gone.port;
 gone.stop(true);
