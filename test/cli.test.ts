@@ -80,3 +80,16 @@ test("reload without a running instance says so and exits 1", () => {
   expect(r.code).toBe(1);
   expect(r.err).toContain("no running instance");
 });
+
+test("hash-password prints an argon2id hash of the password on stdin, which [basic_auth] accepts and which verifies; an empty one is refused", async () => {
+  const r = Bun.spawnSync([BUN, MAIN, "hash-password"], { stdin: Buffer.from("correct horse battery\n") });
+  expect(r.exitCode).toBe(0);
+  const hash = r.stdout.toString().trim();
+  expect(hash).toStartWith("$argon2id$v=19$m=19456,t=2,p=1$");
+  expect(await Bun.password.verify("correct horse battery", hash)).toBe(true);
+  expect(await Bun.password.verify("correct horse battery\n", hash)).toBe(false);
+  const empty = Bun.spawnSync([BUN, MAIN, "hash-password"], { stdin: Buffer.from("\n") });
+  expect(empty.exitCode).toBe(1);
+  expect(empty.stdout.toString()).toBe("");
+  expect(empty.stderr.toString()).toContain("empty password");
+});

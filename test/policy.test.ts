@@ -175,3 +175,9 @@ test("[admin] allow: the admin listener answers listed addresses and refuses oth
   expect(other.status).toBe(403);
   expect(other.body).not.toContain("gatehouse_");
 });
+
+test("a reload keeps the buckets of unchanged limits: what a client spent stays spent", async () => {
+  expect((await ask(gw.httpPort, { from: "127.0.0.2", host: "limited.test" })).status).toBe(429);
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  expect((await ask(gw.httpPort, { from: "127.0.0.2", host: "limited.test" })).status).toBe(429);
+});
