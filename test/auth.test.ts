@@ -5,7 +5,13 @@ import { ask } from "./policy-client.ts";
 
 /** seen records the fields the app got that auth may add or must remove. */
 const seen: Record<string, string | null>[] = [];
+let origins = 0;
 const app = origin((req) => {
+  origins++;
+  const path = new URL(req.url).pathname;
+  // Per-user answers that say nothing of privacy, and one that says it may be shared.
+  if (path.startsWith("/cached/"))
+    return new Response(`for ${req.headers.get("x-user")}`, { headers: { "cache-control": path.endsWith("/shared") ? "public, max-age=60" : "max-age=60" } });
   seen.push(Object.fromEntries(["authorization", "remote-user", "remote-groups", "cookie"].map((n) => [n, req.headers.get(n)])));
   return new Response(`app ${new URL(req.url).pathname}`);
 });
@@ -53,6 +59,7 @@ beforeAll(async () => {
       basic: `hosts = ["basic.test"]\n${up}\n[basic_auth]\nrealm = "family photos"\nusers = { alice = "${hash}" }\n[[paths]]\nprefix = "/public"\nbasic_auth = false\n[[paths]]\nprefix = "/pass"\n[paths.basic_auth]\nusers = { alice = "${hash}" }\nforward_authorization = true\n`,
       sso: `hosts = ["sso.test"]\n${up}\n[forward_auth]\nurl = "http://127.0.0.1:${auth.port}/verify"\ncopy_headers = ["Remote-User", "Remote-Groups"]\ntimeout = "2s"\n`,
       slow: `hosts = ["slow.test"]\n${up}\n[forward_auth]\nurl = "http://127.0.0.1:${hang.port}/verify"\ntimeout = "300ms"\n`,
+      cached: `hosts = ["cached.test"]\n${up}\n[cache]\n[basic_auth]\nusers = { alice = "${hash}", bob = "${hash}" }\n[headers]\nrequest_set = { "X-User" = "{user}" }\n`,
       down: `hosts = ["down.test"]\n${up}\n[forward_auth]\nurl = "http://127.0.0.1:${gonePort}/verify"\n`,
     },
   });
@@ -147,4 +154,16 @@ test("forward auth fails closed: a service that hangs is 504 after its timeout, 
   expect((await ask(gw.httpPort, { host: "down.test" })).status).toBe(503);
   await gw.waitForLog((l) => l.msg === "forward auth failed" && l.error === "timeout");
   await gw.waitForLog((l) => l.msg === "forward auth failed" && String(l.url).includes(String(gonePort)));
+});
+
+test("a response to a request that auth let through is stored only when it says it may be shared (RFC 9111 §3.5), though Authorization was removed", async () => {
+  const as = (user: string, path: string) => ask(gw.httpPort, { host: "cached.test", path, headers: { authorization: basic(user, "correct horse") } });
+  const before = origins;
+  expect((await as("alice", "/cached/mine")).body).toBe("for alice");
+  expect((await as("bob", "/cached/mine")).body).toBe("for bob");
+  expect(origins).toBe(before + 2);
+  await as("alice", "/cached/shared");
+  const shared = await as("bob", "/cached/shared");
+  expect(shared.body).toBe("for alice");
+  expect(origins).toBe(before + 3);
 });

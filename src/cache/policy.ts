@@ -34,8 +34,14 @@ const no = (reason: string): Storability => ({ ok: false, reason });
  * field parses, no allocation on the common path. Only GET is stored (HEAD is answered from a stored GET);
  * Set-Cookie without `public` or `s-maxage` is refused, a choice of ours (nginx and Varnish do the same):
  * RFC 9111 §7.3 says Set-Cookie does not inhibit caching, but a shared cache would hand one user's cookie to all.
+ * `authorized` says the request was authenticated (RFC 9111 §3.5), by its Authorization field or by the gateway's own auth, which removes the field.
  */
-export function storable(method: string, reqHeaders: FieldReader, res: { status: number; headers: FieldReader }): Storability {
+export function storable(
+  method: string,
+  reqHeaders: FieldReader,
+  res: { status: number; headers: FieldReader },
+  authorized = reqHeaders.has("authorization"),
+): Storability {
   if (method !== "GET") return no("method"); // §3: a method we understand; HEAD responses carry no content to store
   const status = res.status;
   if (status === 206) return no("partial"); // §3.3: we keep complete responses only
@@ -48,7 +54,7 @@ export function storable(method: string, reqHeaders: FieldReader, res: { status:
   if (rd.has("no-store") && !mustUnderstand) return no("no-store"); // §5.2.2.5; §5.2.2.3 lets must-understand override it
   if (rd.has("private")) return no("private"); // §5.2.2.7; a qualified private is treated as unqualified (its own Note)
   const shared = rd.has("public") || rd.has("s-maxage");
-  if (reqHeaders.has("authorization") && !shared && !rd.has("must-revalidate")) return no("authorization"); // §3.5
+  if (authorized && !shared && !rd.has("must-revalidate")) return no("authorization"); // §3.5
   if (varyNames(res.headers) === "*") return no("vary-star"); // §4.1: Vary: * never matches, storing it is waste
   if (res.headers.has("set-cookie") && !shared) return no("set-cookie");
   if (HEURISTIC_STATUSES.has(status)) return OK; // §3, §4.2.2

@@ -96,7 +96,8 @@ export class Filler {
     asked: Fields,
     status: string,
   ): Promise<Reply> {
-    const ok = storable("GET", asked, res);
+    // A request that basic or forward auth let through is authenticated even when its Authorization was removed (or it never had one).
+    const ok = storable("GET", asked, res, ctx.user !== undefined || asked.has("authorization"));
     const declared = Number(res.headers.get("content-length") ?? NaN);
     if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
       return tag(res, `${status}; detail=${ok.ok ? (res.body === null ? "no-body" : "too-large") : ok.reason}`);

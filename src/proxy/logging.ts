@@ -50,7 +50,7 @@ export function logging(ctx: RequestContext): void {
       client,
       // The connection's own peer, when it is a trusted proxy speaking for the client.
       peer: ctx.peer === client ? undefined : ctx.peer,
-      user: ctx.user,
+      user: ctx.user || undefined,
       host: ctx.host,
       route: ctx.route?.name ?? null,
       method: ctx.method,

@@ -85,7 +85,8 @@ export function forwardAuthFilter(cfg: ForwardAuth, denied: Cell): RequestFilter
         const v = res.headers.get(name);
         if (v !== null) ctx.headers.set(name, v);
       }
-      ctx.user ??= res.headers.get("remote-user") ?? undefined;
+      // "" when the service names no user: the request is still an authenticated one (the cache keeps its answer to itself, RFC 9111 §3.5).
+      ctx.user ??= res.headers.get("remote-user") ?? "";
       void res.body?.cancel().catch(() => undefined);
       return undefined;
     }
