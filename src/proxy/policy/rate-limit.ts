@@ -7,6 +7,13 @@ import { cookieValue } from "../hash-key.ts";
 import { trustedClient } from "./client-address.ts";
 import type { Buckets } from "./token-buckets.ts";
 
+/** LONG_KEY: a field or cookie value longer than this is kept as its 64-bit hash, so max_keys bounds bytes as well as keys. */
+const LONG_KEY = 64;
+
+function valueKey(v: string): string {
+  return v.length > LONG_KEY ? `#${Bun.hash(v).toString(36)}` : `=${v}`;
+}
+
 /** keyOf is the request's bucket key for a limit: undefined for the route's one bucket; a missing field or cookie falls back to the client's address. */
 function keyOf(ctx: RequestContext, key: RateKey): string | undefined {
   switch (key.kind) {
@@ -17,11 +24,11 @@ function keyOf(ctx: RequestContext, key: RateKey): string | undefined {
     case "header": {
       // Values and addresses are told apart, so that a field naming someone's address cannot spend that client's tokens.
       const v = ctx.headers.get(key.name);
-      return v === null ? `@${trustedClient(ctx)}` : `=${v}`;
+      return v === null ? `@${trustedClient(ctx)}` : valueKey(v);
     }
     case "cookie": {
       const v = cookieValue(ctx, key.name);
-      return v === undefined ? `@${trustedClient(ctx)}` : `=${v}`;
+      return v === undefined ? `@${trustedClient(ctx)}` : valueKey(v);
     }
   }
 }
