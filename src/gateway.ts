@@ -88,7 +88,8 @@ export class Gateway {
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
       upstreams: () => this.endpoints.describe(performance.now()),
-      allowed: (ip) => adminAllows(this.gen?.config.global, ip),
+      // At the first start the admin listener is bound while the generation is built: that one judges.
+      allowed: (ip) => adminAllows((this.gen ?? this.building)?.config.global, ip),
     };
     const admin = adminApp(this.state);
     this.listeners = new Listeners(

@@ -140,7 +140,7 @@ function compileRoute(
 ): CompiledRoute | undefined {
   const a = route.action;
   if (a === undefined) return undefined;
-  const { filters, responseFilters } = policyPhases(route, site.pages, siteFilters, (release) => pools.unsubscribe.push(release));
+  const { filters, responseFilters } = policyPhases(route, site, siteFilters, (release) => pools.unsubscribe.push(release));
   const base = {
     name: route.name,
     prefix: route.prefix,

@@ -22,12 +22,23 @@ const auth = origin((req) => {
   const h = req.headers;
   asked.push(
     Object.fromEntries(
-      ["cookie", "authorization", "x-forwarded-method", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri", "x-forwarded-for", "content-length"].map(
-        (n) => [n, h.get(n)],
-      ),
+      [
+        "cookie",
+        "authorization",
+        "x-forwarded-method",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-uri",
+        "x-forwarded-for",
+        "x-original-url",
+        "x-real-ip",
+        "forwarded",
+        "content-length",
+      ].map((n) => [n, h.get(n)]),
     ),
   );
   const session = /session=(\w+)/.exec(h.get("cookie") ?? "")?.[1];
+  if (session === "huge") return new Response("x".repeat(2 * 1024 * 1024), { status: 401 });
   if (session === "plain") return new Response(null, { status: 204, headers: { "remote-user": "carol" } });
   if (session === "good") return new Response(null, { status: 200, headers: { "remote-user": "bob", "remote-groups": "admins" } });
   if (session === "expired") {
@@ -114,7 +125,17 @@ test("forward auth: a 2xx lets the request through with the named fields copied,
     host: "sso.test",
     path: "/admin/?q=1",
     method: "POST",
-    headers: { cookie: "session=good; theme=dark", "remote-user": "mallory", "content-length": "0", authorization: "Bearer t0k" },
+    headers: {
+      cookie: "session=good; theme=dark",
+      "remote-user": "mallory",
+      "content-length": "0",
+      authorization: "Bearer t0k",
+      // Fields through which a client could make the service judge another request than its own.
+      "x-original-url": "https://public.example/",
+      "x-real-ip": "10.0.0.1",
+      forwarded: "for=10.0.0.1",
+      "x-forwarded-uri": "/public",
+    },
   });
   expect(res.status).toBe(200);
   expect(asked[0]).toEqual({
@@ -125,6 +146,9 @@ test("forward auth: a 2xx lets the request through with the named fields copied,
     "x-forwarded-host": "sso.test",
     "x-forwarded-uri": "/admin/?q=1",
     "x-forwarded-for": "127.0.0.2",
+    "x-original-url": "http://sso.test/admin/?q=1",
+    "x-real-ip": "127.0.0.2",
+    forwarded: null,
     "content-length": null,
   });
   expect(seen.at(-1)).toMatchObject({ "remote-user": "bob", "remote-groups": "admins", cookie: "session=good; theme=dark" });
@@ -143,6 +167,8 @@ test("forward auth: without a 2xx the client gets the auth service's own answer 
   expect(expired.body).toBe('{"error":"session expired"}');
   expect(expired.headers["www-authenticate"]).toBe('Bearer realm="sso"');
   expect(expired.headers["set-cookie"]).toBe("session=; Max-Age=0\nflash=expired");
+  // A refusal larger than 1 MiB is not read whole, nor passed on.
+  expect((await ask(gw.httpPort, { host: "sso.test", headers: { cookie: "session=huge" } })).status).toBe(502);
   expect(seen.length).toBe(before);
 });
 

@@ -26,6 +26,8 @@ const routes = {
   allow: `hosts = ["allow.test"]\n${up}\n[access]\nallow = ["127.0.0.2", "203.0.113.0/24", "fd00::/8"]\ndeny = ["203.0.113.66"]\n`,
   // A [[paths]] entry inherits the site's rules unless it sets its own: /open turns them off, /api adds a limit.
   mixed: `hosts = ["mixed.test"]\n${up}\n[access]\ndeny = ["127.0.0.4"]\n[[paths]]\nprefix = "/open"\naccess = false\n[[paths]]\nprefix = "/api"\n[[paths.rate_limit]]\nrate = "1/h"\nburst = 1\n`,
+  // A site-wide limit inherited by its [[paths]]: one bucket for the site, whichever prefix.
+  site: `hosts = ["site.test"]\n${up}\n[[rate_limit]]\nkey = "route"\nrate = "1/h"\nburst = 3\n[[paths]]\nprefix = "/a"\n[paths.headers]\nresponse_set = { "X-Area" = "a" }\n[[paths]]\nprefix = "/b"\n[paths.headers]\nresponse_set = { "X-Area" = "b" }\n`,
   headers: `hosts = ["headers.test"]\n${up}\n[headers]\nrequest_set = { "X-Env" = "prod", "X-Client" = "{client} {scheme} {host}" }\nrequest_add = { "X-Tag" = "edge" }\nrequest_remove = ["X-Debug"]\nresponse_set = { "X-Content-Type-Options" = "nosniff" }\nresponse_add = { "Link" = "</app.css>; rel=preload" }\nresponse_remove = ["Server"]\n[[paths]]\nprefix = "/down"\nupstreams = ["http://127.0.0.1:${deadPort}"]\n`,
 };
 /** Sites with pages, written once the pages exist (a page that cannot be read is a config error). */
@@ -93,6 +95,12 @@ test("a limit keyed by a field counts each value apart; requests without it fall
   expect(await statuses(3, { from: "127.0.0.7", host: "keyed.test" })).toEqual([200, 200, 429]);
 });
 
+test("limits a [[paths]] entry inherits are the site's: its prefixes share one bucket", async () => {
+  const got: number[] = [];
+  for (const path of ["/", "/a/1", "/b/1", "/a/2", "/b/2", "/"]) got.push((await ask(gw.httpPort, { host: "site.test", path })).status);
+  expect(got).toEqual([200, 200, 200, 429, 429, 429]);
+});
+
 test("IP rules: an allowed address passes, others get 403; deny wins inside an allowed range", async () => {
   expect((await ask(gw.httpPort, { from: "127.0.0.2", host: "allow.test" })).status).toBe(200);
   const refused = await ask(gw.httpPort, { from: "127.0.0.1", host: "allow.test" });
@@ -125,6 +133,18 @@ test("a [[paths]] entry inherits the site's rules, turns them off with `access =
   expect((await ask(gw.httpPort, { from: "127.0.0.4", host: "mixed.test", path: "/api/y" })).status).toBe(403);
   expect((await ask(gw.httpPort, { from: "127.0.0.4", host: "mixed.test", path: "/open/z" })).status).toBe(200);
   expect((await ask(gw.httpPort, { from: "127.0.0.1", host: "mixed.test", path: "/" })).status).toBe(200);
+});
+
+test("a path is judged in normal form, and forwarded so: no spelling of a path escapes the rules of its prefix", async () => {
+  const from = "127.0.0.4";
+  for (const path of ["/open/../x", "/open/%2e%2e/x", "/open/%2E./x", "/./x", "//x", "/open/./../x"])
+    expect([path, (await ask(gw.httpPort, { from, host: "mixed.test", path })).status]).toEqual([path, 403]);
+  seen.length = 0;
+  expect((await ask(gw.httpPort, { from, host: "mixed.test", path: "/%6fpen//a/./b/../c?x=%2e%2e" })).status).toBe(200);
+  expect(seen.at(-1)!.path).toBe("/open/a/c");
+  // An encoded slash would be decoded by some upstreams into another path than the one judged: refused.
+  const slash = await ask(gw.httpPort, { from: "127.0.0.1", host: "mixed.test", path: "/open%2fx" });
+  expect(slash.status).toBe(400);
 });
 
 test("header rules edit the request before it is forwarded and the response before the client gets it, the gateway's own errors included", async () => {

@@ -81,3 +81,14 @@ test("config.toml's [admin] takes allow and deny lists, with the same checks", (
   const good = load(UP, '[listen]\nhttp = "127.0.0.1:8080"\n[admin]\nallow = ["127.0.0.0/8", "::1"]\n') as Config;
   expect(good.global.admin.access!.allow.length).toBe(2);
 });
+
+test("rule values and user names beyond Latin-1 are refused (a head written byte per character would cut U+010D to a CR), as is an empty allow list", () => {
+  const problems = load(
+    `${UP}[access]\nallow = []\n[headers]\nrequest_set = { "X-Q" = "b\u010D\u010Ainjected: yes" }\nresponse_set = { "X-Caf" = "café" }\n[basic_auth]\nusers = { "李" = "${HASH}" }\n`,
+  );
+  expect(problems).toEqual([
+    "routes/app.toml:4: access.allow: is empty: it would let no one in (expected addresses or ranges to allow, or no allow key to allow everyone not denied)",
+    "routes/app.toml:6: headers.request_set.X-Q: holds a control character or one beyond Latin-1 (expected a field value of printable characters on one line)",
+    "routes/app.toml:9: basic_auth.users.李: cannot be a user name (expected a name without ':', control characters or characters beyond Latin-1 (RFC 7617 §2))",
+  ]);
+});

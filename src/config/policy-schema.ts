@@ -17,11 +17,14 @@ const FRAMING = new Set(["content-length", "transfer-encoding", ...HOP_BY_HOP]);
 const HASH_RE = /^(?:\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+|\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53})$/;
 const MAX_PAGE = 256 * 1024;
 
-/** hasControl says whether text holds a control character (a tab allowed when `tab`), which no field value or user name may. */
+/**
+ * hasControl says whether text holds what no field value or user name may: a control character (a tab allowed when `tab`), or one beyond Latin-1, which a
+ * message head written byte per character would cut to another byte (U+010D to a bare CR).
+ */
 function hasControl(text: string, tab: boolean): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if ((c < 0x20 && !(tab && c === 9)) || c === 0x7f) return true;
+    if ((c < 0x20 && !(tab && c === 9)) || c === 0x7f || c > 0xff) return true;
   }
   return false;
 }
@@ -83,7 +86,12 @@ function readCidrs(t: Reader, key: string): Cidr[] {
 
 /** readAccessTable reads an allow/deny table ([access] of a route, [admin] of config.toml's allow); problems name its keys. */
 export function readAccessTable(t: Reader): AccessRule {
-  return { allow: readCidrs(t, "allow"), deny: readCidrs(t, "deny") };
+  const allow = readCidrs(t, "allow");
+  // An empty allow list would let no one in, or (read as "no list") everyone: either way not what was meant.
+  const raw = t.value("allow");
+  if (Array.isArray(raw) && raw.length === 0)
+    t.problem("allow", "is empty: it would let no one in", "addresses or ranges to allow, or no allow key to allow everyone not denied");
+  return { allow, deny: readCidrs(t, "deny") };
 }
 
 function readAccess(r: Reader, inherited: AccessRule | undefined): AccessRule | undefined {
@@ -112,7 +120,7 @@ function readBasicAuth(r: Reader, inherited: BasicAuth | undefined): BasicAuth |
   for (const name of u?.keys() ?? []) {
     const hash = u!.string(name);
     if (name === "" || name.includes(":") || hasControl(name, false))
-      u!.problem(name, "cannot be a user name", "a name without ':' or control characters (RFC 7617 §2)");
+      u!.problem(name, "cannot be a user name", "a name without ':', control characters or characters beyond Latin-1 (RFC 7617 §2)");
     else if (hash !== undefined && !HASH_RE.test(hash))
       u!.problem(name, "is not a password hash (passwords are never written in the config)", "an argon2id or bcrypt hash printed by `gatehouse hash-password`");
     else if (hash !== undefined) users.set(name, hash);
@@ -162,7 +170,7 @@ function fieldRules(t: Reader, key: string): FieldRule[] {
     const value = m!.string(name);
     if (value === undefined || !fieldName(m!, name, name)) continue;
     const bad = [...value.matchAll(/\{([^}]*)\}/g)].map((x) => x[1]!).find((p) => !PLACEHOLDERS.includes(p));
-    if (hasControl(value, true)) m!.problem(name, "holds a control character", "a field value on one line");
+    if (hasControl(value, true)) m!.problem(name, "holds a control character or one beyond Latin-1", "a field value of printable characters on one line");
     else if (bad !== undefined) m!.problem(name, `{${bad}} is not a placeholder`, PLACEHOLDERS.map((p) => `{${p}}`).join(", "));
     else out.push({ name: name.toLowerCase(), value });
   }

@@ -1,4 +1,5 @@
 /** The request head of the public front end, parsed as strictly as RFC 9112 asks (§2–§7): request line, fields, Host, framing; one pure function, no I/O. */
+import { normalizePath } from "../lib/path.ts";
 import { isTokenChar, lowerName } from "../lib/http.ts";
 
 /** RequestLimits bound a head: its request line (414 past it), the whole head and the number of fields (431 past them). */
@@ -141,7 +142,10 @@ function splitTarget(method: string, target: string): Target | HeadError {
     if (rest.charCodeAt(0) !== 47) rest = `/${rest}`;
   }
   const q = rest.indexOf("?");
-  return q < 0 ? { path: rest, query: "", authority } : { path: rest.slice(0, q), query: rest.slice(q), authority };
+  // What is routed, judged by policy and forwarded is the path in normal form (lib/path.ts): `/s/../admin` and `/%61dmin` are `/admin`.
+  const path = normalizePath(q < 0 ? rest : rest.slice(0, q));
+  if (path === null) return fail(400, "the path has an encoded slash, backslash or NUL, or a broken percent-encoding");
+  return { path, query: q < 0 ? "" : rest.slice(q), authority };
 }
 
 /** fields parses the field lines after the request line and decides Host, framing and the connection's fate (RFC 9112 §5, §6, §9.3). */

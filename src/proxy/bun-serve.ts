@@ -3,7 +3,9 @@ import type { Server } from "bun";
 import { Fields } from "../lib/fields.ts";
 import { type Answered, toResponse } from "../lib/reply.ts";
 import { type Downstream, type HandlerView, newContext, type RequestContext } from "./context.ts";
-import { runPipeline } from "./pipeline.ts";
+import { GatewayError } from "./errors.ts";
+import { refuseEarly, runPipeline } from "./pipeline.ts";
+import { normalizePath } from "../lib/path.ts";
 
 const req = (ctx: RequestContext) => ctx.source as Request;
 const server = (ctx: RequestContext) => ctx.connection as Server<unknown>;
@@ -27,8 +29,23 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
     const start = url.indexOf("/", url.indexOf("//") + 2);
     const q = start < 0 ? -1 : url.indexOf("?", start);
     const headers = Fields.from(request.headers);
-    const path = start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q);
-    const ctx = newContext(request.method, headers, BUN_DOWNSTREAM, request, bun, scheme, headers.get("host") ?? "", path, q < 0 ? "" : url.slice(q), v.hop);
+    const raw = start < 0 ? "/" : q < 0 ? url.slice(start) : url.slice(start, q);
+    // The same normal form as the raw front end's (lib/path.ts): Bun's URL has resolved dot segments, not the rest.
+    const path = normalizePath(raw);
+    const ctx = newContext(
+      request.method,
+      headers,
+      BUN_DOWNSTREAM,
+      request,
+      bun,
+      scheme,
+      headers.get("host") ?? "",
+      path ?? raw,
+      q < 0 ? "" : url.slice(q),
+      v.hop,
+    );
+    if (path === null)
+      return toResponse(refuseEarly(ctx, new GatewayError(400, "the path has an encoded slash, backslash or NUL, or a broken percent-encoding", "downstream")));
     const out = runPipeline(ctx, v);
     return out instanceof Promise ? out.then(asResponse) : toResponse(out);
   };

@@ -38,6 +38,11 @@ function filterResponse(ctx: RequestContext, route: CompiledRoute, res: Answered
   return res;
 }
 
+/** refuseEarly answers a request its front end found malformed before any phase ran (a path that cannot be normalized), through logging. */
+export function refuseEarly(ctx: RequestContext, err: unknown): Answered {
+  return early(ctx, failWith(ctx, err));
+}
+
 /** early hands over an answer made before any route phase ran (request_filter). */
 function early(ctx: RequestContext, res: Answered): Answered {
   delivered(ctx, res);

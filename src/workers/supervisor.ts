@@ -56,6 +56,8 @@ function adminOnly(listen: GlobalConfig["listen"]): GlobalConfig["listen"] {
 /** Supervisor is the process's one instance when workers > 1: start(), reload() any number of times, then shutdown(). */
 export class Supervisor {
   private live: Config | undefined;
+  /** startingGlobal is the config.toml of the first start until it is live: [admin] allow applies from the admin listener's first request. */
+  private startingGlobal: GlobalConfig | undefined;
   private files: ConfigFiles | undefined;
   /** filesSeq numbers the snapshots; each worker remembers the one it runs. */
   private filesSeq = 0;
@@ -102,7 +104,8 @@ export class Supervisor {
       upstreams: () => this.fleet.upstreams(),
       metrics: () => this.fleet.metrics(),
       workers: () => this.workers.describe(),
-      allowed: (ip) => adminAllows(this.live?.global, ip),
+      // Before the first config is live, the one being started judges: the admin listener is bound before certificates are prepared.
+      allowed: (ip) => adminAllows(this.live?.global ?? this.startingGlobal, ip),
     };
     const unused = () => new Response(null, { status: 500 });
     this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });
@@ -154,6 +157,7 @@ export class Supervisor {
     try {
       if (g.listen.http) assertFree("http", g.listen.http);
       if (g.listen.https) assertFree("https", g.listen.https);
+      this.startingGlobal = g;
       this.listeners.apply(adminOnly(g.listen), undefined);
       this.applyLog(g);
       const plan = await Promise.race([this.certs.prepare(snap.config), cancelled]);
@@ -299,6 +303,7 @@ export class Supervisor {
     this.certs.commit(plan);
     const g = snap.config.global;
     try {
+      this.startingGlobal = g;
       this.listeners.apply(adminOnly(g.listen), undefined);
     } catch (e) {
       log.error("cannot bind the new admin listener; the old one keeps serving", { error: String((e as Error).message ?? e) });

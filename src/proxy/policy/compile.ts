@@ -1,6 +1,5 @@
 /** A route's policy compiled into pipeline phases: its request filters in their order, and its response filters. */
-import type { SitePages } from "../../config/policy-types.ts";
-import type { PathRoute } from "../../config/types.ts";
+import type { PathRoute, SiteConfig } from "../../config/types.ts";
 import { accessDenied, rateLimited } from "../../observability/gateway-metrics.ts";
 import type { RequestFilter, ResponseFilter } from "../context.ts";
 import { accessFilter } from "./access.ts";
@@ -20,13 +19,16 @@ export type PolicyPhases = { readonly filters: readonly RequestFilter[]; readonl
  * filters: the error page first, then the response's header rules (which see the page), then the site's own (`siteFilters`: HSTS). `keep` receives what to
  * release when the generation goes (the rate limits' hold on their buckets).
  */
-export function policyPhases(route: PathRoute, pages: SitePages, siteFilters: readonly ResponseFilter[], keep: (release: () => void) => void): PolicyPhases {
+export function policyPhases(route: PathRoute, site: SiteConfig, siteFilters: readonly ResponseFilter[], keep: (release: () => void) => void): PolicyPhases {
   const p = route.policy;
+  const pages = site.pages;
+  // Limits a [[paths]] entry inherits are the site's: one set of buckets for the whole site, whichever prefix a request takes.
+  const owner = p.rateLimits === site.routes[0]!.policy.rateLimits ? site.routes[0]!.name : route.name;
   const filters: (RequestFilter | undefined)[] = [maintenanceFilter(pages)];
   if (p.access) filters.push(accessFilter(p.access, accessDenied.labels(route.name, "ip")));
   if (p.rateLimits.length > 0) {
     const sets = p.rateLimits.map((l, i) => {
-      const held = acquireBuckets(route.name, l, i);
+      const held = acquireBuckets(owner, l, i);
       keep(held.release);
       return held.buckets;
     });

@@ -9,12 +9,52 @@ import type { RequestContext, RequestFilter } from "../context.ts";
 import { failWith, GatewayError } from "../errors.ts";
 import { trustedClient } from "./client-address.ts";
 
-/** NOT_SENT are the request fields the auth service does not get: the hop's own, the body's framing (it gets no body), and Host (X-Forwarded-Host says it). */
-const NOT_SENT = new Set([...HOP_BY_HOP, "host", "content-length", "expect"]);
+/**
+ * NOT_SENT are the request fields the auth service does not get: the hop's own, the body's framing (it gets no body), Host (X-Forwarded-Host says it), and
+ * every field through which a client could name another request than its own: auth services read X-Original-URL (Authelia's legacy endpoint, nginx's
+ * auth_request idiom), X-Real-IP and Forwarded before or beside X-Forwarded-*. The ones that matter are set from the request itself.
+ */
+const NOT_SENT = new Set([
+  ...HOP_BY_HOP,
+  "host",
+  "content-length",
+  "expect",
+  "forwarded",
+  "x-original-url",
+  "x-original-uri",
+  "x-original-method",
+  "x-real-ip",
+  "x-rewrite-url",
+]);
 /** NOT_RETURNED are the auth answer's fields a client does not get from us: the hop's own and the framing we redo. */
 const NOT_RETURNED = new Set([...HOP_BY_HOP, "content-length"]);
-/** MAX_ANSWER bounds the body of a refusal passed back to the client (a login page, a JSON error). */
+/** MAX_ANSWER bounds the body of a refusal passed back to the client (a login page, a JSON error); larger is a 502, read no further. */
 const MAX_ANSWER = 1024 * 1024;
+
+/** readCapped reads a body of at most `max` bytes; a longer one (declared or found while reading) throws a 502 at the first byte past it. */
+async function readCapped(res: Response, max: number): Promise<Uint8Array> {
+  const tooLarge = () => new GatewayError(502, "the auth service's answer is too large", "upstream", `forward auth: answer over ${max} bytes`);
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > max || res.body === null) {
+    void res.body?.cancel().catch(() => undefined);
+    if (declared > max) throw tooLarge();
+    return new Uint8Array(0);
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      void reader.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts);
+}
 
 /** authRequest is the auth service's request: the client's own fields (Cookie and Authorization included) and X-Forwarded-Method, -Proto, -Host, -Uri, -For. */
 function authRequest(ctx: RequestContext): Headers {
@@ -26,15 +66,18 @@ function authRequest(ctx: RequestContext): Headers {
   h.set("x-forwarded-proto", ctx.scheme);
   h.set("x-forwarded-host", ctx.host);
   h.set("x-forwarded-uri", ctx.path + ctx.query);
-  h.set("x-forwarded-for", trustedClient(ctx));
+  const client = trustedClient(ctx);
+  h.set("x-forwarded-for", client);
+  h.set("x-real-ip", client);
+  h.set("x-original-method", ctx.method);
+  h.set("x-original-url", `${ctx.scheme}://${ctx.host}${ctx.path}${ctx.query}`);
   h.set("x-request-id", ctx.id);
   return h;
 }
 
 /** passBack is the auth service's refusal as the client gets it: its status, fields (Location, Set-Cookie, WWW-Authenticate) and body. */
 async function passBack(ctx: RequestContext, res: Response): Promise<Reply> {
-  const body = new Uint8Array(await res.arrayBuffer());
-  if (body.byteLength > MAX_ANSWER) throw new GatewayError(502, "the auth service's answer is too large", "upstream");
+  const body = await readCapped(res, MAX_ANSWER);
   const headers = new Fields();
   res.headers.forEach((value, name) => {
     if (!NOT_RETURNED.has(name) && name !== "set-cookie") headers.append(name, value);
@@ -93,7 +136,14 @@ export function forwardAuthFilter(cfg: ForwardAuth, denied: Cell): RequestFilter
     denied.value++;
     ctx.error = `forward auth: ${res.status}`;
     return passBack(ctx, res).catch((e) =>
-      failWith(ctx, e instanceof GatewayError ? e : new GatewayError(503, "the auth service's answer broke off", "upstream", `forward auth: ${String(e)}`)),
+      failWith(
+        ctx,
+        e instanceof GatewayError
+          ? e
+          : (e as Error).name === "TimeoutError"
+            ? new GatewayError(504, "the auth service did not answer in time", "upstream", `forward auth: timeout after ${cfg.timeout} ms in its body`)
+            : new GatewayError(503, "the auth service's answer broke off", "upstream", `forward auth: ${String(e)}`),
+      ),
     );
   };
 }
