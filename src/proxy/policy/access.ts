@@ -6,12 +6,23 @@ import type { RequestFilter } from "../context.ts";
 import { failWith, GatewayError } from "../errors.ts";
 import { trustedClient } from "./client-address.ts";
 
-/** accessAllows builds the predicate of an allow/deny rule over client addresses (memoised per address, one Map hit once seen). */
+/** MEMO bounds the addresses whose verdict is remembered; past it the memo starts again. */
+const MEMO = 10_000;
+
+/** accessAllows builds the predicate of an allow/deny rule over client addresses: the verdict memoised per address, one Map hit once seen. */
 export function accessAllows(rule: AccessRule): (ip: string) => boolean {
   const deny = cidrMatcher(rule.deny);
-  if (rule.allow.length === 0) return (ip) => !deny(ip);
-  const allow = cidrMatcher(rule.allow);
-  return (ip) => allow(ip) && !deny(ip);
+  const allow = rule.allow.length === 0 ? undefined : cidrMatcher(rule.allow);
+  const memo = new Map<string, boolean>();
+  return (ip) => {
+    let ok = memo.get(ip);
+    if (ok === undefined) {
+      ok = (allow === undefined || allow(ip)) && !deny(ip);
+      if (memo.size >= MEMO) memo.clear();
+      memo.set(ip, ok);
+    }
+    return ok;
+  };
 }
 
 /** accessFilter answers 403 to a client (the trusted address, trustedClient) the rule does not let in; `denied` counts them. */
