@@ -93,3 +93,34 @@ test("hash-password prints an argon2id hash of the password on stdin, which [bas
   expect(empty.stdout.toString()).toBe("");
   expect(empty.stderr.toString()).toContain("empty password");
 });
+
+test("hash-password on a terminal asks twice without echoing, and refuses two passwords that differ", async () => {
+  // script(1) gives the command a pseudo-terminal; the answers are typed once each prompt is shown.
+  const type = async (answers: string[]) => {
+    const p = Bun.spawn(["script", "-qec", `${BUN} ${MAIN} hash-password`, "/dev/null"], { stdin: "pipe", stdout: "pipe", env: process.env });
+    let out = "";
+    const reading = (async () => {
+      for await (const chunk of p.stdout) out += Buffer.from(chunk).toString();
+    })();
+    for (const [i, a] of answers.entries()) {
+      const prompt = i === 0 ? "password: " : "again: ";
+      const deadline = Date.now() + 5000;
+      while (!out.includes(prompt) && Date.now() < deadline) await Bun.sleep(20);
+      p.stdin.write(`${a}\r`);
+      await p.stdin.flush();
+    }
+    const code = await Promise.race([p.exited, Bun.sleep(10_000).then(() => -1)]);
+    if (code === -1) p.kill();
+    await reading;
+    return { code, out };
+  };
+  const ok = await type(["s3cret-words", "s3cret-words"]);
+  expect(ok.code).toBe(0);
+  expect(ok.out).not.toContain("s3cret");
+  const hash = /\$argon2id\$\S+/.exec(ok.out)?.[0] ?? "";
+  expect(await Bun.password.verify("s3cret-words", hash)).toBe(true);
+  const differ = await type(["one-password", "another-one"]);
+  expect(differ.code).toBe(1);
+  expect(differ.out).toContain("the passwords differ");
+  expect(differ.out).not.toContain("$argon2id$");
+});
