@@ -28,11 +28,13 @@ commands:
            and print its argon2id hash, for [basic_auth] users in a route file
 
 options:
-  -c, --config FILE   config file (default ./config.toml; when it is missing, run and check
-                      use the built-in default: a welcome page on http://127.0.0.1:8080)
+  -c, --config FILE   config file (default: $GATEHOUSE_CONFIG, else ./config.toml). When neither
+                      is given and ./config.toml is missing, run (only run) uses the built-in
+                      default: a welcome page on http://127.0.0.1:8080
 `;
 
-type Args = { command: string; config: string; explicitConfig: boolean };
+/** Args: the command, the config file and where its name came from (-c, GATEHOUSE_CONFIG, or the default ./config.toml). */
+type Args = { command: string; config: string; explicitConfig: boolean; from: "-c" | "GATEHOUSE_CONFIG" | "the default, ./config.toml" };
 
 function parseArgs(argv: string[]): Args | string {
   let command: string | undefined;
@@ -49,7 +51,20 @@ function parseArgs(argv: string[]): Args | string {
     else if (command === undefined) command = a;
     else return `unexpected argument ${a}`;
   }
-  return { command: command ?? "run", config: config ?? "config.toml", explicitConfig: config !== undefined };
+  // GATEHOUSE_CONFIG stands for -c (CONTRACT.md): a service's environment can name its config once for every command.
+  const env = process.env.GATEHOUSE_CONFIG || undefined;
+  const from = config !== undefined ? "-c" : env !== undefined ? "GATEHOUSE_CONFIG" : "the default, ./config.toml";
+  return { command: command ?? "run", config: config ?? env ?? "config.toml", explicitConfig: (config ?? env) !== undefined, from };
+}
+
+/**
+ * missingConfig is the refusal of a command that needs a config file (check, reload) when there is none: it says where it looked, and never validates the
+ * built-in default instead (a deploy script's check would pass while validating nothing).
+ */
+function missingConfig(command: string, args: Args): string | undefined {
+  const path = resolve(args.config);
+  if (existsSync(path)) return undefined;
+  return `gatehouse ${command}: no config file at ${path} (from ${args.from}); give one with -c FILE or GATEHOUSE_CONFIG (only run falls back to the built-in default)`;
 }
 
 /** builtinFiles is the built-in default config, used when no config file exists at the default path. */
@@ -63,11 +78,15 @@ function builtinFiles(path: string): ConfigFiles | undefined {
 }
 
 function check(args: Args): number {
-  const files = args.explicitConfig ? undefined : builtinFiles(resolve(args.config));
+  const missing = missingConfig("check", args);
+  if (missing) {
+    console.error(missing);
+    return 1;
+  }
   try {
-    const c = loadConfig(args.config, files);
+    const c = loadConfig(args.config);
     const routes = c.sites.reduce((n, s) => n + s.routes.filter((r) => r.action).length, 0);
-    console.log(`${files ? files.main.file : args.config}: ok (${c.sites.length} sites, ${routes} routes)`);
+    console.log(`${args.config}: ok (${c.sites.length} sites, ${routes} routes)`);
     return 0;
   } catch (e) {
     for (const p of problemLines(e)) console.error(p);
@@ -84,6 +103,11 @@ function readStatus(path: string): ReloadStatus | undefined {
 }
 
 async function reload(args: Args): Promise<number> {
+  const missing = missingConfig("reload", args);
+  if (missing) {
+    console.error(missing);
+    return 1;
+  }
   const { pidFile } = readStartupSettings(args.config);
   let pid: number;
   try {

@@ -55,17 +55,37 @@ test("run refuses to start on a bad config, with the same messages, exit 1", () 
 test("a missing config file given with -c is an error; unknown commands and options are refused", () => {
   const r = gatehouse(["check", "-c", "/nonexistent/config.toml"]);
   expect(r.code).toBe(1);
-  expect(r.err).toContain("/nonexistent/config.toml: cannot read: ENOENT");
+  expect(r.err).toContain("gatehouse check: no config file at /nonexistent/config.toml (from -c)");
   expect(gatehouse(["frobnicate"]).code).toBe(2);
   expect(gatehouse(["run", "--colour"]).code).toBe(2);
 });
 
-test("without config.toml, check uses the built-in default", () => {
+test("without config.toml, check and reload fail and say where they looked; they never validate the built-in default", () => {
   const dir = tempDir();
   dirs.push(dir);
-  const r = gatehouse(["check"], dir);
-  expect(r.code).toBe(0);
-  expect(r.out).toContain("(built-in) config.toml: ok");
+  for (const command of ["check", "reload"]) {
+    const r = gatehouse([command], dir);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe("");
+    expect(r.err).toContain(`gatehouse ${command}: no config file at ${join(dir, "config.toml")} (from the default, ./config.toml)`);
+  }
+});
+
+test("GATEHOUSE_CONFIG stands for -c, and -c wins over it", () => {
+  const dir = tempDir();
+  dirs.push(dir);
+  mkdirSync(join(dir, "routes"));
+  writeFileSync(join(dir, "other.toml"), '[listen]\nhttp = "127.0.0.1:18081"\n');
+  writeFileSync(join(dir, "routes", "a.toml"), 'hosts = ["a.test"]\nredirect = "https://b.test"\n');
+  const env = { ...process.env, GATEHOUSE_CONFIG: join(dir, "other.toml") };
+  const ok = Bun.spawnSync([BUN, MAIN, "check"], { cwd: ROOT, env });
+  expect(ok.exitCode).toBe(0);
+  expect(ok.stdout.toString()).toContain(`${join(dir, "other.toml")}: ok (1 sites, 1 routes)`);
+  const missing = Bun.spawnSync([BUN, MAIN, "check"], { cwd: ROOT, env: { ...env, GATEHOUSE_CONFIG: join(dir, "nope.toml") } });
+  expect(missing.exitCode).toBe(1);
+  expect(missing.stderr.toString()).toContain(`no config file at ${join(dir, "nope.toml")} (from GATEHOUSE_CONFIG)`);
+  const flag = Bun.spawnSync([BUN, MAIN, "check", "-c", join(dir, "nope.toml")], { cwd: ROOT, env });
+  expect(flag.stderr.toString()).toContain("(from -c)");
 });
 
 test("version prints the version and the Bun it runs on", () => {
