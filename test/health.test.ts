@@ -149,6 +149,9 @@ test("a body larger than request_buffer still fails over when the first endpoint
   // Round-robin: one of the two requests picks the dead endpoint first.
   for (let i = 0; i < 2; i++) statuses.push((await g.request("big.test", "/", { method: "POST", body })).status);
   expect(statuses).toEqual([200, 200]);
+  // The request sent on after the refusal is a retry, and counted as one (issue 15, item 4).
+  const m = await (await fetch(`${g.admin}/metrics`)).text();
+  expect(m).toMatch(/gatehouse_upstream_retries_total\{route="site"\} 1\n/);
 });
 
 test("an idempotent request whose endpoint dies without answering is retried on another; a POST is not replayed", async () => {

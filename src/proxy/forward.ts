@@ -94,6 +94,8 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
         throw new GatewayError(502, "upstream unreachable", "upstream", lastProblem);
       }
       const ep = picked.endpoint;
+      // Counted where the next attempt really starts, whatever failed before it (a refusal, an error, try_timeout).
+      if (tried.length > 0) retries.labels(route.name).value++;
       ep.inflight++;
       const t0 = performance.now();
       // A per-try deadline (try_timeout) lets an idempotent request leave an endpoint that does not answer for the next one.
@@ -151,10 +153,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
           ep.markFailed(performance.now(), o.maxFails, o.failCooldown, o.failCooldownMax, `no response headers within try_timeout ${o.tryTimeout}ms`);
           lastProblem = `${ep.url}: no response headers within ${o.tryTimeout}ms`;
           tried.push(ep);
-          if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) {
-            retries.labels(route.name).value++;
-            continue;
-          }
+          if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) continue;
           throw new GatewayError(504, "upstream did not answer in time", "upstream", lastProblem);
         }
         if (ctrl.aborted) {
@@ -180,10 +179,7 @@ export async function forward(ctx: RequestContext, t: ProxyRoute): Promise<Reply
         lastProblem = `${ep.url}: ${code}`;
         tried.push(ep);
         // No response came back: an idempotent request (RFC 9110 §9.2.2) whose body was not sent may go to another endpoint, within the pool's retry budget.
-        if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) {
-          retries.labels(route.name).value++;
-          continue;
-        }
+        if (IDEMPOTENT.has(method) && unsent() && t.pool.allowRetry()) continue;
         throw new GatewayError(
           code === "ETIMEDOUT" || code === "TimeoutError" ? 504 : 502,
           "upstream failed",
