@@ -53,3 +53,17 @@ test("/metrics counts requests by route and code, keeps labels bounded, and pass
   expect(promtool.stderr.toString() + promtool.stdout.toString()).toBe("");
   expect(promtool.exitCode).toBe(0);
 });
+
+test("the usual process metrics are there and true: CPU seconds, open and maximum file descriptors (issue 15, item 4)", async () => {
+  const text = await (await fetch(`${gw.admin}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+  expect(text).toContain("# TYPE process_cpu_seconds_total counter");
+  expect(value("process_cpu_seconds_total")).toBeGreaterThan(0);
+  const status = require("node:fs").readFileSync(`/proc/${gw.proc.pid}/limits`, "utf8") as string;
+  const soft = Number(/Max open files\s+(\d+)/.exec(status)?.[1]);
+  expect(value("process_max_fds")).toBe(soft);
+  // The gateway's own descriptors, counted in /proc as the test sees them (a scrape opens one more for the listing at most).
+  const open = require("node:fs").readdirSync(`/proc/${gw.proc.pid}/fd`).length as number;
+  expect(Math.abs(value("process_open_fds") - open)).toBeLessThanOrEqual(3);
+  expect(value("process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);
+});

@@ -1,6 +1,7 @@
 /** The gateway's metrics, by the names in the operator contract; one registry per process, surviving reloads. */
 import { Counter, Gauge, Histogram, Registry, type Cell, type HistogramCell } from "./metrics.ts";
 import { VERSION } from "../version.ts";
+import { maxFds, openFds } from "./process-fds.ts";
 
 /** registry is the process-wide metrics registry rendered at /metrics. */
 export const registry = new Registry();
@@ -102,6 +103,24 @@ const startTime = registry.register(new Gauge("process_start_time_seconds", "Sta
 registry.register(
   new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", [], (g) => {
     g.labels().value = process.memoryUsage.rss();
+  }),
+);
+registry.register(
+  new Counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", [], (c) => {
+    const u = process.cpuUsage();
+    c.labels().value = (u.user + u.system) / 1e6;
+  }),
+);
+registry.register(
+  new Gauge("process_open_fds", "Number of open file descriptors.", [], (g) => {
+    const n = openFds();
+    if (n !== undefined) g.labels().value = n;
+  }),
+);
+registry.register(
+  new Gauge("process_max_fds", "Maximum number of open file descriptors (the soft limit, RLIMIT_NOFILE).", [], (g) => {
+    const n = maxFds();
+    if (n !== undefined) g.labels().value = n;
   }),
 );
 

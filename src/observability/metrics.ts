@@ -67,11 +67,21 @@ abstract class Labelled<T> implements Metric {
 
 /** Counter is a monotonically increasing value per label set. */
 export class Counter extends Labelled<Cell> {
-  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+  /** collect (optional) sets the count at scrape time, for counts kept elsewhere (the process's CPU time). */
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[] = [],
+    private readonly collect?: (c: Counter) => void,
+  ) {
     super(name, help, "counter", labelNames);
   }
   protected make(): Cell {
     return { value: 0 };
+  }
+  override render(out: string[]): void {
+    this.collect?.(this);
+    super.render(out);
   }
   protected renderChild(out: string[], values: readonly string[], c: Cell): void {
     out.push(`${this.name}${labelText(this.labelNames, values)} ${formatNumber(c.value)}`);

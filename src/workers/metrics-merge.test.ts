@@ -67,3 +67,28 @@ test("parse and render keep the text format as gatehouse writes it", () => {
   const text = '# HELP x_total Help with \\\\ and "quotes".\n# TYPE x_total counter\nx_total{a="1"} 2\n# HELP y Y.\n# TYPE y gauge\ny +Inf\n';
   expect(renderExposition(parseExposition(text))).toBe(text);
 });
+
+test("process metrics count every process: CPU and memory add up, open descriptors are the fullest process's against the lowest limit", () => {
+  const proc = (cpu: number, rss: number, open: number, max: number) =>
+    parseExposition(`# HELP process_cpu_seconds_total CPU.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total ${cpu}
+# HELP process_resident_memory_bytes RSS.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes ${rss}
+# HELP process_open_fds Open.
+# TYPE process_open_fds gauge
+process_open_fds ${open}
+# HELP process_max_fds Max.
+# TYPE process_max_fds gauge
+process_max_fds ${max}
+`);
+  const m = new MetricsMerger();
+  m.update(1, proc(2, 100, 50, 1024));
+  m.update(2, proc(3, 200, 900, 1024));
+  const text = renderExposition(m.merge(proc(0.5, 10, 12, 512), [1, 2]));
+  expect(text).toContain("process_cpu_seconds_total 5.5");
+  expect(text).toContain("process_resident_memory_bytes 310");
+  expect(text).toContain("process_open_fds 900");
+  expect(text).toContain("process_max_fds 512");
+});

@@ -8,10 +8,10 @@ export type Family = { readonly name: string; help: string; type: string; readon
 export type Exposition = Map<string, Family>;
 
 /**
- * MergeRule says where a family's merged samples come from: the sum over workers, their minimum, the supervisor's own samples, or the sum over every process
- * (supervisor included).
+ * MergeRule says where a family's merged samples come from: the sum over workers, their minimum, the supervisor's own samples, the sum over every process
+ * (supervisor included), or the largest value of any process (supervisor included).
  */
-export type MergeRule = "sum" | "min" | "supervisor" | "all";
+export type MergeRule = "sum" | "min" | "supervisor" | "all" | "max";
 
 /**
  * FROM_SUPERVISOR are the families that only the supervisor knows: certificates and ACME (it obtains them), config reloads (it validates and relays them),
@@ -37,7 +37,10 @@ const FROM_SUPERVISOR = new Set([
 export function ruleOf(name: string): MergeRule {
   if (FROM_SUPERVISOR.has(name)) return "supervisor";
   if (name === "gatehouse_upstream_healthy") return "min";
-  if (name === "process_resident_memory_bytes") return "all";
+  // Memory and CPU are the whole gateway's; descriptors are judged per process against its own limit: the fullest process, and the lowest limit.
+  if (name === "process_resident_memory_bytes" || name === "process_cpu_seconds_total") return "all";
+  if (name === "process_open_fds") return "max";
+  if (name === "process_max_fds") return "min";
   return "sum";
 }
 
@@ -156,11 +159,12 @@ export class MetricsMerger {
         continue;
       }
       const sources = workers.map((e) => e.get(name)).filter((x): x is Family => x !== undefined);
-      if (rule === "all" && own.has(name)) sources.push(own.get(name)!);
+      // The process families count the supervisor too, whatever their rule.
+      if ((rule === "all" || name.startsWith("process_")) && own.has(name)) sources.push(own.get(name)!);
       for (const src of sources) {
         for (const [s, v] of src.samples) {
           const cur = f.samples.get(s);
-          f.samples.set(s, cur === undefined ? v : rule === "min" ? Math.min(cur, v) : cur + v);
+          f.samples.set(s, cur === undefined ? v : rule === "min" ? Math.min(cur, v) : rule === "max" ? Math.max(cur, v) : cur + v);
         }
       }
       const retired = this.retired.get(name);
