@@ -133,6 +133,8 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
   try {
     const served = await tlsGet(port, "app.test", "app.test", "/", issuerRoot);
     expect(served.authorized).toBe(true);
+    const planned = await metric(gw3, 'gatehouse_certificate_renewal_planned_timestamp_seconds{name="app"}');
+    expect(Number(planned)).toBeGreaterThan(0);
     expect((await fetch(`${gw3.admin}/certificates/app/renew`, { method: "POST" })).status).toBe(202);
     const line = await gw3.waitForLog((l) => l.msg.startsWith("certificate not obtained"), 10_000);
     expect(line.step).toBe("directory");
@@ -142,6 +144,8 @@ test("the CA down during renewal: the old certificate keeps serving, a retry is 
     const [state] = (await (await fetch(`${gw3.admin}/certificates`)).json()) as { failures: number; next_check: string; last_error: string }[];
     expect(state!.failures).toBe(1);
     expect(Date.parse(state!.next_check)).toBeGreaterThan(Date.now() + 30_000);
+    // The planned renewal does not move with the retries: it is what an overdue alert compares with (issue 15, item 4).
+    expect(await metric(gw3, 'gatehouse_certificate_renewal_planned_timestamp_seconds{name="app"}')).toBe(planned);
     const still = await tlsGet(port, "app.test", "app.test", "/", issuerRoot);
     expect(still.cert.fingerprint256).toBe(served.cert.fingerprint256);
     expect(still.status).toBe(200);
@@ -222,8 +226,17 @@ test("ARI: a renewal window in the past (a revoked certificate, say) makes the g
         const deadline = Date.now() + 5000;
         while (ca.asked.length === 0 && Date.now() < deadline) await Bun.sleep(20);
         await Bun.sleep(200);
-        const [state] = (await (await fetch(`${g.admin}/certificates`)).json()) as { renewal_window: { start: string } | null; next_check: string }[];
+        const [state] = (await (await fetch(`${g.admin}/certificates`)).json()) as {
+          renewal_window: { start: string } | null;
+          next_check: string;
+          renewal_planned: string;
+        }[];
         expect(Date.parse(state!.renewal_window!.start)).toBe(now + 86_400_000);
+        // The planned renewal is a point in the CA's window, not the next look at it.
+        const planned = Date.parse(state!.renewal_planned);
+        expect(planned).toBeGreaterThanOrEqual(now + 86_400_000);
+        expect(planned).toBeLessThanOrEqual(now + 2 * 86_400_000);
+        expect(await metric(g, 'gatehouse_certificate_renewal_planned_timestamp_seconds{name="app"}')).toBe(String(Math.floor(planned / 1000)));
         // Before the window, the next look is when the CA's Retry-After (1 h) says, plus up to a minute of jitter.
         expect(Date.parse(state!.next_check)).toBeGreaterThanOrEqual(now + 3600_000);
         expect(Date.parse(state!.next_check)).toBeLessThanOrEqual(Date.now() + 3661_000);

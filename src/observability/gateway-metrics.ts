@@ -76,6 +76,13 @@ export const certificateRenewal = registry.register(
     ["name"],
   ),
 );
+export const certificateRenewalPlanned = registry.register(
+  new Gauge(
+    "gatehouse_certificate_renewal_planned_timestamp_seconds",
+    "When each certificate is due for renewal (the CA's ARI window, else renew_fraction of its lifetime), as a Unix time; it stays put while renewals fail.",
+    ["name"],
+  ),
+);
 export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
 export const tlsSwaps = registry.register(
   new Counter(

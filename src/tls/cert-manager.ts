@@ -1,7 +1,7 @@
 /** Certificates of every TLS site: loaded from storage, issued (internal CA, ACME) or taken from the config (manual), renewed on schedule, and handed to the HTTPS listener. State outlives reloads. */
 import type { AcmeConfig, Config } from "../config/types.ts";
 import { inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
-import { certificateExpiry, certificateRenewal } from "../observability/gateway-metrics.ts";
+import { certificateExpiry, certificateRenewal, certificateRenewalPlanned } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import type { Http01Tokens } from "./acme/http01.ts";
 import type { AlpnChallenges } from "./acme/tls-alpn01.ts";
@@ -239,6 +239,7 @@ export class CertManager {
       issuer: m.bundle?.issuer ?? null,
       fingerprint_sha256: m.bundle?.fingerprint ?? null,
       next_check: m.mode === "manual" ? null : new Date(m.nextCheck).toISOString(),
+      renewal_planned: m.mode === "manual" || m.planned === undefined ? null : new Date(m.planned).toISOString(),
       renewal_window: m.window ? { start: new Date(m.window.start).toISOString(), end: new Date(m.window.end).toISOString() } : null,
       failures: m.failures,
       last_error: m.lastError ?? null,
@@ -289,6 +290,7 @@ export class CertManager {
     m.timer = undefined;
     certificateExpiry.remove(name);
     certificateRenewal.remove(name);
+    certificateRenewalPlanned.remove(name);
   }
 
   private expiryMetric(m: Managed): void {

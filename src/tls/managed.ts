@@ -19,6 +19,10 @@ export type Managed = {
   lastError: string | undefined;
   timer: Timer | undefined;
   nextCheck: number;
+  /** planned is when the served certificate is due for renewal (its ARI window or renew_fraction), fixed per certificate and window: the overdue alert's mark. */
+  planned: number | undefined;
+  /** plannedFor says which certificate and window `planned` was chosen for. */
+  plannedFor: string | undefined;
   /** firstDelay is when a new entry's first check runs once committed (undefined: at its renewal time). */
   firstDelay: number | undefined;
   busy: boolean;
@@ -40,6 +44,8 @@ export function managedEntry(site: SiteConfig, id: string, bundle: CertBundle | 
     lastError: undefined,
     timer: undefined,
     nextCheck: 0,
+    planned: undefined,
+    plannedFor: undefined,
     firstDelay: undefined,
     busy: false,
     window: undefined,

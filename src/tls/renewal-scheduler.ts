@@ -1,6 +1,6 @@
 /** The renewal scheduler: one timer per managed certificate, set by its renewal time (the CA's ARI window when it gives one), rechecks of that window, and retries with backoff after a failure. */
 import { inspectBundle, type CertBundle } from "../lib/cert-info.ts";
-import { acmeOrders, certificateRenewal } from "../observability/gateway-metrics.ts";
+import { acmeOrders, certificateRenewal, certificateRenewalPlanned } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { AcmeError } from "./acme/acme-error.ts";
 import { renewAt, retryDelay } from "./acme/renewal-time.ts";
@@ -43,8 +43,17 @@ export class RenewalScheduler {
     if (!this.host.live(m) || m.mode === "manual" || this.follower) return;
     const now = Date.now();
     let at = now + (delay ?? 0);
+    if (m.bundle) {
+      // One planned time per certificate and window (renewAt draws a random point in the window): a retry does not move it, so it can be overdue.
+      const key = `${m.bundle.fingerprint}|${m.window?.start}|${m.window?.end}|${this.host.renewFraction(m)}`;
+      if (m.plannedFor !== key) {
+        m.planned = renewAt(m.bundle, now, { window: m.window, fraction: this.host.renewFraction(m) });
+        m.plannedFor = key;
+      }
+      certificateRenewalPlanned.labels(m.site).value = Math.floor(m.planned! / 1000);
+    }
     if (delay === undefined && m.bundle) {
-      at = renewAt(m.bundle, now, { window: m.window, fraction: this.host.renewFraction(m) });
+      at = Math.max(now, m.planned!);
       const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
       if (advisor(this.host.issuerOf(m)) && at > now + recheck) at = now + recheck + Math.random() * 60_000;
     }

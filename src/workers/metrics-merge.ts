@@ -20,6 +20,7 @@ export type MergeRule = "sum" | "min" | "supervisor" | "all" | "max";
 const FROM_SUPERVISOR = new Set([
   "gatehouse_certificate_expiry_timestamp_seconds",
   "gatehouse_certificate_renewal_timestamp_seconds",
+  "gatehouse_certificate_renewal_planned_timestamp_seconds",
   "gatehouse_acme_orders_total",
   "gatehouse_config_reloads_total",
   "gatehouse_config_last_reload_success",
