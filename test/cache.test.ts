@@ -548,7 +548,7 @@ test("purge by URL, host, path prefix and all, answered with the count; never on
   expect((await fetch(`${gw.admin}/cache/purge`, { method: "POST" })).status).toBe(400);
 });
 
-test("cache metrics: requests by result, size, objects", async () => {
+test("cache metrics: requests by route and result (a hit ratio per site and path, issue 15 item 4), size, objects", async () => {
   const m = await (await fetch(`${gw.admin}/metrics`)).text();
   const v = (name: string) =>
     Number(
@@ -558,11 +558,14 @@ test("cache metrics: requests by result, size, objects", async () => {
         ?.split(" ")
         .pop(),
     );
-  expect(v('gatehouse_cache_requests_total{result="hit"}')).toBeGreaterThan(5);
-  expect(v('gatehouse_cache_requests_total{result="miss"}')).toBeGreaterThan(5);
-  expect(v('gatehouse_cache_requests_total{result="revalidated"}')).toBeGreaterThanOrEqual(1);
-  expect(v('gatehouse_cache_requests_total{result="stale"}')).toBeGreaterThanOrEqual(2);
-  expect(v('gatehouse_cache_requests_total{result="bypass"}')).toBeGreaterThanOrEqual(1);
+  expect(v('gatehouse_cache_requests_total{route="site",result="hit"}')).toBeGreaterThan(5);
+  expect(v('gatehouse_cache_requests_total{route="site",result="miss"}')).toBeGreaterThan(5);
+  expect(v('gatehouse_cache_requests_total{route="site",result="revalidated"}')).toBeGreaterThanOrEqual(1);
+  expect(v('gatehouse_cache_requests_total{route="site",result="stale"}')).toBeGreaterThanOrEqual(2);
+  // The bypassed lookups were on the /rules-cookie/ path, and are counted there.
+  expect(v('gatehouse_cache_requests_total{route="site/rules-cookie",result="bypass"}')).toBeGreaterThanOrEqual(1);
+  // Routes without a cache have no cache series.
+  expect(m).not.toContain('gatehouse_cache_requests_total{route="site/rules-off"');
   expect(v("gatehouse_cache_objects")).toBeGreaterThan(0);
   expect(v("gatehouse_cache_size_bytes")).toBeGreaterThan(0);
 });

@@ -60,7 +60,9 @@ export const accessDenied = registry.register(
     ["route", "reason"],
   ),
 );
-export const cacheRequests = registry.register(new Counter("gatehouse_cache_requests_total", "Cache lookups, by result.", ["result"]));
+export const cacheRequests = registry.register(
+  new Counter("gatehouse_cache_requests_total", "Cache lookups, by route and result (hit, miss, stale, revalidated, bypass).", ["route", "result"]),
+);
 export const cacheSize = registry.register(
   new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."),
 );
@@ -136,7 +138,6 @@ startTime.labels().value = Math.floor(Date.now() / 1000 - performance.now() / 10
 cacheSize.labels().value = 0;
 cacheObjects.labels().value = 0;
 cacheEvictions.labels();
-for (const r of ["hit", "miss", "stale", "revalidated", "bypass"]) cacheRequests.labels(r);
 websocketsOpen.labels().value = 0;
 configReloads.labels("success");
 acmeOrders.labels("success");
@@ -159,6 +160,7 @@ export function setInflightCollector(fn: (g: Gauge) => void): void {
 /** RouteStats are one route's metric cells, looked up once per route and kept by it, so counting a request is a Map hit on the status code. */
 export class RouteStats {
   private readonly codes = new Map<number, Cell>();
+  private readonly lookups = new Map<string, Cell>();
   readonly duration: HistogramCell;
 
   constructor(readonly route: string) {
@@ -174,6 +176,16 @@ export class RouteStats {
     }
     c.value++;
     this.duration.observe(seconds);
+  }
+
+  /** cache counts one cache lookup of the route by its result; the five series appear with the route's first lookup. */
+  cache(result: string): void {
+    let c = this.lookups.get(result);
+    if (!c) {
+      for (const r of ["hit", "miss", "stale", "revalidated", "bypass"]) this.lookups.set(r, cacheRequests.labels(this.route, r));
+      c = this.lookups.get(result) ?? cacheRequests.labels(this.route, result);
+    }
+    c.value++;
   }
 }
 

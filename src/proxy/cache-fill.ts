@@ -3,7 +3,6 @@ import { NEVER } from "../lib/cancel.ts";
 import type { CacheRules } from "../config/types.ts";
 import type { Fields } from "../lib/fields.ts";
 import type { Reply } from "../lib/reply.ts";
-import { cacheRequests } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { clientOf, type Downstream, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
@@ -22,14 +21,11 @@ export type Forward = (ctx: RequestContext) => Promise<Reply>;
 const NOT_STORED = ["set-cookie", "x-request-id", "cache-status", "connection"];
 
 type Result = "hit" | "miss" | "stale" | "revalidated" | "bypass";
-const cells = new Map<Result, { value: number }>();
 
-/** count records a lookup's result in the metrics and the access log; background exchanges (already finished contexts) are not client lookups. */
+/** count records a lookup's result in the route's metrics and the access log; background exchanges (already finished contexts) are not client lookups. */
 export function count(ctx: RequestContext, result: Result): void {
   if (ctx.finished) return;
-  let c = cells.get(result);
-  if (c === undefined) cells.set(result, (c = cacheRequests.labels(result)));
-  c.value++;
+  ctx.route?.stats.cache(result);
   ctx.cache = result;
 }
 
