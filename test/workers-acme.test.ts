@@ -79,6 +79,9 @@ test("one order, in the supervisor; HTTP-01 answered by the workers; every worke
   const challenges = gw.logs.filter((l) => l.msg === "access" && String(l.path).startsWith("/.well-known/acme-challenge/"));
   expect(challenges.length).toBeGreaterThan(0);
   expect(challenges.every((l) => l.status === 200 && l.worker !== undefined)).toBe(true);
+  // Counted and logged under a route of their own, not as unrouted requests (issue 15, item 4).
+  expect(challenges.every((l) => l.route === "acme-challenge")).toBe(true);
+  expect(Number(await gw.metric('gatehouse_requests_total{route="acme-challenge",code="200"}'))).toBe(challenges.length);
   expect(Number(await gw.metric('gatehouse_certificate_expiry_timestamp_seconds{name="app"}'))).toBeGreaterThan(Date.now() / 1000 + 86_400);
   const [cert] = (await (await fetch(`${gw.admin}/certificates`)).json()) as { name: string; source: string; failures: number }[];
   expect(cert).toMatchObject({ name: "app", source: "acme", failures: 0 });

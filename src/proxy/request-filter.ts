@@ -4,6 +4,7 @@ import { CHALLENGE_PREFIX } from "../tls/acme/http01.ts";
 import type { HandlerView, RequestContext } from "./context.ts";
 import { failWith, GatewayError } from "./errors.ts";
 import { HOST_INVALID } from "./router.ts";
+import { challengeRoute } from "./unrouted.ts";
 
 /** ALLOW is the Allow field of a 405 for CONNECT or TRACE: the methods a route may be asked (RFC 9110 §10.2.1). */
 const ALLOW = { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" };
@@ -19,7 +20,11 @@ export function routeRequest(ctx: RequestContext, v: HandlerView): Answered | un
   if (scheme === "http") {
     // RFC 8555 §8.3: the CA fetches the key authorization over plain HTTP, whatever the site does.
     const challenge = v.challenges.answer(path);
-    if (challenge !== undefined) return challenge;
+    if (challenge !== undefined) {
+      // Counted and logged under a route of their own, not among the unrouted requests.
+      ctx.route = challengeRoute();
+      return challenge;
+    }
   }
   const site = v.router.lookup(ctx.host);
   if (site === HOST_INVALID) return failWith(ctx, new GatewayError(400, "invalid Host header", "downstream"));
