@@ -81,6 +81,11 @@ test("a restart reuses the stored account and certificate without a new order", 
     await Bun.sleep(300);
     expect(gw2.logs.filter((l) => l.msg === "certificate obtained" || l.msg === "acme account registered")).toEqual([]);
     expect(await metric(gw2, 'gatehouse_acme_orders_total{result="success"}')).toBe("0");
+    // The start says which stored certificate it serves (issue 15, item 4); no site is internal, so no word of the internal CA.
+    const reused = gw2.logs.find((l) => l.msg === "stored certificate in use");
+    expect(reused).toMatchObject({ site: "app", names: ["app.test"], replaced_soon: false });
+    expect(Date.parse(String(reused!.not_after))).toBe(new Date(served.cert.valid_to).getTime());
+    expect(gw2.logs.some((l) => l.msg.startsWith("internal CA ready"))).toBe(false);
   } finally {
     await gw2.cleanup();
   }

@@ -144,6 +144,15 @@ test("TLS settings are checked against what the global config can serve", () => 
   ]);
 });
 
+test("a misspelt tls is one problem, not followed by complaints about the keys that depend on it (issue 15, item 4)", () => {
+  const https = '[listen]\nhttp = "127.0.0.1:8080"\nhttps = "127.0.0.1:8443"\n';
+  expect(
+    problemsFor(https, {
+      a: 'hosts = ["a.example"]\ntls = "manul"\ncert = "c.pem"\nkey = "k.pem"\nstatic = "public"\n[hsts]\nmax_age = "1d"\n[acme]\nchallenge = "dns-01"\n',
+    }),
+  ).toEqual(['routes/a.toml:2: tls: "manul" is not allowed, did you mean "manual"? (expected one of "acme", "internal", "manual", "off")']);
+});
+
 test("[acme] and [acme.dns] problems name the key and what was expected", () => {
   const p = problemsFor('[acme]\ndirectory = "acme.example/dir"\nemail = "ops"\nchallenge = "dns-01"\n');
   expect(p).toEqual([

@@ -201,6 +201,12 @@ function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: Si
 /** readSiteTls reads tls, cert, key, https_redirect, [hsts] and [acme] of a route file, and checks that the global config can serve them. */
 function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): SiteTls & { readonly acme: SiteAcme | undefined } {
   const mode = r.oneOf("tls", TLS_MODES, "off");
+  // A misspelt tls is one problem: the keys that depend on the mode are taken as written, not reported again against the fallback "off".
+  const raw = r.value("tls");
+  if (raw !== undefined && !TLS_MODES.includes(raw as TlsMode)) {
+    for (const k of ["cert", "key", "hsts", "acme", "https_redirect"]) r.value(k);
+    return { mode, manual: undefined, redirect: false, hsts: undefined, acme: undefined };
+  }
   const own = readSiteAcme(r, mode);
   let certFile: string | undefined;
   let keyFile: string | undefined;

@@ -79,6 +79,8 @@ export class CertManager {
   private store: SiteCertStore | undefined;
   private certsDir: string | undefined;
   private fallback: CertBundle | undefined;
+  /** caAnnounced: the internal CA has been logged as ready (once, when the first site with tls = "internal" came). */
+  private caAnnounced = false;
   private issuers: PlanIssuers | undefined;
   private issuerKey = "";
   private solvers: ReadonlyMap<string, Solver> = new Map();
@@ -124,6 +126,10 @@ export class CertManager {
       if (!fallback) throw new Error(`${store.storage.describe("internal-ca/fallback.pem")}: no fallback certificate in storage (the supervisor makes it)`);
     } else if (g.listen.https && !fallback) {
       fallback = await store.fallback(FALLBACK_NAME, async () => inspectBundle(...unpack(await internal.issueFor([FALLBACK_NAME], TEN_YEARS))));
+    }
+    // The internal CA signs the fallback certificate whatever the sites are; it is news to the operator only when a site uses it.
+    if (!this.follower && !this.caAnnounced && tlsSites.some((s) => s.tls.mode === "internal")) {
+      this.caAnnounced = true;
       log.info('internal CA ready; trust its certificate to use tls = "internal" sites without warnings', {
         ca_cert: store.storage.describe("internal-ca/ca.pem"),
       });
@@ -169,6 +175,7 @@ export class CertManager {
       const usable = stored && stored.bundle.notAfter > Date.now() ? stored : undefined;
       const m = managedEntry(site, id, usable?.bundle, false);
       m.stale = !usable || !ofIssuer(usable);
+      m.restored = usable !== undefined;
       managed.set(site.name, m);
       if (m.mode === "acme")
         m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
@@ -191,6 +198,17 @@ export class CertManager {
       acme: plan.acme,
       managed: plan.managed,
     });
+    for (const [name, m] of plan.managed) {
+      if (!m.restored || old.get(name) === m) continue;
+      // A certificate taken from storage at start (or for a site that came with a reload): which one serves, and whether it is the one the config asks for.
+      log.info("stored certificate in use", {
+        site: name,
+        names: m.bundle!.names,
+        not_after: new Date(m.bundle!.notAfter).toISOString(),
+        issuer: m.bundle!.issuer,
+        replaced_soon: m.stale,
+      });
+    }
     for (const [m, b] of plan.adopt) {
       m.bundle = b;
       m.window = undefined;

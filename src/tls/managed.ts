@@ -23,6 +23,8 @@ export type Managed = {
   planned: number | undefined;
   /** plannedFor says which certificate and window `planned` was chosen for. */
   plannedFor: string | undefined;
+  /** restored: the entry began with a certificate from storage (logged once, when the plan that made it goes live). */
+  restored?: boolean;
   /** firstDelay is when a new entry's first check runs once committed (undefined: at its renewal time). */
   firstDelay: number | undefined;
   busy: boolean;
