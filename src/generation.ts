@@ -54,15 +54,33 @@ export type GenerationDeps = {
 
 /** Pools is what a generation keeps of its proxy routes: their pools, health checks and discovery subscriptions. */
 type Pools = {
-  readonly list: { pool: Pool; health: HealthCheck | undefined }[];
+  /** list holds each pool with its health check and the Host its checks send when the check names none (the site's first host name). */
+  readonly list: { pool: Pool; health: HealthCheck | undefined; host: string | undefined }[];
   readonly discoveries: Set<DnsDiscovery>;
   readonly unsubscribe: (() => void)[];
   readonly servers: readonly ResolverServer[];
   /** requestBuffer is [limits] request_buffer, for the proxy routes. */
   readonly requestBuffer: number;
+  /** byAction maps each proxy action compiled so far to its route's pool and settings, for the [[paths]] entries that refine it. */
+  readonly byAction: Map<ProxyAction, ProxyRoute>;
 };
 
-function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools): Pick<CompiledRoute, "proxy" | "handle"> {
+function proxyRoute(
+  route: PathRoute,
+  a: ProxyAction,
+  deps: GenerationDeps,
+  pools: Pools,
+  siteHost: string | undefined,
+): Pick<CompiledRoute, "proxy" | "handle"> {
+  // A [[paths]] entry that refines the site's action (cache rules, policy) shares the site's pool: one set of endpoints, one health state, one set of checks.
+  const shared = pools.byAction.get(a);
+  const proxy = shared ?? newProxyRoute(route, a, deps, pools, siteHost);
+  pools.byAction.set(a, proxy);
+  const plain = (ctx: RequestContext) => forward(ctx, proxy);
+  return { proxy, handle: route.cache?.enabled ? cachePhase(route.cache, deps.cache, plain) : plain };
+}
+
+function newProxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pools: Pools, siteHost: string | undefined): ProxyRoute {
   const tls = a.options.upstreamTls;
   // Targets carry this generation's settings; the shared Endpoints are never written here (a rejected reload must change nothing).
   const statics = a.upstreams.filter((u) => !u.discover).map((u) => targetOf(deps.endpoints.get(route.name, u.url), tls));
@@ -95,7 +113,8 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
       }),
     );
   }
-  pools.list.push({ pool, health: a.options.health });
+  // Checks ask for the site by name, as clients do (an app's allowed-hosts list refuses a bare address), unless the upstream gets its own name anyway.
+  pools.list.push({ pool, health: a.options.health, host: a.options.preserveHost ? siteHost : undefined });
   const longest = Math.max(a.options.responseHeaderTimeout, a.options.idleTimeout);
   const proxy: ProxyRoute = {
     pool,
@@ -105,8 +124,7 @@ function proxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, pool
     // Bun's listener idle timer also runs while we wait for the upstream; raise it for this request when the route waits longer (Bun's cap is 255 s).
     requestIdleSeconds: longest >= deps.listenerIdleMs ? Math.min(255, Math.ceil(longest / 1000) + 1) : undefined,
   };
-  const plain = (ctx: RequestContext) => forward(ctx, proxy);
-  return { proxy, handle: route.cache?.enabled ? cachePhase(route.cache, deps.cache, plain) : plain };
+  return proxy;
 }
 
 function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"] {
@@ -150,7 +168,17 @@ function compileRoute(
     filters,
     responseFilters,
   };
-  if (a.kind === "proxy") return { ...base, ...proxyRoute(route, a, deps, pools) };
+  if (a.kind === "proxy")
+    return {
+      ...base,
+      ...proxyRoute(
+        route,
+        a,
+        deps,
+        pools,
+        site.hosts.find((h) => !h.startsWith("*.")),
+      ),
+    };
   if (a.kind === "static") return { ...base, proxy: undefined, handle: staticRoute(route, a) };
   return { ...base, proxy: undefined, handle: redirectRoute(a) };
 }
@@ -180,7 +208,7 @@ function startBuild(config: Config): Build {
   const servers = config.global.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
   return {
     router: new HostRouter<Site>(),
-    pools: { list: [], discoveries: new Set(), unsubscribe: [], servers, requestBuffer: config.global.limits.requestBuffer },
+    pools: { list: [], discoveries: new Set(), unsubscribe: [], servers, requestBuffer: config.global.limits.requestBuffer, byAction: new Map() },
     names: new Set<string>(),
   };
 }
@@ -212,7 +240,8 @@ function endBuild(b: Build, config: Config, deps: GenerationDeps, id: number): G
     health: () => {
       const m = new Map<Endpoint, HealthCheck>();
       // Each endpoint is checked with its target's TLS settings (a discovered name verified as such).
-      for (const p of pools.list) if (p.health) for (const t of p.pool.targets) m.set(t.endpoint, { ...p.health, tls: t.tls });
+      for (const p of pools.list)
+        if (p.health) for (const t of p.pool.targets) m.set(t.endpoint, { ...p.health, host: p.health.host ?? p.host ?? t.hostHeader, tls: t.tls });
       return m;
     },
     dispose: () => {

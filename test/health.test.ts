@@ -414,3 +414,70 @@ test("a reload rejected after building leaves no discovery behind", async () => 
     busy.stop(true);
   }
 });
+
+/** django is an origin that, like Django's ALLOWED_HOSTS, answers 400 to any Host but its own names; it counts its health checks. */
+function django(allowed: string[]) {
+  const state = { checks: 0, hosts: new Set<string>() };
+  const server = origin((req) => {
+    const host = (req.headers.get("host") ?? "").replace(/:\d+$/, "");
+    const path = new URL(req.url).pathname;
+    if (path === "/healthz") {
+      state.checks++;
+      state.hosts.add(host);
+    }
+    if (!allowed.includes(host)) return new Response("Bad Request (400)", { status: 400 });
+    return new Response(path === "/healthz" ? "ok" : "django");
+  });
+  return { state, server, url: `http://127.0.0.1:${server.port}` };
+}
+
+test("health checks ask for the site by its first host name, so an app that checks Host stays healthy; an unhealthy line names the Host and the status (issue 15, item 3)", async () => {
+  const app = django(["app.test"]);
+  try {
+    const g = await start({ app: `hosts = ["*.preview.test", "app.test", "www.app.test"]\nupstreams = ["${app.url}"]\n${HEALTH}` });
+    const deadline = Date.now() + 3000;
+    while (app.state.checks < 3 && Date.now() < deadline) await Bun.sleep(20);
+    expect([...app.state.hosts]).toEqual(["app.test"]);
+    expect((await upstreams(g))[0]).toMatchObject({ healthy: true, last_check: { ok: true } });
+    // A Host the app refuses, named in the check: the log line says which Host was sent and what came back.
+    g.writeRoute("app", `hosts = ["app.test"]\nupstreams = ["${app.url}"]\n${HEALTH}host = "other.test"\n`);
+    expect((await g.reload()).msg).toBe("config reloaded");
+    const line = await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy"), 3000);
+    expect(line).toMatchObject({ upstream: app.url, host: "other.test", detail: "status 400" });
+  } finally {
+    app.server.stop(true);
+  }
+});
+
+test("[[paths]] entries that refine the site's action share its pool: one check per endpoint, one health state (issue 15, item 3)", async () => {
+  const made = [0, 1].map((i) => {
+    const state = { healthy: true, checks: 0 };
+    const server = origin((req) => {
+      if (new URL(req.url).pathname !== "/healthz") return new Response(`e${i}`);
+      state.checks++;
+      return new Response(null, { status: state.healthy ? 200 : 500 });
+    });
+    return { state, server, url: `http://127.0.0.1:${server.port}` };
+  });
+  const [one, two] = made as [(typeof made)[0], (typeof made)[0]];
+  try {
+    const site = `hosts = ["shared.test"]\nupstreams = ["${one.url}", "${two.url}"]\n${HEALTH}`;
+    const paths = '[[paths]]\nprefix = "/static"\n[paths.cache]\nttl = "1s"\n[[paths]]\nprefix = "/api"\n[[paths.rate_limit]]\nrate = "1000/s"\n';
+    const g = await start({ shared: site + paths });
+    // Two endpoints, under the site's route: not a set per path.
+    expect((await upstreams(g)).map((u) => u.route)).toEqual(["shared", "shared"]);
+    // Three routes, one checker per endpoint: about five checks a second each (interval 200 ms ± 20 ms), not fifteen.
+    const before = one.state.checks;
+    await Bun.sleep(1000);
+    expect(one.state.checks - before).toBeLessThanOrEqual(7);
+    two.state.healthy = false;
+    await g.waitForLog((l) => l.msg.startsWith("upstream endpoint unhealthy") && l.upstream === two.url, 3000);
+    // Once unhealthy, no route of the site sends it anything.
+    const seen = new Set<string>();
+    for (const path of ["/api/x", "/api/y", "/x", "/y", "/api/z", "/z"]) seen.add(await (await g.request("shared.test", path)).text());
+    expect(seen).toEqual(new Set(["e0"]));
+  } finally {
+    one.server.stop(true);
+    two.server.stop(true);
+  }
+});

@@ -56,7 +56,7 @@ export type HealthCheck = {
   readonly healthyThreshold: number;
   readonly unhealthyThreshold: number;
   readonly jitter: number;
-  /** host is the Host header of checks; undefined: the endpoint's own host:port. */
+  /** host is the Host header of checks; undefined: the site's first host name (with preserve_host), else the endpoint's own name or host:port. */
   readonly host: string | undefined;
   /** tls is the checked target's upstream TLS setup (the route's, with a discovered name as server name), for https:// endpoints. */
   readonly tls?: UpstreamTls;

@@ -62,13 +62,21 @@ class Checker {
         route: e.route,
         upstream: e.url,
         check: c.path,
+        // The Host the checks send: an app that refuses it (Django's ALLOWED_HOSTS answers 400) is the usual reason.
+        host: c.host ?? new URL(e.url).host,
         detail,
         failures: -this.streak,
       });
     } else if (!e.healthy && this.streak >= c.healthyThreshold) {
       e.healthy = true;
       e.upSince = performance.now();
-      log.info("upstream endpoint healthy again", { route: e.route, upstream: e.url, check: c.path, successes: this.streak });
+      log.info("upstream endpoint healthy again", {
+        route: e.route,
+        upstream: e.url,
+        check: c.path,
+        host: c.host ?? new URL(e.url).host,
+        successes: this.streak,
+      });
     }
     const jitter = (Math.random() * 2 - 1) * c.jitter;
     this.schedule(Math.max(50, c.interval + jitter));
