@@ -7,6 +7,8 @@ import { buildGeneration, buildGenerationAsync, type Generation } from "./genera
 import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "./instance-files.ts";
 import { adminAllows } from "./proxy/policy/admin-access.ts";
 import { adminApp, type AdminState } from "./observability/admin.ts";
+import { ReloadHistory } from "./observability/reload-history.ts";
+import { gatherStatus } from "./observability/status-data.ts";
 import { setHealthCollector, setInflightCollector } from "./observability/gateway-metrics.ts";
 import { log } from "./observability/log.ts";
 import { createFetchHandler } from "./proxy/bun-serve.ts";
@@ -53,6 +55,8 @@ export class Gateway {
   private seq = 0;
   private pidFile: string | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
+  /** reloads are the last (re)load outcomes, for the status page. */
+  private readonly reloads = new ReloadHistory();
   private readonly endpoints = new EndpointRegistry();
   private readonly health = new HealthChecks();
   private readonly discovery = new DiscoveryRegistry();
@@ -90,6 +94,7 @@ export class Gateway {
       upstreams: () => this.endpoints.describe(performance.now()),
       // At the first start the admin listener is bound while the generation is built: that one judges.
       allowed: (ip) => adminAllows((this.gen ?? this.building)?.config.global, ip),
+      status: () => gatherStatus(this.state, this.gen?.config, this.reloads.list()),
     };
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
@@ -220,7 +225,9 @@ export class Gateway {
   }
 
   private writeStatus(result: "success" | "failure", problems: string[]): void {
-    recordReload({ pid: this.opts.pid, seq: this.seq, result, time: new Date().toISOString(), problems }, this.pidFile);
+    const status = { pid: this.opts.pid, seq: this.seq, result, time: new Date().toISOString(), problems };
+    recordReload(status, this.pidFile);
+    this.reloads.add(status);
   }
 
   /** start loads the config and binds the listeners; throws ConfigError (or a bind error) and binds nothing when that fails. */

@@ -1,6 +1,7 @@
-/** The admin listener's app (Hono): liveness, readiness and metrics; never mounted on a public listener. */
+/** The admin listener's app (Hono): liveness, readiness, metrics and the status page; never mounted on a public listener. */
 import { Hono } from "hono";
 import { registry } from "./gateway-metrics.ts";
+import { renderStatus, type StatusData } from "./status-page.ts";
 
 /** PurgeFilter is what POST /cache/purge asks to remove: all, one URL (both schemes), a host, or a path prefix on a host. */
 export type PurgeFilter = { readonly all: true } | { readonly url: string } | { readonly host: string; readonly prefix?: string };
@@ -23,13 +24,23 @@ export interface AdminState {
   workers?(): unknown[];
   /** allowed says whether a client address may use the admin listener ([admin] allow and deny of the live config). */
   allowed?(ip: string): boolean;
+  /** status gathers what the status page shows (GET /status); without it, no page. */
+  status?(): StatusData | Promise<StatusData>;
 }
+
+/** STATUS_HEADERS keep the page self-contained (inline styles, nothing loaded, no scripts, not framed) and uncached. */
+const STATUS_HEADERS = {
+  "content-type": "text/html; charset=utf-8",
+  "cache-control": "no-store",
+  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  "x-content-type-options": "nosniff",
+};
 
 /** AdminServer is what Bun.serve hands the admin app beside the request: the client's address. */
 type AdminServer = { requestIP(req: Request): { address: string } | null };
 
 /**
- * adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams (and /workers under a supervisor); POST
+ * adminApp builds the admin routes: GET /healthz, /readyz, /metrics, /certificates, /upstreams, /status (and /workers under a supervisor); POST
  * /certificates/NAME/renew, /cache/purge.
  */
 export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
@@ -58,6 +69,10 @@ export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
     const workers = state.workers.bind(state);
     app.get("/workers", (c) => c.json(workers()));
   }
+  if (state.status) {
+    const status = state.status.bind(state);
+    app.get("/status", async (c) => c.body(renderStatus(await status()), 200, STATUS_HEADERS));
+  }
   app.post("/cache/purge", async (c) => {
     const q = c.req.query();
     let filter: PurgeFilter;
@@ -70,7 +85,7 @@ export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
   });
   app.notFound((c) =>
     c.text(
-      `not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams${state.workers ? ", /workers" : ""} and /cache/purge\n`,
+      `not found: the admin listener serves /healthz, /readyz, /metrics, /certificates, /upstreams${state.status ? ", /status" : ""}${state.workers ? ", /workers" : ""} and /cache/purge\n`,
       404,
     ),
   );

@@ -4,9 +4,11 @@ import { AlpnChallenges } from "../tls/acme/tls-alpn01.ts";
 import { loadConfigSnapshot, loadConfigSnapshotAsync, type ConfigFiles } from "../config/load.ts";
 import type { Config, GlobalConfig } from "../config/types.ts";
 import { problemLines } from "../config/problems.ts";
-import { recordReload, removePidFile, writePidFile, type ReloadOutcome } from "../instance-files.ts";
+import { recordReload, removePidFile, writePidFile, type ReloadOutcome, type ReloadStatus } from "../instance-files.ts";
 import { adminAllows } from "../proxy/policy/admin-access.ts";
 import { adminApp, type AdminState } from "../observability/admin.ts";
+import { ReloadHistory } from "../observability/reload-history.ts";
+import { gatherStatus } from "../observability/status-data.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
@@ -67,6 +69,8 @@ export class Supervisor {
   private seq = 0;
   private pidFile: string | undefined;
   private reloadChain: Promise<unknown> = Promise.resolve();
+  /** reloads are the last (re)load outcomes, for the status page. */
+  private readonly reloads = new ReloadHistory();
   /** stopping is the one shutdown; a second SIGTERM waits for the same. */
   private stopping: Promise<void> | undefined;
   /** cancelStart makes a start in progress give up (shutdown during the start); startSettled resolves when start() has returned or thrown. */
@@ -106,6 +110,7 @@ export class Supervisor {
       workers: () => this.workers.describe(),
       // Before the first config is live, the one being started judges: the admin listener is bound before certificates are prepared.
       allowed: (ip) => adminAllows(this.live?.global ?? this.startingGlobal, ip),
+      status: () => gatherStatus(state, this.live, this.reloads.list()),
     };
     const unused = () => new Response(null, { status: 500 });
     this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });
@@ -188,8 +193,14 @@ export class Supervisor {
     this.cancelStart = undefined;
     this.starting = false;
     this.pidFile = writePidFile(g.pidFile, this.opts.pid);
-    recordReload({ pid: this.opts.pid, seq: 0, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
+    this.record({ pid: this.opts.pid, seq: 0, result: "success", time: new Date().toISOString(), problems: [] });
     log.info("started", { config: g.file, sites: snap.config.sites.length, workers: g.workers, pids: this.workers.pids() });
+  }
+
+  /** record counts a (re)load outcome in the metrics and the status file, and keeps it for the status page. */
+  private record(status: ReloadStatus): void {
+    recordReload(status, this.pidFile);
+    this.reloads.add(status);
   }
 
   private applyLog(g: GlobalConfig): void {
@@ -242,13 +253,13 @@ export class Supervisor {
    */
   private failed(e: unknown): ReloadOutcome {
     const problems = problemLines(e).map((p) => `reload failed: ${p}`);
-    recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
+    this.record({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems });
     log.error("reload failed", { problems });
     return { ok: false, problems };
   }
 
   private rejected(problems: string[]): ReloadOutcome {
-    recordReload({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems }, this.pidFile);
+    this.record({ pid: this.opts.pid, seq: this.seq, result: "failure", time: new Date().toISOString(), problems });
     log.error("config rejected; the running config stays", { problems });
     return { ok: false, problems };
   }
@@ -312,7 +323,7 @@ export class Supervisor {
     if (g.workers !== this.workers.size) log.info("workers changed", { from: this.workers.size, to: g.workers });
     this.workers.resize(g.workers);
     this.catchUp();
-    recordReload({ pid: this.opts.pid, seq: this.seq, result: "success", time: new Date().toISOString(), problems: [] }, this.pidFile);
+    this.record({ pid: this.opts.pid, seq: this.seq, result: "success", time: new Date().toISOString(), problems: [] });
     log.info("config reloaded", { sites: snap.config.sites.length, workers: g.workers, ms: Math.round((performance.now() - t0) * 10) / 10 });
     return { ok: true, problems: [] };
   }
