@@ -38,6 +38,8 @@ export type GatewayOptions = {
    * file, certificates only loaded from storage (the supervisor obtains them).
    */
   readonly worker?: boolean;
+  /** takeover: this instance replaces a running one (`gatehouse upgrade`): it binds its listeners beside the old instance's, which drains once this one serves. */
+  readonly takeover?: boolean;
   /**
    * challenges: the HTTP-01 tokens to answer (a worker passes the table its supervisor fills, also before the gateway starts); default: a new one of this
    * gateway's own.
@@ -108,7 +110,7 @@ export class Gateway {
         https: createFetchHandler(() => this.gen!.view, "https"),
         admin: admin.fetch,
       },
-      { shared: opts.worker },
+      { shared: opts.worker, takeover: opts.takeover },
     );
     setHealthCollector((g) => {
       g.retain(() => false);

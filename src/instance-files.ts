@@ -5,7 +5,15 @@ import { configLastReloadSuccess, configLastReloadTime, configReloads } from "./
 import { log } from "./observability/log.ts";
 
 /** ReloadStatus is what the instance writes next to its pid file after each (re)load, for `gatehouse reload` to read. */
-export type ReloadStatus = { pid: number; seq: number; result: "success" | "failure"; time: string; problems: string[] };
+export type ReloadStatus = {
+  pid: number;
+  seq: number;
+  result: "success" | "failure";
+  time: string;
+  problems: string[];
+  /** upgrade marks the outcome of a `gatehouse upgrade` that failed (written by the old instance, which keeps serving). */
+  upgrade?: boolean;
+};
 
 /** ReloadOutcome is what a reload did (a Gateway's or a Supervisor's): applied, or rejected with the problems in `gatehouse check` format. */
 export type ReloadOutcome = { readonly ok: boolean; readonly problems: string[] };

@@ -1,4 +1,4 @@
-/** gatehouse's command line: run, check, reload, hash-password, version. The only file that touches process (argv, signals, exit). */
+/** gatehouse's command line: run, check, reload, upgrade, hash-password, version. The only file that touches process (argv, signals, exit). */
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import defaultConfigText from "../config.toml" with { type: "text" };
@@ -14,7 +14,9 @@ import { Worker } from "./workers/worker.ts";
 import type { SpawnSpec } from "./workers/worker-process.ts";
 import { log } from "./observability/log.ts";
 import { hashPassword } from "./proxy/policy/basic-auth.ts";
+import { readHidden } from "./lib/terminal.ts";
 import { VERSION } from "./version.ts";
+import { notifySystemd, Successor, UPGRADE_ENV, writeRequest } from "./upgrade.ts";
 
 const USAGE = `usage: gatehouse [command] [-c FILE]
 
@@ -22,6 +24,8 @@ commands:
   run      start the gateway in the foreground (the default)
   check    validate the config and every route file; exit 1 with one line per problem
   reload   make the running instance reload its config; exit 0 once the new config is live
+  upgrade  replace the running instance with this executable without dropping a connection:
+           the new one binds beside it, serves, then the old one drains; exit 0 once it serves
   version  print version and build info
   hash-password
            read a password from the terminal (asked twice, not shown) or from stdin
@@ -137,12 +141,63 @@ async function reload(args: Args): Promise<number> {
   return 1;
 }
 
+/** selfCommand is this executable as a command: the compiled binary, or Bun with the script when running from source. */
+function selfCommand(): string[] {
+  return Bun.main.includes("$bunfs") ? [process.execPath] : [process.execPath, Bun.main];
+}
+
+/**
+ * upgrade has the running instance start this executable (`run -c` its config) beside itself on the same listeners; the new one serves, then the old one
+ * drains. Exit 0 once the new instance serves, 1 (the old one still serving) when it could not.
+ */
+async function upgrade(args: Args): Promise<number> {
+  const missing = missingConfig("upgrade", args);
+  if (missing) {
+    console.error(missing);
+    return 1;
+  }
+  const { pidFile } = readStartupSettings(args.config);
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+    process.kill(pid, 0);
+  } catch {
+    console.error(`gatehouse upgrade: no running instance (pid file ${pidFile} missing or stale)`);
+    return 1;
+  }
+  const before = readStatus(statusPath(pidFile))?.time;
+  try {
+    writeRequest(pidFile, selfCommand(), process.pid);
+  } catch (e) {
+    console.error(`gatehouse upgrade: cannot write the request beside ${pidFile}: ${(e as Error).message}`);
+    return 1;
+  }
+  process.kill(pid, "SIGUSR2");
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    await Bun.sleep(50);
+    const s = readStatus(statusPath(pidFile));
+    if (s === undefined || s.time === before) continue;
+    if (s.pid !== pid && s.result === "success" && s.seq === 0) {
+      console.log(`gatehouse upgrade: the new instance serves (pid ${s.pid}); the old one (pid ${pid}) drains`);
+      return 0;
+    }
+    if (s.pid === pid && s.upgrade) {
+      console.error(`gatehouse upgrade: the new instance did not take over; the old one (pid ${pid}) keeps serving`);
+      for (const p of s.problems) console.error(p);
+      return 1;
+    }
+  }
+  console.error(`gatehouse upgrade: no outcome within 120 s; the old instance (pid ${pid}) serves until a new one takes over`);
+  return 1;
+}
+
 /**
  * selfSpawn is how a supervisor starts worker `index`: this executable again (with the script when running from source; the compiled binary is its own script),
  * marked by WORKER_ENV.
  */
 function selfSpawn(configPath: string): (index: number) => SpawnSpec {
-  const self = Bun.main.includes("$bunfs") ? [process.execPath] : [process.execPath, Bun.main];
+  const self = selfCommand();
   return (index) => ({ cmd: [...self, "run", "-c", configPath], env: { ...process.env, [WORKER_ENV]: String(index) } });
 }
 
@@ -194,11 +249,16 @@ async function run(args: Args): Promise<number> {
   const path = resolve(args.config);
   const files = args.explicitConfig ? undefined : builtinFiles(path);
   if (files) log.info("no config.toml here; running the built-in default config", { path });
+  // Started by a running instance for `gatehouse upgrade`: bind beside it, and send it SIGTERM once this one serves.
+  const replaces = Number(process.env[UPGRADE_ENV] ?? 0);
+  delete process.env[UPGRADE_ENV];
+  const takeover = replaces > 0;
   // workers > 1: this process becomes the supervisor of that many workers; 1 runs the gateway here, as always.
   const instance =
     readStartupSettings(path, files?.main.text).workers > 1
-      ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path) })
-      : new Gateway({ configPath: path, files, pid: process.pid });
+      ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path), takeover })
+      : new Gateway({ configPath: path, files, pid: process.pid, takeover });
+  const successor = new Successor(process.pid, process.env);
   // The signal handlers are in place before the start begins (it may take a while: the workers, the certificates), so that a
   // logrotate SIGHUP does not kill a starting gateway: it is kept for when the start is done. SIGTERM during the start stops cleanly.
   let started = false;
@@ -213,8 +273,16 @@ async function run(args: Args): Promise<number> {
     if (!hupPending) log.info("SIGHUP during the start; the config is reloaded once started");
     hupPending = true;
   });
+  process.on("SIGUSR2", () => {
+    // `gatehouse upgrade` asks for a successor; a starting or draining instance has none to hand over to.
+    const pidFile = instance.config?.global.pidFile;
+    if (!started || stopping || pidFile === undefined) return void log.warn("upgrade requested while starting or draining; ignored");
+    successor.start(pidFile, path);
+  });
   const stop = (signal: string) => {
     log.info("signal received", { signal });
+    // A successor that serves now sends this SIGTERM: the drain is the upgrade's last step.
+    successor.tookOver = true;
     // One shutdown: a second signal waits for the first one's drain (exiting now would orphan the workers and leave the pid file).
     if (stopping) return;
     // A supervisor cancels its own start; a single gateway finishes starting (it binds nothing it could not close), then drains.
@@ -244,43 +312,26 @@ async function run(args: Args): Promise<number> {
     return 1;
   }
   started = true;
+  if (takeover) {
+    notifySystemd(process.env, process.pid);
+    log.info("upgrade: this instance serves; the old one drains", { old_pid: replaces });
+    try {
+      process.kill(replaces, "SIGTERM");
+    } catch (e) {
+      log.warn("upgrade: cannot signal the old instance", { old_pid: replaces, error: String(e) });
+    }
+  }
   if (hupPending && !stopping) void instance.reload();
   await whenStopped;
   return 0;
-}
-
-/** readHidden asks for a line on the terminal without echoing it (raw mode: Enter ends it, Ctrl-C or Ctrl-D gives up). */
-function readHidden(prompt: string): Promise<string | undefined> {
-  process.stderr.write(prompt);
-  const stdin = process.stdin;
-  stdin.setRawMode(true);
-  stdin.resume();
-  return new Promise((resolveP) => {
-    let text = "";
-    const onData = (d: Buffer) => {
-      for (const ch of d.toString("utf8")) {
-        if (ch === "\r" || ch === "\n" || ch === "\u0003" || ch === "\u0004") {
-          stdin.off("data", onData);
-          stdin.setRawMode(false);
-          stdin.pause();
-          process.stderr.write("\n");
-          resolveP(ch === "\r" || ch === "\n" ? text : undefined);
-          return;
-        }
-        if (ch === "\u007f" || ch === "\b") text = [...text].slice(0, -1).join("");
-        else text += ch;
-      }
-    };
-    stdin.on("data", onData);
-  });
 }
 
 /** hashPasswordCommand prints the argon2id hash of a password read from the terminal (twice, hidden) or from stdin (its first line). */
 async function hashPasswordCommand(): Promise<number> {
   let password: string | undefined;
   if (process.stdin.isTTY) {
-    password = await readHidden("password: ");
-    const again = password === undefined ? undefined : await readHidden("again: ");
+    password = await readHidden("password: ", process.stdin, process.stderr);
+    const again = password === undefined ? undefined : await readHidden("again: ", process.stdin, process.stderr);
     if (password === undefined || again === undefined) return 1;
     if (again !== password) {
       console.error("gatehouse: the passwords differ; nothing printed");
@@ -311,6 +362,8 @@ async function main(): Promise<number> {
       return check(args);
     case "reload":
       return reload(args);
+    case "upgrade":
+      return upgrade(args);
     case "hash-password":
       return hashPasswordCommand();
     case "version":

@@ -1,4 +1,4 @@
-/** The import graph of src/ has no circles and runs one way: main → workers → gateway → generation and listeners → proxy → features → observability → config → lib. */
+/** The import graph of src/ has no circles and runs one way: main → workers → gateway (and upgrade) → generation and listeners → proxy → features → observability → config → lib. */
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
@@ -10,7 +10,7 @@ const SRC = join(ROOT, "src");
 const LAYERS: readonly (readonly string[])[] = [
   ["main.ts"],
   ["workers/"],
-  ["gateway.ts"],
+  ["gateway.ts", "upgrade.ts"],
   ["generation.ts", "instance-files.ts", "front/"],
   ["proxy/"],
   ["welcome/"], // the built-in welcome site, a file source for static/

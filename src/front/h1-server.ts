@@ -107,11 +107,14 @@ export class FrontServer implements ConnHost, TlsHost {
     });
   }
 
-  /** opened takes a new connection (after its handshake, for TLS): counted and started, or closed while the server stops. */
+  /**
+   * opened takes a new connection (after its handshake, for TLS): counted and started. One whose handshake ends while the server drains is treated as the
+   * connections idle at the drain's start: its client sends its request right after the handshake, which is served (with close) within the drain's grace.
+   */
   opened(c: Conn): void {
     this.conns.add(c);
-    if (this.conns.draining) c.close();
-    else c.start();
+    c.start();
+    if (this.conns.draining) c.lingerIdle();
   }
 
   get draining(): boolean {

@@ -71,10 +71,11 @@ export function assertFree(kind: string, address: Address): void {
 }
 
 /**
- * ListenersOptions: shared listeners are bound with SO_REUSEPORT beside sibling worker processes, which take turns accepting (the supervisor checked the
- * addresses were free).
+ * ListenersOptions: shared listeners are bound beside sibling worker processes, which take turns accepting (the supervisor checked the addresses were free);
+ * takeover listeners are bound beside the instance this one replaces (`gatehouse upgrade`), which holds them until it drains. Every listener is bound with
+ * SO_REUSEPORT so that a later instance can join it; a first bind checks the address is free first.
  */
-export type ListenersOptions = { readonly shared?: boolean };
+export type ListenersOptions = { readonly shared?: boolean; readonly takeover?: boolean };
 
 /** sameAddress says whether two listener addresses are the same (both given). */
 export function sameAddress(a: Address | undefined, b: Address | undefined): boolean {
@@ -99,10 +100,15 @@ export class Listeners {
 
   private start(kind: Kind, address: Address, tls?: TlsSet): Bound {
     const common = { hostname: address.hostname, port: address.port, development: false };
+    // SO_REUSEPORT would let a listener share a port that another process holds: a first bind must find it free, unless it joins its siblings or the instance
+    // it replaces.
+    const joining = this.opts.shared === true || this.opts.takeover === true;
     if (kind === "admin") {
-      return { address, server: Bun.serve({ ...common, fetch: this.handlers.admin }) };
+      if (!joining) assertFree("admin", address);
+      return { address, server: Bun.serve({ ...common, reusePort: true, fetch: this.handlers.admin }) };
     }
     if (kind === "http") {
+      if (!joining) assertFree("http", address);
       return {
         address,
         server: new FrontServer({
@@ -110,7 +116,7 @@ export class Listeners {
           port: address.port,
           handler: this.handlers.front.http,
           refused: this.handlers.front.refused,
-          ...(this.opts.shared ? { reusePort: true } : {}),
+          reusePort: true,
           ...this.frontSettings(),
         }),
       };
@@ -118,9 +124,7 @@ export class Listeners {
     const handler = this.handlers.https;
     if (tls) {
       const cur = this.bound.get("https");
-      // SO_REUSEPORT would let this listener share a port that another process holds; a first bind must find it free (a worker's siblings hold it already: its
-      // supervisor checked).
-      if (!this.opts.shared && (!cur || !sameAddress(cur.address, address))) assertFree("https", address);
+      if (!joining && (!cur || !sameAddress(cur.address, address))) assertFree("https", address);
       if (!this.http2) {
         // The raw front end: certificates are chosen per handshake and changed in place, so this listener is never replaced for them.
         const contexts = new TlsContexts();
@@ -145,8 +149,8 @@ export class Listeners {
       // The HTTPS listener is replaced to change certificates (server.reload() keeps the old ones): the new one binds beside the old one, then the old one
       // stops.
       ...(tls ? { tls: tls.entries.map((e) => ({ serverName: e.serverName, cert: e.cert, key: e.key })), reusePort: true, http2: this.http2 } : {}),
-      // Sibling workers bind the same public addresses; the kernel spreads new connections between them.
-      ...(this.opts.shared ? { reusePort: true } : {}),
+      // Sibling workers (and an instance taking over) bind the same public addresses; the kernel spreads new connections between them.
+      reusePort: true,
       fetch: handler as (req: Request, server: Server<WsData>) => Response | Promise<Response | undefined>,
       websocket: websocketHandlers,
       // Body limits are per route (413 from the pipeline); the listener itself must not cut a large upload short.

@@ -42,6 +42,8 @@ export type SupervisorOptions = {
   readonly pid: number;
   readonly spawn: (index: number) => SpawnSpec;
   readonly timings?: Partial<SupervisorTimings>;
+  /** takeover: this supervisor replaces a running instance (`gatehouse upgrade`): its admin listener and its workers' listeners bind beside the old ones. */
+  readonly takeover?: boolean;
 };
 
 /** StartCancelled is the error of a start that shutdown() stopped (SIGTERM during the start): not a failure, nothing to report. */
@@ -113,7 +115,7 @@ export class Supervisor {
       status: () => gatherStatus(state, this.live, this.reloads.list()),
     };
     const unused = () => new Response(null, { status: 500 });
-    this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch });
+    this.listeners = new Listeners({ front: { http: unused, https: unused }, https: unused, admin: adminApp(state).fetch }, { takeover: opts.takeover });
     // HTTP-01 and TLS-ALPN-01: the CA's connection lands on whichever worker accepts it, so every worker must hold the answer before the CA is told to look.
     this.challenges.publisher = {
       publish: (token, keyAuthorization) => this.toEveryWorker("HTTP-01 token", { t: "challenge", token, keyAuthorization }),
@@ -160,8 +162,9 @@ export class Supervisor {
     const cancelled = new Promise<never>((_, reject) => (this.cancelStart = () => reject(new StartCancelled())));
     cancelled.catch(() => undefined);
     try {
-      if (g.listen.http) assertFree("http", g.listen.http);
-      if (g.listen.https) assertFree("https", g.listen.https);
+      // Taking over, the old instance holds them until this one serves.
+      if (g.listen.http && !this.opts.takeover) assertFree("http", g.listen.http);
+      if (g.listen.https && !this.opts.takeover) assertFree("https", g.listen.https);
       this.startingGlobal = g;
       this.listeners.apply(adminOnly(g.listen), undefined);
       this.applyLog(g);
