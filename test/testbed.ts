@@ -30,9 +30,9 @@ export class Testbed {
 
   /**
    * start runs start.sh on free loopback ports; HTTP-01 validation connects to http01Port (give the gateway's HTTP listener that port), TLS-ALPN-01 validation
-   * to tlsAlpn01Port (give it the HTTPS listener).
+   * to tlsAlpn01Port (give it the HTTPS listener). With eab, Pebble requires External Account Binding with that key id and (base64url) MAC key.
    */
-  static start(opts: { http01Port?: number; tlsAlpn01Port?: number } = {}): Testbed {
+  static start(opts: { http01Port?: number; tlsAlpn01Port?: number; eab?: { kid: string; hmacKey: string } } = {}): Testbed {
     const dir = tempDir("gatehouse-testbed-");
     const env = {
       ...process.env,
@@ -41,6 +41,7 @@ export class Testbed {
       DNS_PORT: String(freePort()),
       HTTP01_PORT: String(opts.http01Port ?? freePort()),
       TLSALPN01_PORT: String(opts.tlsAlpn01Port ?? freePort()),
+      ...(opts.eab ? { PEBBLE_EAB_KID: opts.eab.kid, PEBBLE_EAB_HMAC_KEY: opts.eab.hmacKey } : {}),
     };
     const r = Bun.spawnSync(["bash", join(SCRIPTS, "start.sh"), dir], { env, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`acme testbed did not start: ${r.stderr.toString()}${r.stdout.toString()}`);

@@ -1,7 +1,7 @@
 /** Reading one routes/NAME.toml file into a SiteConfig. */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
-import { ACME_CHALLENGES } from "./acme-schema.ts";
+import { ACME_CHALLENGES, readCa } from "./acme-schema.ts";
 import { readCacheRules } from "./cache-schema.ts";
 import { readProxyOptions } from "./global-schema.ts";
 import { readPolicy, readSitePages } from "./policy-schema.ts";
@@ -148,14 +148,18 @@ function readManual(r: Reader, certFile: string, keyFile: string, hosts: readonl
   }
 }
 
-/** readSiteAcme reads a route file's [acme] table (only with tls = "acme"); undefined when the file has none. */
-function readSiteAcme(r: Reader, mode: TlsMode): SiteAcme | undefined {
+/**
+ * readSiteAcme reads a route file's [acme] table (only with tls = "acme"): the challenge, and the CA and account keys of config.toml's [acme] with the same
+ * checks (a relative ca_file starts at config.toml's directory); undefined when the file has none.
+ */
+function readSiteAcme(r: Reader, g: GlobalConfig, mode: TlsMode): SiteAcme | undefined {
   const t = r.table("acme");
   if (!t) return undefined;
   const challenge = t.has("challenge") ? t.oneOf("challenge", ACME_CHALLENGES, "http-01") : undefined;
+  const ca = readCa(t, g.dir);
   t.done();
   if (mode !== "acme") r.problem("acme", `is only used with tls = "acme" (tls is "${mode}")`, 'tls = "acme", or no [acme] table');
-  return { challenge };
+  return { challenge, ...ca };
 }
 
 /**
@@ -207,7 +211,7 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
     for (const k of ["cert", "key", "hsts", "acme", "https_redirect"]) r.value(k);
     return { mode, manual: undefined, redirect: false, hsts: undefined, acme: undefined };
   }
-  const own = readSiteAcme(r, mode);
+  const own = readSiteAcme(r, g, mode);
   let certFile: string | undefined;
   let keyFile: string | undefined;
   let manual: CertBundle | undefined;

@@ -122,6 +122,14 @@ export type SiteTls = {
 export type SiteAcme = {
   /** challenge proves the site's names; undefined: config.toml's acme.challenge. */
   readonly challenge: AcmeChallenge | undefined;
+  /** directory is the site's own CA; undefined: config.toml's acme.directory. */
+  readonly directory?: string;
+  /** email is the contact of the site's account; undefined: config.toml's acme.email. */
+  readonly email?: string;
+  /** caFile is extra trust for the site's CA API; undefined: config.toml's acme.ca_file. */
+  readonly caFile?: string;
+  /** eab binds the site's account; undefined: config.toml's, when the site keeps config.toml's directory, else none. */
+  readonly eab?: AcmeEab;
 };
 
 /** SiteConfig is one routes/NAME.toml file. */
@@ -143,16 +151,29 @@ export type TsigConfig = { readonly name: string; readonly algorithm: "hmac-sha2
 /** AcmeChallenge is an ACME challenge type gatehouse answers: HTTP-01 (RFC 8555 §8.3), DNS-01 (§8.4) or TLS-ALPN-01 (RFC 8737). */
 export type AcmeChallenge = "http-01" | "dns-01" | "tls-alpn-01";
 
-/** AcmeConfig is [acme]: which CA, which account, which challenge (the default of every site). */
-export type AcmeConfig = {
+/** AcmeEab is an External Account Binding (RFC 8555 §7.3.4): the key id and the base64url MAC key a CA such as ZeroSSL hands out with the account. */
+export type AcmeEab = { readonly kid: string; readonly hmacKey: string };
+
+/** AcmeCa is one ACME CA and the account at it: what one issuer is made of. */
+export type AcmeCa = {
   readonly directory: string;
   readonly email: string | undefined;
   /** caFile is extra trust for the ACME API's own TLS (a test CA such as Pebble's). */
   readonly caFile: string | undefined;
+  readonly eab?: AcmeEab;
+};
+
+/** AcmeFallback is one [[acme.fallback]] entry: a CA tried when orders at a site's own CA keep failing; email and caFile left out are the site's. */
+export type AcmeFallback = { readonly directory: string; readonly email?: string; readonly caFile?: string; readonly eab?: AcmeEab };
+
+/** AcmeConfig is [acme]: which CA, which account, which challenge (the default of every site), and the CAs to fall back to. */
+export type AcmeConfig = AcmeCa & {
   readonly challenge: AcmeChallenge;
   readonly dns: { readonly server: Address; readonly tsig: TsigConfig } | undefined;
   /** renewFraction is how far into a certificate's lifetime it is renewed when the CA gives no ARI window. */
   readonly renewFraction: number;
+  /** fallback are the [[acme.fallback]] CAs, in the order they are tried. */
+  readonly fallback: readonly AcmeFallback[];
 };
 
 /** Limits are the front end's bounds on a client connection (CONTRACT.md's [limits] keys). */

@@ -8,11 +8,12 @@ import type { AlpnChallenges } from "./acme/tls-alpn01.ts";
 import { renewAt, retryDelay } from "./acme/renewal-time.ts";
 import type { Solver } from "./acme/solver.ts";
 import { solversFor } from "./acme/solvers.ts";
+import { AcmeIssuers, siteDirectory } from "./acme-issuers.ts";
 import { InternalIssuer } from "./internal-issuer.ts";
-import { issuerFor, type Issuer, type Issuers } from "./issuer.ts";
+import { issuersFor, type Issuer, type Issuers } from "./issuer.ts";
 import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
-import { SiteCertStore } from "./site-store.ts";
+import { SiteCertStore, type Stored } from "./site-store.ts";
 import type { StorageFactory } from "./storage.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
@@ -22,8 +23,8 @@ export type TlsEntry = { readonly serverName?: string; readonly cert: string; re
 export const FALLBACK_NAME = "gatehouse.invalid";
 const TEN_YEARS = 3650 * 86_400_000;
 
-/** PlanIssuers are a plan's issuers, the internal one with its fallback-making ability. */
-type PlanIssuers = Issuers & { readonly internal: InternalIssuer };
+/** PlanIssuers are a plan's issuers, the internal one with its fallback-making ability, the ACME ones per CA and account. */
+type PlanIssuers = Issuers & { readonly internal: InternalIssuer; readonly acme: AcmeIssuers | undefined };
 
 /**
  * CertPlan is the registry as a new config would have it, built by prepare() without touching the running one and made live by commit() once the listeners took
@@ -35,27 +36,18 @@ export type CertPlan = {
   readonly certsDir: string;
   readonly fallback: CertBundle | undefined;
   readonly issuers: PlanIssuers;
-  readonly issuerKey: string;
   /** solvers map each ACME site to the solver that proves its names (empty in a follower). */
   readonly solvers: ReadonlyMap<string, Solver>;
   readonly acme: AcmeConfig;
   readonly managed: ReadonlyMap<string, Managed>;
   /** adopt holds newer certificates found in storage for sites that did not change (obtained by another node, restored by hand). */
-  readonly adopt: ReadonlyMap<Managed, CertBundle>;
+  readonly adopt: ReadonlyMap<Managed, Stored>;
+  /** retry holds failing entries whose CAs or accounts the new config changed (a fixed EAB key, another CA): tried again at once, from the first CA. */
+  readonly retry: ReadonlySet<Managed>;
 };
 
-function acmeKey(a: AcmeConfig): string {
-  const d = a.dns;
-  return [
-    a.directory,
-    a.email,
-    a.caFile,
-    a.challenge,
-    d?.server.text,
-    d?.tsig.name,
-    d?.tsig.algorithm,
-    d && Buffer.from(d.tsig.secret).toString("base64"),
-  ].join("|");
+function sameIssuers(a: readonly Issuer[], b: readonly Issuer[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**
@@ -82,7 +74,6 @@ export class CertManager {
   /** caAnnounced: the internal CA has been logged as ready (once, when the first site with tls = "internal" came). */
   private caAnnounced = false;
   private issuers: PlanIssuers | undefined;
-  private issuerKey = "";
   private solvers: ReadonlyMap<string, Solver> = new Map();
   private acme: AcmeConfig | undefined;
   private disposed = false;
@@ -98,7 +89,7 @@ export class CertManager {
       {
         live: (m) => this.live(m),
         store: () => this.store,
-        issuerOf: (m) => issuerFor(m.mode, this.issuers),
+        issuersOf: (m) => issuersFor(m.site, m.mode, this.issuers),
         renewFraction: (m) => (m.mode === "acme" ? (this.acme?.renewFraction ?? 2 / 3) : 2 / 3),
         renewed: (m) => {
           this.expiryMetric(m);
@@ -134,20 +125,17 @@ export class CertManager {
         ca_cert: store.storage.describe("internal-ca/ca.pem"),
       });
     }
-    const issuerKey = acmeKey(g.acme);
     const acmeSites = this.follower ? [] : tlsSites.filter((s) => s.tls.mode === "acme");
-    let acme = same && issuerKey === this.issuerKey ? this.issuers?.acme : undefined;
-    if (!acme && acmeSites.length > 0) {
-      // acme-client and its dependencies cost about 35 MB of memory: loaded only when a site uses ACME.
-      const { AcmeIssuer } = await import("./acme/issuer.ts");
-      acme = new AcmeIssuer(g.acme, store.storage, (site) => this.solvers.get(site));
-    }
+    // One issuer per CA and account that some site uses; those that stay are kept (with the same storage).
+    const acme = await AcmeIssuers.plan(same ? this.issuers?.acme : undefined, acmeSites, g.acme, store.storage, (site) => this.solvers.get(site));
     const issuers: PlanIssuers = { internal, acme };
     const solvers = solversFor(acmeSites, g.acme, { http01: this.opts.challenges, tlsAlpn01: this.opts.alpnChallenges });
     const managed = new Map<string, Managed>();
-    const adopt = new Map<Managed, CertBundle>();
+    const adopt = new Map<Managed, Stored>();
+    const retry = new Set<Managed>();
     for (const site of tlsSites) {
-      const id = [site.tls.mode, [...site.hosts].sort().join(","), g.certsDir, site.tls.mode === "acme" ? g.acme.directory : ""].join("|");
+      // The site's own CA is part of its certificate's identity: moving the site to another CA orders a new one (the stored one serves until then).
+      const id = [site.tls.mode, [...site.hosts].sort().join(","), g.certsDir, site.tls.mode === "acme" ? siteDirectory(site, g.acme) : ""].join("|");
       const cur = this.managed.get(site.name);
       if (site.tls.mode === "manual") {
         managed.set(site.name, managedEntry(site, id, site.tls.manual, false));
@@ -156,24 +144,27 @@ export class CertManager {
       const stored = await store.load(site.name);
       if (this.follower) {
         // Storage is the truth for a follower: whatever the leader stored last, while it is valid.
-        const usable = stored && stored.bundle.notAfter > Date.now() ? stored.bundle : undefined;
+        const usable = stored && stored.bundle.notAfter > Date.now() ? stored : undefined;
         if (cur && cur.id === id) {
           managed.set(site.name, cur);
-          if (usable && usable.fingerprint !== cur.bundle?.fingerprint) adopt.set(cur, usable);
-        } else managed.set(site.name, managedEntry(site, id, usable, false));
+          if (usable && usable.bundle.fingerprint !== cur.bundle?.fingerprint) adopt.set(cur, usable);
+        } else managed.set(site.name, Object.assign(managedEntry(site, id, usable?.bundle, false), { meta: usable?.meta }));
         continue;
       }
-      const issuer = issuerFor(site.tls.mode, issuers);
-      const ofIssuer = (s: NonNullable<typeof stored>) => issuer !== undefined && fits(s, site.hosts, issuer);
+      // The site's own CA or one of its fallback CAs: a certificate from either is the site's until its renewal time.
+      const chain = issuersFor(site.name, site.tls.mode, issuers);
+      const ofIssuer = (s: Stored) => fits(s, site.hosts, chain);
       if (cur && cur.id === id) {
         managed.set(site.name, cur);
         const b = stored?.bundle;
-        if (b && ofIssuer(stored!) && b.fingerprint !== cur.bundle?.fingerprint && b.notAfter >= (cur.bundle?.notAfter ?? 0)) adopt.set(cur, b);
+        if (b && ofIssuer(stored!) && b.fingerprint !== cur.bundle?.fingerprint && b.notAfter >= (cur.bundle?.notAfter ?? 0)) adopt.set(cur, stored!);
+        else if (cur.failures > 0 && !sameIssuers(chain, issuersFor(site.name, site.tls.mode, this.issuers))) retry.add(cur);
         continue;
       }
       // A stored certificate keeps serving the hosts it covers until the one the config asks for is in place.
       const usable = stored && stored.bundle.notAfter > Date.now() ? stored : undefined;
       const m = managedEntry(site, id, usable?.bundle, false);
+      m.meta = usable?.meta;
       m.stale = !usable || !ofIssuer(usable);
       m.restored = usable !== undefined;
       managed.set(site.name, m);
@@ -181,7 +172,7 @@ export class CertManager {
         m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
       else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
-    return { store, certsDir: g.certsDir, fallback, issuers, issuerKey, solvers, acme: g.acme, managed, adopt };
+    return { store, certsDir: g.certsDir, fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
   }
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
@@ -193,7 +184,6 @@ export class CertManager {
       certsDir: plan.certsDir,
       fallback: plan.fallback,
       issuers: plan.issuers,
-      issuerKey: plan.issuerKey,
       solvers: plan.solvers,
       acme: plan.acme,
       managed: plan.managed,
@@ -206,12 +196,16 @@ export class CertManager {
         names: m.bundle!.names,
         not_after: new Date(m.bundle!.notAfter).toISOString(),
         issuer: m.bundle!.issuer,
+        ...(m.meta?.directory ? { ca: m.meta.directory } : {}),
         replaced_soon: m.stale,
       });
     }
-    for (const [m, b] of plan.adopt) {
-      m.bundle = b;
-      m.window = undefined;
+    for (const m of plan.retry) {
+      Object.assign(m, { ca: 0, caFailures: 0 });
+      this.scheduler.schedule(m, 0);
+    }
+    for (const [m, { bundle: b, meta }] of plan.adopt) {
+      Object.assign(m, { bundle: b, meta, window: undefined });
       log.info("newer stored certificate adopted", { site: m.site, not_after: new Date(b.notAfter).toISOString() });
       this.expiryMetric(m);
       this.scheduler.schedule(m);
@@ -235,7 +229,7 @@ export class CertManager {
     const out: TlsEntry[] = [];
     if (fallback) out.push({ cert: fallback.certPem, key: fallback.keyPem, fingerprint: fallback.fingerprint });
     for (const m of (plan ? plan.managed : this.managed).values()) {
-      const b = plan?.adopt.get(m) ?? m.bundle;
+      const b = plan?.adopt.get(m)?.bundle ?? m.bundle;
       if (!b) continue;
       for (const h of m.hosts) {
         if (isIpLiteral(h)) continue; // SNI carries names only (RFC 6066 §3)
@@ -255,6 +249,9 @@ export class CertManager {
       not_before: m.bundle ? new Date(m.bundle.notBefore).toISOString() : null,
       not_after: m.bundle ? new Date(m.bundle.notAfter).toISOString() : null,
       issuer: m.bundle?.issuer ?? null,
+      // ca: the ACME directory the served certificate came from; order_ca: where the next order goes (another than the site's own after failures).
+      ca: m.meta?.directory ?? null,
+      order_ca: m.mode === "acme" ? (issuersFor(m.site, m.mode, this.issuers)[m.ca]?.meta.directory ?? null) : null,
       fingerprint_sha256: m.bundle?.fingerprint ?? null,
       next_check: m.mode === "manual" ? null : new Date(m.nextCheck).toISOString(),
       renewal_planned: m.mode === "manual" || m.planned === undefined ? null : new Date(m.planned).toISOString(),
@@ -273,9 +270,10 @@ export class CertManager {
     let changed = false;
     for (const m of this.managed.values()) {
       if (m.mode === "manual") continue;
-      const b = (await this.store.load(m.site))?.bundle;
+      const s = await this.store.load(m.site);
+      const b = s?.bundle;
       if (!b || b.fingerprint === m.bundle?.fingerprint || b.notAfter <= Date.now() || !this.live(m)) continue;
-      m.bundle = b;
+      Object.assign(m, { bundle: b, meta: s!.meta });
       this.expiryMetric(m);
       changed = true;
     }
@@ -322,8 +320,7 @@ export class CertManager {
       const b = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
       await store.save(m.site, b, issuer.meta);
       log.info("certificate obtained", { site: m.site, issuer: "internal", names: b.names, not_after: new Date(b.notAfter).toISOString() });
-      m.bundle = b;
-      m.stale = false;
+      Object.assign(m, { bundle: b, meta: issuer.meta, stale: false });
     } catch (e) {
       m.failures = 1;
       m.lastError = String((e as Error).message ?? e);

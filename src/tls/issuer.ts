@@ -24,17 +24,22 @@ export interface RenewalAdvisor {
   renewalInfo(certPem: string): Promise<RenewalInfo | undefined>;
 }
 
-/** Issuers are what a set of sites can choose from: the internal CA always, an ACME CA when some site uses one. */
-export type Issuers = { readonly internal: Issuer; readonly acme: (Issuer & RenewalAdvisor) | undefined };
+/** AcmeChains gives each ACME site its issuers, in the order its orders try them: its own CA first, then the fallback CAs. */
+export interface AcmeChains {
+  chainOf(site: string): readonly (Issuer & RenewalAdvisor)[];
+}
+
+/** Issuers are what a set of sites can choose from: the internal CA always, ACME CAs when some site uses one. */
+export type Issuers = { readonly internal: Issuer; readonly acme: AcmeChains | undefined };
 
 /**
- * issuerFor is the issuer of a site with this tls mode; undefined for manual (and off) sites, and for ACME where no ACME issuer was made (a follower never
- * issues).
+ * issuersFor are the issuers of a site with this tls mode, in the order to try them: the internal CA, or the site's ACME CAs (own first, then fallbacks); empty
+ * for manual (and off) sites, and for ACME where no ACME issuer was made (a follower never issues).
  */
-export function issuerFor(mode: TlsMode, issuers: Issuers | undefined): Issuer | undefined {
-  if (mode === "internal") return issuers?.internal;
-  if (mode === "acme") return issuers?.acme;
-  return undefined;
+export function issuersFor(site: string, mode: TlsMode, issuers: Issuers | undefined): readonly Issuer[] {
+  if (mode === "internal") return issuers ? [issuers.internal] : [];
+  if (mode === "acme") return issuers?.acme?.chainOf(site) ?? [];
+  return [];
 }
 
 /** issuedBy says whether stored metadata names this issuer: every field of its meta matches. */

@@ -3,7 +3,7 @@ import type { SiteConfig } from "../config/types.ts";
 import { coversAll, type CertBundle } from "../lib/cert-info.ts";
 import type { RenewalWindow } from "./acme/ari.ts";
 import { issuedBy, type Issuer } from "./issuer.ts";
-import type { Stored } from "./site-store.ts";
+import type { Stored, StoredMeta } from "./site-store.ts";
 
 /** Managed is a site's certificate as the registry serves and renews it; it lives as long as the site's mode, hosts, storage and CA stay (its id). */
 export type Managed = {
@@ -31,6 +31,12 @@ export type Managed = {
   window: RenewalWindow | undefined;
   /** ariRetryMs is how long the CA asked us to wait before asking for renewal information again (Retry-After, RFC 9773 §4.3). */
   ariRetryMs?: number;
+  /** meta says where the served certificate came from (for ACME, which CA directory); undefined when unknown. */
+  meta: StoredMeta | undefined;
+  /** ca is the index, in the site's chain of issuers, of the one the next order goes to (0: the site's own CA). */
+  ca: number;
+  /** caFailures counts the failed orders in a row at that issuer; after FALLBACK_AFTER of them the next order goes to the next CA. */
+  caFailures: number;
 };
 
 /** managedEntry is a new entry for a site, serving bundle (when any). */
@@ -51,15 +57,18 @@ export function managedEntry(site: SiteConfig, id: string, bundle: CertBundle | 
     firstDelay: undefined,
     busy: false,
     window: undefined,
+    meta: undefined,
+    ca: 0,
+    caFailures: 0,
   };
 }
 
 /**
- * fits says whether a stored certificate is the one the config asks for: it covers every host and comes from the site's issuer (for ACME, the same CA
- * directory).
+ * fits says whether a stored certificate is one the config asks for: it covers every host and comes from one of the site's issuers (for ACME, its own CA
+ * directory or a fallback CA's: a certificate from a fallback is the site's certificate until its renewal time).
  */
-export function fits(s: Stored, hosts: readonly string[], issuer: Pick<Issuer, "meta">): boolean {
-  return coversAll(s.bundle, hosts) && issuedBy(s.meta, issuer);
+export function fits(s: Stored, hosts: readonly string[], issuers: readonly Pick<Issuer, "meta">[]): boolean {
+  return coversAll(s.bundle, hosts) && issuers.some((i) => issuedBy(s.meta, i));
 }
 
 /** unpack turns an issued pair into inspectBundle's arguments. */

@@ -1,16 +1,18 @@
-/** The renewal scheduler: one timer per managed certificate, set by its renewal time (the CA's ARI window when it gives one), rechecks of that window, and retries with backoff after a failure. */
-import { inspectBundle, type CertBundle } from "../lib/cert-info.ts";
+/** The renewal scheduler: one timer per managed certificate, set by its renewal time (the CA's ARI window when it gives one), rechecks of that window, retries with backoff after a failure, and the move to a fallback CA when orders keep failing. */
+import { inspectBundle } from "../lib/cert-info.ts";
 import { acmeOrders, certificateRenewal, certificateRenewalPlanned } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { AcmeError } from "./acme/acme-error.ts";
 import { renewAt, retryDelay } from "./acme/renewal-time.ts";
-import type { Issuer, RenewalAdvisor } from "./issuer.ts";
+import { issuedBy, type Issuer, type RenewalAdvisor } from "./issuer.ts";
 import { fits, unpack, type Managed } from "./managed.ts";
-import type { SiteCertStore } from "./site-store.ts";
+import type { SiteCertStore, Stored } from "./site-store.ts";
 
 const MAX_TIMER = 2 ** 31 - 1;
 /** ARI_RECHECK_MS is how often the CA's renewal window is asked again when the certificate is not due before (RFC 9773 §4.3 suggests a few times a day). */
 const ARI_RECHECK_MS = 6 * 3600_000;
+/** FALLBACK_AFTER is how many failed orders in a row at one CA move the next order to the next CA of the site (as Caddy does). */
+export const FALLBACK_AFTER = 2;
 
 /** RenewalHost is the registry the scheduler works for; it is asked at each step, because the live store and issuers change with reloads. */
 export interface RenewalHost {
@@ -18,8 +20,8 @@ export interface RenewalHost {
   live(m: Managed): boolean;
   /** store is where certificates are stored now; undefined before the first commit. */
   store(): SiteCertStore | undefined;
-  /** issuerOf is the issuer m's site chooses now. */
-  issuerOf(m: Managed): Issuer | undefined;
+  /** issuersOf are the issuers m's site chooses now, in the order orders try them (its own CA first, then fallback CAs); empty when it has none. */
+  issuersOf(m: Managed): readonly Issuer[];
   /** renewFraction is how far into m's lifetime it is renewed without an ARI window. */
   renewFraction(m: Managed): number;
   /** renewed is told that m serves a new certificate (metrics, then the HTTPS listener swaps). */
@@ -28,6 +30,10 @@ export interface RenewalHost {
 
 function advisor(i: Issuer | undefined): RenewalAdvisor | undefined {
   return i && typeof (i as Partial<RenewalAdvisor>).renewalInfo === "function" ? (i as Issuer & RenewalAdvisor) : undefined;
+}
+
+function directoryOf(i: Issuer | undefined): string | undefined {
+  return i?.meta.directory;
 }
 
 /** RenewalScheduler renews the ACME and internal certificates of its host; a follower's never runs (it only loads what the leader stored). */
@@ -55,7 +61,7 @@ export class RenewalScheduler {
     if (delay === undefined && m.bundle) {
       at = Math.max(now, m.planned!);
       const recheck = m.ariRetryMs ?? ARI_RECHECK_MS;
-      if (advisor(this.host.issuerOf(m)) && at > now + recheck) at = now + recheck + Math.random() * 60_000;
+      if (this.advisorOf(m) && at > now + recheck) at = now + recheck + Math.random() * 60_000;
     }
     m.nextCheck = at;
     certificateRenewal.labels(m.site).value = Math.floor(at / 1000);
@@ -72,7 +78,7 @@ export class RenewalScheduler {
   private async tick(m: Managed): Promise<void> {
     if (!this.host.live(m)) return;
     try {
-      if (advisor(this.host.issuerOf(m)) && m.bundle && !m.stale) {
+      if (this.advisorOf(m) && m.bundle && !m.stale) {
         await this.refreshWindow(m);
         if (!this.host.live(m)) return;
         if (renewAt(m.bundle, Date.now(), { window: m.window, fraction: this.host.renewFraction(m) }) > Date.now()) return this.schedule(m);
@@ -84,9 +90,15 @@ export class RenewalScheduler {
     }
   }
 
+  /** advisorOf is who says when m's certificate is due (ARI): the CA that issued it (a fallback CA's certificate asks that CA), else the site's own CA. */
+  private advisorOf(m: Managed): RenewalAdvisor | undefined {
+    const chain = this.host.issuersOf(m);
+    return advisor((m.meta && chain.find((i) => issuedBy(m.meta!, i))) ?? chain[0]);
+  }
+
   private async refreshWindow(m: Managed): Promise<void> {
     try {
-      const info = await advisor(this.host.issuerOf(m))?.renewalInfo(m.bundle!.certPem);
+      const info = await this.advisorOf(m)?.renewalInfo(m.bundle!.certPem);
       if (!info) return;
       m.window = info.window;
       m.ariRetryMs = info.retryAfterMs;
@@ -96,8 +108,8 @@ export class RenewalScheduler {
   }
 
   /**
-   * renew obtains a new certificate for m under the storage lock, stores it, serves it; on failure the old one keeps serving and a retry is scheduled with
-   * backoff.
+   * renew obtains a new certificate for m under the storage lock, from the CA its chain points at now, stores it, serves it; on failure the old one keeps
+   * serving and a retry is scheduled with backoff, at the next CA of the chain after FALLBACK_AFTER failures in a row at this one.
    */
   private async renew(m: Managed): Promise<void> {
     const store = this.host.store();
@@ -105,34 +117,41 @@ export class RenewalScheduler {
     m.busy = true;
     const t0 = performance.now();
     let release: (() => Promise<void>) | undefined;
+    const chain = this.host.issuersOf(m);
+    if (m.ca >= chain.length) Object.assign(m, { ca: 0, caFailures: 0 }); // a reload shortened the chain
+    const issuer = chain[m.ca];
+    let asked = false;
     try {
-      const issuer = this.host.issuerOf(m);
       if (!issuer) throw new Error(`no issuer for site ${m.site} (tls = "${m.mode}")`);
       release = await store.storage.lock(`site-${m.site}`);
       // Another node (or an earlier process) may have obtained one meanwhile.
       const stored = await store.load(m.site);
-      let fresh: CertBundle | undefined;
+      let fresh: Stored | undefined;
       if (
         stored &&
-        fits(stored, m.hosts, issuer) &&
+        fits(stored, m.hosts, chain) &&
         stored.bundle.fingerprint !== m.bundle?.fingerprint &&
         renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()
       )
-        fresh = stored.bundle;
+        fresh = stored;
       if (!fresh) {
-        fresh = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
-        await store.save(m.site, fresh, issuer.meta);
+        asked = true;
+        const b = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
+        await store.save(m.site, b, issuer.meta);
+        fresh = { bundle: b, meta: issuer.meta };
         if (m.mode === "acme") acmeOrders.labels("success").value++;
         log.info("certificate obtained", {
           site: m.site,
           issuer: m.mode,
-          names: fresh.names,
-          not_after: new Date(fresh.notAfter).toISOString(),
+          ...(m.mode === "acme" ? { ca: directoryOf(issuer), fallback: m.ca > 0 } : {}),
+          names: b.names,
+          not_after: new Date(b.notAfter).toISOString(),
           ms: Math.round(performance.now() - t0),
         });
       }
       if (!this.host.live(m)) return;
-      Object.assign(m, { bundle: fresh, stale: false, failures: 0, lastError: undefined, window: undefined });
+      // The next renewal starts again at the site's own CA.
+      Object.assign(m, { bundle: fresh.bundle, meta: fresh.meta, stale: false, failures: 0, lastError: undefined, window: undefined, ca: 0, caFailures: 0 });
       this.schedule(m);
       this.host.renewed(m);
     } catch (e) {
@@ -140,10 +159,17 @@ export class RenewalScheduler {
       m.lastError = String((e as Error).message ?? e);
       const ae = e instanceof AcmeError ? e : undefined;
       if (m.mode === "acme") acmeOrders.labels("failure").value++;
-      const delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
+      let delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });
+      const from = m.ca;
+      if (asked && ++m.caFailures >= FALLBACK_AFTER && chain.length > 1) {
+        Object.assign(m, { ca: (m.ca + 1) % chain.length, caFailures: 0 });
+        // A CA's Retry-After and rate limit hold for that CA only: the next attempt goes elsewhere.
+        delay = retryDelay(m.failures);
+      }
       log.error("certificate not obtained; the current one keeps serving", {
         site: m.site,
         issuer: m.mode,
+        ...(m.mode === "acme" ? { ca: directoryOf(issuer) } : {}),
         step: ae?.step,
         error: m.lastError,
         failures: m.failures,
@@ -155,6 +181,15 @@ export class RenewalScheduler {
             }
           : {}),
       });
+      if (m.ca !== from)
+        log.warn(m.ca === 0 ? "certificate order moves back to the site's own CA" : "certificate order moves to the fallback CA", {
+          site: m.site,
+          from: directoryOf(chain[from]),
+          to: directoryOf(chain[m.ca]),
+          failed_attempts: FALLBACK_AFTER,
+          last_error: m.lastError,
+          retry_in_s: Math.round(delay / 1000),
+        });
       this.schedule(m, delay);
     } finally {
       m.busy = false;

@@ -1,10 +1,10 @@
 /** Obtaining certificates from an RFC 8555 CA with acme-client: account reuse, one order per site, each site's challenge proven by its Solver, each step's failure logged with the CA's detail. */
 import * as acme from "acme-client";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { rootCertificates } from "node:tls";
-import type { AcmeConfig } from "../../config/types.ts";
+import type { AcmeCa } from "../../config/types.ts";
+import { directoryKey } from "./directory-key.ts";
 import { log } from "../../observability/log.ts";
 import type { Issued, Issuer, RenewalAdvisor } from "../issuer.ts";
 import type { StoredMeta } from "../site-store.ts";
@@ -19,10 +19,38 @@ export type Directory = { readonly newOrder: string; readonly renewalInfo?: stri
 /** SolverChoice returns the solver that proves a site's names, undefined for a site that is not (or no longer) an ACME site. */
 export type SolverChoice = (site: string) => Solver | undefined;
 
-function storageDir(directory: string): string {
-  const u = new URL(directory);
-  const h = createHash("sha256").update(directory).digest("hex").slice(0, 8);
-  return `acme/${u.host.replace(/[^A-Za-z0-9.-]/g, "_")}-${h}`;
+/**
+ * trusts are the extra CAs (ca_file contents) of each ACME API origin with the agent that trusts them: acme-client sends every request of the process through
+ * one axios instance, so each request gets the agent of the origin it goes to (the default agent, for an origin no issuer named, trusts them all).
+ */
+const trusts = new Map<string, { readonly cas: Set<string>; agent: https.Agent }>();
+const allCas = new Set<string>();
+
+function agentFor(cas: Set<string>): https.Agent {
+  return new https.Agent({ ...(cas.size ? { ca: [...rootCertificates, ...cas] } : {}), keepAlive: true });
+}
+
+/** trust makes requests to directory's origin trust ca (on top of the system roots). */
+function trust(directory: string, ca: string | undefined): void {
+  const origin = new URL(directory).origin;
+  let t = trusts.get(origin);
+  if (!t) trusts.set(origin, (t = { cas: new Set(ca ? [ca] : []), agent: agentFor(new Set(ca ? [ca] : [])) }));
+  else if (ca && !t.cas.has(ca)) {
+    t.cas.add(ca);
+    t.agent = agentFor(t.cas);
+  }
+  if (ca && !allCas.has(ca)) {
+    allCas.add(ca);
+    acme.axios.defaults.httpsAgent = agentFor(allCas);
+  }
+}
+
+function originOf(url: string | undefined): string | undefined {
+  try {
+    return url ? new URL(url).origin : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 type Problem = { type?: string; detail: string; retryAfterMs?: number };
@@ -38,6 +66,12 @@ let watching = false;
 function watchProblems(): void {
   if (watching) return;
   watching = true;
+  acme.axios.defaults.httpsAgent = agentFor(allCas);
+  acme.axios.interceptors.request.use((config) => {
+    const t = trusts.get(originOf(config.url) ?? "");
+    if (t) config.httpsAgent = t.agent;
+    return config;
+  });
   // acme-client would sleep through a rate limit's Retry-After (hours) inside the order; the renewal scheduler waits instead.
   (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
   const capture = (res: { status: number; data?: unknown; headers: Record<string, unknown> } | undefined) => {
@@ -76,7 +110,8 @@ function problemOf(e: unknown, since: number): Problem {
 
 /**
  * AcmeIssuer obtains certificates from one directory for one account, proving each site's names with the solver solverFor picks; it holds no certificate state
- * itself.
+ * itself. account is the storage key of the account (default: the directory's own, acme/HOST-HASH); several issuers may live in one process, each trusting
+ * its own ca_file.
  */
 export class AcmeIssuer implements Issuer, RenewalAdvisor {
   readonly meta: StoredMeta;
@@ -84,15 +119,16 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
   private readonly ca: string | undefined;
 
   constructor(
-    private readonly cfg: AcmeConfig,
+    private readonly cfg: AcmeCa,
     private readonly storage: Storage,
     private readonly solverFor: SolverChoice,
+    private readonly account = directoryKey(cfg.directory),
   ) {
     this.meta = { issuer: "acme", directory: cfg.directory };
     this.ca = cfg.caFile ? readFileSync(cfg.caFile, "utf8") : undefined;
-    // acme-client talks through its own axios instance; extra trust goes there, on top of the system roots.
+    // acme-client talks through its own axios instance; extra trust goes there, on top of the system roots, for this CA's origin.
     watchProblems();
-    acme.axios.defaults.httpsAgent = this.ca ? new https.Agent({ ca: [...rootCertificates, this.ca], keepAlive: true }) : new https.Agent({ keepAlive: true });
+    trust(cfg.directory, this.ca);
   }
 
   /** directory fetches (once) the CA's directory; a TLS trust problem becomes a clear error at once instead of acme-client's minute of retries. */
@@ -126,14 +162,23 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
   }
 
   private async client(): Promise<acme.Client> {
-    const dir = storageDir(this.cfg.directory);
+    const dir = this.account;
     let accountKey = await this.storage.load(`${dir}/account.key`);
     if (!accountKey) {
       accountKey = (await acme.crypto.createPrivateEcdsaKey()).toString();
       await this.storage.store(`${dir}/account.key`, accountKey, { secret: true });
       log.info("acme account key created", { path: this.storage.describe(`${dir}/account.key`) });
     }
-    const client = new acme.Client({ directoryUrl: this.cfg.directory, accountKey, backoffMin: 250, backoffMax: 5000, backoffAttempts: 12 });
+    const eab = this.cfg.eab;
+    const client = new acme.Client({
+      directoryUrl: this.cfg.directory,
+      accountKey,
+      backoffMin: 250,
+      backoffMax: 5000,
+      backoffAttempts: 12,
+      // RFC 8555 §7.3.4: a CA that requires it (ZeroSSL) binds the new account to the key it handed out; sent with newAccount only.
+      ...(eab ? { externalAccountBinding: { kid: eab.kid, hmacKey: eab.hmacKey } } : {}),
+    });
     const t0 = performance.now();
     try {
       // With a known key, newAccount returns the existing account (RFC 8555 §7.3.1): no duplicate.
@@ -145,8 +190,9 @@ export class AcmeIssuer implements Issuer, RenewalAdvisor {
     const url = client.getAccountUrl();
     const stored = await this.storage.load(`${dir}/account.json`);
     if (!stored || (JSON.parse(stored) as { url?: string }).url !== url) {
-      await this.storage.store(`${dir}/account.json`, `${JSON.stringify({ url, directory: this.cfg.directory, email: this.cfg.email ?? null }, null, 2)}\n`);
-      log.info("acme account registered", { account: url, directory: this.cfg.directory });
+      const record = { url, directory: this.cfg.directory, email: this.cfg.email ?? null, eab_kid: eab?.kid ?? null };
+      await this.storage.store(`${dir}/account.json`, `${JSON.stringify(record, null, 2)}\n`);
+      log.info("acme account registered", { account: url, directory: this.cfg.directory, email: this.cfg.email, eab_kid: eab?.kid });
     }
     return client;
   }

@@ -1,6 +1,6 @@
 /** The contract every challenge Solver passes against a real CA: present makes the answer visible where the CA looks, cleanUp takes it away (and is harmless when nothing was presented), a failed present says so, and the CA validates an order proven with it. */
 import { afterAll, describe, expect, test } from "bun:test";
-import type { AcmeConfig } from "../../config/types.ts";
+import type { AcmeCa } from "../../config/types.ts";
 import { inspectBundle } from "../../lib/cert-info.ts";
 import type { Storage } from "../storage.ts";
 import { AcmeIssuer } from "./issuer.ts";
@@ -20,8 +20,8 @@ export type SolverHarness = {
   seen(c: Challenge): Promise<string[]>;
   /** outstanding returns every answer still in place for an identifier (HTTP-01 answers are per token, so all of them). */
   outstanding(identifier: string): Promise<string[]>;
-  /** acme is an [acme] config for the testbed's CA; storage keeps its account. */
-  readonly acme: AcmeConfig;
+  /** acme is the testbed's CA and an account there; storage keeps the account. */
+  readonly acme: AcmeCa;
   readonly storage: Storage;
   cleanup(): Promise<void>;
 };
@@ -72,7 +72,7 @@ export function solverContract(name: string, make: () => Promise<SolverHarness>)
     test("the CA validates it: an order proven with this solver is issued, and the answers are gone afterwards", async () => {
       const { solver, identifier, acme, storage, outstanding } = await harness();
       const name = identifier();
-      const issued = await new AcmeIssuer({ ...acme, challenge: solver.type }, storage, () => solver).issue("contract", [name]);
+      const issued = await new AcmeIssuer(acme, storage, () => solver).issue("contract", [name]);
       expect(inspectBundle(issued.certPem, issued.keyPem).names).toEqual([name]);
       expect(await outstanding(name)).toEqual([]);
     });
