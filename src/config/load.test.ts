@@ -153,6 +153,16 @@ test("a misspelt tls is one problem, not followed by complaints about the keys t
   ).toEqual(['routes/a.toml:2: tls: "manul" is not allowed, did you mean "manual"? (expected one of "acme", "internal", "manual", "off")']);
 });
 
+test("the route names the gateway counts its own answers under cannot be taken by a route file or a [[paths]] entry", () => {
+  const main = '[listen]\nhttp = "127.0.0.1:8080"\n';
+  expect(problemsFor(main, { "acme-challenge": OK_SITE })).toEqual([
+    'routes/acme-challenge.toml: file name "acme-challenge" is a route name the gateway uses itself (expected another file name)',
+  ]);
+  expect(problemsFor(main, { a: 'hosts = ["b.example"]\nstatic = "public"\n[[paths]]\nprefix = "/x"\nname = "acme-challenge"\nstatic = "public"\n' })).toEqual([
+    'routes/a.toml:5: paths[0].name: "acme-challenge" is a route name the gateway uses itself (expected another name)',
+  ]);
+});
+
 test("[acme] and [acme.dns] problems name the key and what was expected", () => {
   const p = problemsFor('[acme]\ndirectory = "acme.example/dir"\nemail = "ops"\nchallenge = "dns-01"\n');
   expect(p).toEqual([

@@ -15,6 +15,8 @@ const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
 const HOST_RE = new RegExp(`^(?:\\*\\.)?${LABEL}(?:\\.${LABEL})*$`);
 const HOST_EXPECTED = 'a host name such as "example.com", "*.example.com" (one label) or an IP address';
 const SITE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** RESERVED_ROUTES are the route labels of the gateway's own answers (proxy/unrouted.ts): no route file or [[paths]] entry may take them. */
+const RESERVED_ROUTES: readonly string[] = ["-", "acme-challenge"];
 /** BUILTIN_PREFIX marks a static root compiled into the binary ("builtin:welcome"). */
 export const BUILTIN_PREFIX = "builtin:";
 /** BUILTIN_SITES are the names `static = "builtin:NAME"` accepts. */
@@ -242,6 +244,7 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
 /** readSite reads a route file; name is the file name without .toml. */
 export function readSite(r: Reader, g: GlobalConfig, name: string, file: string): SiteConfig {
   if (!SITE_NAME_RE.test(name)) r.problem("", `file name ${JSON.stringify(name)} cannot be a route name`, "letters, digits, '-', '_' and '.'");
+  else if (RESERVED_ROUTES.includes(name)) r.problem("", `file name ${JSON.stringify(name)} is a route name the gateway uses itself`, "another file name");
   const hostsRaw = r.stringList("hosts");
   if (!hostsRaw) r.problem("hosts", "missing", 'a list of host names such as ["example.com"]');
   else if (hostsRaw.length === 0) r.problem("hosts", "is empty", "at least one host name");
@@ -267,6 +270,7 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else if (prefixes.has(prefix)) p.problem("prefix", `${JSON.stringify(raw)} is already routed in this file`, "each prefix once");
     prefixes.add(prefix);
     const routeName = p.string("name") ?? `${name}${prefix}`;
+    if (RESERVED_ROUTES.includes(routeName)) p.problem("name", `${JSON.stringify(routeName)} is a route name the gateway uses itself`, "another name");
     const options = readProxyOptions(p, proxy, g.dir);
     const own = readAction(p, g, options, p.bool("strip_prefix", false));
     const pathCache = readCacheRules(p, cache);

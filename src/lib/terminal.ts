@@ -11,8 +11,9 @@ type TerminalIn = {
 
 /** readHidden asks for a line on a terminal without echoing it (raw mode: Enter ends it, Ctrl-C or Ctrl-D gives up: undefined). */
 export function readHidden(prompt: string, stdin: TerminalIn, out: { write(s: string): unknown }): Promise<string | undefined> {
-  out.write(prompt);
+  // Raw mode first: what is typed as soon as the prompt shows is not echoed.
   stdin.setRawMode(true);
+  out.write(prompt);
   stdin.resume();
   return new Promise((resolveP) => {
     let text = "";

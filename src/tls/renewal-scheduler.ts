@@ -53,7 +53,9 @@ export class RenewalScheduler {
       // One planned time per certificate and window (renewAt draws a random point in the window): a retry does not move it, so it can be overdue.
       const key = `${m.bundle.fingerprint}|${m.window?.start}|${m.window?.end}|${this.host.renewFraction(m)}`;
       if (m.plannedFor !== key) {
-        m.planned = renewAt(m.bundle, now, { window: m.window, fraction: this.host.renewFraction(m) });
+        // Drawn as of the certificate's start, with a draw fixed by its fingerprint: the same time after a restart or an upgrade, in the past when overdue.
+        const draw = (Number.parseInt(m.bundle.fingerprint.replace(/:/g, "").slice(0, 8), 16) || 0) / 2 ** 32;
+        m.planned = renewAt(m.bundle, m.bundle.notBefore, { window: m.window, fraction: this.host.renewFraction(m), rand: () => draw });
         m.plannedFor = key;
       }
       certificateRenewalPlanned.labels(m.site).value = Math.floor(m.planned! / 1000);

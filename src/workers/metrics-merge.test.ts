@@ -91,4 +91,8 @@ process_max_fds ${max}
   expect(text).toContain("process_resident_memory_bytes 310");
   expect(text).toContain("process_open_fds 900");
   expect(text).toContain("process_max_fds 512");
+  // A worker that is restarted takes its CPU time with it into the retired sums: the counter does not go down.
+  m.retire(2);
+  m.update(3, proc(0.1, 150, 40, 1024));
+  expect(renderExposition(m.merge(proc(0.5, 10, 12, 512), [1, 3]))).toContain("process_cpu_seconds_total 5.6");
 });

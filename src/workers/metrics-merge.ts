@@ -130,7 +130,9 @@ export class MetricsMerger {
     this.last.delete(worker);
     if (!e) return;
     for (const f of e.values()) {
-      if (!cumulative(f) || ruleOf(f.name) !== "sum") continue;
+      // Counters summed over processes (the CPU time too) keep what an exited worker had counted.
+      const rule = ruleOf(f.name);
+      if (!cumulative(f) || (rule !== "sum" && rule !== "all")) continue;
       let r = this.retired.get(f.name);
       if (!r) this.retired.set(f.name, (r = new Map()));
       for (const [series, v] of f.samples) {
