@@ -299,6 +299,11 @@ export class Gateway {
     return run;
   }
 
+  /** handOver closes the admin listener at once: the instance that replaces this one (`gatehouse upgrade`) answers there while this one drains. */
+  handOver(): Promise<void> {
+    return this.listeners.closeAdmin();
+  }
+
   /** shutdown stops accepting, lets in-flight requests finish within graceMs, closes WebSockets with 1001, then everything. */
   async shutdown(graceMs: number): Promise<void> {
     if (this.draining) return;

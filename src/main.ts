@@ -1,5 +1,5 @@
 /** gatehouse's command line: run, check, reload, upgrade, hash-password, version. The only file that touches process (argv, signals, exit). */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import defaultConfigText from "../config.toml" with { type: "text" };
 import welcomeRouteText from "../routes/welcome.toml" with { type: "text" };
@@ -7,7 +7,6 @@ import { loadConfig, type ConfigFiles } from "./config/load.ts";
 import { problemLines } from "./config/problems.ts";
 import { readStartupSettings } from "./config/startup.ts";
 import { Gateway } from "./gateway.ts";
-import { statusPath, type ReloadStatus } from "./instance-files.ts";
 import { WORKER_ENV, type ToWorker } from "./workers/protocol.ts";
 import { StartCancelled, Supervisor } from "./workers/supervisor.ts";
 import { Worker } from "./workers/worker.ts";
@@ -16,7 +15,8 @@ import { log } from "./observability/log.ts";
 import { hashPassword } from "./proxy/policy/basic-auth.ts";
 import { readHidden } from "./lib/terminal.ts";
 import { VERSION } from "./version.ts";
-import { notifySystemd, Successor, UPGRADE_ENV, writeRequest } from "./upgrade.ts";
+import { notifySystemd, Successor, UPGRADE_ENV } from "./upgrade.ts";
+import { reloadInstance, upgradeInstance } from "./control.ts";
 
 const USAGE = `usage: gatehouse [command] [-c FILE]
 
@@ -98,98 +98,9 @@ function check(args: Args): number {
   }
 }
 
-function readStatus(path: string): ReloadStatus | undefined {
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as ReloadStatus;
-  } catch {
-    return undefined;
-  }
-}
-
-async function reload(args: Args): Promise<number> {
-  const missing = missingConfig("reload", args);
-  if (missing) {
-    console.error(missing);
-    return 1;
-  }
-  const { pidFile } = readStartupSettings(args.config);
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, "utf8").trim());
-    process.kill(pid, 0);
-  } catch {
-    console.error(`gatehouse reload: no running instance (pid file ${pidFile} missing or stale)`);
-    return 1;
-  }
-  const before = readStatus(statusPath(pidFile))?.seq ?? -1;
-  process.kill(pid, "SIGHUP");
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    await Bun.sleep(25);
-    const s = readStatus(statusPath(pidFile));
-    if (s && s.pid === pid && s.seq > before) {
-      if (s.result === "success") {
-        console.log(`gatehouse reload: new config is live (pid ${pid})`);
-        return 0;
-      }
-      console.error(`gatehouse reload: config rejected; the running config stays (pid ${pid})`);
-      for (const p of s.problems) console.error(p);
-      return 1;
-    }
-  }
-  console.error(`gatehouse reload: no answer from pid ${pid} within 15s`);
-  return 1;
-}
-
 /** selfCommand is this executable as a command: the compiled binary, or Bun with the script when running from source. */
 function selfCommand(): string[] {
   return Bun.main.includes("$bunfs") ? [process.execPath] : [process.execPath, Bun.main];
-}
-
-/**
- * upgrade has the running instance start this executable (`run -c` its config) beside itself on the same listeners; the new one serves, then the old one
- * drains. Exit 0 once the new instance serves, 1 (the old one still serving) when it could not.
- */
-async function upgrade(args: Args): Promise<number> {
-  const missing = missingConfig("upgrade", args);
-  if (missing) {
-    console.error(missing);
-    return 1;
-  }
-  const { pidFile } = readStartupSettings(args.config);
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, "utf8").trim());
-    process.kill(pid, 0);
-  } catch {
-    console.error(`gatehouse upgrade: no running instance (pid file ${pidFile} missing or stale)`);
-    return 1;
-  }
-  const before = readStatus(statusPath(pidFile))?.time;
-  try {
-    writeRequest(pidFile, selfCommand(), process.pid);
-  } catch (e) {
-    console.error(`gatehouse upgrade: cannot write the request beside ${pidFile}: ${(e as Error).message}`);
-    return 1;
-  }
-  process.kill(pid, "SIGUSR2");
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    await Bun.sleep(50);
-    const s = readStatus(statusPath(pidFile));
-    if (s === undefined || s.time === before) continue;
-    if (s.pid !== pid && s.result === "success" && s.seq === 0) {
-      console.log(`gatehouse upgrade: the new instance serves (pid ${s.pid}); the old one (pid ${pid}) drains`);
-      return 0;
-    }
-    if (s.pid === pid && s.upgrade) {
-      console.error(`gatehouse upgrade: the new instance did not take over; the old one (pid ${pid}) keeps serving`);
-      for (const p of s.problems) console.error(p);
-      return 1;
-    }
-  }
-  console.error(`gatehouse upgrade: no outcome within 120 s; the old instance (pid ${pid}) serves until a new one takes over`);
-  return 1;
 }
 
 /**
@@ -258,7 +169,7 @@ async function run(args: Args): Promise<number> {
     readStartupSettings(path, files?.main.text).workers > 1
       ? new Supervisor({ configPath: path, pid: process.pid, spawn: selfSpawn(path), takeover })
       : new Gateway({ configPath: path, files, pid: process.pid, takeover });
-  const successor = new Successor(process.pid, process.env);
+  const successor = new Successor(process.pid, process.geteuid?.() ?? -1, process.env);
   // The signal handlers are in place before the start begins (it may take a while: the workers, the certificates), so that a
   // logrotate SIGHUP does not kill a starting gateway: it is kept for when the start is done. SIGTERM during the start stops cleanly.
   let started = false;
@@ -276,13 +187,16 @@ async function run(args: Args): Promise<number> {
   process.on("SIGUSR2", () => {
     // `gatehouse upgrade` asks for a successor; a starting or draining instance has none to hand over to.
     const pidFile = instance.config?.global.pidFile;
-    if (!started || stopping || pidFile === undefined) return void log.warn("upgrade requested while starting or draining; ignored");
+    if (pidFile === undefined) return void log.warn("upgrade requested before a config was loaded; ignored");
+    if (!started || stopping) return void successor.refuse(pidFile, "the running instance is starting or draining; try again");
     successor.start(pidFile, path);
   });
   const stop = (signal: string) => {
     log.info("signal received", { signal });
-    // A successor that serves now sends this SIGTERM: the drain is the upgrade's last step.
-    successor.tookOver = true;
+    // A successor that serves sends this SIGTERM: the drain is the upgrade's last step, and the admin address is the successor's from now on. Any other stop
+    // takes a successor that has not served yet down with it.
+    if (successor.takenOver()) void instance.handOver();
+    else successor.abandon();
     // One shutdown: a second signal waits for the first one's drain (exiting now would orphan the workers and leave the pid file).
     if (stopping) return;
     // A supervisor cancels its own start; a single gateway finishes starting (it binds nothing it could not close), then drains.
@@ -313,7 +227,12 @@ async function run(args: Args): Promise<number> {
   }
   started = true;
   if (takeover) {
-    notifySystemd(process.env, process.pid);
+    // Under systemd this process must be the service's main one before the old one exits, or the service would be stopped with both.
+    if (!(await notifySystemd(process.env, process.pid))) {
+      log.error("upgrade: systemd did not take this instance as the main process; it stops, the old one keeps serving");
+      await instance.shutdown(1000);
+      return 1;
+    }
     log.info("upgrade: this instance serves; the old one drains", { old_pid: replaces });
     try {
       process.kill(replaces, "SIGTERM");
@@ -361,9 +280,15 @@ async function main(): Promise<number> {
     case "check":
       return check(args);
     case "reload":
-      return reload(args);
-    case "upgrade":
-      return upgrade(args);
+    case "upgrade": {
+      const missing = missingConfig(args.command, args);
+      if (missing) {
+        console.error(missing);
+        return 1;
+      }
+      const { pidFile } = readStartupSettings(args.config);
+      return args.command === "reload" ? reloadInstance(pidFile) : upgradeInstance(pidFile, selfCommand(), process.getuid?.() === 0);
+    }
     case "hash-password":
       return hashPasswordCommand();
     case "version":

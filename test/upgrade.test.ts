@@ -1,13 +1,17 @@
 /** gatehouse upgrade: the running instance starts the new executable beside itself; under keep-alive and new-connection load (plain and TLS) no request fails. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, linkSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, freePort, MAIN, origin, startGateway, type TestGateway } from "./harness.ts";
+import { BUN, freePort, MAIN, origin, startGateway, tempDir, type TestGateway } from "./harness.ts";
 import { Load, plain, secure } from "./upgrade-load.ts";
 
 const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
 let migrateBefore: string | undefined;
-const app = origin(() => new Response("ok"));
+const app = origin(async (req) => {
+  // /slow keeps a request in flight across the switch.
+  if (new URL(req.url).pathname === "/slow") await Bun.sleep(3000);
+  return new Response("ok");
+});
 let gw: TestGateway;
 let httpsPort: number;
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
@@ -36,7 +40,51 @@ afterAll(async () => {
   if (migrateBefore !== undefined && migrateBefore !== "1") writeFileSync(MIGRATE, migrateBefore);
 });
 
-const upgrade = () => Bun.spawnSync([BUN, MAIN, "upgrade", "-c", join(gw.dir, "config.toml")], { cwd: gw.dir });
+/** upgrade runs `gatehouse upgrade` with `bun` (by default a link to this Bun under another name: the new instance must run what the upgrade names). */
+const upgrade = (bun = BUN) => Bun.spawnSync([bun, MAIN, "upgrade", "-c", join(gw.dir, "config.toml")], { cwd: gw.dir });
+const status = () => JSON.parse(readFileSync(join(gw.dir, "gatehouse.pid.status"), "utf8")) as { pid: number; result: string; problems: string[] };
+
+test("a request the instance cannot trust is refused with the reason, and nothing is started: writable by others, stale, not an executable", async () => {
+  const pidFile = join(gw.dir, "gatehouse.pid");
+  const request = (body: object, mode: number) => {
+    writeFileSync(`${pidFile}.upgrade`, JSON.stringify(body), { mode });
+    chmodSync(`${pidFile}.upgrade`, mode);
+  };
+  const now = new Date().toISOString();
+  const cases: [object, number, string][] = [
+    [{ cmd: [BUN, MAIN], by: 1, time: now }, 0o666, "is writable by others"],
+    [{ cmd: [BUN, MAIN], by: 1, time: "2020-01-01T00:00:00Z" }, 0o600, "is stale"],
+    [{ cmd: ["/bin/sh", "-c", "touch /tmp/gatehouse-pwned"], by: 1, time: now }, 0o600, "does not name an executable"],
+  ];
+  for (const [body, mode, why] of cases) {
+    const before = status();
+    request(body, mode);
+    process.kill(gw.proc.pid, "SIGUSR2");
+    for (let i = 0; i < 100 && JSON.stringify(status()) === JSON.stringify(before); i++) await Bun.sleep(20);
+    expect(status()).toMatchObject({ pid: gw.proc.pid, result: "failure" });
+    expect(status().problems.join()).toContain(why);
+    // The request is gone: a later SIGUSR2 does not act on it.
+    expect(existsSync(`${pidFile}.upgrade`)).toBe(false);
+  }
+  expect(existsSync("/tmp/gatehouse-pwned")).toBe(false);
+  expect(Number(readFileSync(pidFile, "utf8"))).toBe(gw.proc.pid);
+});
+
+test("an instance older than gatehouse upgrade (no SIGUSR2 handler) is not sent a signal that would kill it", async () => {
+  const dir = tempDir();
+  const old = Bun.spawn(["sleep", "30"]);
+  try {
+    writeFileSync(join(dir, "config.toml"), 'pid_file = "old.pid"\n[listen]\nhttp = "127.0.0.1:1"\n');
+    writeFileSync(join(dir, "old.pid"), `${old.pid}\n`);
+    const r = Bun.spawnSync([BUN, MAIN, "upgrade", "-c", join(dir, "config.toml")], { cwd: dir });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toContain(`the running instance (pid ${old.pid}) is older than gatehouse upgrade`);
+    expect(old.exitCode).toBeNull();
+  } finally {
+    old.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("an upgrade whose new instance cannot start changes nothing: exit 1 with the reason, the old instance keeps serving", async () => {
   const good = readFileSync(join(gw.dir, "routes/site.toml"), "utf8");
@@ -58,14 +106,32 @@ test("an upgrade whose new instance cannot start changes nothing: exit 1 with th
 test("under keep-alive and new-connection load, plain and TLS, the new executable takes over and no request fails; the old one drains and exits", async () => {
   const ca = readFileSync(join(gw.dir, "certs/internal-ca/ca.pem"), "utf8");
   const load = [new Load(plain(gw.httpPort), "up.test", 8, 4), new Load(secure(httpsPort, "up.test", ca), "up.test", 4, 2)];
+  // A request in flight across the switch keeps the old instance draining for a while.
+  const slow = gw.request("up.test", "/slow");
   await Bun.sleep(500);
   const before = load.map((l) => l.tally.ok);
-  const r = upgrade();
+  // Another name for this Bun (a hard link: a symbolic one would be resolved back to the same path), as a new release would be.
+  const linked = join(gw.dir, "bun-next");
+  try {
+    linkSync(realpathSync(BUN), linked);
+  } catch {
+    copyFileSync(realpathSync(BUN), linked); // another file system
+    chmodSync(linked, 0o755);
+  }
+  const r = upgrade(linked);
   expect(r.stderr.toString()).toBe("");
   expect(r.exitCode).toBe(0);
   const newPid = Number(readFileSync(join(gw.dir, "gatehouse.pid"), "utf8"));
   expect(newPid).not.toBe(gw.proc.pid);
   expect(r.stdout.toString()).toContain(`the new instance serves (pid ${newPid})`);
+  // The new instance is the executable the upgrade named, not the old one's.
+  expect(readFileSync(`/proc/${newPid}/cmdline`, "utf8").split("\0")[0]).toBe(linked);
+  // While the old one drains, the admin address is the new one's alone: every readiness check says ready.
+  const ready: number[] = [];
+  for (let i = 0; i < 30; i++) ready.push((await fetch(`${gw.admin}/readyz`)).status);
+  expect(ready.filter((s) => s !== 200)).toEqual([]);
+  expect(gw.proc.exitCode).toBeNull(); // still draining its slow request
+  expect((await slow).status).toBe(200);
   // The old instance drains (its idle keep-alive connections within a second) and exits; the load goes on against the new one.
   const exited = await Promise.race([gw.proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
   expect(exited).toBe(true);

@@ -38,6 +38,8 @@ export function settingsOf(o: Partial<FrontSettings>): FrontSettings {
 /** ConnSet is the connections of a listener and its graceful stop: idle ones close at once, busy ones after their answer. */
 export class ConnSet {
   readonly connections = new Set<Conn>();
+  /** handshakes counts TLS connections accepted whose handshake has not ended: a drain waits for them (they are bounded by the header timeout). */
+  handshakes = 0;
   draining = false;
   private emptied: (() => void) | undefined;
 
@@ -47,7 +49,17 @@ export class ConnSet {
 
   delete(c: Conn): void {
     this.connections.delete(c);
-    if (this.draining && this.connections.size === 0) this.emptied?.();
+    this.check();
+  }
+
+  /** handshaking counts a TLS handshake in (+1) or out (-1). */
+  handshaking(delta: 1 | -1): void {
+    this.handshakes += delta;
+    this.check();
+  }
+
+  private check(): void {
+    if (this.draining && this.connections.size === 0 && this.handshakes === 0) this.emptied?.();
   }
 
   /** pending counts the requests being answered now. */
@@ -67,7 +79,7 @@ export class ConnSet {
       if (force) terminate(c);
       else if (c.idleNow) c.lingerIdle();
     }
-    if (this.connections.size === 0 || force) return Promise.resolve();
+    if ((this.connections.size === 0 && this.handshakes === 0) || force) return Promise.resolve();
     return new Promise((r) => (this.emptied = r));
   }
 }
@@ -119,6 +131,10 @@ export class FrontServer implements ConnHost, TlsHost {
 
   get draining(): boolean {
     return this.conns.draining;
+  }
+
+  handshaking(delta: 1 | -1): void {
+    this.conns.handshaking(delta);
   }
 
   closed(c: Conn): void {

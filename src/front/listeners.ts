@@ -93,16 +93,21 @@ export class Listeners {
   /** front is the settings the raw front end's listeners run with (the live config's). */
   private front: ListenerSettings | undefined;
 
+  /** takingOver: the first bind joins the listeners of the instance this one replaces (`gatehouse upgrade`) without the free-address check. */
+  private takingOver: boolean;
+
   constructor(
     private readonly handlers: ListenerHandlers,
     private readonly opts: ListenersOptions = {},
-  ) {}
+  ) {
+    this.takingOver = opts.takeover === true;
+  }
 
   private start(kind: Kind, address: Address, tls?: TlsSet): Bound {
     const common = { hostname: address.hostname, port: address.port, development: false };
     // SO_REUSEPORT would let a listener share a port that another process holds: a first bind must find it free, unless it joins its siblings or the instance
     // it replaces.
-    const joining = this.opts.shared === true || this.opts.takeover === true;
+    const joining = this.opts.shared === true || this.takingOver;
     if (kind === "admin") {
       if (!joining) assertFree("admin", address);
       return { address, server: Bun.serve({ ...common, reusePort: true, fetch: this.handlers.admin }) };
@@ -182,6 +187,8 @@ export class Listeners {
       this.front = before;
       throw e;
     }
+    // Only the first bind joins the instance this one replaces; a later address change must find its address free like any other.
+    this.takingOver = false;
     if (front === undefined) return;
     this.caps.resize(front.maxConnections, front.maxConnectionsPerClient);
     for (const b of this.bound.values()) if (b.server instanceof FrontServer) b.server.configure({ ...front, caps: this.caps });
@@ -267,6 +274,13 @@ export class Listeners {
     for (const [kind, b] of this.bound) if (kind !== "admin") closing.push(b.server.stop(force));
     for (const s of this.retiring) closing.push(s.stop(force));
     await Promise.all(closing);
+  }
+
+  /** closeAdmin stops the admin listener now (an upgraded instance's successor answers there while this one drains). */
+  async closeAdmin(): Promise<void> {
+    const b = this.bound.get("admin");
+    this.bound.delete("admin");
+    await b?.server.stop(true);
   }
 
   /** closeAll stops everything at once, admin included. */

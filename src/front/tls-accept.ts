@@ -14,6 +14,8 @@ export interface TlsHost extends ConnHost {
   /** alpnChallenge is the acme-tls/1 certificate for a name being validated (RFC 8737), if any. */
   alpnChallenge?(name: string): NativeContext | undefined;
   opened(conn: Conn): void;
+  /** handshaking counts connections from accept to the end of their handshake (+1, then -1 once): a drain waits for them too. */
+  handshaking(delta: 1 | -1): void;
 }
 
 /** HTTP_1_1 and ACME_TLS are ALPN protocol lists in wire format (a length byte before each name), as upgradeTLS takes them. */
@@ -34,6 +36,8 @@ class Accepting {
   private counted: ConnectionLimits | undefined;
   /** secure is the TLS socket once the upgrade started. */
   private secure: Socket<unknown> | undefined;
+  /** inHandshake: counted in the host's handshakes until the handshake ends or the connection closes. */
+  private inHandshake = true;
   readonly wait: Watched;
 
   constructor(
@@ -41,6 +45,7 @@ class Accepting {
     private readonly host: TlsHost,
   ) {
     this.client = socket.remoteAddress;
+    host.handshaking(1);
     this.preamble = host.settings.proxyProtocol?.(this.client) === true;
     if (!this.preamble) this.admit();
     // The hello and the handshake together have the header timeout; a silent connection is closed at its end.
@@ -101,12 +106,14 @@ class Accepting {
   private upgrade(initial: Uint8Array, context: NativeContext, challenge: boolean, name: string | undefined): void {
     const closed = (conn: Conn | undefined) => {
       unwatch(this.wait);
+      this.settle();
       if (conn === undefined) this.release();
       else conn.onClose();
     };
     const handlers: SocketHandler<Conn | undefined> = {
       handshake: (ts, ok) => {
         unwatch(this.wait);
+        this.settle();
         if (!ok || challenge) {
           // A failed handshake, or a TLS-ALPN-01 validation: it only wanted the certificate.
           ts.end();
@@ -174,9 +181,18 @@ class Accepting {
     this.socket.end();
   }
 
+  /** settle ends the handshake's count, once. */
+  private settle(): void {
+    if (!this.inHandshake) return;
+    this.inHandshake = false;
+    this.host.handshaking(-1);
+  }
+
   onClose(): void {
     this.done = true;
     unwatch(this.wait);
+    // After the upgrade the TLS socket's own close (or its handshake) settles the count.
+    if (this.secure === undefined) this.settle();
     // Before the upgrade the count is ours to release; after it, the TLS socket's close releases it (or its Conn does).
     if (this.secure === undefined) this.release();
   }

@@ -317,7 +317,6 @@ export class Supervisor {
     this.certs.commit(plan);
     const g = snap.config.global;
     try {
-      this.startingGlobal = g;
       this.listeners.apply(adminOnly(g.listen), undefined);
     } catch (e) {
       log.error("cannot bind the new admin listener; the old one keeps serving", { error: String((e as Error).message ?? e) });
@@ -344,9 +343,11 @@ export class Supervisor {
     });
   }
 
-  /**
-   * metrics merges the numbers of every running worker, those draining after `workers` was lowered included (their counters must not drop out until they exit).
-   */
+  /** handOver closes the admin listener at once: the instance that replaces this one (`gatehouse upgrade`) answers there while this one drains. */
+  handOver(): Promise<void> {
+    return this.listeners.closeAdmin();
+  }
+
   /**
    * shutdown relays SIGTERM to every worker (they drain within graceMs), waits for them, then closes the admin listener and removes the pid file. During the
    * start it cancels the start (which stops what it started). Called again, it returns the same promise.
