@@ -462,3 +462,26 @@ test("connections in their handshake count against max_connections_per_client (4
   await again.until((c) => c.text.startsWith("\x16\x03"), 2000, "a handshake flight for a connection after the others closed");
   again.end();
 });
+
+test("a TLS connection refused by the per-client cap leaves nothing for a drain to wait for: SIGTERM ends the gateway at once, not after shutdown_grace", async () => {
+  const p = freePort();
+  const g = await startGateway({
+    listenExtra: `https = "127.0.0.1:${p}"`,
+    extra: `[limits]\nmax_connections_per_client = 1\n`,
+    routes: { a: `hosts = ["a.test"]\ntls = "internal"\nstatic = "builtin:welcome"\n` },
+  });
+  try {
+    const held = await Client.open(p, "127.0.0.8");
+    const refused = await Client.open(p, "127.0.0.8");
+    await refused.until((c) => c.closed, 2000, "the refused connection closed");
+    held.end();
+    await held.until((c) => c.closed, 2000, "the held connection closed");
+    await Bun.sleep(100);
+    const t0 = Date.now();
+    expect(await g.stop()).toBe(0);
+    // shutdown_grace is 5 s in these tests: a handshake counted forever would hold the drain that long.
+    expect(Date.now() - t0).toBeLessThan(2000);
+  } finally {
+    await g.cleanup();
+  }
+});

@@ -47,10 +47,10 @@ class Accepting {
     this.client = socket.remoteAddress;
     host.handshaking(1);
     this.preamble = host.settings.proxyProtocol?.(this.client) === true;
-    if (!this.preamble) this.admit();
     // The hello and the handshake together have the header timeout; a silent connection is closed at its end.
     this.wait = { last: performance.now(), limit: host.settings.headerTimeoutMs, expire: () => (this.secure ?? this.socket).terminate() };
     watch(this.wait);
+    if (!this.preamble) this.admit();
   }
 
   onData(data: Uint8Array): void {
@@ -162,6 +162,8 @@ class Accepting {
     }
     this.done = true;
     unwatch(this.wait);
+    // Settled here: the socket may close before this object is its data, and then no close handler of ours runs.
+    this.settle();
     this.host.refused?.(503, over === "total" ? "too many connections to this gateway" : "too many connections from this client", this.client);
     this.socket.terminate();
     return false;

@@ -46,6 +46,13 @@ export function createFetchHandler(view: () => HandlerView, scheme: "http" | "ht
     );
     if (path === null)
       return toResponse(refuseEarly(ctx, new GatewayError(400, "the path has an encoded slash, backslash or NUL, or a broken percent-encoding", "downstream")));
+    // Bun.serve hands no body to a GET or HEAD: one that was announced is refused, not forwarded as a length with nothing behind it (the upstream would wait).
+    if (request.body === null) {
+      const length = headers.get("content-length");
+      if ((length !== null && length !== "0") || headers.has("transfer-encoding"))
+        return toResponse(refuseEarly(ctx, new GatewayError(400, `a body on ${request.method} is not taken on this listener (listen.http2)`, "downstream")));
+      headers.delete("content-length");
+    }
     const out = runPipeline(ctx, v);
     return out instanceof Promise ? out.then(asResponse) : toResponse(out);
   };
