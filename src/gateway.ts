@@ -22,7 +22,7 @@ import { Http01Tokens } from "./tls/acme/http01.ts";
 import { AlpnChallenges } from "./tls/acme/tls-alpn01.ts";
 import { nativeOf } from "./front/tls-contexts.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
-import { FileStorage } from "./tls/file-storage.ts";
+import { openStorage } from "./tls/storage-open.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
@@ -83,7 +83,7 @@ export class Gateway {
     // The TLS-ALPN-01 certificates this gateway's issuer publishes and its HTTPS listener serves to acme-tls/1 handshakes.
     const alpn = opts.alpnChallenges ?? new AlpnChallenges(nativeOf);
     this.certs = new CertManager(() => void this.certificatesChanged(), {
-      storage: (dir) => new FileStorage(dir),
+      storage: openStorage,
       follower: opts.worker,
       challenges: this.challenges,
       alpnChallenges: alpn,

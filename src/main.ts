@@ -14,6 +14,7 @@ import type { SpawnSpec } from "./workers/worker-process.ts";
 import { log } from "./observability/log.ts";
 import { hashPassword } from "./proxy/policy/basic-auth.ts";
 import { readHidden } from "./lib/terminal.ts";
+import { probeStorage } from "./tls/storage-open.ts";
 import { VERSION } from "./version.ts";
 import { notifySystemd, Successor, UPGRADE_ENV } from "./upgrade.ts";
 import { reloadInstance, upgradeInstance } from "./control.ts";
@@ -81,7 +82,7 @@ function builtinFiles(path: string): ConfigFiles | undefined {
   };
 }
 
-function check(args: Args): number {
+async function check(args: Args): Promise<number> {
   const missing = missingConfig("check", args);
   if (missing) {
     console.error(missing);
@@ -89,6 +90,12 @@ function check(args: Args): number {
   }
   try {
     const c = loadConfig(args.config);
+    // Shared storage must answer: a node that cannot reach it would serve only its local copy and renew nothing.
+    const unreachable = await probeStorage(c.global);
+    if (unreachable !== undefined) {
+      console.error(`${args.config}: storage: ${unreachable} (expected the etcd of [storage] endpoints to answer)`);
+      return 1;
+    }
     const routes = c.sites.reduce((n, s) => n + s.routes.filter((r) => r.action).length, 0);
     console.log(`${args.config}: ok (${c.sites.length} sites, ${routes} routes)`);
     return 0;

@@ -1,5 +1,6 @@
 /** Reading config.toml into GlobalConfig. */
 import { readAccessTable } from "./policy-schema.ts";
+import { readStorage } from "./storage-schema.ts";
 import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readLimits, readProxyProtocol } from "./limits-schema.ts";
 import { closest } from "../lib/did-you-mean.ts";
@@ -226,6 +227,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     dir,
     routesDir: resolvePath(dir, r.string("routes_dir") ?? "routes"),
     certsDir: resolvePath(dir, r.string("certs_dir") ?? "certs"),
+    storage: readStorage(r.table("storage"), dir),
     pidFile: resolvePath(dir, r.string("pid_file") ?? "gatehouse.pid"),
     shutdownGrace: r.duration("shutdown_grace", 30_000),
     workers: readWorkers(r),

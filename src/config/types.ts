@@ -200,6 +200,8 @@ export type GlobalConfig = {
   readonly dir: string;
   readonly routesDir: string;
   readonly certsDir: string;
+  /** storage is where certificates live: certs_dir alone, or etcd (certs_dir then holds each node's local copy). */
+  readonly storage: StorageSettings;
   readonly pidFile: string;
   readonly shutdownGrace: number;
   /** workers is how many worker processes serve the public listeners (1: this process, no supervisor); "auto" is already resolved to the number of CPUs. */
@@ -226,3 +228,19 @@ export type GlobalConfig = {
 
 /** Config is everything one load produced: the global file and every site. */
 export type Config = { readonly global: GlobalConfig; readonly sites: readonly SiteConfig[] };
+
+/** EtcdSettings is [storage] with backend = "etcd": where etcd is, how to log in, and the key that seals private keys; file contents already read. */
+export type EtcdSettings = {
+  readonly backend: "etcd";
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+  /** secretKey seals secret values (private keys, the ACME account key) in etcd; it stays on the nodes. */
+  readonly secretKey?: Uint8Array;
+};
+
+/** StorageSettings is where certificates live: certs_dir alone, or etcd (with certs_dir as each node's local copy). */
+export type StorageSettings = { readonly backend: "dir" } | EtcdSettings;

@@ -85,6 +85,12 @@ export const certificateRenewalPlanned = registry.register(
     ["name"],
   ),
 );
+export const storageUp = registry.register(
+  new Gauge(
+    "gatehouse_storage_up",
+    "1 while the certificate storage answers (always, for certs_dir); 0 while etcd cannot be reached and the local copy serves.",
+  ),
+);
 export const acmeOrders = registry.register(new Counter("gatehouse_acme_orders_total", "ACME orders, by result (success, failure).", ["result"]));
 export const tlsSwaps = registry.register(
   new Counter(

@@ -15,6 +15,7 @@ import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
 import { SiteCertStore, type Stored } from "./site-store.ts";
 import type { StorageFactory } from "./storage.ts";
+import { storageKey } from "./storage-open.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
 export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string; readonly fingerprint: string };
@@ -32,7 +33,7 @@ type PlanIssuers = Issuers & { readonly internal: InternalIssuer; readonly acme:
  */
 export type CertPlan = {
   readonly store: SiteCertStore;
-  /** certsDir is the directory store was opened for: the same one in the next config reuses it. */
+  /** certsDir is the storage key (storageKey) store was opened for: the same one in the next config reuses it. */
   readonly certsDir: string;
   readonly fallback: CertBundle | undefined;
   readonly issuers: PlanIssuers;
@@ -107,7 +108,7 @@ export class CertManager {
   async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
     const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
-    const store = this.store && this.certsDir === g.certsDir ? this.store : new SiteCertStore(this.opts.storage(g.certsDir));
+    const store = this.store && this.certsDir === storageKey(g) ? this.store : new SiteCertStore(this.opts.storage(g));
     const same = store === this.store;
     const internal = same && this.issuers ? this.issuers.internal : new InternalIssuer(store.storage);
     let fallback = same ? this.fallback : undefined;
@@ -172,7 +173,7 @@ export class CertManager {
         m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
       else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
-    return { store, certsDir: g.certsDir, fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
+    return { store, certsDir: storageKey(g), fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
   }
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */

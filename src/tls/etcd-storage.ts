@@ -1,4 +1,5 @@
 /** EtcdStorage: certificate storage shared by several gateway nodes in etcd v3 (its JSON gateway over fetch), with locks tied to leases and secrets sealed at rest. */
+import { parseSecretKey, SECRET_KEY_EXPECTED } from "../lib/secret-key.ts";
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
@@ -300,11 +301,7 @@ export class EtcdStorage implements Storage {
 
 /** readEncryptionKey reads an encryption_key_file: 32 raw bytes, or 64 hex digits, or the base64 of 32 bytes (with or without a final newline). */
 export function readEncryptionKey(path: string): Uint8Array {
-  const raw = readFileSync(path);
-  if (raw.length === 32) return new Uint8Array(raw);
-  const text = raw.toString("utf8").trim();
-  if (/^[0-9a-fA-F]{64}$/.test(text)) return new Uint8Array(Buffer.from(text, "hex"));
-  const decoded = Buffer.from(text, "base64");
-  if (/^[A-Za-z0-9+/]+=*$/.test(text) && decoded.length === 32) return new Uint8Array(decoded);
-  throw new Error(`${path} is not an encryption key: 32 bytes, 64 hex digits or the base64 of 32 bytes (openssl rand -base64 32)`);
+  const key = parseSecretKey(readFileSync(path));
+  if (key === undefined) throw new Error(`${path} is not an encryption key: ${SECRET_KEY_EXPECTED}`);
+  return key;
 }

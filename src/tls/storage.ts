@@ -1,4 +1,5 @@
 /** Certificate storage: a small key-value interface with locks, so that a later backend can be shared by several gateway nodes (FileStorage keeps it in certs/). */
+import type { GlobalConfig } from "../config/types.ts";
 
 /**
  * LockOptions bound one wait for a lock: timeoutMs (default 120 s) before giving up, and staleMs to override after how long without a refresh another holder's
@@ -24,5 +25,5 @@ export interface Storage {
   describe(key: string): string;
 }
 
-/** StorageFactory opens the storage of a certs_dir; the certificate manager calls it again when a reload changes certs_dir. */
-export type StorageFactory = (certsDir: string) => Storage;
+/** StorageFactory opens the storage a config names; the certificate manager calls it again when a reload changes it (storageKey). */
+export type StorageFactory = (g: GlobalConfig) => Storage;

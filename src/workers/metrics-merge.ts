@@ -37,7 +37,7 @@ const FROM_SUPERVISOR = new Set([
  */
 export function ruleOf(name: string): MergeRule {
   if (FROM_SUPERVISOR.has(name)) return "supervisor";
-  if (name === "gatehouse_upstream_healthy") return "min";
+  if (name === "gatehouse_upstream_healthy" || name === "gatehouse_storage_up") return "min";
   // Memory and CPU are the whole gateway's; descriptors are judged per process against its own limit: the fullest process, and the lowest limit.
   if (name === "process_resident_memory_bytes" || name === "process_cpu_seconds_total") return "all";
   if (name === "process_open_fds") return "max";

@@ -12,7 +12,7 @@ import { gatherStatus } from "../observability/status-data.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
-import { FileStorage } from "../tls/file-storage.ts";
+import { openStorage } from "../tls/storage-open.ts";
 import { Fleet } from "./fleet.ts";
 import type { DistributiveOmit, Request } from "./protocol.ts";
 import { WorkerGone, type SpawnSpec } from "./worker-process.ts";
@@ -84,7 +84,7 @@ export class Supervisor {
   /** alpnChallenges are the TLS-ALPN-01 certificates its issuer publishes, kept (no public listener here) and carried to every worker. */
   private readonly alpnChallenges = new AlpnChallenges();
   private readonly certs = new CertManager(() => void this.certificatesChanged(), {
-    storage: (dir) => new FileStorage(dir),
+    storage: openStorage,
     challenges: this.challenges,
     alpnChallenges: this.alpnChallenges,
   });

@@ -1,0 +1,56 @@
+/** Opening the storage a config names: certs_dir (FileStorage), or etcd shared by the nodes with certs_dir as this node's local copy. */
+import type { EtcdSettings, GlobalConfig } from "../config/types.ts";
+import { storageUp } from "../observability/gateway-metrics.ts";
+import { EtcdStorage } from "./etcd-storage.ts";
+import { FileStorage } from "./file-storage.ts";
+import { MirroredStorage } from "./mirrored-storage.ts";
+import type { Storage } from "./storage.ts";
+
+/** storageKey is what decides a config's storage: the same key in the next config reuses the storage that is open. */
+export function storageKey(g: GlobalConfig): string {
+  const s = g.storage;
+  if (s.backend === "dir") return `dir\u0000${g.certsDir}`;
+  // The secrets are part of it (a new password opens a new client), never printed.
+  return JSON.stringify([
+    g.certsDir,
+    s.endpoints,
+    s.prefix,
+    s.timeoutMs,
+    s.username,
+    s.password,
+    s.tls,
+    s.secretKey ? Buffer.from(s.secretKey).toString("hex") : null,
+  ]);
+}
+
+/** openStorage opens the storage of config g. */
+export function openStorage(g: GlobalConfig): Storage {
+  const s = g.storage;
+  if (s.backend === "dir") {
+    storageUp.labels().value = 1;
+    return new FileStorage(g.certsDir);
+  }
+  return new MirroredStorage(etcdOf(s), new FileStorage(g.certsDir), `etcd ${s.endpoints.join(", ")} under ${JSON.stringify(s.prefix)}`);
+}
+
+/** probeStorage asks the shared storage of g for a key (`gatehouse check`): undefined when it answers, else why not. certs_dir always answers. */
+export async function probeStorage(g: GlobalConfig): Promise<string | undefined> {
+  if (g.storage.backend === "dir") return undefined;
+  try {
+    await etcdOf(g.storage).load("check");
+    return undefined;
+  } catch (e) {
+    return String((e as Error).message ?? e);
+  }
+}
+
+function etcdOf(s: EtcdSettings): EtcdStorage {
+  return new EtcdStorage({
+    endpoints: s.endpoints,
+    prefix: s.prefix,
+    timeoutMs: s.timeoutMs,
+    ...(s.username !== undefined ? { username: s.username, password: s.password } : {}),
+    ...(s.tls ? { tls: s.tls } : {}),
+    ...(s.secretKey ? { secretKey: s.secretKey } : {}),
+  });
+}

@@ -1,0 +1,82 @@
+/** Certificates shared through etcd ([storage] backend = "etcd"): two nodes serve the same certificate, private keys are sealed in etcd, and a node restarted while etcd is down still serves from its local copy. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startEtcd, type TestEtcd } from "./etcd.ts";
+import { BUN, freePort, MAIN, startGateway, tempDir, type TestGateway } from "./harness.ts";
+import { tlsGet } from "./tls-client.ts";
+
+let etcd: TestEtcd;
+const shared = tempDir("gatehouse-etcd-shared-");
+const keyFile = join(shared, "storage.key");
+const gateways: TestGateway[] = [];
+const site = { app: 'hosts = ["app.test"]\ntls = "internal"\nhttps_redirect = false\nstatic = "builtin:welcome"\n' };
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  writeFileSync(keyFile, randomBytes(32).toString("base64"));
+});
+afterAll(async () => {
+  for (const g of gateways) await g.cleanup();
+  await etcd.cleanup();
+  rmSync(shared, { recursive: true, force: true });
+});
+
+/** node starts a gateway on etcd, with its own certs_dir (its local copy) unless given one. */
+async function node(certsDir?: string): Promise<{ g: TestGateway; port: number }> {
+  const port = freePort();
+  const g = await startGateway({
+    top: certsDir ? `certs_dir = "${certsDir}"` : "",
+    listenExtra: `https = "127.0.0.1:${port}"`,
+    extra: `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "gh-test/"\ntimeout = "1s"\nencryption_key_file = "${keyFile}"\n`,
+    routes: site,
+  });
+  gateways.push(g);
+  return { g, port };
+}
+
+const caOf = () => etcd.etcdctl("get", "--print-value-only", "gh-test/internal-ca/ca.pem").trim();
+
+test("two nodes on one etcd serve the same certificate; its private key is sealed in etcd, the certificate is not", async () => {
+  const a = await node();
+  const b = await node();
+  const ca = caOf();
+  expect(ca).toStartWith("-----BEGIN CERTIFICATE-----");
+  const fromA = await tlsGet(a.port, "app.test", "app.test", "/", ca);
+  const fromB = await tlsGet(b.port, "app.test", "app.test", "/", ca);
+  expect([fromA.authorized, fromB.authorized]).toEqual([true, true]);
+  expect(fromB.cert.fingerprint256).toBe(fromA.cert.fingerprint256);
+  expect(etcd.etcdctl("get", "--print-value-only", "gh-test/sites/app/key.pem")).toStartWith("gh-enc:v1:");
+  expect(etcd.etcdctl("get", "--print-value-only", "gh-test/sites/app/cert.pem")).toStartWith("-----BEGIN CERTIFICATE-----");
+  expect(await a.g.metric("gatehouse_storage_up")).toBe("1");
+  await Promise.all([a.g.stop(), b.g.stop()]);
+});
+
+test("etcd down: check says so and exits 1; a node restarted meanwhile serves its local copy, says storage is down, and deletes nothing", async () => {
+  const local = tempDir("gatehouse-etcd-local-");
+  const first = await node(local);
+  const ca = caOf();
+  const served = await tlsGet(first.port, "app.test", "app.test", "/", ca);
+  await first.g.stop();
+  const keysBefore = etcd.etcdctl("get", "--prefix", "--keys-only", "gh-test/");
+  await etcd.stop();
+  try {
+    const check = Bun.spawnSync([BUN, MAIN, "check", "-c", join(first.g.dir, "config.toml")], { cwd: first.g.dir });
+    expect(check.exitCode).toBe(1);
+    expect(check.stderr.toString()).toContain("storage: etcd unreachable");
+    const again = await node(local);
+    const still = await tlsGet(again.port, "app.test", "app.test", "/", ca);
+    expect(still.authorized).toBe(true);
+    expect(still.cert.fingerprint256).toBe(served.cert.fingerprint256);
+    // What was served came from the local copy the first start made of what etcd held.
+    expect(existsSync(join(local, "sites/app/key.pem"))).toBe(true);
+    expect(await again.g.metric("gatehouse_storage_up")).toBe("0");
+    await again.g.waitForLog((l) => l.msg.startsWith("storage unreachable"));
+    await again.g.stop();
+  } finally {
+    await etcd.start();
+  }
+  expect(etcd.etcdctl("get", "--prefix", "--keys-only", "gh-test/")).toBe(keysBefore);
+  rmSync(local, { recursive: true, force: true });
+});
