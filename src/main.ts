@@ -15,6 +15,7 @@ import { log } from "./observability/log.ts";
 import { hashPassword } from "./proxy/policy/basic-auth.ts";
 import { readHidden } from "./lib/terminal.ts";
 import { probeStorage } from "./tls/storage-open.ts";
+import { copyStorage } from "./storage-copy.ts";
 import { VERSION } from "./version.ts";
 import { notifySystemd, Successor, UPGRADE_ENV } from "./upgrade.ts";
 import { reloadInstance, upgradeInstance } from "./control.ts";
@@ -28,6 +29,9 @@ commands:
   upgrade  replace the running instance with this executable without dropping a connection:
            the new one binds beside it, serves, then the old one drains; exit 0 once it serves
   version  print version and build info
+  storage copy --from dir|etcd --to dir|etcd
+           copy every certificate, key and account between certs_dir and the etcd of
+           [storage] (keys the destination holds otherwise are kept and named)
   hash-password
            read a password from the terminal (asked twice, not shown) or from stdin
            and print its argon2id hash, for [basic_auth] users in a route file
@@ -39,14 +43,31 @@ options:
 `;
 
 /** Args: the command, the config file and where its name came from (-c, GATEHOUSE_CONFIG, or the default ./config.toml). */
-type Args = { command: string; config: string; explicitConfig: boolean; from: "-c" | "GATEHOUSE_CONFIG" | "the default, ./config.toml" };
+type Args = {
+  command: string;
+  config: string;
+  explicitConfig: boolean;
+  from: "-c" | "GATEHOUSE_CONFIG" | "the default, ./config.toml";
+  /** sub, copyFrom, copyTo: `gatehouse storage copy --from dir|etcd --to dir|etcd`. */
+  sub?: string;
+  copyFrom?: string;
+  copyTo?: string;
+};
 
 function parseArgs(argv: string[]): Args | string {
   let command: string | undefined;
   let config: string | undefined;
+  let sub: string | undefined;
+  let copyFrom: string | undefined;
+  let copyTo: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "-c" || a === "--config") {
+    if (command === "storage" && (a === "--from" || a === "--to")) {
+      const v = argv[++i];
+      if (v === undefined) return `${a} needs dir or etcd`;
+      if (a === "--from") copyFrom = v;
+      else copyTo = v;
+    } else if (a === "-c" || a === "--config") {
       config = argv[++i];
       if (config === undefined) return `${a} needs a file name`;
     } else if (a.startsWith("--config=")) config = a.slice(9);
@@ -54,12 +75,13 @@ function parseArgs(argv: string[]): Args | string {
     else if (a === "-v" || a === "--version") command = "version";
     else if (a.startsWith("-")) return `unknown option ${a}`;
     else if (command === undefined) command = a;
+    else if (command === "storage" && sub === undefined) sub = a;
     else return `unexpected argument ${a}`;
   }
   // GATEHOUSE_CONFIG stands for -c (CONTRACT.md): a service's environment can name its config once for every command.
   const env = process.env.GATEHOUSE_CONFIG || undefined;
   const from = config !== undefined ? "-c" : env !== undefined ? "GATEHOUSE_CONFIG" : "the default, ./config.toml";
-  return { command: command ?? "run", config: config ?? env ?? "config.toml", explicitConfig: (config ?? env) !== undefined, from };
+  return { command: command ?? "run", config: config ?? env ?? "config.toml", explicitConfig: (config ?? env) !== undefined, from, sub, copyFrom, copyTo };
 }
 
 /**
@@ -252,6 +274,32 @@ async function run(args: Args): Promise<number> {
   return 0;
 }
 
+/** storageCommand runs `gatehouse storage copy --from dir|etcd --to dir|etcd`: certs_dir and the etcd of [storage], as config.toml names them. */
+async function storageCommand(args: Args): Promise<number> {
+  const kinds = ["dir", "etcd"];
+  if (args.sub !== "copy" || !kinds.includes(args.copyFrom ?? "") || !kinds.includes(args.copyTo ?? "")) {
+    console.error("usage: gatehouse storage copy --from dir|etcd --to dir|etcd [-c FILE]");
+    return 2;
+  }
+  const missing = missingConfig("storage copy", args);
+  if (missing) {
+    console.error(missing);
+    return 1;
+  }
+  try {
+    const g = loadConfig(args.config).global;
+    const from = args.copyFrom as "dir" | "etcd";
+    const to = args.copyTo as "dir" | "etcd";
+    const r = await copyStorage(g, from, to);
+    console.log(`gatehouse storage copy: ${r.copied} keys copied from ${from} to ${to}, ${r.same} already there`);
+    if (r.kept.length > 0) console.log(`kept as they are in ${to} (another value there): ${r.kept.join(", ")}`);
+    return 0;
+  } catch (e) {
+    for (const p of problemLines(e)) console.error(`gatehouse storage copy: ${p}`);
+    return 1;
+  }
+}
+
 /** hashPasswordCommand prints the argon2id hash of a password read from the terminal (twice, hidden) or from stdin (its first line). */
 async function hashPasswordCommand(): Promise<number> {
   let password: string | undefined;
@@ -298,6 +346,8 @@ async function main(): Promise<number> {
     }
     case "hash-password":
       return hashPasswordCommand();
+    case "storage":
+      return storageCommand(args);
     case "version":
       console.log(`gatehouse ${VERSION} (bun ${Bun.version}, ${process.platform}/${process.arch}${Bun.main.includes("$bunfs") ? ", compiled" : ""})`);
       return 0;

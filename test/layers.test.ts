@@ -9,7 +9,7 @@ const SRC = join(ROOT, "src");
 /** LAYERS from the top down; a file may import its own folder, or anything in a lower layer. Within one layer, folders do not import each other. */
 const LAYERS: readonly (readonly string[])[] = [
   ["main.ts"],
-  ["workers/", "control.ts"],
+  ["workers/", "control.ts", "storage-copy.ts"],
   ["gateway.ts", "upgrade.ts"],
   ["generation.ts", "instance-files.ts", "front/"],
   ["proxy/"],

@@ -1,7 +1,7 @@
 /** Certificates shared through etcd ([storage] backend = "etcd"): two nodes serve the same certificate, private keys are sealed in etcd, and a node restarted while etcd is down still serves from its local copy. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startEtcd, type TestEtcd } from "./etcd.ts";
 import { BUN, freePort, MAIN, startGateway, tempDir, type TestGateway } from "./harness.ts";
@@ -79,4 +79,45 @@ test("etcd down: check says so and exits 1; a node restarted meanwhile serves it
   }
   expect(etcd.etcdctl("get", "--prefix", "--keys-only", "gh-test/")).toBe(keysBefore);
   rmSync(local, { recursive: true, force: true });
+});
+
+test("gatehouse storage copy moves a lone node's certs_dir into etcd, sealing the keys, and keeps what etcd already holds; then back", async () => {
+  const dir = tempDir("gatehouse-copy-");
+  try {
+    const certs = join(dir, "certs");
+    mkdirSync(join(certs, "sites/solo"), { recursive: true });
+    writeFileSync(join(certs, "sites/solo/cert.pem"), "CERT");
+    writeFileSync(join(certs, "sites/solo/key.pem"), "KEY");
+    writeFileSync(join(certs, "sites/solo/meta.json"), "{}");
+    mkdirSync(join(certs, "locks/held"), { recursive: true });
+    etcd.etcdctl("put", "copy-test/sites/solo/meta.json", '{"newer":true}');
+    writeFileSync(
+      join(dir, "config.toml"),
+      `certs_dir = "certs"\n[listen]\nhttp = "127.0.0.1:1"\n[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "copy-test/"\nencryption_key_file = "${keyFile}"\n`,
+    );
+    mkdirSync(join(dir, "routes"));
+    writeFileSync(join(dir, "routes/a.toml"), 'hosts = ["a.test"]\nstatic = "builtin:welcome"\n');
+    const copy = (from: string, to: string) =>
+      Bun.spawnSync([BUN, MAIN, "storage", "copy", "--from", from, "--to", to, "-c", join(dir, "config.toml")], { cwd: dir });
+    const up = copy("dir", "etcd");
+    expect(up.stderr.toString()).toBe("");
+    expect(up.exitCode).toBe(0);
+    expect(up.stdout.toString()).toContain("2 keys copied from dir to etcd, 0 already there");
+    expect(up.stdout.toString()).toContain("kept as they are in etcd (another value there): sites/solo/meta.json");
+    expect(etcd.etcdctl("get", "--print-value-only", "copy-test/sites/solo/cert.pem").trim()).toBe("CERT");
+    expect(etcd.etcdctl("get", "--print-value-only", "copy-test/sites/solo/key.pem")).toStartWith("gh-enc:v1:");
+    expect(etcd.etcdctl("get", "--print-value-only", "copy-test/sites/solo/meta.json").trim()).toBe('{"newer":true}');
+    expect(etcd.etcdctl("get", "--prefix", "--keys-only", "copy-test/locks")).toBe("");
+    // Back into an empty certs_dir: the keys come out unsealed, readable by the owner only.
+    rmSync(certs, { recursive: true, force: true });
+    const down = copy("etcd", "dir");
+    expect(down.exitCode).toBe(0);
+    expect(readFileSync(join(certs, "sites/solo/key.pem"), "utf8")).toBe("KEY");
+    expect(statSync(join(certs, "sites/solo/key.pem")).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(certs, "sites/solo/meta.json"), "utf8")).toBe('{"newer":true}');
+    const same = copy("dir", "dir");
+    expect([same.exitCode, same.stderr.toString().trim()]).toEqual([1, "gatehouse storage copy: --from and --to are both dir"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

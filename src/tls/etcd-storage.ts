@@ -108,6 +108,23 @@ export class EtcdStorage implements Storage {
     return kv === undefined ? undefined : this.unseal(key, unb64(kv.value));
   }
 
+  async list(under = ""): Promise<string[]> {
+    const from = Buffer.from(this.prefix + under, "utf8");
+    // A prefix's range ends at the prefix with its last byte raised by one ("\0": to the end of the keyspace, for an empty prefix).
+    let end = Buffer.from([0]);
+    for (let i = from.length - 1; i >= 0; i--) {
+      if (from[i]! < 0xff) {
+        end = Buffer.concat([from.subarray(0, i), Buffer.from([from[i]! + 1])]);
+        break;
+      }
+    }
+    const kvs = (await this.call("/v3/kv/range", { key: from.toString("base64"), range_end: end.toString("base64"), keys_only: true })).kvs ?? [];
+    return kvs
+      .map((kv) => unb64(kv.key).slice(this.prefix.length))
+      .filter((k) => !k.startsWith("locks/"))
+      .sort();
+  }
+
   async store(key: string, value: string, opts: { secret?: boolean } = {}): Promise<void> {
     const sealed = opts.secret && this.opts.secretKey ? this.seal(key, value, this.opts.secretKey) : value;
     await this.call("/v3/kv/put", { key: b64(this.path(key)), value: b64(sealed) });

@@ -1,5 +1,5 @@
 /** FileStorage: certificate storage as files under certs/, with locks that are directories in which their holder beats. */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { type Dirent, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, normalize, sep } from "node:path";
 import { writeFileAtomic } from "../lib/atomic-write.ts";
 import { log } from "../observability/log.ts";
@@ -53,6 +53,27 @@ export class FileStorage implements Storage {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw e;
     }
+  }
+
+  async list(under = ""): Promise<string[]> {
+    const out: string[] = [];
+    const walk = (rel: string) => {
+      let entries: Dirent[];
+      try {
+        entries = readdirSync(join(this.root, rel), { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw e;
+      }
+      for (const e of entries) {
+        const key = rel === "" ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) {
+          if (key !== "locks") walk(key);
+        } else if (e.isFile() && !(e.name.startsWith(".") && e.name.endsWith(".tmp")) && key.startsWith(under)) out.push(key);
+      }
+    };
+    walk("");
+    return out.sort();
   }
 
   async store(key: string, value: string, opts: { secret?: boolean } = {}): Promise<void> {

@@ -75,6 +75,11 @@ export class MirroredStorage implements Storage {
     }
   }
 
+  /** list lists the shared storage (the local copy is no source of truth for what exists). */
+  list(under?: string): Promise<string[]> {
+    return this.shared.list(under);
+  }
+
   describe(key: string): string {
     return this.shared.describe(key);
   }

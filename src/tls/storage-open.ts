@@ -44,6 +44,13 @@ export async function probeStorage(g: GlobalConfig): Promise<string | undefined>
   }
 }
 
+/** openBackend opens one backend of g alone, without a local copy (`gatehouse storage copy`): "dir" is certs_dir, "etcd" the etcd of [storage]. */
+export function openBackend(g: GlobalConfig, kind: "dir" | "etcd"): Storage {
+  if (kind === "dir") return new FileStorage(g.certsDir);
+  if (g.storage.backend !== "etcd") throw new Error('config.toml names no etcd: [storage] backend = "etcd" with its endpoints');
+  return etcdOf(g.storage);
+}
+
 function etcdOf(s: EtcdSettings): EtcdStorage {
   return new EtcdStorage({
     endpoints: s.endpoints,

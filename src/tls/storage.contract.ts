@@ -35,6 +35,22 @@ export function storageContract(name: string, make: () => Promise<StorageHarness
       expect(a.describe("contract/x/cert.pem")).toContain("contract/x/cert.pem");
     });
 
+    test("list gives the keys under a prefix, sorted, without locks held meanwhile", async () => {
+      const a = (await harness()).open();
+      await a.store("listed/b/cert.pem", "1");
+      await a.store("listed/a/key.pem", "2", { secret: true });
+      await a.store("listedx/other.pem", "3");
+      const release = await a.lock("listed-lock");
+      try {
+        expect(await a.list("listed/")).toEqual(["listed/a/key.pem", "listed/b/cert.pem"]);
+        const all = await (await harness()).open().list();
+        expect(all).toContain("listedx/other.pem");
+        expect(all.some((k) => k.startsWith("locks/"))).toBe(false);
+      } finally {
+        await release();
+      }
+    });
+
     test("a lock excludes: the second taker waits until the first releases, a wait past its timeout fails, other names are free", async () => {
       const a = (await harness()).open();
       const b = (await harness()).open();
