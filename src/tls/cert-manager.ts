@@ -72,6 +72,8 @@ export class CertManager {
   private store: SiteCertStore | undefined;
   private certsDir: string | undefined;
   private fallback: CertBundle | undefined;
+  /** sync re-reads shared storage (syncEvery). */
+  private sync: Timer | undefined;
   /** caAnnounced: the internal CA has been logged as ready (once, when the first site with tls = "internal" came). */
   private caAnnounced = false;
   private issuers: PlanIssuers | undefined;
@@ -274,11 +276,35 @@ export class CertManager {
       const s = await this.store.load(m.site);
       const b = s?.bundle;
       if (!b || b.fingerprint === m.bundle?.fingerprint || b.notAfter <= Date.now() || !this.live(m)) continue;
+      // A node that orders itself takes only a newer certificate: another node renewed it (storage shared through etcd).
+      if (!this.follower && b.notAfter < (m.bundle?.notAfter ?? 0)) continue;
       Object.assign(m, { bundle: b, meta: s!.meta });
       this.expiryMetric(m);
+      if (!this.follower) {
+        Object.assign(m, { window: undefined, stale: false, failures: 0, lastError: undefined });
+        log.info("certificate renewed by another node adopted", { site: m.site, not_after: new Date(b.notAfter).toISOString() });
+        this.scheduler.schedule(m);
+      }
       changed = true;
     }
     return changed;
+  }
+
+  /**
+   * syncEvery re-reads shared storage every `ms` (undefined: never, as with certs_dir, which only this node writes), so that a certificate another node
+   * obtained is served here too; a change fires onChange, as a renewal here does.
+   */
+  syncEvery(ms: number | undefined): void {
+    clearInterval(this.sync);
+    this.sync = undefined;
+    if (ms === undefined || this.follower) return;
+    this.sync = setInterval(() => {
+      this.refresh().then(
+        (changed) => changed && this.onChange(),
+        (e) => log.warn("cannot re-read the shared certificate storage", { error: String((e as Error)?.message ?? e) }),
+      );
+    }, ms);
+    this.sync.unref?.();
   }
 
   /**
@@ -295,6 +321,7 @@ export class CertManager {
   /** dispose stops every timer; orders in flight finish but change nothing. */
   dispose(): void {
     this.disposed = true;
+    clearInterval(this.sync);
     for (const m of this.managed.values()) clearTimeout(m.timer);
   }
 
