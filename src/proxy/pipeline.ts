@@ -19,6 +19,7 @@ import type { CompiledRoute, HandlerView, RequestContext, RequestFilter } from "
 import { failWith } from "./errors.ts";
 import { delivered } from "./logging.ts";
 import { routeRequest } from "./request-filter.ts";
+import { challengeRoute } from "./unrouted.ts";
 import { proxyUpgrade, upgradeOf } from "./upgrade.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
@@ -97,6 +98,21 @@ function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly R
 
 /** runPipeline runs the phases for a context a front end made (its view taken once, for the whole request); undefined once a WebSocket took the connection. */
 export function runPipeline(ctx: RequestContext, v: HandlerView): Out {
+  // An HTTP-01 token another node publishes in shared storage: looked up there when this node does not hold it (only for paths that can be a token).
+  if (ctx.scheme === "http" && v.challenges.shared !== undefined && v.challenges.answer(ctx.path) === undefined) {
+    const found = v.challenges.lookup(ctx.path);
+    if (found !== undefined)
+      return found.then((r) => {
+        if (r === undefined) return route(ctx, v);
+        ctx.route = challengeRoute();
+        return early(ctx, r);
+      });
+  }
+  return route(ctx, v);
+}
+
+/** route runs request_filter's routing, then the route's phases. */
+function route(ctx: RequestContext, v: HandlerView): Out {
   const routed = routeRequest(ctx, v);
   if (routed !== undefined) return early(ctx, routed);
   const route = ctx.route!;

@@ -43,6 +43,8 @@ export type CertPlan = {
   readonly managed: ReadonlyMap<string, Managed>;
   /** adopt holds newer certificates found in storage for sites that did not change (obtained by another node, restored by hand). */
   readonly adopt: ReadonlyMap<Managed, Stored>;
+  /** shared: the storage is shared with other nodes (etcd), and HTTP-01 tokens go through it. */
+  readonly shared: boolean;
   /** retry holds failing entries whose CAs or accounts the new config changed (a fixed EAB key, another CA): tried again at once, from the first CA. */
   readonly retry: ReadonlySet<Managed>;
 };
@@ -175,11 +177,13 @@ export class CertManager {
         m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
       else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
-    return { store, certsDir: storageKey(g), fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
+    return { store, certsDir: storageKey(g), shared: g.storage.backend === "etcd", fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
   }
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
   commit(plan: CertPlan): void {
+    // With shared storage, HTTP-01 tokens go through it too: the CA's request may reach another node.
+    this.opts.challenges.shared = plan.shared ? plan.store.storage : undefined;
     const old = this.managed;
     for (const [name, m] of old) if (plan.managed.get(name) !== m) this.drop(name, m);
     Object.assign(this, {

@@ -108,6 +108,10 @@ export class EtcdStorage implements Storage {
     return kv === undefined ? undefined : this.unseal(key, unb64(kv.value));
   }
 
+  async delete(key: string): Promise<void> {
+    await this.call("/v3/kv/deleterange", { key: b64(this.path(key)) });
+  }
+
   async list(under = ""): Promise<string[]> {
     const from = Buffer.from(this.prefix + under, "utf8");
     // A prefix's range ends at the prefix with its last byte raised by one ("\0": to the end of the keyspace, for an empty prefix).

@@ -55,6 +55,10 @@ export class FileStorage implements Storage {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    rmSync(this.path(key), { force: true });
+  }
+
   async list(under = ""): Promise<string[]> {
     const out: string[] = [];
     const walk = (rel: string) => {

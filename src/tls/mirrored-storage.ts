@@ -75,6 +75,12 @@ export class MirroredStorage implements Storage {
     }
   }
 
+  /** delete removes the key from the shared storage (throwing when it cannot: the key stays there) and from the local copy. */
+  async delete(key: string): Promise<void> {
+    await this.shared.delete(key);
+    await this.local.delete(key);
+  }
+
   /** list lists the shared storage (the local copy is no source of truth for what exists). */
   list(under?: string): Promise<string[]> {
     return this.shared.list(under);

@@ -35,6 +35,14 @@ export function storageContract(name: string, make: () => Promise<StorageHarness
       expect(a.describe("contract/x/cert.pem")).toContain("contract/x/cert.pem");
     });
 
+    test("delete removes a key for every client, and a missing one is no error", async () => {
+      const a = (await harness()).open();
+      await a.store("contract/gone.txt", "x");
+      await a.delete("contract/gone.txt");
+      expect(await (await harness()).open().load("contract/gone.txt")).toBeUndefined();
+      await a.delete("contract/never.txt");
+    });
+
     test("list gives the keys under a prefix, sorted, without locks held meanwhile", async () => {
       const a = (await harness()).open();
       await a.store("listed/b/cert.pem", "1");

@@ -21,6 +21,8 @@ export interface Storage {
    * its holder works, and one whose holder died (no refresh for the stale age) is taken over.
    */
   lock(name: string, opts?: LockOptions): Promise<Release>;
+  /** delete removes a key (gone already: nothing to do); only for what is short-lived by nature (challenge tokens), never because something failed. */
+  delete(key: string): Promise<void>;
   /** list gives every key stored under the key prefix `under` ("" for all), locks and half-written files left out, sorted (`gatehouse storage copy`). */
   list(under?: string): Promise<string[]>;
   /** describe names where a key lives, for log lines. */

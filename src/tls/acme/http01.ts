@@ -15,6 +15,25 @@ export interface ChallengePublisher {
 }
 
 /**
+ * SharedTokens is where tokens go for other nodes (storage shared through etcd): the node whose issuer proves a name publishes there, the node the CA's
+ * connection reaches looks the token up there.
+ */
+export interface SharedTokens {
+  load(key: string): Promise<string | undefined>;
+  store(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** TOKEN_RE is what an ACME token looks like (base64url, RFC 8555 §8.1): anything else is never looked up in shared storage. */
+const TOKEN_RE = /^[A-Za-z0-9_-]{16,128}$/;
+/** MAX_LOOKUPS bounds the shared-storage lookups in flight: a flood of made-up tokens costs etcd at most this many requests at a time. */
+const MAX_LOOKUPS = 16;
+
+function tokenReply(value: string): Reply {
+  return new Reply(200, Fields.from({ "content-type": "application/octet-stream" }), Buffer.from(value));
+}
+
+/**
  * Http01Tokens is one process's table of HTTP-01 tokens: the issuer publishes into it, the plain HTTP listener answers from it, and an optional publisher
  * carries each token to other processes.
  */
@@ -22,6 +41,9 @@ export class Http01Tokens {
   private readonly tokens = new Map<string, string>();
   /** publisher is called by publish and withdraw besides this table (the supervisor sets one that reaches its workers); undefined: this process only. */
   publisher: ChallengePublisher | undefined;
+  /** shared carries tokens between nodes (set while the storage is etcd); undefined: this node alone. */
+  shared: SharedTokens | undefined;
+  private lookups = 0;
 
   /** add publishes a key authorization in this process until remove. */
   add(token: string, keyAuthorization: string): void {
@@ -45,12 +67,36 @@ export class Http01Tokens {
   async publish(token: string, keyAuthorization: string): Promise<void> {
     this.add(token, keyAuthorization);
     await this.publisher?.publish(token, keyAuthorization);
+    // Published in shared storage before the CA is told to look: its request may reach any node.
+    await this.shared?.store(`challenges/http-01/${token}`, keyAuthorization);
   }
 
-  /** withdraw removes a token here and through the publisher; it never throws. */
+  /** withdraw removes a token here, through the publisher and from shared storage; it never throws. */
   async withdraw(token: string): Promise<void> {
     this.remove(token);
     await this.publisher?.withdraw(token).catch(() => undefined);
+    await this.shared?.delete(`challenges/http-01/${token}`).catch(() => undefined);
+  }
+
+  /**
+   * lookup answers a token this process does not hold from shared storage (another node is proving it); undefined at once when there is none to ask, the path
+   * is no token, or too many lookups are in flight; a promise of the answer (undefined: not there) otherwise.
+   */
+  lookup(path: string): Promise<Reply | undefined> | undefined {
+    if (this.shared === undefined || !path.startsWith(CHALLENGE_PREFIX) || this.lookups >= MAX_LOOKUPS) return undefined;
+    const token = path.slice(CHALLENGE_PREFIX.length);
+    if (!TOKEN_RE.test(token)) return undefined;
+    this.lookups++;
+    return this.shared.load(`challenges/http-01/${token}`).then(
+      (v) => {
+        this.lookups--;
+        return v === undefined ? undefined : tokenReply(v);
+      },
+      () => {
+        this.lookups--;
+        return undefined;
+      },
+    );
   }
 
   /**
@@ -60,6 +106,6 @@ export class Http01Tokens {
   answer(path: string): Reply | undefined {
     if (this.tokens.size === 0 || !path.startsWith(CHALLENGE_PREFIX)) return undefined;
     const value = this.tokens.get(path.slice(CHALLENGE_PREFIX.length));
-    return value === undefined ? undefined : new Reply(200, Fields.from({ "content-type": "application/octet-stream" }), Buffer.from(value));
+    return value === undefined ? undefined : tokenReply(value);
   }
 }

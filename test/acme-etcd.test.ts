@@ -1,0 +1,49 @@
+/** HTTP-01 across nodes sharing etcd: one node orders, the CA's validation reaches another, which finds the token in etcd and answers it. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { startEtcd, type TestEtcd } from "./etcd.ts";
+import { freePort, startGateway, type TestGateway } from "./harness.ts";
+import { Testbed } from "./testbed.ts";
+import { tlsGet } from "./tls-client.ts";
+
+let tb: Testbed;
+let etcd: TestEtcd;
+const gateways: TestGateway[] = [];
+let http01Port: number;
+
+beforeAll(async () => {
+  http01Port = freePort();
+  tb = Testbed.start({ http01Port });
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  for (const g of gateways) await g.cleanup();
+  tb?.stop();
+  await etcd?.cleanup();
+});
+
+test("the node that orders publishes its HTTP-01 token in etcd; the node the CA reaches answers it from there; the token is gone afterwards", async () => {
+  const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "acme-etcd/"\n`;
+  // B holds the port the CA validates on and orders nothing itself (its copy of the site has no TLS).
+  const b = await startGateway({ httpPort: http01Port, extra: storage, routes: { app: 'hosts = ["app.test"]\nstatic = "builtin:welcome"\n' } });
+  gateways.push(b);
+  const httpsPort = freePort();
+  const a = await startGateway({
+    listenExtra: `https = "127.0.0.1:${httpsPort}"`,
+    extra: `${storage}[acme]\ndirectory = "${tb.env.ACME_DIRECTORY_URL}"\nemail = "ops@app.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`,
+    routes: { app: 'hosts = ["app.test"]\ntls = "acme"\nstatic = "builtin:welcome"\n' },
+  });
+  gateways.push(a);
+  await a.waitForLog((l) => l.msg === "certificate obtained", 20_000);
+  const res = await tlsGet(httpsPort, "app.test", "app.test", "/", readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8"));
+  expect(res.authorized).toBe(true);
+  // The CA's requests reached B, which answered them from etcd; A saw none.
+  const validations = b.accessLogs().filter((l) => String(l.path).startsWith("/.well-known/acme-challenge/"));
+  expect(validations.length).toBeGreaterThan(0);
+  expect(validations.every((l) => l.status === 200 && l.route === "acme-challenge")).toBe(true);
+  expect(a.accessLogs().filter((l) => String(l.path).startsWith("/.well-known/acme-challenge/"))).toEqual([]);
+  expect(etcd.etcdctl("get", "--prefix", "--keys-only", "acme-etcd/challenges/")).toBe("");
+  // A made-up token is looked up, not found, and goes on to the site (404 from the welcome site, not a crash or a hang).
+  const made = await b.request("app.test", "/.well-known/acme-challenge/AAAAAAAAAAAAAAAAAAAAAAAA");
+  expect(made.status).toBe(404);
+});
