@@ -74,8 +74,9 @@ export class CertManager {
   private store: SiteCertStore | undefined;
   private certsDir: string | undefined;
   private fallback: CertBundle | undefined;
-  /** sync re-reads shared storage (syncEvery). */
+  /** sync re-reads shared storage (syncEvery); unwatch stops its watch. */
   private sync: Timer | undefined;
+  private unwatch: (() => void) | undefined;
   /** caAnnounced: the internal CA has been logged as ready (once, when the first site with tls = "internal" came). */
   private caAnnounced = false;
   private issuers: PlanIssuers | undefined;
@@ -301,14 +302,22 @@ export class CertManager {
   syncEvery(ms: number | undefined): void {
     clearInterval(this.sync);
     this.sync = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
     if (ms === undefined || this.follower) return;
-    this.sync = setInterval(() => {
+    const reread = () =>
       this.refresh().then(
         (changed) => changed && this.onChange(),
         (e) => log.warn("cannot re-read the shared certificate storage", { error: String((e as Error)?.message ?? e) }),
       );
-    }, ms);
+    this.sync = setInterval(reread, ms);
     this.sync.unref?.();
+    // etcd's watch brings another node's certificate at once; the timer is there for what a broken watch missed.
+    let soon: Timer | undefined;
+    this.unwatch = this.store?.storage.watch?.("sites/", () => {
+      clearTimeout(soon);
+      soon = setTimeout(reread, 100);
+    });
   }
 
   /**
@@ -326,6 +335,7 @@ export class CertManager {
   dispose(): void {
     this.disposed = true;
     clearInterval(this.sync);
+    this.unwatch?.();
     for (const m of this.managed.values()) clearTimeout(m.timer);
   }
 

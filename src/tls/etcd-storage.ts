@@ -108,6 +108,55 @@ export class EtcdStorage implements Storage {
     return kv === undefined ? undefined : this.unseal(key, unb64(kv.value));
   }
 
+  /**
+   * watch calls onChange with the keys that changed under `under`, as etcd reports them (its /v3/watch stream), until the returned stop is called. A stream
+   * that breaks is opened again on the next endpoint after a pause (1 s, doubling to 30 s); changes made meanwhile are not reported, so callers keep a
+   * periodic re-read as well.
+   */
+  watch(under: string, onChange: (keys: string[]) => void): () => void {
+    const ctrl = new AbortController();
+    const from = Buffer.from(this.prefix + under, "utf8");
+    const end = Buffer.from(from);
+    end[end.length - 1] = end[end.length - 1]! + 1;
+    const body = JSON.stringify({ create_request: { key: from.toString("base64"), range_end: end.toString("base64") } });
+    const run = async () => {
+      let pause = 1000;
+      for (let n = this.current; !ctrl.signal.aborted; n++) {
+        const endpoint = this.endpoints[n % this.endpoints.length]!;
+        try {
+          const token = await this.authToken();
+          const { tls } = this.opts;
+          const res = await fetch(`${endpoint}/v3/watch`, {
+            method: "POST",
+            headers: { "content-type": "application/json", ...(token !== undefined ? { authorization: token } : {}) },
+            body,
+            signal: ctrl.signal,
+            ...(tls ? { tls: { ca: tls.ca, cert: tls.cert, key: tls.key } } : {}),
+          });
+          let buf = "";
+          for await (const chunk of res.body ?? []) {
+            buf += Buffer.from(chunk).toString("utf8");
+            let nl: number;
+            while ((nl = buf.indexOf("\n")) >= 0) {
+              const line = buf.slice(0, nl);
+              buf = buf.slice(nl + 1);
+              const events = (JSON.parse(line) as { result?: { events?: { kv?: KeyValue }[] } }).result?.events ?? [];
+              if (events.length > 0) onChange(events.map((e) => unb64(e.kv?.key).slice(this.prefix.length)));
+              pause = 1000;
+            }
+          }
+        } catch (e) {
+          if (ctrl.signal.aborted) return;
+          log.debug("etcd watch broke; opening it again", { endpoint, error: String((e as Error).message ?? e) });
+        }
+        await Bun.sleep(pause);
+        pause = Math.min(pause * 2, 30_000);
+      }
+    };
+    void run();
+    return () => ctrl.abort();
+  }
+
   async delete(key: string): Promise<void> {
     await this.call("/v3/kv/deleterange", { key: b64(this.path(key)) });
   }

@@ -81,6 +81,11 @@ export class MirroredStorage implements Storage {
     await this.local.delete(key);
   }
 
+  /** watch watches the shared storage. */
+  watch(under: string, onChange: (keys: string[]) => void): () => void {
+    return this.shared.watch?.(under, onChange) ?? (() => undefined);
+  }
+
   /** list lists the shared storage (the local copy is no source of truth for what exists). */
   list(under?: string): Promise<string[]> {
     return this.shared.list(under);

@@ -6,8 +6,8 @@ import { FileStorage } from "./file-storage.ts";
 import { MirroredStorage } from "./mirrored-storage.ts";
 import type { Storage } from "./storage.ts";
 
-/** SHARED_SYNC_MS is how often a node re-reads shared storage for certificates other nodes obtained. */
-export const SHARED_SYNC_MS = 5000;
+/** SHARED_SYNC_MS is how often a node re-reads shared storage for certificates other nodes obtained, beside etcd's watch (for what a broken watch missed). */
+export const SHARED_SYNC_MS = 30_000;
 
 /** syncInterval is how often the node of config g re-reads its storage: never for certs_dir (only this node writes it). */
 export function syncInterval(g: GlobalConfig): number | undefined {

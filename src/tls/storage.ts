@@ -25,6 +25,8 @@ export interface Storage {
   delete(key: string): Promise<void>;
   /** list gives every key stored under the key prefix `under` ("" for all), locks and half-written files left out, sorted (`gatehouse storage copy`). */
   list(under?: string): Promise<string[]>;
+  /** watch (where the backend can) calls onChange with keys changed under `under` by anyone, until the returned stop; best effort, alongside re-reads. */
+  watch?(under: string, onChange: (keys: string[]) => void): () => void;
   /** describe names where a key lives, for log lines. */
   describe(key: string): string;
 }
