@@ -46,4 +46,44 @@ test("the node that orders publishes its HTTP-01 token in etcd; the node the CA 
   // A made-up token is looked up, not found, and goes on to the site (404 from the welcome site, not a crash or a hang).
   const made = await b.request("app.test", "/.well-known/acme-challenge/AAAAAAAAAAAAAAAAAAAAAAAA");
   expect(made.status).toBe(404);
+  // The CA's HTTP-01 port is the next test's.
+  await Promise.all([a.stop(), b.stop()]);
+});
+
+test("three nodes started at once with the same ACME site: one order reaches the CA, all three serve its certificate", async () => {
+  const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "three/"\n`;
+  const acme = `[acme]\ndirectory = "${tb.env.ACME_DIRECTORY_URL}"\nemail = "ops@three.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
+  // One of them holds the port the CA validates HTTP-01 on; the token may be any node's.
+  const ports = [freePort(), freePort(), freePort()];
+  const nodes = await Promise.all(
+    ports.map((https, i) =>
+      startGateway({
+        ...(i === 1 ? { httpPort: http01Port } : {}),
+        listenExtra: `https = "127.0.0.1:${https}"`,
+        extra: storage + acme,
+        routes: { three: 'hosts = ["three.test"]\ntls = "acme"\nstatic = "builtin:welcome"\n' },
+      }),
+    ),
+  );
+  gateways.push(...nodes);
+  const root = readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8");
+  const fingerprints = new Set<string>();
+  for (const [i, port] of ports.entries()) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const r = await tlsGet(port, "three.test", "three.test", "/", root).catch(() => undefined);
+      if (r?.authorized) {
+        fingerprints.add(r.cert.fingerprint256);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`node ${i} serves no certificate from the CA`);
+      await Bun.sleep(200);
+    }
+  }
+  expect(fingerprints.size).toBe(1);
+  const obtained = nodes.flatMap((g) => g.logs.filter((l) => l.msg === "certificate obtained"));
+  expect(obtained.length).toBe(1);
+  let orders = 0;
+  for (const g of nodes) orders += Number((await g.metric('gatehouse_acme_orders_total{result="success"}')) ?? 0);
+  expect(orders).toBe(1);
 });
