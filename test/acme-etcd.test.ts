@@ -86,4 +86,41 @@ test("three nodes started at once with the same ACME site: one order reaches the
   let orders = 0;
   for (const g of nodes) orders += Number((await g.metric('gatehouse_acme_orders_total{result="success"}')) ?? 0);
   expect(orders).toBe(1);
+  await Promise.all(nodes.map((g) => g.stop()));
 });
+
+test("the ordering node killed with SIGKILL mid-order: another node takes the certificate's lock once the dead node's lease has expired, and completes it", async () => {
+  const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "killed/"\n`;
+  const acme = `[acme]\ndirectory = "${tb.env.ACME_DIRECTORY_URL}"\nemail = "ops@killed.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
+  const route = { killed: 'hosts = ["killed.test"]\ntls = "acme"\nstatic = "builtin:welcome"\n' };
+  // The CA's validation port answers slowly: A's order stays in flight, its token published, while A is killed.
+  const slow = Bun.serve({
+    hostname: "127.0.0.1",
+    port: http01Port,
+    fetch: async () => {
+      await Bun.sleep(4000);
+      return new Response("not here", { status: 404 });
+    },
+  });
+  const a = await startGateway({ listenExtra: `https = "127.0.0.1:${freePort()}"`, extra: storage + acme, routes: route });
+  gateways.push(a);
+  const deadline = Date.now() + 15_000;
+  while (etcd.etcdctl("get", "--prefix", "--keys-only", "killed/challenges/").trim() === "") {
+    if (Date.now() > deadline) throw new Error("node A published no HTTP-01 token");
+    await Bun.sleep(20);
+  }
+  expect(etcd.etcdctl("get", "--prefix", "--keys-only", "killed/locks/").trim()).not.toBe("");
+  a.proc.kill("SIGKILL");
+  await a.proc.exited;
+  slow.stop(true);
+  const t0 = Date.now();
+  const httpsPort = freePort();
+  const b = await startGateway({ httpPort: http01Port, listenExtra: `https = "127.0.0.1:${httpsPort}"`, extra: storage + acme, routes: route });
+  gateways.push(b);
+  const line = await b.waitForLog((l) => l.msg === "certificate obtained", 40_000);
+  expect(line.names).toEqual(["killed.test"]);
+  // Not before the dead node's lease (10 s) ran out: the lock held until then.
+  expect(Date.now() - t0).toBeGreaterThan(5000);
+  const res = await tlsGet(httpsPort, "killed.test", "killed.test", "/", readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8"));
+  expect(res.authorized).toBe(true);
+}, 60_000);
