@@ -5,8 +5,9 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EtcdStorage, type EtcdStorageOptions } from "../src/tls/etcd-storage.ts";
 import { CONTRACT_LOCK_TIMING, storageContract } from "../src/tls/storage.contract.ts";
+import { LockHolders } from "./lock-holder.ts";
 import { startEtcd, type TestEtcd } from "./etcd.ts";
-import { BUN, freePort, ROOT, tempDir } from "./harness.ts";
+import { freePort, ROOT, tempDir } from "./harness.ts";
 
 // The lease TTL follows staleMs (300 ms, rounded up to etcd's whole second), keep-alives every refreshMs.
 const timing = { lockRefreshMs: CONTRACT_LOCK_TIMING.refreshMs, lockStaleMs: CONTRACT_LOCK_TIMING.staleMs, lockPollMs: 20 };
@@ -14,33 +15,15 @@ const timing = { lockRefreshMs: CONTRACT_LOCK_TIMING.refreshMs, lockStaleMs: CON
 storageContract("EtcdStorage", async () => {
   const etcd = await startEtcd();
   const opts: EtcdStorageOptions = { endpoints: [etcd.url], prefix: "contract/", ...timing };
-  const children = new Set<ReturnType<typeof Bun.spawn>>();
+  const holders = new LockHolders(
+    `import { EtcdStorage } from ${JSON.stringify(join(ROOT, "src/tls/etcd-storage.ts"))};`,
+    (name) => `await new EtcdStorage(${JSON.stringify(opts)}).lock(${name})`,
+  );
   return {
     open: () => new EtcdStorage(opts),
-    holdElsewhere: async (name) => {
-      const script = `
-        import { EtcdStorage } from ${JSON.stringify(join(ROOT, "src/tls/etcd-storage.ts"))};
-        await new EtcdStorage(${JSON.stringify(opts)}).lock(${JSON.stringify(name)});
-        console.log("locked");
-        setInterval(() => {}, 1000);`;
-      const child = Bun.spawn([BUN, "-e", script], { stdout: "pipe", stderr: "inherit" });
-      children.add(child);
-      const reader = child.stdout.getReader();
-      let out = "";
-      while (!out.includes("locked")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the lock holder exited before it locked ${name}: ${out}`);
-        out += new TextDecoder().decode(value);
-      }
-      return {
-        die: async () => {
-          child.kill("SIGKILL");
-          await child.exited;
-        },
-      };
-    },
+    holdElsewhere: (name) => holders.hold(name),
     cleanup: async () => {
-      for (const c of children) c.kill("SIGKILL"); // a holder a failed test left alive
+      holders.killAll();
       await etcd.cleanup();
     },
   };
