@@ -1,7 +1,7 @@
 /** HTTP-01 across nodes sharing etcd: one node orders, the CA's validation reaches another, which finds the token in etcd and answers it. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { startEtcd, type TestEtcd } from "./etcd.ts";
+import { startEtcd, startEtcdCluster, type TestEtcd } from "./etcd.ts";
 import { freePort, startGateway, type TestGateway } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 import { tlsGet } from "./tls-client.ts";
@@ -123,4 +123,53 @@ test("the ordering node killed with SIGKILL mid-order: another node takes the ce
   expect(Date.now() - t0).toBeGreaterThan(5000);
   const res = await tlsGet(httpsPort, "killed.test", "killed.test", "/", readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8"));
   expect(res.authorized).toBe(true);
+  await b.stop();
+}, 60_000);
+
+test("a three-member etcd whose leader is killed during an order: the order completes, once", async () => {
+  const cluster = await startEtcdCluster(3);
+  try {
+    const storage = `[storage]\nbackend = "etcd"\nendpoints = [${cluster.urls.map((u) => `"${u}"`).join(", ")}]\nprefix = "leader/"\n`;
+    const acme = `[acme]\ndirectory = "${tb.env.ACME_DIRECTORY_URL}"\nemail = "ops@leader.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
+    const httpsPort = freePort();
+    const a = await startGateway({
+      httpPort: http01Port,
+      listenExtra: `https = "127.0.0.1:${httpsPort}"`,
+      extra: storage + acme,
+      routes: { leader: 'hosts = ["leader.test"]\ntls = "acme"\nstatic = "builtin:welcome"\n' },
+    });
+    gateways.push(a);
+    // The order is under way once its token is in etcd: then the leader goes.
+    const survivor = async () => {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        for (const url of cluster.urls) {
+          const res = await fetch(`${url}/v3/kv/range`, {
+            method: "POST",
+            body: JSON.stringify({
+              key: Buffer.from("leader/challenges/").toString("base64"),
+              range_end: Buffer.from("leader/challenges0").toString("base64"),
+            }),
+            signal: AbortSignal.timeout(500),
+          }).catch(() => undefined);
+          const n = res ? Number(((await res.json()) as { count?: string }).count ?? 0) : 0;
+          if (n > 0) return;
+        }
+        if (Date.now() > deadline) throw new Error("no HTTP-01 token appeared in etcd");
+        await Bun.sleep(10);
+      }
+    };
+    await survivor();
+    const leader = await cluster.leader();
+    await cluster.kill(leader);
+    await a.waitForLog((l) => l.msg === "certificate obtained", 30_000);
+    const res = await tlsGet(httpsPort, "leader.test", "leader.test", "/", readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8"));
+    expect(res.authorized).toBe(true);
+    await Bun.sleep(500);
+    expect(a.logs.filter((l) => l.msg === "certificate obtained").length).toBe(1);
+    expect(await a.metric('gatehouse_acme_orders_total{result="success"}')).toBe("1");
+    await a.stop();
+  } finally {
+    await cluster.cleanup();
+  }
 }, 60_000);

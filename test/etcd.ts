@@ -118,3 +118,80 @@ function tail(file: string): string {
     return "(no log)";
   }
 }
+
+/** EtcdCluster is several etcd members on loopback: their client URLs, the one that leads now, and a way to kill one. */
+export type EtcdCluster = {
+  readonly urls: readonly string[];
+  /** leader is the index of the member that leads now (asked of the members that answer). */
+  leader(): Promise<number>;
+  /** kill ends member i with SIGKILL. */
+  kill(i: number): Promise<void>;
+  cleanup(): Promise<void>;
+};
+
+/** startEtcdCluster starts `size` members that form one cluster (a fast election, as startEtcd's), and waits until every one is healthy (10 s at most). */
+export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+  const dir = tempDir("gatehouse-etcd-cluster-");
+  const members = Array.from({ length: size }, (_, i) => ({ name: `m${i}`, client: freePort(), peer: freePort() }));
+  const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
+  const procs = members.map((m) =>
+    Bun.spawn(
+      [
+        "etcd",
+        `--name=${m.name}`,
+        `--data-dir=${join(dir, m.name)}`,
+        `--listen-client-urls=http://127.0.0.1:${m.client}`,
+        `--advertise-client-urls=http://127.0.0.1:${m.client}`,
+        `--listen-peer-urls=http://127.0.0.1:${m.peer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peer}`,
+        `--initial-cluster=${initial}`,
+        "--initial-cluster-state=new",
+        "--heartbeat-interval=10",
+        "--election-timeout=100",
+        "--logger=zap",
+      ],
+      { stdout: "ignore", stderr: Bun.file(join(dir, `${m.name}.log`)), stdin: "ignore" },
+    ),
+  );
+  const urls = members.map((m) => `http://127.0.0.1:${m.client}`);
+  const cleanup = async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await Promise.all(procs.map((p) => p.exited));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (const url of urls) {
+    for (;;) {
+      const ok = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) })
+        .then((r) => r.text())
+        .then((t) => t.includes('"true"'))
+        .catch(() => false);
+      if (ok) break;
+      if (Date.now() > deadline) {
+        await cleanup();
+        throw new Error(`the etcd cluster did not become healthy within ${START_TIMEOUT_MS} ms at ${url}`);
+      }
+      await Bun.sleep(50);
+    }
+  }
+  const status = async (url: string) => {
+    const res = await fetch(`${url}/v3/maintenance/status`, { method: "POST", body: "{}", signal: AbortSignal.timeout(1000) });
+    return (await res.json()) as { header: { member_id: string }; leader: string };
+  };
+  return {
+    urls,
+    leader: async () => {
+      for (const url of urls) {
+        const s = await status(url).catch(() => undefined);
+        if (s === undefined) continue;
+        for (let i = 0; i < urls.length; i++) if ((await status(urls[i]!).catch(() => undefined))?.header.member_id === s.leader) return i;
+      }
+      throw new Error("no etcd member names a leader");
+    },
+    kill: async (i) => {
+      procs[i]!.kill("SIGKILL");
+      await procs[i]!.exited;
+    },
+    cleanup,
+  };
+}
