@@ -22,7 +22,7 @@ import { Http01Tokens } from "./tls/acme/http01.ts";
 import { AlpnChallenges } from "./tls/acme/tls-alpn01.ts";
 import { nativeOf } from "./front/tls-contexts.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
-import { openStorage, syncInterval } from "./tls/storage-open.ts";
+import { openStorage } from "./tls/storage-open.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
@@ -205,7 +205,6 @@ export class Gateway {
       const plan = await this.certs.prepare(config);
       this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
       this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
-      this.certs.syncEvery(syncInterval(g));
     } catch (e) {
       // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.
       gen.dispose();

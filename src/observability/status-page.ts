@@ -29,7 +29,7 @@ export type CertificateRow = {
   readonly source: string;
   readonly names: readonly string[];
   readonly notAfter: string | null;
-  /** plannedRenewal is when the certificate is due for renewal (a window's start when the CA gave one); null for manual ones. */
+  /** plannedRenewal is when the certificate is due for renewal (GET /certificates' renewal_planned: in the past when overdue); null for manual ones. */
   readonly plannedRenewal: string | null;
   readonly nextCheck: string | null;
   readonly failures: number;

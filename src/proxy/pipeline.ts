@@ -99,7 +99,7 @@ function filtered(ctx: RequestContext, route: CompiledRoute, filters: readonly R
 /** runPipeline runs the phases for a context a front end made (its view taken once, for the whole request); undefined once a WebSocket took the connection. */
 export function runPipeline(ctx: RequestContext, v: HandlerView): Out {
   // An HTTP-01 token another node publishes in shared storage: looked up there when this node does not hold it (only for paths that can be a token).
-  if (ctx.scheme === "http" && v.challenges.shared !== undefined && v.challenges.answer(ctx.path) === undefined) {
+  if (ctx.scheme === "http") {
     const found = v.challenges.lookup(ctx.path);
     if (found !== undefined)
       return found.then((r) => {

@@ -15,7 +15,7 @@ import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
 import { SiteCertStore, type Stored } from "./site-store.ts";
 import type { StorageFactory } from "./storage.ts";
-import { storageKey } from "./storage-open.ts";
+import { SHARED_SYNC_MS, storageKey } from "./storage-open.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
 export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string; readonly fingerprint: string };
@@ -196,6 +196,8 @@ export class CertManager {
       acme: plan.acme,
       managed: plan.managed,
     });
+    // What other nodes store is followed (the new store's watch).
+    this.syncEvery(plan.shared ? SHARED_SYNC_MS : undefined);
     for (const [name, m] of plan.managed) {
       if (!m.restored || old.get(name) === m) continue;
       // A certificate taken from storage at start (or for a site that came with a reload): which one serves, and whether it is the one the config asks for.
@@ -299,7 +301,7 @@ export class CertManager {
    * syncEvery re-reads shared storage every `ms` (undefined: never, as with certs_dir, which only this node writes), so that a certificate another node
    * obtained is served here too; a change fires onChange, as a renewal here does.
    */
-  syncEvery(ms: number | undefined): void {
+  private syncEvery(ms: number | undefined): void {
     clearInterval(this.sync);
     this.sync = undefined;
     this.unwatch?.();

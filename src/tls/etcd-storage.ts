@@ -64,6 +64,12 @@ type Answer = {
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
 const unb64 = (s: string | undefined): string => Buffer.from(s ?? "", "base64").toString("utf8");
 
+/** rangeEnd is where the keys that start with `from` end: `from` with its last byte below 0xff raised by one ("\0", the end of the keyspace, for none). */
+function rangeEnd(from: Buffer): Buffer {
+  for (let i = from.length - 1; i >= 0; i--) if (from[i]! < 0xff) return Buffer.concat([from.subarray(0, i), Buffer.from([from[i]! + 1])]);
+  return Buffer.from([0]);
+}
+
 /**
  * EtcdStorage keeps each key at PREFIX + key in etcd: a store is one put (atomic in etcd); a load returns undefined only when etcd says the key does not
  * exist, and throws when etcd errs or cannot be reached, so that a store that is down never makes a certificate look missing.
@@ -116,8 +122,7 @@ export class EtcdStorage implements Storage {
   watch(under: string, onChange: (keys: string[]) => void): () => void {
     const ctrl = new AbortController();
     const from = Buffer.from(this.prefix + under, "utf8");
-    const end = Buffer.from(from);
-    end[end.length - 1] = end[end.length - 1]! + 1;
+    const end = rangeEnd(from);
     const body = JSON.stringify({ create_request: { key: from.toString("base64"), range_end: end.toString("base64") } });
     const run = async () => {
       let pause = 1000;
@@ -163,14 +168,7 @@ export class EtcdStorage implements Storage {
 
   async list(under = ""): Promise<string[]> {
     const from = Buffer.from(this.prefix + under, "utf8");
-    // A prefix's range ends at the prefix with its last byte raised by one ("\0": to the end of the keyspace, for an empty prefix).
-    let end = Buffer.from([0]);
-    for (let i = from.length - 1; i >= 0; i--) {
-      if (from[i]! < 0xff) {
-        end = Buffer.concat([from.subarray(0, i), Buffer.from([from[i]! + 1])]);
-        break;
-      }
-    }
+    const end = rangeEnd(from);
     const kvs = (await this.call("/v3/kv/range", { key: from.toString("base64"), range_end: end.toString("base64"), keys_only: true })).kvs ?? [];
     return kvs
       .map((kv) => unb64(kv.key).slice(this.prefix.length))

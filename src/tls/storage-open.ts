@@ -9,11 +9,6 @@ import type { Storage } from "./storage.ts";
 /** SHARED_SYNC_MS is how often a node re-reads shared storage for certificates other nodes obtained, beside etcd's watch (for what a broken watch missed). */
 export const SHARED_SYNC_MS = 30_000;
 
-/** syncInterval is how often the node of config g re-reads its storage: never for certs_dir (only this node writes it). */
-export function syncInterval(g: GlobalConfig): number | undefined {
-  return g.storage.backend === "etcd" ? SHARED_SYNC_MS : undefined;
-}
-
 /** storageKey is what decides a config's storage: the same key in the next config reuses the storage that is open. */
 export function storageKey(g: GlobalConfig): string {
   const s = g.storage;

@@ -12,7 +12,7 @@ import { gatherStatus } from "../observability/status-data.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { CertManager } from "../tls/cert-manager.ts";
-import { openStorage, syncInterval } from "../tls/storage-open.ts";
+import { openStorage } from "../tls/storage-open.ts";
 import { Fleet } from "./fleet.ts";
 import type { DistributiveOmit, Request } from "./protocol.ts";
 import { WorkerGone, type SpawnSpec } from "./worker-process.ts";
@@ -185,7 +185,6 @@ export class Supervisor {
       }
       // Only now: ACME orders need a listener that answers HTTP-01.
       this.certs.commit(plan);
-      this.certs.syncEvery(syncInterval(g));
     } catch (e) {
       this.draining = true;
       this.cancelStart = undefined;
@@ -317,7 +316,6 @@ export class Supervisor {
     this.filesSeq = seq;
     this.certs.commit(plan);
     const g = snap.config.global;
-    this.certs.syncEvery(syncInterval(g));
     try {
       this.listeners.apply(adminOnly(g.listen), undefined);
     } catch (e) {

@@ -80,12 +80,13 @@ export class Http01Tokens {
 
   /**
    * lookup answers a token this process does not hold from shared storage (another node is proving it); undefined at once when there is none to ask, the path
-   * is no token, or too many lookups are in flight; a promise of the answer (undefined: not there) otherwise.
+   * is no token or one held here, or too many lookups are in flight; a promise of the answer (undefined: not there) otherwise.
    */
   lookup(path: string): Promise<Reply | undefined> | undefined {
     if (this.shared === undefined || !path.startsWith(CHALLENGE_PREFIX) || this.lookups >= MAX_LOOKUPS) return undefined;
     const token = path.slice(CHALLENGE_PREFIX.length);
-    if (!TOKEN_RE.test(token)) return undefined;
+    // A token held here is answered by routing (answer), without asking anyone.
+    if (this.tokens.has(token) || !TOKEN_RE.test(token)) return undefined;
     this.lookups++;
     return this.shared.load(`challenges/http-01/${token}`).then(
       (v) => {
