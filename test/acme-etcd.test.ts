@@ -2,6 +2,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { startEtcd, startEtcdCluster, type TestEtcd } from "./etcd.ts";
+import { addressData, TYPE } from "../src/lib/dns-wire.ts";
+import { addRecord, type DnsUpdateOptions, deleteRecord } from "../src/tls/acme/dns-update.ts";
+import { startAcmeRecorder } from "./acme-recorder.ts";
 import { freePort, startGateway, type TestGateway } from "./harness.ts";
 import { Testbed } from "./testbed.ts";
 import { tlsGet } from "./tls-client.ts";
@@ -21,6 +24,14 @@ afterAll(async () => {
   tb?.stop();
   await etcd?.cleanup();
 });
+
+/** dnsUpdate signs RFC 2136 updates to the testbed's bind with its TSIG key. */
+function dnsUpdate(): DnsUpdateOptions {
+  return {
+    server: { host: "127.0.0.1", port: Number(tb.env.DNS_PORT) },
+    key: { name: tb.env.TSIG_KEY_NAME, algorithm: "hmac-sha256", secret: new Uint8Array(Buffer.from(tb.env.TSIG_SECRET, "base64")) },
+  };
+}
 
 test("the node that orders publishes its HTTP-01 token in etcd; the node the CA reaches answers it from there; the token is gone afterwards", async () => {
   const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "acme-etcd/"\n`;
@@ -50,43 +61,53 @@ test("the node that orders publishes its HTTP-01 token in etcd; the node the CA 
   await Promise.all([a.stop(), b.stop()]);
 });
 
-test("three nodes started at once with the same ACME site: one order reaches the CA, all three serve its certificate", async () => {
+test("three nodes on 127.0.0.2, .3 and .4 with the same ports start at once with the same ACME site: one order reaches the CA (counted at its door), the CA validates at .3, all three serve the certificate", async () => {
+  const recorder = startAcmeRecorder(tb);
   const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "three/"\n`;
-  const acme = `[acme]\ndirectory = "${tb.env.ACME_DIRECTORY_URL}"\nemail = "ops@three.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
-  // One of them holds the port the CA validates HTTP-01 on; the token may be any node's.
-  const ports = [freePort(), freePort(), freePort()];
+  const acme = `[acme]\ndirectory = "${recorder.directory}"\nemail = "ops@three.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
+  // The name points at .3: the CA validates there, whichever node placed the order.
+  await addRecord(dnsUpdate(), "three.test", TYPE.A, addressData("127.0.0.3"), 1);
+  const https = freePort();
+  const addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
   const nodes = await Promise.all(
-    ports.map((https, i) =>
+    addresses.map((address) =>
       startGateway({
-        ...(i === 1 ? { httpPort: http01Port } : {}),
-        listenExtra: `https = "127.0.0.1:${https}"`,
+        address,
+        httpPort: http01Port,
+        listenExtra: `https = "${address}:${https}"`,
         extra: storage + acme,
         routes: { three: 'hosts = ["three.test"]\ntls = "acme"\nstatic = "builtin:welcome"\n' },
       }),
     ),
   );
   gateways.push(...nodes);
-  const root = readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8");
-  const fingerprints = new Set<string>();
-  for (const [i, port] of ports.entries()) {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const r = await tlsGet(port, "three.test", "three.test", "/", root).catch(() => undefined);
-      if (r?.authorized) {
-        fingerprints.add(r.cert.fingerprint256);
-        break;
+  try {
+    const root = readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8");
+    const fingerprints = new Set<string>();
+    for (const address of addresses) {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const r = await tlsGet(https, "three.test", "three.test", "/", root, address).catch(() => undefined);
+        if (r?.authorized) {
+          fingerprints.add(r.cert.fingerprint256);
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`the node on ${address} serves no certificate from the CA`);
+        await Bun.sleep(200);
       }
-      if (Date.now() > deadline) throw new Error(`node ${i} serves no certificate from the CA`);
-      await Bun.sleep(200);
     }
+    expect(fingerprints.size).toBe(1);
+    expect(recorder.orders()).toBe(1);
+    expect(nodes.flatMap((g) => g.logs.filter((l) => l.msg === "certificate obtained")).length).toBe(1);
+    // Every validation request reached the node on .3, which answered it (from etcd, unless it placed the order itself).
+    const validations = nodes.map((g) => g.accessLogs().filter((l) => String(l.path).startsWith("/.well-known/acme-challenge/")).length);
+    expect(validations[1]).toBeGreaterThan(0);
+    expect([validations[0], validations[2]]).toEqual([0, 0]);
+  } finally {
+    recorder.stop();
+    await deleteRecord(dnsUpdate(), "three.test", TYPE.A, addressData("127.0.0.3"));
+    await Promise.all(nodes.map((g) => g.stop()));
   }
-  expect(fingerprints.size).toBe(1);
-  const obtained = nodes.flatMap((g) => g.logs.filter((l) => l.msg === "certificate obtained"));
-  expect(obtained.length).toBe(1);
-  let orders = 0;
-  for (const g of nodes) orders += Number((await g.metric('gatehouse_acme_orders_total{result="success"}')) ?? 0);
-  expect(orders).toBe(1);
-  await Promise.all(nodes.map((g) => g.stop()));
 });
 
 test("the ordering node killed with SIGKILL mid-order: another node takes the certificate's lock once the dead node's lease has expired, and completes it", async () => {

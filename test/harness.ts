@@ -53,6 +53,8 @@ export type GatewayOptions = {
   cmd?: string[];
   /** httpPort fixes the plain HTTP listener's port (ACME HTTP-01 needs the port the CA connects to) */
   httpPort?: number;
+  /** address is the loopback address the HTTP listener binds (default 127.0.0.1): nodes on 127.0.0.2, .3, .4 can share one port. */
+  address?: string;
 };
 
 /** TestGateway is a running gateway process and what a test needs to talk to it. */
@@ -66,6 +68,7 @@ export class TestGateway {
     readonly proc: Subprocess<"ignore", "pipe", "pipe">,
     readonly httpPort: number,
     readonly adminPort: number,
+    readonly address = "127.0.0.1",
   ) {
     this.exited = proc.exited;
     void this.pump(proc.stdout, (line) => {
@@ -93,7 +96,7 @@ export class TestGateway {
   }
 
   get base(): string {
-    return `http://127.0.0.1:${this.httpPort}`;
+    return `http://${this.address}:${this.httpPort}`;
   }
 
   get admin(): string {
@@ -177,7 +180,7 @@ shutdown_grace = "5s"
 ${opts.top ?? ""}
 
 [listen]
-http = "127.0.0.1:${httpPort}"
+http = "${opts.address ?? "127.0.0.1"}:${httpPort}"
 admin = "127.0.0.1:${adminPort}"
 ${opts.listenExtra ?? ""}
 
@@ -201,7 +204,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<TestGatew
     stderr: "pipe",
     env: { ...process.env, ...opts.env },
   });
-  const gw = new TestGateway(dir, proc, httpPort, adminPort);
+  const gw = new TestGateway(dir, proc, httpPort, adminPort, opts.address);
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null)

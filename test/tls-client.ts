@@ -27,10 +27,10 @@ export class TlsConn {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** open connects to 127.0.0.1:port with SNI servername (none when undefined); ca makes `authorized` meaningful. */
-  static open(port: number, servername: string | undefined, ca?: string | string[]): Promise<TlsConn> {
+  /** open connects to address:port (default 127.0.0.1) with SNI servername (none when undefined); ca makes `authorized` meaningful. */
+  static open(port: number, servername: string | undefined, ca?: string | string[], address = "127.0.0.1"): Promise<TlsConn> {
     return new Promise((resolve, reject) => {
-      const s = connect({ host: "127.0.0.1", port, servername, ca, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] }, () => resolve(new TlsConn(s)));
+      const s = connect({ host: address, port, servername, ca, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] }, () => resolve(new TlsConn(s)));
       s.once("error", reject);
     });
   }
@@ -82,8 +82,8 @@ export class TlsConn {
 }
 
 /** tlsGet opens a connection, makes one request, closes; returns the response and what the handshake showed. */
-export async function tlsGet(port: number, servername: string | undefined, host: string, path = "/", ca?: string | string[]) {
-  const c = await TlsConn.open(port, servername, ca);
+export async function tlsGet(port: number, servername: string | undefined, host: string, path = "/", ca?: string | string[], address?: string) {
+  const c = await TlsConn.open(port, servername, ca, address);
   try {
     const res = await c.request(host, path);
     return { ...res, authorized: c.authorized, authorizationError: c.authorizationError, cert: c.cert };

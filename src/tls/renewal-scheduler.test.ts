@@ -9,7 +9,8 @@ import { AcmeError } from "./acme/acme-error.ts";
 import { FileStorage } from "./file-storage.ts";
 import { InternalIssuer } from "./internal-issuer.ts";
 import type { Issued, Issuer } from "./issuer.ts";
-import { fits, managedEntry, type Managed } from "./managed.ts";
+import { inspectBundle } from "../lib/cert-info.ts";
+import { fits, managedEntry, type Managed, unpack } from "./managed.ts";
 import { FALLBACK_AFTER, RenewalScheduler } from "./renewal-scheduler.ts";
 import { SiteCertStore } from "./site-store.ts";
 
@@ -129,4 +130,28 @@ test("a CA's Retry-After holds for that CA only: once the order moves to the fal
   expect(m.ca).toBe(1);
   // retryDelay(2) without the CA's 2 h: 2 min ± 20 %.
   expect(m.nextCheck - Date.now()).toBeLessThan(150_000);
+});
+
+test("a certificate another node stored and this one adopted while it waited for the lock is not ordered again (one order per certificate)", async () => {
+  const ca = new FakeCa("https://one.example/dir");
+  ca.failing = false;
+  const { m, renewed } = setup([ca]);
+  // Another node holds the lock while it obtains the certificate.
+  const release = await store.storage.lock(`site-${m.site}`);
+  const scheduler = new RenewalScheduler(
+    { live: () => true, store: () => store, issuersOf: () => [ca], renewFraction: () => 2 / 3, renewed: (x) => renewed.push(x) },
+    false,
+  );
+  scheduler.renewNow(m);
+  await Bun.sleep(50);
+  expect(m.busy).toBe(true);
+  const theirs = inspectBundle(...unpack(await internal.issueFor(m.hosts)));
+  await store.save(m.site, theirs, ca.meta);
+  // The watch delivers it here before the lock is given back.
+  Object.assign(m, { bundle: theirs, meta: ca.meta });
+  await release();
+  const deadline = Date.now() + 5000;
+  while (m.busy && Date.now() < deadline) await Bun.sleep(5);
+  expect(ca.orders).toBe(0);
+  expect(m.bundle?.fingerprint).toBe(theirs.fingerprint);
 });

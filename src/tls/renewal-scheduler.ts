@@ -123,6 +123,8 @@ export class RenewalScheduler {
     if (m.ca >= chain.length) Object.assign(m, { ca: 0, caFailures: 0 }); // a reload shortened the chain
     const issuer = chain[m.ca];
     let asked = false;
+    // What was served when this renewal was decided: a certificate adopted from another node while waiting for the lock is not the one to replace.
+    const replacing = m.bundle?.fingerprint;
     try {
       if (!issuer) throw new Error(`no issuer for site ${m.site} (tls = "${m.mode}")`);
       release = await store.storage.lock(`site-${m.site}`);
@@ -132,7 +134,7 @@ export class RenewalScheduler {
       if (
         stored &&
         fits(stored, m.hosts, chain) &&
-        stored.bundle.fingerprint !== m.bundle?.fingerprint &&
+        stored.bundle.fingerprint !== replacing &&
         renewAt(stored.bundle, Date.now(), { fraction: 2 / 3 }) > Date.now()
       )
         fresh = stored;
