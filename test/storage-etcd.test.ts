@@ -147,3 +147,46 @@ test("a certificate one node renews is served by the other within seconds (etcd'
     await Promise.all([a.g.stop(), b.g.stop()]);
   }
 });
+
+test("etcd stopped under two running nodes: both keep serving, a renewal asked meanwhile waits, and resumes within seconds once etcd is back; the other node serves it; nothing is lost", async () => {
+  const a = await node();
+  const b = await node();
+  try {
+    const ca = caOf();
+    const before = await tlsGet(b.port, "app.test", "app.test", "/", ca);
+    const keysBefore = etcd.etcdctl("get", "--prefix", "--keys-only", "gh-test/");
+    await etcd.stop();
+    let restarted = false;
+    try {
+      expect((await fetch(`${a.g.admin}/certificates/app/renew`, { method: "POST" })).status).toBe(202);
+      const failed = await a.g.waitForLog((l) => l.msg === "certificate not obtained; the current one keeps serving" && l.site === "app", 10_000);
+      // Its backoff alone would wait a minute.
+      expect(Number(failed.retry_in_s)).toBeGreaterThanOrEqual(30);
+      for (const n of [a, b]) {
+        const r = await tlsGet(n.port, "app.test", "app.test", "/", ca);
+        expect([r.authorized, r.status, r.cert.fingerprint256]).toEqual([true, 200, before.cert.fingerprint256]);
+      }
+      expect(await a.g.metric("gatehouse_storage_up")).toBe("0");
+      await etcd.start();
+      restarted = true;
+    } finally {
+      if (!restarted) await etcd.start();
+    }
+    const t0 = Date.now();
+    await a.g.waitForLog((l) => l.msg === "storage reachable again; renewals that waited for it resume", 15_000);
+    await a.g.waitForLog((l) => l.msg === "certificate obtained" && l.site === "app", 10_000);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    const deadline = Date.now() + 10_000;
+    let now = before;
+    while (now.cert.fingerprint256 === before.cert.fingerprint256 && Date.now() < deadline) {
+      await Bun.sleep(200);
+      now = await tlsGet(b.port, "app.test", "app.test", "/", ca);
+    }
+    expect(now.cert.fingerprint256).not.toBe(before.cert.fingerprint256);
+    expect(await a.g.metric("gatehouse_storage_up")).toBe("1");
+    const keysAfter = etcd.etcdctl("get", "--prefix", "--keys-only", "gh-test/");
+    for (const k of keysBefore.split("\n").filter((x) => x.trim() && !x.includes("/locks/"))) expect(keysAfter).toContain(k);
+  } finally {
+    await Promise.all([a.g.stop(), b.g.stop()]);
+  }
+}, 60_000);

@@ -53,6 +53,9 @@ function sameIssuers(a: readonly Issuer[], b: readonly Issuer[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** RESUME_SPREAD_MS spreads the renewals that resume when the shared storage answers again. */
+const RESUME_SPREAD_MS = 3000;
+
 /**
  * CertManagerOptions: storage opens a certs_dir (again when a reload changes it); challenges are the HTTP-01 tokens and alpnChallenges the TLS-ALPN-01
  * certificates ACME orders publish; a follower (a worker process) only loads certificates from storage and never issues, orders or renews; the process that
@@ -316,10 +319,33 @@ export class CertManager {
     this.sync.unref?.();
     // etcd's watch brings another node's certificate at once; the timer is there for what a broken watch missed.
     let soon: Timer | undefined;
-    this.unwatch = this.store?.storage.watch?.("sites/", () => {
+    const storage = this.store?.storage;
+    const unwatch = storage?.watch?.("sites/", () => {
       clearTimeout(soon);
       soon = setTimeout(reread, 100);
     });
+    const unreachable = storage?.onReachable?.(() => {
+      void reread();
+      this.resumeRenewals();
+    });
+    this.unwatch = () => {
+      unwatch?.();
+      unreachable?.();
+    };
+  }
+
+  /**
+   * resumeRenewals retries, within a few seconds, every renewal that failed while the shared storage could not be reached, rather than at its backoff
+   * (which may be an hour away); the spread keeps the nodes from all asking at once.
+   */
+  private resumeRenewals(): void {
+    const sites: string[] = [];
+    for (const m of this.managed.values()) {
+      if (m.failures === 0 || m.busy || m.mode === "manual" || !this.live(m)) continue;
+      sites.push(m.site);
+      this.scheduler.schedule(m, Math.random() * RESUME_SPREAD_MS);
+    }
+    if (sites.length > 0) log.info("storage reachable again; renewals that waited for it resume", { sites });
   }
 
   /**

@@ -116,8 +116,8 @@ export class EtcdStorage implements Storage {
 
   /**
    * watch calls onChange with the keys that changed under `under`, as etcd reports them (its /v3/watch stream), until the returned stop is called. A stream
-   * that breaks is opened again on the next endpoint after a pause (1 s, doubling to 30 s); changes made meanwhile are not reported, so callers keep a
-   * periodic re-read as well.
+   * that breaks is opened again on the next endpoint after a pause (1 s, doubling to 10 s); changes made meanwhile are not reported one by one: once the
+   * stream is open again, onChange gets an empty list (re-read everything). Callers keep a periodic re-read as well.
    */
   watch(under: string, onChange: (keys: string[]) => void): () => void {
     const ctrl = new AbortController();
@@ -126,6 +126,7 @@ export class EtcdStorage implements Storage {
     const body = JSON.stringify({ create_request: { key: from.toString("base64"), range_end: end.toString("base64") } });
     const run = async () => {
       let pause = 1000;
+      let broken = false;
       for (let n = this.current; !ctrl.signal.aborted; n++) {
         const endpoint = this.endpoints[n % this.endpoints.length]!;
         try {
@@ -145,8 +146,10 @@ export class EtcdStorage implements Storage {
             while ((nl = buf.indexOf("\n")) >= 0) {
               const line = buf.slice(0, nl);
               buf = buf.slice(nl + 1);
-              const events = (JSON.parse(line) as { result?: { events?: { kv?: KeyValue }[] } }).result?.events ?? [];
+              const result = (JSON.parse(line) as { result?: { created?: boolean; events?: { kv?: KeyValue }[] } }).result;
+              const events = result?.events ?? [];
               if (events.length > 0) onChange(events.map((e) => unb64(e.kv?.key).slice(this.prefix.length)));
+              else if (result?.created && broken) onChange([]);
               pause = 1000;
             }
           }
@@ -154,8 +157,9 @@ export class EtcdStorage implements Storage {
           if (ctrl.signal.aborted) return;
           log.debug("etcd watch broke; opening it again", { endpoint, error: String((e as Error).message ?? e) });
         }
+        broken = true;
         await Bun.sleep(pause);
-        pause = Math.min(pause * 2, 30_000);
+        pause = Math.min(pause * 2, 10_000);
       }
     };
     void run();

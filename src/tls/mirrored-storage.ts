@@ -10,6 +10,7 @@ import type { LockOptions, Release, Storage } from "./storage.ts";
  */
 export class MirroredStorage implements Storage {
   private down = false;
+  private readonly reachable = new Set<() => void>();
 
   /** label names the shared storage in log lines (its endpoints and prefix, never a password). */
   constructor(
@@ -21,9 +22,17 @@ export class MirroredStorage implements Storage {
   }
 
   private up(): void {
-    if (this.down) log.info("storage reachable again", { storage: this.label });
-    this.down = false;
     storageUp.labels().value = 1;
+    if (!this.down) return;
+    this.down = false;
+    log.info("storage reachable again", { storage: this.label });
+    for (const cb of this.reachable) cb();
+  }
+
+  /** onReachable calls cb each time the shared storage answers again after a failure (renewals that waited for it resume). */
+  onReachable(cb: () => void): () => void {
+    this.reachable.add(cb);
+    return () => this.reachable.delete(cb);
   }
 
   private failed(e: unknown, what: string): void {

@@ -27,6 +27,8 @@ export interface Storage {
   list(under?: string): Promise<string[]>;
   /** watch (where the backend can) calls onChange with keys changed under `under` by anyone, until the returned stop; best effort, alongside re-reads. */
   watch?(under: string, onChange: (keys: string[]) => void): () => void;
+  /** onReachable (shared storage only) calls cb each time the storage answers again after it could not be reached, until the returned stop. */
+  onReachable?(cb: () => void): () => void;
   /** describe names where a key lives, for log lines. */
   describe(key: string): string;
 }
