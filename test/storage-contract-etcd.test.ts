@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { TICKET_KEYS_KEY, ticketKeys } from "../src/tls/ticket-keys.ts";
 import { EtcdStorage, type EtcdStorageOptions } from "../src/tls/etcd-storage.ts";
 import { CONTRACT_LOCK_TIMING, storageContract } from "../src/tls/storage.contract.ts";
 import { LockHolders } from "./lock-holder.ts";
@@ -96,6 +97,10 @@ describe("EtcdStorage on etcd", () => {
     const other = new EtcdStorage({ endpoints: [etcd.url], secretKey: new Uint8Array(randomBytes(32)) });
     await expect(other.load("sealed/key.pem")).rejects.toThrow(/cannot decrypt etcd:gatehouse\/sealed\/key\.pem/);
     expect(() => new EtcdStorage({ endpoints: [etcd.url], secretKey: new Uint8Array(16) })).toThrow(/32/);
+    // TLS ticket keys are secrets too: an etcd backup holds none usable.
+    const keys = await ticketKeys(s);
+    expect(await rawValue(etcd.url, `gatehouse/${TICKET_KEYS_KEY}`)).toStartWith("gh-enc:v1:");
+    expect((await ticketKeys(s)).current.key).toEqual(keys.current.key);
   });
 
   test("username and password: the right ones work (a token etcd forgot is renewed), wrong ones or none fail clearly", async () => {
