@@ -22,6 +22,7 @@ import { Http01Tokens } from "./tls/acme/http01.ts";
 import { AlpnChallenges } from "./tls/acme/tls-alpn01.ts";
 import { nativeOf } from "./front/tls-contexts.ts";
 import { CertManager, type CertPlan } from "./tls/cert-manager.ts";
+import { SharedPurges } from "./shared-purges.ts";
 import { openStorage } from "./tls/storage-open.ts";
 import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
@@ -68,6 +69,8 @@ export class Gateway {
   private compiling = false;
   private readonly listeners: Listeners;
   private readonly certs: CertManager;
+  /** purges are the cache purges shared with other nodes (a worker has none: its supervisor shares). */
+  private readonly purges = new SharedPurges((filter) => this.cache.purge(filter));
   /** challenges are the HTTP-01 tokens this gateway's issuer publishes and its plain HTTP listener answers. */
   private readonly challenges: Http01Tokens;
   /** files are the texts of the live config when they came from memory (built-in default, a supervisor's snapshot); undefined: read from disk. */
@@ -87,12 +90,14 @@ export class Gateway {
       follower: opts.worker,
       challenges: this.challenges,
       alpnChallenges: alpn,
+      ...(opts.worker ? {} : { sharedStorage: (st) => this.purges.use(st) }),
     });
     this.state = {
       ready: () => this.gen !== undefined && !this.draining,
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
+      sharePurge: (filter) => this.purges.share(filter),
       upstreams: () => this.endpoints.describe(performance.now()),
       // At the first start the admin listener is bound while the generation is built: that one judges.
       allowed: (ip) => adminAllows((this.gen ?? this.building)?.config.global, ip),
@@ -309,6 +314,7 @@ export class Gateway {
     if (this.draining) return;
     this.draining = true;
     this.certs.dispose();
+    this.purges.stop();
     this.health.stopAll();
     this.discovery.retain(new Set());
     log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size + openPipes.size, grace_ms: graceMs });

@@ -11,7 +11,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["main.ts"],
   ["workers/", "control.ts", "storage-copy.ts"],
   ["gateway.ts", "upgrade.ts"],
-  ["generation.ts", "instance-files.ts", "front/"],
+  ["generation.ts", "instance-files.ts", "shared-purges.ts", "front/"],
   ["proxy/"],
   ["welcome/"], // the built-in welcome site, a file source for static/
   ["cache/", "upstream/", "tls/", "static/"],

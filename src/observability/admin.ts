@@ -16,6 +16,8 @@ export interface AdminState {
   renewCertificate(name: string): boolean;
   /** purge removes stored responses (POST /cache/purge) and returns how many. */
   purge(filter: PurgeFilter): number | Promise<number>;
+  /** sharePurge passes a purge made here on to the other nodes (shared storage), saying whether they were told; undefined without shared storage. */
+  sharePurge?(filter: PurgeFilter): Promise<{ shared: boolean; error?: string } | undefined>;
   /** upstreams lists every endpoint with its state (GET /upstreams). */
   upstreams(): unknown[] | Promise<unknown[]>;
   /** metrics renders the exposition (GET /metrics); without it, this process's registry. */
@@ -81,7 +83,8 @@ export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
     else if (q.host) filter = { host: q.host, prefix: q.prefix };
     else return c.json({ error: "say what to purge: ?url=https://host/path, ?host=HOST[&prefix=/path/], or ?all" }, 400);
     if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
-    return c.json({ purged: await state.purge(filter) });
+    const purged = await state.purge(filter);
+    return c.json({ purged, ...(await state.sharePurge?.(filter)) });
   });
   app.notFound((c) =>
     c.text(

@@ -14,8 +14,8 @@ import { issuersFor, type Issuer, type Issuers } from "./issuer.ts";
 import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
 import { SiteCertStore, type Stored } from "./site-store.ts";
-import type { StorageFactory } from "./storage.ts";
-import { SHARED_SYNC_MS, storageKey } from "./storage-open.ts";
+import type { Storage, StorageFactory } from "./storage.ts";
+import { SHARED_SYNC_MS, sharedOf, storageKey } from "./storage-open.ts";
 
 /** TlsEntry is one Bun.serve `tls` entry: a certificate for one SNI name (none: the fallback), with its fingerprint to tell sets apart. */
 export type TlsEntry = { readonly serverName?: string; readonly cert: string; readonly key: string; readonly fingerprint: string };
@@ -66,6 +66,8 @@ export type CertManagerOptions = {
   readonly challenges: Http01Tokens;
   readonly alpnChallenges: AlpnChallenges;
   readonly follower?: boolean;
+  /** sharedStorage is told at each commit which storage is shared with other nodes now (undefined: none); shared cache purges go through it. */
+  readonly sharedStorage?: (s: Storage | undefined) => void;
 };
 
 /**
@@ -186,8 +188,10 @@ export class CertManager {
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
   commit(plan: CertPlan): void {
-    // With shared storage, HTTP-01 tokens go through it too: the CA's request may reach another node.
-    this.opts.challenges.shared = plan.shared ? plan.store.storage : undefined;
+    // With shared storage, HTTP-01 tokens go through it too (the CA's request may reach another node), without a local copy: they live for minutes.
+    const shared = plan.shared ? sharedOf(plan.store.storage) : undefined;
+    this.opts.challenges.shared = shared;
+    this.opts.sharedStorage?.(shared);
     const old = this.managed;
     for (const [name, m] of old) if (plan.managed.get(name) !== m) this.drop(name, m);
     Object.assign(this, {

@@ -12,9 +12,9 @@ export class MirroredStorage implements Storage {
   private down = false;
   private readonly reachable = new Set<() => void>();
 
-  /** label names the shared storage in log lines (its endpoints and prefix, never a password). */
+  /** shared is the storage shared by the nodes (what has no need of a local copy uses it alone); label names it in log lines (never a password). */
   constructor(
-    private readonly shared: Storage,
+    readonly shared: Storage,
     private readonly local: Storage,
     private readonly label: string,
   ) {

@@ -36,6 +36,11 @@ export function openStorage(g: GlobalConfig): Storage {
   return new MirroredStorage(etcdOf(s), new FileStorage(g.certsDir), `etcd ${s.endpoints.join(", ")} under ${JSON.stringify(s.prefix)}`);
 }
 
+/** sharedOf is the storage shared with other nodes behind s (without this node's local copy), or undefined when s is not shared. */
+export function sharedOf(s: Storage): Storage | undefined {
+  return s instanceof MirroredStorage ? s.shared : undefined;
+}
+
 /** probeStorage asks the shared storage of g for a key (`gatehouse check`): undefined when it answers, else why not. certs_dir always answers. */
 export async function probeStorage(g: GlobalConfig): Promise<string | undefined> {
   if (g.storage.backend === "dir") return undefined;

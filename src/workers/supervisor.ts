@@ -11,6 +11,7 @@ import { ReloadHistory } from "../observability/reload-history.ts";
 import { gatherStatus } from "../observability/status-data.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
+import { SharedPurges } from "../shared-purges.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { openStorage } from "../tls/storage-open.ts";
 import { Fleet } from "./fleet.ts";
@@ -87,7 +88,10 @@ export class Supervisor {
     storage: openStorage,
     challenges: this.challenges,
     alpnChallenges: this.alpnChallenges,
+    sharedStorage: (st) => this.purges.use(st),
   });
+  /** purges are the cache purges shared with other nodes, applied to every worker. */
+  private readonly purges = new SharedPurges((filter) => this.fleet.purge(filter));
   private readonly listeners: Listeners;
   private readonly fleet: Fleet;
 
@@ -107,6 +111,7 @@ export class Supervisor {
       certificates: () => this.certs.describe(),
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.fleet.purge(filter),
+      sharePurge: (filter) => this.purges.share(filter),
       upstreams: () => this.fleet.upstreams(),
       metrics: () => this.fleet.metrics(),
       workers: () => this.workers.describe(),
@@ -189,6 +194,7 @@ export class Supervisor {
       this.draining = true;
       this.cancelStart = undefined;
       this.certs.dispose();
+      this.purges.stop();
       await this.workers.stopAll(1000);
       await this.listeners.closeAll();
       throw e;
@@ -370,6 +376,7 @@ export class Supervisor {
     if (this.draining) return;
     this.draining = true;
     this.certs.dispose();
+    this.purges.stop();
     log.info("draining", { workers: this.workers.running().length, grace_ms: graceMs });
     await this.workers.stopAll(graceMs + 5000);
     await this.listeners.closeAll();
