@@ -49,13 +49,13 @@ export class SharedPurges {
     this.unwatch = undefined;
     this.storage = shared;
     if (!shared) return;
-    // What was published before this node followed is not applied (its cache is newer than those purges); old keys are swept.
-    void this.scan(shared, false);
     this.unwatch = shared.watch!(PURGES, (keys) => {
       // An empty list: the watch was broken and is open again; what it missed is looked for.
       if (keys.length === 0) void this.scan(shared, true);
-      else for (const k of keys) void this.received(k);
+      else for (const k of keys) void this.received(k, false);
     });
+    // Watched first, then listed: what was published before this node followed is not applied (its cache is newer than those purges); old keys are swept.
+    void this.scan(shared, false);
   }
 
   /** share publishes a purge this node's admin listener made, for the other nodes; undefined when the storage is not shared. */
@@ -64,7 +64,7 @@ export class SharedPurges {
     if (!storage) return undefined;
     const at = Date.now();
     const key = `${PURGES}${at}-${this.node}-${++this.seq}/${Buffer.from(JSON.stringify(filter)).toString("base64url")}`;
-    this.applied.set(key, at);
+    this.remember(key);
     try {
       await storage.store(key, "");
       // Gone after KEEP_MS; if this node is not there to remove it, the next node that scans does.
@@ -82,33 +82,51 @@ export class SharedPurges {
     this.use(undefined);
   }
 
-  private async received(key: string): Promise<void> {
+  /** remember records a purge as applied here (by this node's clock: another node's may differ), forgetting those older than 2 × KEEP_MS. */
+  private remember(key: string): void {
+    const now = Date.now();
+    if (this.applied.size >= 64) for (const [k, t] of this.applied) if (now - t > 2 * KEEP_MS) this.applied.delete(k);
+    this.applied.set(key, now);
+  }
+
+  /**
+   * received applies a published purge once. One the watch reports live is applied whatever its time says (another node's clock may be behind); one found
+   * by a scan only when it is younger than KEEP_MS. A purge that fails here (a worker that did not answer) is tried again after a second, twice at most.
+   */
+  private async received(key: string, scanned: boolean, tries = 3): Promise<void> {
     const p = parse(key);
-    if (!p || this.applied.has(key) || Date.now() - p.at > KEEP_MS) return;
-    this.applied.set(key, p.at);
+    if (!p || this.applied.has(key)) return;
+    if (scanned && Date.now() - p.at > KEEP_MS) return;
+    this.remember(key);
     try {
       const purged = await this.apply(p.filter);
       log.info("cache purge from another node applied", { filter: p.filter, purged, from_node: p.node });
     } catch (e) {
-      log.warn("cache purge from another node failed here", { filter: p.filter, error: String((e as Error).message ?? e) });
+      this.applied.delete(key);
+      const again = tries > 1;
+      log.warn("cache purge from another node failed here", { filter: p.filter, error: String((e as Error).message ?? e), tried_again: again });
+      if (again) setTimeout(() => void this.received(key, scanned, tries - 1), 1000).unref?.();
     }
   }
 
-  /** scan lists what is published: young purges are applied (when `apply`) or marked as seen, old ones removed. */
-  private async scan(storage: Storage, apply: boolean): Promise<void> {
+  /**
+   * scan lists what is published: young purges are applied (when `apply`) or marked as seen, old ones removed. A list that fails is tried again (1 s,
+   * doubling) until KEEP_MS has passed: the watch that asked for it is open already and will not ask again.
+   */
+  private async scan(storage: Storage, apply: boolean, pause = 1000, until = Date.now() + KEEP_MS): Promise<void> {
     let keys: string[];
     try {
       keys = await storage.list(PURGES);
     } catch {
-      return; // the storage is down: its watch opens again later, and scans then
+      if (this.storage === storage && Date.now() + pause < until) setTimeout(() => void this.scan(storage, apply, pause * 2, until), pause).unref?.();
+      return;
     }
     const now = Date.now();
-    for (const [k, at] of this.applied) if (now - at > 2 * KEEP_MS) this.applied.delete(k);
     for (const key of keys) {
       const p = parse(key);
       if (!p || now - p.at > KEEP_MS) await storage.delete(key).catch(() => undefined);
-      else if (apply) await this.received(key);
-      else this.applied.set(key, p.at);
+      else if (apply) await this.received(key, true);
+      else this.remember(key);
     }
   }
 }

@@ -63,6 +63,8 @@ test("the node that orders publishes its HTTP-01 token in etcd; the node the CA 
 
 test("three nodes on 127.0.0.2, .3 and .4 with the same ports start at once with the same ACME site: one order reaches the CA (counted at its door), the CA validates at .3, all three serve the certificate", async () => {
   const recorder = startAcmeRecorder(tb);
+  // The CA answers once all three listen: the one that orders cannot be validated at a node still starting.
+  recorder.hold();
   const storage = `[storage]\nbackend = "etcd"\nendpoints = ["${etcd.url}"]\nprefix = "three/"\n`;
   const acme = `[acme]\ndirectory = "${recorder.directory}"\nemail = "ops@three.test"\nca_file = "${tb.env.ACME_API_CA_CERT}"\n`;
   // The name points at .3: the CA validates there, whichever node placed the order.
@@ -81,6 +83,7 @@ test("three nodes on 127.0.0.2, .3 and .4 with the same ports start at once with
     ),
   );
   gateways.push(...nodes);
+  recorder.open();
   try {
     const root = readFileSync(tb.env.ACME_ISSUER_ROOT, "utf8");
     const fingerprints = new Set<string>();

@@ -12,6 +12,9 @@ export type AcmeRecorder = {
   readonly seen: readonly Recorded[];
   /** orders counts the new orders the CA accepted (POST /order-plz answered 201). */
   orders(): number;
+  /** hold keeps every request at the door until open() (nodes starting together reach the CA only once all of them listen). */
+  hold(): void;
+  open(): void;
   stop(): void;
 };
 
@@ -24,12 +27,15 @@ export function startAcmeRecorder(tb: Testbed): AcmeRecorder {
   const pebble = new URL(tb.env.ACME_DIRECTORY_URL);
   const ca = readFileSync(tb.env.ACME_API_CA_CERT, "utf8");
   const seen: Recorded[] = [];
+  let gate: Promise<void> = Promise.resolve();
+  let opener = () => undefined as void;
   const certs = join(tb.env.ACME_TESTBED_DIR, "certs");
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     tls: { cert: readFileSync(join(certs, "pebble-https.pem"), "utf8"), key: readFileSync(join(certs, "pebble-https.key"), "utf8") },
     async fetch(req) {
+      await gate;
       const url = new URL(req.url);
       const headers = new Headers(req.headers);
       headers.delete("accept-encoding");
@@ -47,6 +53,12 @@ export function startAcmeRecorder(tb: Testbed): AcmeRecorder {
     directory: `https://127.0.0.1:${server.port}${pebble.pathname}`,
     seen,
     orders: () => seen.filter((r) => r.method === "POST" && r.path.startsWith("/order-plz") && r.status === 201).length,
+    hold: () => {
+      gate = new Promise<void>((r) => {
+        opener = r;
+      });
+    },
+    open: () => opener(),
     stop: () => server.stop(true),
   };
 }

@@ -13,6 +13,7 @@ import { InternalIssuer } from "./internal-issuer.ts";
 import { issuersFor, type Issuer, type Issuers } from "./issuer.ts";
 import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
+import { SharedFollow } from "./shared-follow.ts";
 import { SiteCertStore, type Stored } from "./site-store.ts";
 import type { Storage, StorageFactory } from "./storage.ts";
 import { SHARED_SYNC_MS, sharedOf, storageKey } from "./storage-open.ts";
@@ -79,9 +80,8 @@ export class CertManager {
   private store: SiteCertStore | undefined;
   private certsDir: string | undefined;
   private fallback: CertBundle | undefined;
-  /** sync re-reads shared storage (syncEvery); unwatch stops its watch. */
-  private sync: Timer | undefined;
-  private unwatch: (() => void) | undefined;
+  /** following re-reads the shared storage (syncEvery). */
+  private readonly following = new SharedFollow();
   /** caAnnounced: the internal CA has been logged as ready (once, when the first site with tls = "internal" came). */
   private caAnnounced = false;
   private issuers: PlanIssuers | undefined;
@@ -305,47 +305,30 @@ export class CertManager {
   }
 
   /**
-   * syncEvery re-reads shared storage every `ms` (undefined: never, as with certs_dir, which only this node writes), so that a certificate another node
-   * obtained is served here too; a change fires onChange, as a renewal here does.
+   * syncEvery follows the shared storage (re-read every `ms`, and on etcd's watch), so that a certificate another node obtained is served here too; a change
+   * fires onChange, as a renewal here does. undefined: nothing to follow (certs_dir, which only this node writes).
    */
   private syncEvery(ms: number | undefined): void {
-    clearInterval(this.sync);
-    this.sync = undefined;
-    this.unwatch?.();
-    this.unwatch = undefined;
-    if (ms === undefined || this.follower) return;
+    if (ms === undefined || this.follower) {
+      this.following.stop();
+      return;
+    }
     const reread = () =>
-      this.refresh().then(
+      void this.refresh().then(
         (changed) => changed && this.onChange(),
         (e) => log.warn("cannot re-read the shared certificate storage", { error: String((e as Error)?.message ?? e) }),
       );
-    this.sync = setInterval(reread, ms);
-    this.sync.unref?.();
-    // etcd's watch brings another node's certificate at once; the timer is there for what a broken watch missed.
-    let soon: Timer | undefined;
-    const storage = this.store?.storage;
-    const unwatch = storage?.watch?.("sites/", () => {
-      clearTimeout(soon);
-      soon = setTimeout(reread, 100);
-    });
-    const unreachable = storage?.onReachable?.(() => {
-      void reread();
-      this.resumeRenewals();
-    });
-    this.unwatch = () => {
-      unwatch?.();
-      unreachable?.();
-    };
+    this.following.follow(this.store?.storage, ms, { reread, reachable: () => this.resumeRenewals() });
   }
 
   /**
-   * resumeRenewals retries, within a few seconds, every renewal that failed while the shared storage could not be reached, rather than at its backoff
-   * (which may be an hour away); the spread keeps the nodes from all asking at once.
+   * resumeRenewals retries, within a few seconds, every renewal whose last attempt failed at the shared storage (not at the CA, whose backoff and Retry-After
+   * stand), rather than at its backoff; the spread keeps the nodes from all asking at once.
    */
   private resumeRenewals(): void {
     const sites: string[] = [];
     for (const m of this.managed.values()) {
-      if (m.failures === 0 || m.busy || m.mode === "manual" || !this.live(m)) continue;
+      if (!m.waitsForStorage || m.failures === 0 || m.busy || m.mode === "manual" || !this.live(m)) continue;
       sites.push(m.site);
       this.scheduler.schedule(m, Math.random() * RESUME_SPREAD_MS);
     }
@@ -366,8 +349,7 @@ export class CertManager {
   /** dispose stops every timer; orders in flight finish but change nothing. */
   dispose(): void {
     this.disposed = true;
-    clearInterval(this.sync);
-    this.unwatch?.();
+    this.following.stop();
     for (const m of this.managed.values()) clearTimeout(m.timer);
   }
 

@@ -17,6 +17,8 @@ export type Managed = {
   stale: boolean;
   failures: number;
   lastError: string | undefined;
+  /** waitsForStorage: the last renewal failed at the storage (its lock, a read or the save), not at the CA; it resumes when the storage answers again. */
+  waitsForStorage?: boolean;
   timer: Timer | undefined;
   nextCheck: number;
   /** planned is when the served certificate is due for renewal (its ARI window or renew_fraction), fixed per certificate and window: the overdue alert's mark. */

@@ -155,3 +155,27 @@ test("a certificate another node stored and this one adopted while it waited for
   expect(ca.orders).toBe(0);
   expect(m.bundle?.fingerprint).toBe(theirs.fingerprint);
 });
+
+test("a renewal that failed at the storage waits for it (waitsForStorage); one that failed at the CA does not, so the storage's return does not cut the CA's backoff short", async () => {
+  const ca = new FakeCa("https://ca.example/dir");
+  const { m, attempt } = setup([ca]);
+  await attempt();
+  expect([m.failures, m.waitsForStorage]).toEqual([1, false]);
+  const down = new SiteCertStore({
+    ...store.storage,
+    load: (k: string) => store.storage.load(k),
+    lock: () => Promise.reject(new Error("etcd unreachable for /v3/lease/grant")),
+  } as unknown as FileStorage);
+  const site = { name: `down-${Math.random().toString(36).slice(2, 8)}`, hosts: ["b.example"], tls: { mode: "acme" } } as unknown as SiteConfig;
+  const w = managedEntry(site, "id", undefined, true);
+  entries.push(w);
+  const scheduler = new RenewalScheduler(
+    { live: () => true, store: () => down, issuersOf: () => [ca], renewFraction: () => 2 / 3, renewed: () => undefined },
+    false,
+  );
+  scheduler.renewNow(w);
+  const deadline = Date.now() + 5000;
+  while (w.failures === 0 && Date.now() < deadline) await Bun.sleep(2);
+  expect([w.failures, w.waitsForStorage]).toEqual([1, true]);
+  expect(ca.orders).toBe(1); // only the first entry's order: the second never reached the CA
+});

@@ -123,6 +123,8 @@ export class RenewalScheduler {
     if (m.ca >= chain.length) Object.assign(m, { ca: 0, caFailures: 0 }); // a reload shortened the chain
     const issuer = chain[m.ca];
     let asked = false;
+    // A failure before the CA is asked, or at the save after it answered, is the storage's (a lock, a read, a write).
+    let atStorage = issuer !== undefined;
     // What was served when this renewal was decided: a certificate adopted from another node while waiting for the lock is not the one to replace.
     const replacing = m.bundle?.fingerprint;
     try {
@@ -140,7 +142,9 @@ export class RenewalScheduler {
         fresh = stored;
       if (!fresh) {
         asked = true;
+        atStorage = false;
         const b = inspectBundle(...unpack(await issuer.issue(m.site, m.hosts)));
+        atStorage = true;
         await store.save(m.site, b, issuer.meta);
         fresh = { bundle: b, meta: issuer.meta };
         if (m.mode === "acme") acmeOrders.labels("success").value++;
@@ -155,12 +159,23 @@ export class RenewalScheduler {
       }
       if (!this.host.live(m)) return;
       // The next renewal starts again at the site's own CA.
-      Object.assign(m, { bundle: fresh.bundle, meta: fresh.meta, stale: false, failures: 0, lastError: undefined, window: undefined, ca: 0, caFailures: 0 });
+      Object.assign(m, {
+        bundle: fresh.bundle,
+        meta: fresh.meta,
+        stale: false,
+        failures: 0,
+        lastError: undefined,
+        waitsForStorage: false,
+        window: undefined,
+        ca: 0,
+        caFailures: 0,
+      });
       this.schedule(m);
       this.host.renewed(m);
     } catch (e) {
       m.failures++;
       m.lastError = String((e as Error).message ?? e);
+      m.waitsForStorage = atStorage;
       const ae = e instanceof AcmeError ? e : undefined;
       if (m.mode === "acme") acmeOrders.labels("failure").value++;
       let delay = retryDelay(m.failures, { retryAfterMs: ae?.retryAfterMs, rateLimited: ae?.rateLimited });

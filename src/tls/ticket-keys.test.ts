@@ -1,3 +1,4 @@
+/** Ticket keys in storage: one set for nodes starting together, rotation under the lock, damaged values replaced, clocks a little apart. */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -37,4 +38,10 @@ test("what cannot be read as keys (damaged, wrong length) is replaced, not serve
   expect(set.current.key.length).toBe(48);
   await st.store(TICKET_KEYS_KEY, "not json", { secret: true });
   expect((await ticketKeys(st, 5)).current.key.length).toBe(48);
+});
+
+test("a key stamped a few minutes ahead of this clock (another node's runs fast) is kept, not rotated", async () => {
+  const st = new FileStorage(join(root, "skew"));
+  const ahead = await ticketKeys(st, 2_000_000 + 3 * 60_000);
+  expect((await ticketKeys(st, 2_000_000)).current.key).toEqual(ahead.current.key);
 });

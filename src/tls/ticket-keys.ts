@@ -8,6 +8,8 @@ export const TICKET_KEYS_KEY = "tls/ticket-keys.json";
 export const ROTATE_MS = 12 * 3600_000;
 /** KEY_BYTES: OpenSSL's ticket key (the form node:tls's ticketKeys and nginx's ssl_session_ticket_key take): 16 bytes of name, 16 of HMAC key, 16 of AES key. */
 const KEY_BYTES = 48;
+/** CLOCK_SKEW_MS is how far ahead of this node's clock another node's may run. */
+const CLOCK_SKEW_MS = 5 * 60_000;
 
 /** TicketKey is one key and when it started to encrypt tickets (epoch ms). */
 export type TicketKey = { readonly key: Buffer; readonly since: number };
@@ -43,7 +45,8 @@ function encode(set: TicketKeySet): string {
  * than rotateMs. The change is made under the storage's lock after a second read, so that nodes starting or rotating at once agree on one set.
  */
 export async function ticketKeys(storage: Storage, now = Date.now(), rotateMs = ROTATE_MS): Promise<TicketKeySet> {
-  const fresh = (s: TicketKeySet | undefined): boolean => s !== undefined && now - s.current.since < rotateMs && s.current.since <= now;
+  // A key stamped a little ahead of this clock (another node's runs fast) is fresh, not replaced: replacing it would drop the previous key too early.
+  const fresh = (s: TicketKeySet | undefined): boolean => s !== undefined && now - s.current.since < rotateMs && s.current.since <= now + CLOCK_SKEW_MS;
   const seen = decode((await storage.load(TICKET_KEYS_KEY)) ?? "");
   if (seen && fresh(seen)) return seen;
   const release = await storage.lock("ticket-keys");
