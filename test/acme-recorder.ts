@@ -28,7 +28,7 @@ export function startAcmeRecorder(tb: Testbed): AcmeRecorder {
   const ca = readFileSync(tb.env.ACME_API_CA_CERT, "utf8");
   const seen: Recorded[] = [];
   let gate: Promise<void> = Promise.resolve();
-  let opener = () => undefined as void;
+  let opener: () => void = () => undefined;
   const certs = join(tb.env.ACME_TESTBED_DIR, "certs");
   const server = Bun.serve({
     hostname: "127.0.0.1",
