@@ -47,7 +47,7 @@ test("targeted fields parse as Structured Fields dictionaries (RFC 9213 §2.1)",
   });
   expect(entries(parseTargeted("no-store=?1, private=?0"))).toEqual({ "no-store": true });
   expect(entries(parseTargeted("max-age=10, max-age=20"))).toEqual({ "max-age": "20" }); // RFC 8941 §4.2.2: last wins
-  expect(entries(parseTargeted("x=(a b);p, y=:AQID:, z=tok/en, max-age=1.5"))).toEqual({ x: "(a b)", y: ":AQID:", z: "tok/en", "max-age": "1.5" });
+  expect(entries(parseTargeted("x=(a b);p, y=:AQID:, z=tok/en, w=1.5"))).toEqual({ x: "(a b)", y: ":AQID:", z: "tok/en", w: "1.5" });
 });
 
 test("an empty or unparsable targeted field is ignored as a whole (RFC 9213 §2.1)", () => {
@@ -87,4 +87,39 @@ test("responsePolicy falls back to Cache-Control when CDN-Cache-Control is absen
     expect(p.targeted).toBe(false);
     expect(seconds(p.directives, "max-age")).toBe(5);
   }
+});
+
+test("a targeted field whose known directive has the wrong type is ignored as a whole (RFC 9213 §2.1)", () => {
+  for (const bad of [
+    'max-age="60"',
+    "max-age",
+    "max-age=?1",
+    "max-age=?0",
+    "max-age=-1",
+    "max-age=60.0",
+    "max-age=sixty",
+    "max-age=:AQID:",
+    "max-age=(60)",
+    's-maxage="60"',
+    'stale-while-revalidate="30"',
+    "stale-if-error=1.5",
+    "no-store=1",
+    'public="yes", max-age=60',
+    'must-revalidate="x"',
+    "private=1",
+    "no-cache=(a b)",
+  ])
+    expect(parseTargeted(bad)).toBeUndefined();
+  // Right types, parameters ignored: still read.
+  expect(entries(parseTargeted('max-age=60;a="x", no-cache="x-a", private=x-b, ext="any"'))).toEqual({
+    "max-age": "60",
+    "no-cache": "x-a",
+    private: "x-b",
+    ext: "any",
+  });
+  // The whole field falls back to Cache-Control, not just the bad directive.
+  const p = responsePolicy(new Headers({ "cache-control": "max-age=5", "cdn-cache-control": 'max-age="60", no-store' }));
+  expect(p.targeted).toBe(false);
+  expect(seconds(p.directives, "max-age")).toBe(5);
+  expect(p.directives.has("no-store")).toBe(false);
 });

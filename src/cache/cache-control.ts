@@ -72,8 +72,11 @@ const TOKEN = /[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*/y;
 const NUMBER = /-?\d{1,15}(?:\.\d{1,3})?/y;
 const BYTES = /:[A-Za-z0-9+/=]*:/y;
 
-/** Cursor walks a Structured Field; `fail` marks a parse error, which voids the whole field (RFC 9213 §2.1). */
-type Cursor = { readonly s: string; i: number; fail: boolean };
+/** Kind is the type of the last bare item read (RFC 8941 §3.3): Integer, Decimal, String, Token, Byte Sequence, Boolean, or an Inner List. */
+type Kind = "integer" | "decimal" | "string" | "token" | "bytes" | "boolean" | "list";
+
+/** Cursor walks a Structured Field; `fail` marks a parse error, which voids the whole field (RFC 9213 §2.1); `kind` is the last item's type. */
+type Cursor = { readonly s: string; i: number; fail: boolean; kind: Kind };
 
 function take(c: Cursor, re: RegExp): string | undefined {
   re.lastIndex = c.i;
@@ -87,6 +90,7 @@ function take(c: Cursor, re: RegExp): string | undefined {
 function bareItem(c: Cursor): string | boolean | undefined {
   const ch = c.s[c.i];
   if (ch === '"') {
+    c.kind = "string";
     let out = "";
     for (c.i++; c.i < c.s.length; c.i++) {
       let x = c.s[c.i]!;
@@ -103,18 +107,23 @@ function bareItem(c: Cursor): string | boolean | undefined {
     return undefined;
   }
   if (ch === "?") {
+    c.kind = "boolean";
     const b = c.s[c.i + 1];
     c.i += 2;
     return b === "1" ? true : b === "0" ? false : undefined;
   }
-  const v = ch === ":" ? take(c, BYTES) : ch === "-" || (ch !== undefined && ch >= "0" && ch <= "9") ? take(c, NUMBER) : take(c, TOKEN);
+  const numeric = ch === "-" || (ch !== undefined && ch >= "0" && ch <= "9");
+  const v = ch === ":" ? take(c, BYTES) : numeric ? take(c, NUMBER) : take(c, TOKEN);
+  c.kind = ch === ":" ? "bytes" : !numeric ? "token" : v?.includes(".") ? "decimal" : "integer";
   // A number directly followed by a digit or a dot broke the 15-digit integer or 12.3-digit decimal limits.
   if (v !== undefined && /[\d.]/.test(c.s[c.i] ?? "")) return undefined;
   if (v !== undefined && /^-?\d{13,}\./.test(v)) return undefined;
   return v;
 }
 
+/** parameters skips an item's parameters (RFC 8941 §3.1.2), keeping the item's kind. */
 function parameters(c: Cursor): void {
+  const kind = c.kind;
   while (!c.fail && c.s[c.i] === ";") {
     c.i++;
     while (c.s[c.i] === " ") c.i++;
@@ -124,6 +133,7 @@ function parameters(c: Cursor): void {
       if (bareItem(c) === undefined) c.fail = true;
     }
   }
+  c.kind = kind;
 }
 
 /** member reads an Item or an Inner List after "="; an Inner List is kept as its source text. */
@@ -145,7 +155,22 @@ function member(c: Cursor): string | boolean | undefined {
   c.i++;
   const text = c.s.slice(start, c.i);
   parameters(c);
+  c.kind = "list";
   return text;
+}
+
+// RFC 9213 §2.1 infers each known directive's type from its Cache-Control syntax (RFC 9111 §5.2.2): delta-seconds → a non-negative
+// Integer; no argument → Boolean; a field-name list (private, no-cache) → String, or Token for the token form, or Boolean when unqualified.
+const DELTA_SECONDS = new Set(["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"]);
+const VALUELESS = new Set(["public", "no-store", "no-transform", "must-revalidate", "proxy-revalidate", "must-understand", "immutable"]);
+const FIELD_LISTS = new Set(["private", "no-cache"]);
+
+/** typed says whether a known directive's value has the type RFC 9213 §2.1 infers for it; extension directives are not checked. */
+function typed(key: string, kind: Kind, v: string | boolean): boolean {
+  if (DELTA_SECONDS.has(key)) return kind === "integer" && !(v as string).startsWith("-");
+  if (VALUELESS.has(key)) return kind === "boolean";
+  if (FIELD_LISTS.has(key)) return kind === "boolean" || kind === "string" || kind === "token";
+  return true;
 }
 
 /**
@@ -153,23 +178,25 @@ function member(c: Cursor): string | boolean | undefined {
  * §2.1, RFC 8941 §4.2.2), or returns undefined when it is empty or does not parse, in which case the cache
  * ignores it (§2.1). Keys must be lowercase; parameters are ignored (§2.1); `?0` drops the directive (a false
  * Boolean violates the inferred constraint of a valueless directive: §2.1 says not to consume such values);
- * numbers, tokens, byte sequences and inner lists keep their source text, so `max-age=1.5` is invalid to
- * `seconds` just as in Cache-Control.
+ * numbers, tokens, byte sequences and inner lists keep their source text. A known directive whose value has
+ * another type than §2.1 infers from its Cache-Control syntax (`max-age="60"`, `max-age=1.5`, `public=1`)
+ * voids the whole field too, so that Cache-Control rules instead of a half-read targeted field.
  */
 export function parseTargeted(value: string | null | undefined): Directives | undefined {
   if (value === null || value === undefined) return undefined;
-  const c: Cursor = { s: value.replace(/^ +| +$/g, ""), i: 0, fail: false };
+  const c: Cursor = { s: value.replace(/^ +| +$/g, ""), i: 0, fail: false, kind: "boolean" };
   if (c.s === "") return undefined;
   const out = new Map<string, string | true>();
   while (c.i < c.s.length) {
     const key = take(c, KEY);
     if (key === undefined) return undefined;
     let v: string | boolean | undefined = true;
+    c.kind = "boolean";
     if (c.s[c.i] === "=") {
       c.i++;
       v = member(c);
     } else parameters(c);
-    if (c.fail || v === undefined) return undefined;
+    if (c.fail || v === undefined || !typed(key, c.kind, v)) return undefined;
     if (v === false) out.delete(key);
     else out.set(key, v); // a repeated key: the last one wins (RFC 8941 §4.2.2)
     while (c.s[c.i] === " " || c.s[c.i] === "\t") c.i++;

@@ -33,9 +33,23 @@ test("If-Modified-Since: 304 when Last-Modified is not later (RFC 9110 §13.1.3)
   expect(ev({ "if-modified-since": BEFORE })).toBe("full");
 });
 
-test("If-Modified-Since: invalid dates ignored; no Last-Modified means full", () => {
+test("If-Modified-Since: invalid dates ignored", () => {
   for (const bad of ["yesterday", "0", `${AFTER}, ${AFTER}`]) expect(ev({ "if-modified-since": bad })).toBe("full");
-  expect(ev({ "if-modified-since": AFTER }, new Headers({ etag: '"v1"', date: LM }))).toBe("full");
+});
+
+test("If-Modified-Since without Last-Modified: the stored Date, else the time received (RFC 9111 §4.3.2)", () => {
+  const dated = new Headers({ etag: '"v1"', date: LM });
+  expect(ev({ "if-modified-since": AFTER }, dated)).toBe(304);
+  expect(ev({ "if-modified-since": LM }, dated)).toBe(304);
+  expect(ev({ "if-modified-since": BEFORE }, dated)).toBe("full");
+  // Last-Modified, when present, is what counts, not Date.
+  expect(ev({ "if-modified-since": LM }, new Headers({ "last-modified": AFTER, date: LM }))).toBe("full");
+  const bare = new Headers({ etag: '"v1"' });
+  const received = Date.parse(LM);
+  expect(evaluateConditional(new Headers({ "if-modified-since": AFTER }), bare, received)).toBe(304);
+  expect(evaluateConditional(new Headers({ "if-modified-since": BEFORE }), bare, received)).toBe("full");
+  expect(evaluateConditional(new Headers({ "if-modified-since": AFTER }), new Headers({ date: "garbage" }), received)).toBe(304);
+  expect(ev({ "if-modified-since": AFTER }, bare)).toBe("full"); // nothing to compare with
 });
 
 test("If-Match uses the strong comparison; failing gives 412 (RFC 9110 §13.1.1)", () => {

@@ -68,12 +68,13 @@ function storedTag(stored: FieldReader): EntityTag | undefined {
  * §13.2.2's order: a failing If-Match (strong comparison, §13.1.1), or without If-Match a failing
  * If-Unmodified-Since (§13.1.4), gives 412; then If-None-Match (weak comparison, `*` matches; §13.1.2) gives 304
  * on a match and otherwise "full", If-Modified-Since being ignored; only without If-None-Match does
- * If-Modified-Since (§13.1.3) give 304 when Last-Modified is no later than it. Invalid dates are ignored. A few
+ * If-Modified-Since (§13.1.3) give 304 when Last-Modified is no later than it; without Last-Modified the stored Date
+ * is compared instead, or without a valid Date `receivedAt`, when given (RFC 9111 §4.3.2). Invalid dates are ignored. A few
  * header reads and small parses; the stored response must be current (fresh or just validated). RFC 9111 §4.3.2
  * calls If-Match and If-Unmodified-Since "not applicable to a cache": a caller that prefers to leave them to the
  * origin forwards such requests instead of calling this.
  */
-export function evaluateConditional(reqHeaders: FieldReader, stored: FieldReader): 304 | 412 | "full" {
+export function evaluateConditional(reqHeaders: FieldReader, stored: FieldReader, receivedAt?: number): 304 | 412 | "full" {
   const etag = storedTag(stored);
   const lastModified = parseHttpDate(stored.get("last-modified"));
   const ifMatch = reqHeaders.get("if-match");
@@ -92,8 +93,9 @@ export function evaluateConditional(reqHeaders: FieldReader, stored: FieldReader
     if (tags === "*") return 304;
     return etag !== undefined && tags.some((t) => weakMatch(t, etag)) ? 304 : "full";
   }
-  // §13.1.3: RFC 9111 §4.3.2 would fall back to Date without Last-Modified (a SHOULD); we answer in full instead.
+  // §13.1.3, with RFC 9111 §4.3.2's fallback for a cache: without Last-Modified, the stored Date, else the time it was received.
   const since = parseHttpDate(reqHeaders.get("if-modified-since"));
-  if (since !== undefined && lastModified !== undefined && lastModified <= since) return 304;
-  return "full";
+  if (since === undefined) return "full";
+  const modified = lastModified ?? parseHttpDate(stored.get("date")) ?? receivedAt;
+  return modified !== undefined && modified <= since ? 304 : "full";
 }

@@ -1,7 +1,20 @@
 import { describe, expect, test } from "bun:test";
 import { Fields } from "../lib/fields.ts";
 import { formatHttpDate } from "./http-date.ts";
-import { ageHeader, currentAge, decide, freshnessLifetime, invalidates, mergeRevalidated, onlyIfCached, storable, type ResponseInfo } from "./policy.ts";
+import {
+  ageHeader,
+  alwaysRevalidates,
+  currentAge,
+  decide,
+  freshnessLifetime,
+  invalidates,
+  mergeRevalidated,
+  onlyIfCached,
+  postReusable,
+  storable,
+  withheldFields,
+  type ResponseInfo,
+} from "./policy.ts";
 
 const T0 = Date.UTC(2024, 0, 1, 12, 0, 0);
 const DATE = formatHttpDate(T0);
@@ -31,9 +44,17 @@ describe("storable (RFC 9111 §3)", () => {
     expect(why("GET", {}, 200, { "cache-control": "max-age=60, no-store" })).toBe("no-store");
     expect(why("GET", { "cache-control": "no-store" }, 200, { "cache-control": "max-age=60" })).toBe("request-no-store");
   });
-  test("private, qualified or not, is never stored by a shared cache (§5.2.2.7)", () => {
+  test("unqualified private is never stored by a shared cache; a qualified one only withholds its fields (§5.2.2.7)", () => {
     expect(why("GET", {}, 200, { "cache-control": "private, max-age=60" })).toBe("private");
-    expect(why("GET", {}, 200, { "cache-control": 'private="set-cookie", max-age=60' })).toBe("private");
+    expect(why("GET", {}, 200, { "cache-control": 'private="", max-age=60' })).toBe("private"); // no field named: all of it
+    expect(why("GET", {}, 200, { "cache-control": 'private="x-user", max-age=60' })).toBe("ok");
+    expect(why("GET", {}, 200, { "cdn-cache-control": 'private="x-user", max-age=60' })).toBe("ok");
+    expect(why("GET", {}, 200, { "cdn-cache-control": "private, max-age=60" })).toBe("private");
+  });
+  test("a Set-Cookie that a qualified private or no-cache withholds does not stop storing", () => {
+    for (const cc of ['private="Set-Cookie", max-age=60', 'no-cache="set-cookie", max-age=60'])
+      expect(why("GET", {}, 200, { "set-cookie": "a=1", "cache-control": cc })).toBe("ok");
+    expect(why("GET", {}, 200, { "set-cookie": "a=1", "cache-control": 'private="x-user", max-age=60' })).toBe("set-cookie");
   });
   test("Authorization needs public, s-maxage or must-revalidate (§3.5)", () => {
     const auth = { authorization: "Bearer x" };
@@ -66,8 +87,17 @@ describe("storable (RFC 9111 §3)", () => {
       expect(why("GET", {}, 302, h)).toBe("ok");
     }
     for (const s of [204, 301, 404, 410, 501]) expect(why("GET", {}, s, {})).toBe("ok");
-    expect(why("GET", {}, 299, { "cache-control": "max-age=60" })).toBe("status");
     expect(why("GET", {}, 407, { "cache-control": "max-age=60" })).toBe("status");
+  });
+  test("final statuses this cache does not know are stored with explicit freshness or public (§3), never heuristically", () => {
+    for (const s of [299, 499, 599]) {
+      expect(why("GET", {}, s, { "cache-control": "max-age=60" })).toBe("ok");
+      expect(why("GET", {}, s, { "cdn-cache-control": "s-maxage=60" })).toBe("ok");
+      expect(why("GET", {}, s, { expires: DATE })).toBe("ok");
+      expect(why("GET", {}, s, { "cache-control": "public" })).toBe("ok");
+      expect(why("GET", {}, s, { "last-modified": ago(86_400) })).toBe("no-explicit-freshness");
+    }
+    for (const s of [103, 199]) expect(why("GET", {}, s, { "cache-control": "max-age=60" })).toBe("status");
   });
   test("a valid CDN-Cache-Control is obeyed instead of Cache-Control and Expires (RFC 9213 §2.2, §3.1)", () => {
     expect(why("GET", {}, 200, { "cache-control": "no-store", "cdn-cache-control": "max-age=600" })).toBe("ok");
@@ -150,6 +180,12 @@ describe("decide", () => {
   });
   test("response no-cache always revalidates, even fresh, and forbids stale-if-error (§5.2.2.4)", () => {
     expect(d({ "cache-control": "max-age=60, no-cache, stale-if-error=600" }, 1)).toMatchObject({ use: "revalidate", staleIfError: 0 });
+  });
+  test("a qualified no-cache does not force revalidation: the fields it names are not stored (§5.2.2.4)", () => {
+    expect(d({ "cache-control": 'max-age=60, no-cache="x-user"' }, 1)).toEqual({ use: "fresh", age: 1, ttl: 59 });
+    expect(d({ "cache-control": 'max-age=60, no-cache="x-user", stale-if-error=600' }, 70)).toMatchObject({ use: "revalidate", staleIfError: 590 });
+    expect(d({ "cache-control": 'max-age=60, no-cache=""' }, 1).use).toBe("revalidate"); // no field named: all of it
+    expect(d({ "cdn-cache-control": 'max-age=60, no-cache="x-user"' }, 1).use).toBe("fresh");
   });
   test("request no-cache, or Pragma: no-cache without Cache-Control, revalidates (§5.2.1.4, §5.4)", () => {
     expect(d(ma60, 1, { "cache-control": "no-cache" }).use).toBe("revalidate");
@@ -256,6 +292,48 @@ describe("mergeRevalidated (RFC 9111 §4.3.4, §3.2)", () => {
     expect(mergeRevalidated(stored, new Headers({ date: DATE, age: "5" })).get("age")).toBe("5");
     expect(mergeRevalidated(stored, new Headers()).has("date")).toBe(false);
     expect(mergeRevalidated(stored, new Headers(), at(7)).get("date")).toBe(formatHttpDate(at(7)));
+  });
+});
+
+describe("withheldFields (RFC 9111 §5.2.2.4, §5.2.2.7)", () => {
+  test("the lowercased fields a qualified no-cache or private names, from the directives that rule", () => {
+    expect(withheldFields(new Headers({ "cache-control": 'no-cache="X-A, x-b", private="X-C", max-age=60' }))).toEqual(["x-a", "x-b", "x-c"]);
+    expect(withheldFields(new Headers({ "cache-control": "no-cache=X-Token" }))).toEqual(["x-token"]);
+    expect(withheldFields(new Headers({ "cache-control": "no-cache, private, max-age=60" }))).toEqual([]);
+    expect(withheldFields(new Headers({ "cache-control": 'private="x-a"', "cdn-cache-control": 'no-cache="x-b"' }))).toEqual(["x-b"]);
+    expect(withheldFields(new Headers())).toEqual([]);
+  });
+});
+
+test("alwaysRevalidates: no-cache without a field list, in the directives that rule (§5.2.2.4)", () => {
+  expect(alwaysRevalidates(new Headers({ "cache-control": "max-age=60, no-cache" }))).toBe(true);
+  expect(alwaysRevalidates(new Headers({ "cache-control": 'max-age=60, no-cache=""' }))).toBe(true);
+  expect(alwaysRevalidates(new Headers({ "cache-control": 'max-age=60, no-cache="x-user"' }))).toBe(false);
+  expect(alwaysRevalidates(new Headers({ "cache-control": "no-cache", "cdn-cache-control": "max-age=60" }))).toBe(false);
+  expect(alwaysRevalidates(new Headers({ "cache-control": "max-age=60" }))).toBe(false);
+});
+
+describe("postReusable (RFC 9110 §9.3.3)", () => {
+  const url = "https://example.com/items/1?x=1";
+  const h = (cl: string | undefined, cc = "max-age=60") => new Headers({ "cache-control": cc, ...(cl === undefined ? {} : { "content-location": cl }) });
+  test("explicit freshness and a Content-Location equal to the target, absolute or relative", () => {
+    expect(postReusable(url, 200, h(url))).toBe(true);
+    expect(postReusable(url, 200, h("/items/1?x=1"))).toBe(true);
+    expect(postReusable(url, 200, h("https://EXAMPLE.com:443/items/1?x=1#top"))).toBe(true);
+    expect(postReusable(url, 200, new Headers({ expires: formatHttpDate(Date.now() + 60_000), "content-location": url }))).toBe(true);
+  });
+  test("not without Content-Location, with another one, or without explicit freshness", () => {
+    expect(postReusable(url, 200, h(undefined))).toBe(false);
+    expect(postReusable(url, 200, h("/items/2"))).toBe(false);
+    expect(postReusable(url, 200, h("/items/1"))).toBe(false);
+    expect(postReusable(url, 200, h("http://[bad"))).toBe(false);
+    expect(postReusable(url, 200, h(url, "public"))).toBe(false);
+    expect(postReusable(url, 200, new Headers({ "content-location": url, "last-modified": ago(86_400) }))).toBe(false);
+    expect(postReusable("not a url", 200, h("/x"))).toBe(false);
+  });
+  test("only a 2xx: Content-Location then describes the target's current representation (RFC 9110 §8.7)", () => {
+    for (const s of [201, 204, 299]) expect(postReusable(url, s, h(url))).toBe(true);
+    for (const s of [303, 400, 500]) expect(postReusable(url, s, h(url))).toBe(false);
   });
 });
 

@@ -30,10 +30,40 @@ const OK: Storability = { ok: true };
 const no = (reason: string): Storability => ({ ok: false, reason });
 
 /**
+ * listed returns the lowercased field names a qualified no-cache or private lists (RFC 9111 §5.2.2.4, §5.2.2.7), or
+ * undefined when the directive is absent, bare, or names no field (then it applies to the whole response).
+ */
+function listed(d: Directives, name: string): string[] | undefined {
+  const v = d.get(name);
+  if (typeof v !== "string") return undefined;
+  const names = v
+    .split(",")
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== "");
+  return names.length === 0 ? undefined : names;
+}
+
+/**
+ * withheldFields lists the fields (lowercase) a response's qualified no-cache and private name, from the directives that
+ * rule (CDN-Cache-Control when valid): a shared cache stores the response without them and so never sends them to
+ * another client (§5.2.2.7), nor reuses them without revalidation (§5.2.2.4). One field parse; empty without them.
+ */
+export function withheldFields(h: FieldReader): readonly string[] {
+  const rd = responsePolicy(h).directives;
+  const noCache = listed(rd, "no-cache");
+  const priv = listed(rd, "private");
+  if (noCache === undefined) return priv ?? [];
+  return priv === undefined ? noCache : [...noCache, ...priv];
+}
+
+/**
  * storable says whether a shared cache may store this response to this request (RFC 9111 §3): two or three
- * field parses, no allocation on the common path. Only GET is stored (HEAD is answered from a stored GET);
- * Set-Cookie without `public` or `s-maxage` is refused, a choice of ours (nginx and Varnish do the same):
- * RFC 9111 §7.3 says Set-Cookie does not inhibit caching, but a shared cache would hand one user's cookie to all.
+ * field parses, no allocation on the common path. Only GET is stored (HEAD is answered from a stored GET; a POST's
+ * response is checked by postReusable, then here as a GET's). A qualified private or no-cache is storable: the caller
+ * removes withheldFields before storing. Set-Cookie without `public` or `s-maxage` is refused unless withheld, a choice
+ * of ours (nginx and Varnish do the same): RFC 9111 §7.3 says Set-Cookie does not inhibit caching, but a shared cache
+ * would hand one user's cookie to all. Final statuses this cache does not know are stored with explicit freshness or
+ * `public` (§3 asks to understand only 206, 304 and must-understand ones).
  * `authorized` says the request was authenticated (RFC 9111 §3.5), by its Authorization field or by the gateway's own auth, which removes the field.
  */
 export function storable(
@@ -45,22 +75,34 @@ export function storable(
   if (method !== "GET") return no("method"); // §3: a method we understand; HEAD responses carry no content to store
   const status = res.status;
   if (status === 206) return no("partial"); // §3.3: we keep complete responses only
-  if (status < 200 || status === 304 || status > 599) return no("status"); // §3: final only; a 304 freshens (§4.3.4)
+  // §3: final only; a 304 freshens (§4.3.4); a 407 concerns the proxy the cache talked through, whose fields are never stored (§3.1).
+  if (status < 200 || status === 304 || status === 407 || status > 599) return no("status");
   const { directives: rd, targeted } = responsePolicy(res.headers);
   const understood = UNDERSTOOD_STATUSES.has(status);
   const mustUnderstand = rd.has("must-understand");
   if (mustUnderstand && !understood) return no("must-understand"); // §5.2.2.3
   if (parseCacheControl(reqHeaders.get("cache-control")).has("no-store")) return no("request-no-store"); // §5.2.1.5
   if (rd.has("no-store") && !mustUnderstand) return no("no-store"); // §5.2.2.5; §5.2.2.3 lets must-understand override it
-  if (rd.has("private")) return no("private"); // §5.2.2.7; a qualified private is treated as unqualified (its own Note)
+  // §5.2.2.7: a qualified private withholds only the fields it names (the caller removes them); "private" alone, the whole response.
+  if (rd.has("private") && listed(rd, "private") === undefined) return no("private");
   const shared = rd.has("public") || rd.has("s-maxage");
   if (authorized && !shared && !rd.has("must-revalidate")) return no("authorization"); // §3.5
   if (varyNames(res.headers) === "*") return no("vary-star"); // §4.1: Vary: * never matches, storing it is waste
-  if (res.headers.has("set-cookie") && !shared) return no("set-cookie");
+  if (res.headers.has("set-cookie") && !shared && !withheld(rd, "set-cookie")) return no("set-cookie");
   if (HEURISTIC_STATUSES.has(status)) return OK; // §3, §4.2.2
-  if (!understood) return no("status");
-  // §3: otherwise only with explicit freshness or public.
+  // §3: otherwise, known status or not, only with explicit freshness or public.
   return rd.has("public") || explicitFreshness(rd, targeted, res.headers) ? OK : no("no-explicit-freshness");
+}
+
+/** withheld says whether a qualified no-cache or private names this (lowercase) field. */
+function withheld(rd: Directives, name: string): boolean {
+  return listed(rd, "no-cache")?.includes(name) === true || listed(rd, "private")?.includes(name) === true;
+}
+
+/** alwaysRevalidates says whether a stored response may never be reused without asking the origin: its no-cache names no field (RFC 9111 §5.2.2.4). One field parse. */
+export function alwaysRevalidates(h: FieldReader): boolean {
+  const rd = responsePolicy(h).directives;
+  return rd.has("no-cache") && listed(rd, "no-cache") === undefined;
 }
 
 /** explicitFreshness: max-age, s-maxage or Expires; Expires does not count when a targeted field rules (RFC 9213 §2.2). */
@@ -168,9 +210,11 @@ export function decide(stored: ResponseInfo, reqHeaders: FieldReader, now: numbe
   // grants stale serving explicitly (RFC 5861, an extension that §5.2.3 lets refine the standard directives), as CDNs read it:
   // "s-maxage=1, stale-while-revalidate=59" is the common way to ask for it.
   const grantsStale = rd.has("stale-while-revalidate") || rd.has("stale-if-error");
-  const noStale = rd.has("no-cache") || rd.has("must-revalidate") || rd.has("proxy-revalidate") || (rd.has("s-maxage") && !grantsStale);
+  // §5.2.2.4: a qualified no-cache concerns only the fields it names, which were not stored (withheldFields).
+  const noCache = rd.has("no-cache") && listed(rd, "no-cache") === undefined;
+  const noStale = noCache || rd.has("must-revalidate") || rd.has("proxy-revalidate") || (rd.has("s-maxage") && !grantsStale);
   const revalidate = (): Decision => ({ use: "revalidate", age, ttl, staleIfError: noStale ? 0 : staleIfErrorLeft(rd, rq, ttl) });
-  if (rd.has("no-cache")) return revalidate(); // §5.2.2.4: a qualified no-cache is treated as unqualified (its Note)
+  if (noCache) return revalidate(); // §5.2.2.4
   if (rq.has("no-cache")) return revalidate(); // §5.2.1.4
   const maxAge = seconds(rq, "max-age");
   if (maxAge !== undefined && age > maxAge) return revalidate(); // §5.2.1.1: "age ... less than or equal to"
@@ -274,6 +318,26 @@ export function invalidates(method: string, status: number, requestUrl: string, 
     if (u.origin !== "null" && u.origin === target.origin && !out.includes(u.href)) out.push(u.href);
   }
   return out;
+}
+
+/**
+ * postReusable says whether a POST's response may answer later GET and HEAD requests for its target (RFC 9110 §9.3.3):
+ * a 2xx (only then does Content-Location describe the target's current representation, §8.7) with explicit freshness
+ * (RFC 9111 §4.2.1) and a Content-Location that, resolved against the target and without a fragment, is the target
+ * itself. The caller then applies storable as for a GET. Two URL parses when Content-Location is present.
+ */
+export function postReusable(requestUrl: string, status: number, resHeaders: FieldReader): boolean {
+  const cl = resHeaders.get("content-location");
+  if (status < 200 || status > 299 || cl === null || !hasExplicitFreshness(resHeaders)) return false;
+  try {
+    const target = new URL(requestUrl);
+    const u = new URL(cl.trim(), target);
+    target.hash = "";
+    u.hash = "";
+    return u.href === target.href;
+  } catch {
+    return false;
+  }
 }
 
 /** ageHeader formats an Age value (RFC 9111 §5.1): whole seconds rounded down, never negative, at most 2^31. */

@@ -2,7 +2,7 @@
 import { type FieldReader, Fields } from "../lib/fields.ts";
 import { Reply } from "../lib/reply.ts";
 import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
-import { compress, compressAsync, negotiate, type Coding } from "./compress.ts";
+import { compress, compressAsync, negotiate, type Coding } from "../lib/compress.ts";
 import { evaluateConditional } from "./conditional.ts";
 import { ageHeader } from "./policy.ts";
 import type { Entry } from "./store.ts";

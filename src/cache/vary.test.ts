@@ -44,9 +44,21 @@ test("a missing field differs from an empty one, and from every value", () => {
   expect(key({ "accept-encoding": "" })).toBe(key({ "accept-encoding": "   " }));
 });
 
-test("values are case-sensitive and distinct values give distinct keys", () => {
-  expect(key({ "accept-encoding": "gzip" })).not.toBe(key({ "accept-encoding": "GZIP" }));
+test("values are case-sensitive unless the field's syntax is not, and distinct values give distinct keys", () => {
+  const n = ["x-q"];
+  expect(key({ "x-q": "gzip" }, n)).not.toBe(key({ "x-q": "GZIP" }, n));
   expect(key({ "accept-encoding": "gzip" })).not.toBe(key({ "accept-encoding": "br" }));
+});
+
+test("Accept-Language, Accept-Encoding and Accept-Charset: case, whitespace and empty members are not significant", () => {
+  const lang = (v: string) => key({ "accept-language": v }, ["accept-language"]);
+  const k = lang("en-us,fr");
+  for (const v of ["en-US, fr", "EN-us ,FR", " en-US,, fr ", "en-US,\tfr"]) expect(lang(v)).toBe(k);
+  expect(lang("en-US;q=0.8, fr;Q=0.5")).toBe(lang("en-us ; q=0.8,fr; q=0.5"));
+  expect(lang("fr, en-us")).not.toBe(k); // order is a preference: kept
+  expect(lang("en-gb, fr")).not.toBe(k);
+  expect(key({ "accept-encoding": "GZip, BR" })).toBe(key({ "accept-encoding": "gzip,br" }));
+  expect(key({ "accept-charset": "UTF-8" }, ["accept-charset"])).toBe(key({ "accept-charset": "utf-8" }, ["accept-charset"]));
 });
 
 test("the key does not depend on the order or case of the names, nor on unrelated fields", () => {

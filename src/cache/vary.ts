@@ -23,7 +23,7 @@ export function varyNames(resHeaders: FieldReader): readonly string[] | "*" {
  * normalizeValue applies the transformations RFC 9111 §4.1 says preserve a match: field lines already combined
  * with ", " (Headers does that), whitespace trimmed, runs of it collapsed to one space, none before a comma and
  * one after, except inside quoted strings, where whitespace is data. Values are not case-folded or reordered:
- * whether that keeps their meaning depends on each field's own syntax.
+ * whether that keeps their meaning depends on each field's own syntax (CASELESS fields are folded).
  */
 function normalizeValue(v: string): string {
   if (!/[\s",]/.test(v)) return v; // the common case ("gzip", "en") costs one regex test
@@ -53,8 +53,30 @@ function normalizeValue(v: string): string {
 }
 
 /**
+ * CASELESS are the fields whose whole syntax is case-insensitive and has no quoted strings: language ranges (RFC 9110 §12.5.4,
+ * RFC 4647 §2), content codings (§8.4.1), charsets (§8.3.2) and the weight parameter (§12.4.2).
+ */
+const CASELESS: ReadonlySet<string> = new Set(["accept-language", "accept-encoding", "accept-charset"]);
+
+/**
+ * normalizeCaseless is a CASELESS field's value in one form: lowercased, empty list members dropped (§5.6.1), no whitespace
+ * around ";" and "=" (the OWS of §12.4.2), members joined by ", ". The order is kept: it can express a preference.
+ */
+function normalizeCaseless(v: string): string {
+  if (!/[A-Z\s,;=]/.test(v)) return v; // "en", "gzip": one regex test
+  let out = "";
+  for (const member of v.toLowerCase().split(",")) {
+    const m = member.replace(/\s*([;=])\s*/g, "$1").trim();
+    if (m === "") continue;
+    out += out === "" ? m : `, ${m}`;
+  }
+  return out;
+}
+
+/**
  * secondaryKey builds the string stored variants are keyed by (RFC 9111 §4.1): for each name (lowercased, sorted,
- * de-duplicated, so any order gives one key) `name=value` with the request's value normalized, or the bare `name`
+ * de-duplicated, so any order gives one key) `name=value` with the request's value normalized (CASELESS fields also
+ * case-folded, so `en-US, fr` and `en-us,fr` share a variant), or the bare `name`
  * when the request lacks the field, since an absent field matches only an absent one; lines joined by "\n",
  * which no field name or value can contain.
  */
@@ -64,7 +86,7 @@ export function secondaryKey(names: readonly string[], reqHeaders: FieldReader):
   for (const name of sorted) {
     const v = reqHeaders.get(name);
     if (key !== "") key += "\n";
-    key += v === null ? name : `${name}=${normalizeValue(v)}`;
+    key += v === null ? name : `${name}=${CASELESS.has(name) ? normalizeCaseless(v) : normalizeValue(v)}`;
   }
   return key;
 }

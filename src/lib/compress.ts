@@ -1,5 +1,5 @@
 /** Compression of stored responses (RFC 9110 §8.4, §12.5.3): zstd, br or gzip chosen by the client's Accept-Encoding q-values, for compressible types the origin did not compress; each encoding is made once per stored response. */
-import { nodeZlib } from "../lib/lazy-node.ts";
+import { nodeZlib } from "./lazy-node.ts";
 
 /** Coding is a content coding this cache can produce. */
 export type Coding = "zstd" | "br" | "gzip";
@@ -80,4 +80,36 @@ export function compressAsync(body: Uint8Array, coding: Coding): Promise<Uint8Ar
     else if (coding === "gzip") z.gzip(body, { level: 9 }, done);
     else z.brotliCompress(body, BROTLI(body.byteLength), done);
   });
+}
+
+const acceptedMemo = new Map<string, readonly Coding[]>();
+const NONE: readonly Coding[] = [];
+
+/**
+ * acceptedCodings lists the codings this module makes that acceptEncoding allows (q > 0, by name or through `*`), best first: highest q, ties broken by
+ * PREFERENCE, so its first element is negotiate's choice; empty for no header or none acceptable. Memoised like negotiate. Static sites use it to find a
+ * precompressed file the client takes.
+ */
+export function acceptedCodings(acceptEncoding: string | null): readonly Coding[] {
+  if (acceptEncoding === null || acceptEncoding === "") return NONE;
+  const hit = acceptedMemo.get(acceptEncoding);
+  if (hit !== undefined) return hit;
+  const q = new Map<string, number>();
+  for (const part of acceptEncoding.split(",")) {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    if (!name) continue;
+    let weight = 1;
+    for (const p of params) {
+      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
+      if (m) weight = Math.min(1, Number(m[1]) || 0);
+    }
+    q.set(name.trim(), weight);
+  }
+  const star = q.get("*");
+  const weightOf = (c: Coding) => q.get(c) ?? star ?? 0;
+  // Array.prototype.sort is stable: equal weights keep PREFERENCE's order.
+  const list = PREFERENCE.filter((c) => weightOf(c) > 0).sort((a, b) => weightOf(b) - weightOf(a));
+  if (acceptedMemo.size >= MEMO_LIMIT) acceptedMemo.clear();
+  acceptedMemo.set(acceptEncoding, list);
+  return list;
 }

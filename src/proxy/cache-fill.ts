@@ -7,8 +7,18 @@ import { log } from "../observability/log.ts";
 import { clientOf, type Downstream, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { responsePolicy } from "../cache/cache-control.ts";
-import { compressible } from "../cache/compress.ts";
-import { currentAge, freshnessLifetime, hasExplicitFreshness, mergeRevalidated, storable, type ResponseInfo } from "../cache/policy.ts";
+import { compressible } from "../lib/compress.ts";
+import { formatHttpDate } from "../cache/http-date.ts";
+import {
+  alwaysRevalidates,
+  currentAge,
+  freshnessLifetime,
+  hasExplicitFreshness,
+  mergeRevalidated,
+  storable,
+  withheldFields,
+  type ResponseInfo,
+} from "../cache/policy.ts";
 import type { ResponseCache } from "../cache/response-cache.ts";
 import { CACHE_NAME, serveStored, takeConditionals, type Conditionals } from "../cache/serve.ts";
 import type { Entry } from "../cache/store.ts";
@@ -42,14 +52,14 @@ export function tag(res: Reply, status: string): Reply {
 function lifetimeOf(info: ResponseInfo, rules: CacheRules): number {
   if (rules.ttl !== undefined) return rules.ttl;
   const origin = rules.defaultTtl !== undefined && !hasExplicitFreshness(info.headers) ? rules.defaultTtl : freshnessLifetime(info);
-  return rules.minTtl !== undefined && !responsePolicy(info.headers).directives.has("no-cache") ? Math.max(origin, rules.minTtl) : origin;
+  return rules.minTtl !== undefined && !alwaysRevalidates(info.headers) ? Math.max(origin, rules.minTtl) : origin;
 }
 
 /** refresh recomputes what a hit needs from an entry's headers and times: its lifetime, corrected initial age and no-cache. */
 function refresh(e: Entry, rules: CacheRules): void {
   e.lifetime = lifetimeOf(e, rules);
   e.initialAge = currentAge(e, e.responseTime);
-  e.alwaysRevalidate = responsePolicy(e.headers).directives.has("no-cache");
+  e.alwaysRevalidate = alwaysRevalidates(e.headers); // a qualified no-cache only withholds fields (§5.2.2.4)
 }
 
 /** BACKGROUND is the Downstream of a background revalidation: no client that could leave, no body, no listener whose timeout to raise, no upgrade. */
@@ -94,9 +104,11 @@ export class Filler {
   ): Promise<Reply> {
     // A request that basic or forward auth let through is authenticated even when its Authorization was removed (or it never had one).
     const ok = storable("GET", asked, res, ctx.user !== undefined || asked.has("authorization"));
-    const declared = Number(res.headers.get("content-length") ?? NaN);
-    if (!ok.ok || !(declared <= this.cache.maxObjectSize) || res.body === null) {
-      return tag(res, `${status}; detail=${ok.ok ? (res.body === null ? "no-body" : "too-large") : ok.reason}`);
+    // A GET's response without content (a 204) is stored empty; a HEAD that revalidated brings no content to store.
+    const declared = res.body === null ? 0 : Number(res.headers.get("content-length") ?? NaN);
+    const head = ctx.method === "HEAD";
+    if (!ok.ok || head || !(declared <= this.cache.maxObjectSize)) {
+      return tag(res, `${status}; detail=${ok.ok ? (head ? "method" : "too-large") : ok.reason}`);
     }
     let body: Uint8Array;
     try {
@@ -106,6 +118,8 @@ export class Filler {
     }
     const headers = res.headers.clone();
     for (const name of NOT_STORED) headers.delete(name);
+    for (const name of withheldFields(headers)) headers.delete(name); // RFC 9111 §5.2.2.4, §5.2.2.7
+    if (!headers.has("date")) headers.set("date", formatHttpDate(responseTime)); // RFC 9110 §6.6.1: a cache adds the Date it lacks
     const vary = varyNames(headers);
     const noTransform = responsePolicy(headers).directives.has("no-transform") || /\bno-transform\b/i.test(headers.get("cache-control") ?? "");
     const entry: Entry = {
@@ -132,12 +146,23 @@ export class Filler {
     );
   }
 
-  /** toClient gives the client whose request reached the origin what was meant for it alone: its cookies and its Connection. */
+  /** toClient gives the client whose request reached the origin what was meant for it alone: its cookies, its Connection, the fields not stored (withheldFields). */
   private toClient(from: Reply, out: Reply): Reply {
     for (const c of from.headers.getAll("set-cookie")) out.headers.append("set-cookie", c);
+    for (const name of withheldFields(from.headers)) {
+      if (name !== "set-cookie" && !out.headers.has(name)) for (const v of from.headers.getAll(name)) out.headers.append(name, v);
+    }
     const conn = from.headers.get("connection");
     if (conn !== null) out.headers.set("connection", conn);
     return out;
+  }
+
+  /**
+   * keep stores the response to an unsafe method that may answer later GETs (a POST's, RFC 9110 §9.3.3: the caller checked postReusable) as a miss would
+   * (storable, withheld fields, size), and answers the client from it; `asked` is the client's fields before forwarding, for the Vary key.
+   */
+  keep(ctx: RequestContext, primary: string, res: Reply, requestTime: number, asked: Fields): Promise<Reply> {
+    return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: false }, asked, "fwd=method");
   }
 
   /**
@@ -168,6 +193,7 @@ export class Filler {
       count(ctx, "revalidated");
       const merged = mergeRevalidated(e.headers, res.headers, responseTime);
       for (const name of NOT_STORED) merged.delete(name);
+      for (const name of withheldFields(merged)) merged.delete(name);
       const vary = varyNames(merged);
       if (vary === "*" || vary.join(",") !== e.vary.join(",")) {
         // The variants are keyed by the old Vary names: serve this client, drop them all (RFC 9111 §4.1).

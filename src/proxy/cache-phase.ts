@@ -5,7 +5,7 @@ import type { Reply } from "../lib/reply.ts";
 import type { RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { count, Filler, tag, type Forward } from "./cache-fill.ts";
-import { decide, invalidates, onlyIfCached, type Decision } from "../cache/policy.ts";
+import { decide, invalidates, onlyIfCached, postReusable, type Decision } from "../cache/policy.ts";
 import type { ResponseCache } from "../cache/response-cache.ts";
 import { serveStored } from "../cache/serve.ts";
 import type { Entry } from "../cache/store.ts";
@@ -78,9 +78,16 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const method = ctx.method;
     const asked = ctx.headers;
     if (method !== "GET" && method !== "HEAD") {
+      // RFC 9110 §9.3.3: a POST's response may answer later GETs; its Vary key comes from the fields the client sent, kept before forwarding.
+      const sent = method === "POST" && !bypassed(rules, asked) ? asked.clone() : undefined;
+      const requestTime = Date.now();
       const res = await forward(ctx);
+      const url = `${ctx.scheme}://${ctx.host}${ctx.path}${ctx.query}`;
       // RFC 9111 §4.4: a non-error answer to an unsafe method invalidates the target and same-origin Location / Content-Location.
-      cache.invalidate(invalidates(method, res.status, `${ctx.scheme}://${ctx.host}${ctx.path}${ctx.query}`, res.headers), rules.ignoreQuery);
+      cache.invalidate(invalidates(method, res.status, url, res.headers), rules.ignoreQuery);
+      if (sent !== undefined && postReusable(url, res.status, res.headers)) {
+        return fill.keep(ctx, cache.primaryKey(ctx.scheme, ctx.host, ctx.path, rules.ignoreQuery ? "" : ctx.query), res, requestTime, sent);
+      }
       return res;
     }
     if (bypassed(rules, asked)) {
