@@ -129,13 +129,17 @@ function newProxyRoute(route: PathRoute, a: ProxyAction, deps: GenerationDeps, p
 
 function staticRoute(route: PathRoute, a: StaticAction): CompiledRoute["handle"] {
   const source = a.root.startsWith(BUILTIN_PREFIX) ? builtinSource(a.root.slice(BUILTIN_PREFIX.length)) : directorySource(a.root);
-  const serve = staticHandler(source, { index: [...a.index], cacheControl: a.cacheControl });
+  // The root names the site's compressed forms in the process's store, so they outlive a reload.
+  const serve = staticHandler(source, { index: [...a.index], cacheControl: a.cacheControl, scope: a.root });
   const cut = a.stripPrefix && route.prefix !== "/" ? route.prefix.length : 0;
-  return (ctx: RequestContext) => {
-    const res = serve(ctx, cut ? ctx.path.slice(cut) || "/" : ctx.path);
+  const finish = (ctx: RequestContext, res: Awaited<ReturnType<typeof serve>>) => {
     res.headers.set("x-request-id", ctx.id);
     ctx.bytesOut = Number(res.headers.get("content-length") ?? 0);
     return res;
+  };
+  return (ctx: RequestContext) => {
+    const res = serve(ctx, cut ? ctx.path.slice(cut) || "/" : ctx.path);
+    return res instanceof Promise ? res.then((r) => finish(ctx, r)) : finish(ctx, res);
   };
 }
 

@@ -241,6 +241,24 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
   return { mode, manual, redirect, hsts, acme: own };
 }
 
+/**
+ * refuseStaticCache reports a [cache] table (one that turns the cache on) written for a static route: static sites keep their compressed forms themselves and
+ * answer from the file system, so the response cache would never see them; saying so beats ignoring the table.
+ */
+function refuseStaticCache(r: Reader, action: Action | undefined, rules: PathRoute["cache"], own: boolean): void {
+  if (!own || action?.kind !== "static" || !rules?.enabled) return;
+  r.problem(
+    "cache",
+    "does not apply to a static site: static sites keep their compressed variants themselves; [cache] applies to proxied routes",
+    "no [cache] table on a route with static (or enabled = false); a site's [cache] still applies to its proxied [[paths]]",
+  );
+}
+
+/** staticFree drops cache rules from a static route: a [[paths]] entry with static inherits the site's [cache], which is for the site's proxied routes. */
+function staticFree(action: Action | undefined, rules: PathRoute["cache"]): PathRoute["cache"] {
+  return action?.kind === "static" ? undefined : rules;
+}
+
 /** readSite reads a route file; name is the file name without .toml. */
 export function readSite(r: Reader, g: GlobalConfig, name: string, file: string): SiteConfig {
   if (!SITE_NAME_RE.test(name)) r.problem("", `file name ${JSON.stringify(name)} cannot be a route name`, "letters, digits, '-', '_' and '.'");
@@ -261,7 +279,11 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
   const allowTrace = r.bool("allow_trace", false);
   const policy = readPolicy(r, NO_POLICY);
   const pages = readSitePages(r, g.dir);
-  const routes: PathRoute[] = [{ name, prefix: "/", action: readAction(r, g, proxy, false), maxBodySize: proxy.maxBodySize, cache, allowTrace, policy }];
+  const siteAction = readAction(r, g, proxy, false);
+  refuseStaticCache(r, siteAction, cache, r.has("cache"));
+  const routes: PathRoute[] = [
+    { name, prefix: "/", action: siteAction, maxBodySize: proxy.maxBodySize, cache: staticFree(siteAction, cache), allowTrace, policy },
+  ];
   const prefixes = new Set<string>(["/"]);
   for (const p of r.tableList("paths")) {
     const raw = p.requiredString("prefix", 'a path prefix such as "/api/"') ?? "/";
@@ -285,8 +307,18 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
         "does nothing",
         "one of upstreams, static, redirect, or cache or policy tables ([paths.cache], [paths.basic_auth], …) for the site's own action",
       );
+    // Only this entry's own [paths.cache] is refused: one it inherits from the site is for the site's proxied routes.
+    refuseStaticCache(p, action, pathCache, p.has("cache"));
     p.done();
-    routes.push({ name: routeName, prefix, action, maxBodySize: options.maxBodySize, cache: pathCache, allowTrace: pathTrace, policy: pathPolicy });
+    routes.push({
+      name: routeName,
+      prefix,
+      action,
+      maxBodySize: options.maxBodySize,
+      cache: staticFree(action, pathCache),
+      allowTrace: pathTrace,
+      policy: pathPolicy,
+    });
   }
   if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
   r.done();
