@@ -219,7 +219,7 @@ export class Gateway {
     } finally {
       this.building = undefined;
     }
-    this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize);
+    this.cache.configure(g.cache.maxSize, g.cache.maxObjectSize, g.cache.disk, g.cache.passTagFields);
     const old = this.gen;
     this.gen = gen; // the swap: requests that arrive from now on see the new generation
     old?.dispose();
@@ -329,6 +329,8 @@ export class Gateway {
       await this.listeners.closePublic(true);
     }
     await this.listeners.closeAll();
+    // After the last request: its file is written, the disk tier's index closed with the last-use times.
+    await this.cache.close();
     removePidFile(this.pidFile, this.opts.pid);
     log.info("stopped");
     log.flushNow();

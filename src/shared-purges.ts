@@ -19,7 +19,7 @@ function parse(key: string): Published | undefined {
   const [at, node] = (head ?? "").split("-");
   try {
     const filter = JSON.parse(Buffer.from(body ?? "", "base64url").toString("utf8")) as PurgeFilter;
-    const ok = typeof filter === "object" && filter !== null && ("all" in filter || "url" in filter || "host" in filter);
+    const ok = typeof filter === "object" && filter !== null && ("all" in filter || "url" in filter || "host" in filter || "tag" in filter);
     return ok && node && Number.isFinite(Number(at)) ? { key, at: Number(at), node, filter } : undefined;
   } catch {
     return undefined;

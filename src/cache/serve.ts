@@ -5,7 +5,15 @@ import { ifRangeHolds, parseRange } from "../lib/http-range.ts";
 import { compress, compressAsync, negotiate, type Coding } from "../lib/compress.ts";
 import { evaluateConditional } from "./conditional.ts";
 import { ageHeader } from "./policy.ts";
-import type { Entry } from "./store.ts";
+import { crcCheck } from "./disk/object-file.ts";
+import type { DiskBody, Entry } from "./store.ts";
+
+/** fileStream streams bytes [start, end) of a body on disk. */
+function fileStream(f: DiskBody, start: number, end: number): ReadableStream<Uint8Array> {
+  return Bun.file(f.path)
+    .slice(f.offset + start, f.offset + end)
+    .stream();
+}
 
 /** CACHE_NAME identifies this cache in Cache-Status (RFC 9211 §2). */
 export const CACHE_NAME = "gatehouse";
@@ -119,7 +127,7 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
     // Ranges are of the identity body, with its strong ETag: no compression of ranges.
     const range = head ? null : req.get("range");
     if (range !== null && ifRangeHolds(req.get("if-range"), e.headers.get("etag"), e.headers.get("last-modified"))) {
-      const size = e.body.byteLength;
+      const size = e.file?.length ?? e.body.byteLength;
       const r = parseRange(range, size);
       if (r === "unsatisfiable") {
         h.set("content-range", `bytes */${size}`);
@@ -132,9 +140,15 @@ export function serveStored(ctx: Asker, e: Entry, age: number, status: string, c
         h.set("content-range", `bytes ${start}-${end}/${size}`);
         h.set("content-length", String(end - start + 1));
         ctx.bytesOut = end - start + 1;
-        return new Reply(206, h, e.body.subarray(start, end + 1));
+        return new Reply(206, h, e.file ? fileStream(e.file, start, end + 1) : e.body.subarray(start, end + 1));
       }
     }
+  }
+  if (e.file !== undefined) {
+    // On disk and too large to read whole: streamed, its CRC checked on the way (never compressed: compressible is off for these).
+    ctx.bytesOut = head ? 0 : e.file.length;
+    const f = e.file;
+    return new Reply(e.status, h, head || f.length === 0 ? null : crcCheck(fileStream(f, 0, f.length), f.crc, f.length, f.damaged));
   }
   const coded = coding === undefined ? undefined : encodedBody(e, coding, grown);
   if (coded !== undefined) {

@@ -21,7 +21,14 @@ export type Entry = {
   /** compressible: the cache may encode the body for clients that accept it; encoded holds the codings made so far. */
   readonly compressible: boolean;
   readonly encoded: Map<string, Uint8Array>;
+  /** tags are the purge tags the origin gave it (Cache-Tag, Surrogate-Key): POST /cache/purge?tag=T removes it. */
+  readonly tags: readonly string[];
+  /** file: the body is not in memory (`body` is empty) but in a file of the disk tier, `length` bytes at `offset`, to stream and check against `crc`. */
+  readonly file?: DiskBody;
 };
+
+/** DiskBody is where a body too large to read whole lies on disk; damaged is called when streaming it finds it does not match its CRC. */
+export type DiskBody = { readonly path: string; readonly offset: number; readonly length: number; readonly crc: number; readonly damaged: () => void };
 
 /** OVERHEAD is what one object costs beside its body and headers: the entry, its key and the LRU's bookkeeping, measured roughly. */
 const OVERHEAD = 512;
@@ -45,12 +52,15 @@ export class Store {
   private readonly lru: LRUCache<string, Entry>;
   /** varyOf maps a primary key to the Vary names of its variants and their secondary keys. */
   private readonly varyOf = new Map<string, { names: readonly string[]; secondaries: Set<string> }>();
+  /** byTag maps a purge tag to the keys of the entries that carry it. */
+  private readonly byTag = new Map<string, Set<string>>();
 
   constructor(readonly maxSize: number) {
     this.lru = new LRUCache<string, Entry>({
       maxSize,
       sizeCalculation: (e, key) => entrySize(e, key),
-      dispose: (_e, key, reason) => {
+      dispose: (e, key, reason) => {
+        this.untag(e, key);
         if (reason === "set") return; // replaced by a newer response under the same key: still one object
         const cut = key.indexOf(SEP);
         const primary = key.slice(0, cut);
@@ -63,6 +73,14 @@ export class Store {
         this.report();
       },
     });
+  }
+
+  private untag(e: Entry, key: string): void {
+    for (const t of e.tags) {
+      const keys = this.byTag.get(t);
+      keys?.delete(key);
+      if (keys?.size === 0) this.byTag.delete(t);
+    }
   }
 
   private report(): void {
@@ -91,6 +109,11 @@ export class Store {
     if (v && v.names.join(",") !== e.vary.join(",")) this.delete(primary);
     this.lru.set(key, e);
     if (!this.lru.has(key)) return false;
+    for (const t of e.tags) {
+      const keys = this.byTag.get(t);
+      if (keys) keys.add(key);
+      else this.byTag.set(t, new Set([key]));
+    }
     const cur = this.varyOf.get(primary);
     if (cur) cur.secondaries.add(secondary);
     else this.varyOf.set(primary, { names: e.vary, secondaries: new Set([secondary]) });
@@ -114,6 +137,19 @@ export class Store {
     if (!v) return 0;
     const keys = [...v.secondaries].map((s) => primary + SEP + s);
     for (const k of keys) this.lru.delete(k);
+    this.report();
+    return keys.length;
+  }
+
+  /** purgeTag removes the entries that carry a tag, or with soft marks them stale (revalidated before use, served stale where they allow it); how many. */
+  purgeTag(tag: string, soft: boolean): number {
+    const keys = [...(this.byTag.get(tag) ?? [])];
+    for (const key of keys) {
+      const e = this.lru.peek(key);
+      if (e === undefined) continue;
+      if (soft) e.lifetime = -1;
+      else this.lru.delete(key);
+    }
     this.report();
     return keys.length;
   }

@@ -6,6 +6,9 @@ import { readLimits, readProxyProtocol } from "./limits-schema.ts";
 import { closest } from "../lib/did-you-mean.ts";
 import { readAcme } from "./acme-schema.ts";
 import { parseAddress, resolvePath } from "./locations.ts";
+
+/** DEFAULT_DISK_SIZE bounds the disk tier when [cache] dir is set without disk_size. */
+const DEFAULT_DISK_SIZE = 1024 ** 3;
 import type { Reader } from "./reader.ts";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -211,10 +214,18 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
   });
   resolverR?.done();
   const cacheR = r.table("cache");
+  const cacheDir = cacheR?.string("dir");
+  const diskSize = cacheR?.size("disk_size", DEFAULT_DISK_SIZE) ?? DEFAULT_DISK_SIZE;
+  if (cacheDir === undefined && cacheR?.has("disk_size"))
+    cacheR.problem("disk_size", "is set without dir", 'dir = "/var/cache/gatehouse" beside it, or no disk_size');
   const cache = {
     maxSize: cacheR?.size("max_size", 256 * 1024 ** 2) ?? 256 * 1024 ** 2,
     maxObjectSize: cacheR?.size("max_object_size", 8 * 1024 ** 2) ?? 8 * 1024 ** 2,
+    disk: cacheDir === undefined ? undefined : { dir: resolvePath(dir, cacheDir), size: diskSize },
+    passTagFields: cacheR?.bool("pass_tag_fields", false) ?? false,
   };
+  if (cache.disk && cache.disk.size < cache.maxObjectSize)
+    cacheR?.problem("disk_size", `${diskSize} bytes is smaller than max_object_size (${cache.maxObjectSize})`, "a disk tier that holds at least one object");
   cacheR?.done();
 
   const limits = readLimits(r.table("limits"));

@@ -223,7 +223,13 @@ export type GlobalConfig = {
   readonly log: { readonly level: LogLevel; readonly access: boolean };
   readonly acme: AcmeConfig;
   readonly resolver: { readonly servers: readonly string[] };
-  readonly cache: { readonly maxSize: number; readonly maxObjectSize: number };
+  /** cache: the memory tier's bounds; disk ([cache] dir and disk_size) the disk tier behind it; passTagFields lets Cache-Tag and Surrogate-Key reach clients. */
+  readonly cache: {
+    readonly maxSize: number;
+    readonly maxObjectSize: number;
+    readonly disk: { readonly dir: string; readonly size: number } | undefined;
+    readonly passTagFields: boolean;
+  };
 };
 
 /** Config is everything one load produced: the global file and every site. */

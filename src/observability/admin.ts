@@ -3,8 +3,12 @@ import { Hono } from "hono";
 import { registry } from "./gateway-metrics.ts";
 import { renderStatus, type StatusData } from "./status-page.ts";
 
-/** PurgeFilter is what POST /cache/purge asks to remove: all, one URL (both schemes), a host, or a path prefix on a host. */
-export type PurgeFilter = { readonly all: true } | { readonly url: string } | { readonly host: string; readonly prefix?: string };
+/** PurgeFilter is what POST /cache/purge asks to remove: all, one URL (both schemes), a host, a path prefix on a host, or a tag (soft: mark stale). */
+export type PurgeFilter =
+  | { readonly all: true }
+  | { readonly url: string }
+  | { readonly host: string; readonly prefix?: string }
+  | { readonly tag: string; readonly soft?: boolean };
 
 /** AdminState is what the admin app asks the running gateway. */
 export interface AdminState {
@@ -81,7 +85,8 @@ export function adminApp(state: AdminState): Hono<{ Bindings: AdminServer }> {
     if (q.all !== undefined) filter = { all: true };
     else if (q.url) filter = { url: q.url };
     else if (q.host) filter = { host: q.host, prefix: q.prefix };
-    else return c.json({ error: "say what to purge: ?url=https://host/path, ?host=HOST[&prefix=/path/], or ?all" }, 400);
+    else if (q.tag) filter = q.soft !== undefined ? { tag: q.tag, soft: true } : { tag: q.tag };
+    else return c.json({ error: "say what to purge: ?url=https://host/path, ?host=HOST[&prefix=/path/], ?tag=TAG[&soft], or ?all" }, 400);
     if ("prefix" in filter && filter.prefix !== undefined && !filter.prefix.startsWith("/")) return c.json({ error: "prefix must start with /" }, 400);
     const purged = await state.purge(filter);
     return c.json({ purged, ...(await state.sharePurge?.(filter)) });

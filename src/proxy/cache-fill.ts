@@ -39,9 +39,21 @@ export function count(ctx: RequestContext, result: Result): void {
   ctx.cache = result;
 }
 
-/** tag sets Cache-Status (RFC 9211) on a response passed through from the origin. */
-export function tag(res: Reply, status: string): Reply {
+/** TAG_FIELDS carry an origin's purge tags: Cache-Tag (comma-separated) and Surrogate-Key (space-separated). */
+const TAG_FIELDS = ["cache-tag", "surrogate-key"];
+
+/** tagsOf reads the purge tags of a response (at most 64, each at most 256 characters: they are index rows). */
+function tagsOf(h: Fields): string[] {
+  const tags = new Set<string>();
+  for (const v of h.getAll("cache-tag")) for (const t of v.split(",")) if (t.trim()) tags.add(t.trim());
+  for (const v of h.getAll("surrogate-key")) for (const t of v.split(" ")) if (t.trim()) tags.add(t.trim());
+  return [...tags].filter((t) => t.length <= 256).slice(0, 64);
+}
+
+/** tag sets Cache-Status (RFC 9211) on a response passed through from the origin, and keeps its purge tags from the client unless the config passes them. */
+export function tag(res: Reply, status: string, cache: ResponseCache): Reply {
   res.headers.set("cache-status", `${CACHE_NAME}; ${status}`);
+  if (!cache.passTagFields) for (const name of TAG_FIELDS) res.headers.delete(name);
   return res;
 }
 
@@ -55,8 +67,8 @@ function lifetimeOf(info: ResponseInfo, rules: CacheRules): number {
   return rules.minTtl !== undefined && !alwaysRevalidates(info.headers) ? Math.max(origin, rules.minTtl) : origin;
 }
 
-/** refresh recomputes what a hit needs from an entry's headers and times: its lifetime, corrected initial age and no-cache. */
-function refresh(e: Entry, rules: CacheRules): void {
+/** refresh recomputes what a hit needs from an entry's headers and times: its lifetime, corrected initial age and no-cache (also for one read from disk). */
+export function refresh(e: Entry, rules: CacheRules): void {
   e.lifetime = lifetimeOf(e, rules);
   e.initialAge = currentAge(e, e.responseTime);
   e.alwaysRevalidate = alwaysRevalidates(e.headers); // a qualified no-cache only withholds fields (§5.2.2.4)
@@ -108,7 +120,7 @@ export class Filler {
     const declared = res.body === null ? 0 : Number(res.headers.get("content-length") ?? NaN);
     const head = ctx.method === "HEAD";
     if (!ok.ok || head || !(declared <= this.cache.maxObjectSize)) {
-      return tag(res, `${status}; detail=${ok.ok ? (head ? "method" : "too-large") : ok.reason}`);
+      return tag(res, `${status}; detail=${ok.ok ? (head ? "method" : "too-large") : ok.reason}`, this.cache);
     }
     let body: Uint8Array;
     try {
@@ -120,6 +132,8 @@ export class Filler {
     for (const name of NOT_STORED) headers.delete(name);
     for (const name of withheldFields(headers)) headers.delete(name); // RFC 9111 §5.2.2.4, §5.2.2.7
     if (!headers.has("date")) headers.set("date", formatHttpDate(responseTime)); // RFC 9110 §6.6.1: a cache adds the Date it lacks
+    const tags = tagsOf(headers);
+    if (!this.cache.passTagFields) for (const name of TAG_FIELDS) headers.delete(name);
     const vary = varyNames(headers);
     const noTransform = responsePolicy(headers).directives.has("no-transform") || /\bno-transform\b/i.test(headers.get("cache-control") ?? "");
     const entry: Entry = {
@@ -133,11 +147,12 @@ export class Filler {
       initialAge: 0,
       alwaysRevalidate: false,
       encoded: new Map(),
+      tags,
       compressible: res.status === 200 && !noTransform && compressible(headers.get("content-type"), headers.get("content-encoding"), body.byteLength),
     };
     refresh(entry, this.rules);
     const secondary = vary === "*" || vary.length === 0 ? "" : secondaryKey(vary, asked);
-    const stored = vary !== "*" && this.cache.store.set(primary, secondary, entry);
+    const stored = vary !== "*" && this.cache.put(primary, secondary, entry);
     return this.toClient(
       res,
       serveStored(ctx, entry, currentAge(entry, Date.now()), `${status}${stored ? "; stored" : ""}`, cond, () =>
@@ -197,14 +212,14 @@ export class Filler {
       const vary = varyNames(merged);
       if (vary === "*" || vary.join(",") !== e.vary.join(",")) {
         // The variants are keyed by the old Vary names: serve this client, drop them all (RFC 9111 §4.1).
-        this.cache.store.delete(primary);
+        this.cache.delete(primary);
         const once: Entry = { ...e, headers: merged, requestTime, responseTime, encoded: new Map() };
         refresh(once, this.rules);
         return this.toClient(res, serveStored(ctx, once, currentAge(once, responseTime), "fwd=stale; fwd-status=304; detail=vary-changed", cond));
       }
       Object.assign(e, { headers: merged, requestTime, responseTime });
       refresh(e, this.rules);
-      this.cache.store.touch(primary, secondary, e);
+      this.cache.refreshed(primary, secondary, e);
       return this.toClient(
         res,
         serveStored(ctx, e, currentAge(e, responseTime), `fwd=stale; fwd-status=304; stored; ttl=${Math.floor(e.lifetime)}`, cond, grown),

@@ -4,7 +4,7 @@ import type { FieldReader } from "../lib/fields.ts";
 import type { Reply } from "../lib/reply.ts";
 import type { RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
-import { count, Filler, tag, type Forward } from "./cache-fill.ts";
+import { count, Filler, refresh, tag, type Forward } from "./cache-fill.ts";
 import { decide, invalidates, onlyIfCached, postReusable, type Decision } from "../cache/policy.ts";
 import type { ResponseCache } from "../cache/response-cache.ts";
 import { serveStored } from "../cache/serve.ts";
@@ -92,14 +92,22 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     }
     if (bypassed(rules, asked)) {
       count(ctx, "bypass");
-      return tag(await forward(ctx), "fwd=bypass");
+      return tag(await forward(ctx), "fwd=bypass", cache);
     }
     const primary = known!;
     let found = seen;
+    const disk = cache.disk;
+    if (found === undefined && disk !== undefined) {
+      found = fromDisk(primary, asked);
+      if (found !== undefined) {
+        const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "; detail=disk");
+        if (res !== undefined) return res;
+      }
+    }
     if (onlyIfCached(asked)) throw new GatewayError(504, "not in the cache, or not usable without the origin (only-if-cached)", "downstream");
     if (method === "HEAD" && found === undefined) {
       count(ctx, "miss");
-      return tag(await forward(ctx), "fwd=uri-miss");
+      return tag(await forward(ctx), "fwd=uri-miss", cache);
     }
     // One request per URL goes to the origin (a miss or a revalidation); the others wait for it and look again.
     const turn = cache.coalescer.join(primary, COALESCE_WAIT_MS);
@@ -111,15 +119,41 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
         if (res !== undefined) return res;
       }
     }
+    // Across the node's processes too: one of them fills a URL no tier holds (a lock file of the disk tier), the others wait for it and read its file.
+    let release: (() => void) | undefined;
     try {
+      if (turn.leader && found === undefined && disk !== undefined) {
+        release = disk.claim(primary);
+        if (release === undefined) {
+          await disk.waitFill(primary, COALESCE_WAIT_MS);
+          found = fromDisk(primary, asked);
+          if (found !== undefined) {
+            const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "; detail=coalesced");
+            if (res !== undefined) return res;
+          }
+          release = disk.claim(primary);
+        }
+      }
       if (found !== undefined) {
         const d = decide(found.entry, asked, Date.now(), found.entry.lifetime);
         if (d.use === "revalidate") return await fill.revalidate(ctx, primary, found.secondary, found.entry, d.staleIfError, d.age, d.ttl);
       }
       count(ctx, "miss");
-      return method === "HEAD" ? tag(await forward(ctx), "fwd=uri-miss") : await fill.fetch(ctx, primary);
+      return method === "HEAD" ? tag(await forward(ctx), "fwd=uri-miss", cache) : await fill.fetch(ctx, primary);
     } finally {
       if (turn.leader) turn.done();
+      // Released once the file is written: a process that waited finds it.
+      if (release !== undefined) void disk!.written(primary).then(release, release);
     }
+  }
+
+  /** fromDisk looks a URL up in the disk tier: the entry made ready for this route (lifetime by its rules, a soft purge's mark), kept in memory when small. */
+  function fromDisk(primary: string, asked: FieldReader): { entry: Entry; secondary: string } | undefined {
+    const hit = cache.disk?.lookup(primary, asked);
+    if (hit === undefined) return undefined;
+    refresh(hit.entry, rules);
+    if (hit.stale) hit.entry.lifetime = -1;
+    if (hit.entry.file === undefined) cache.store.set(primary, hit.secondary, hit.entry);
+    return hit;
   }
 }
