@@ -121,6 +121,7 @@ test("a damaged file (a flipped byte, or cut short) is a miss, removed and logge
   await settle(dir, 2);
   expect((await get(b, "/flip")).headers.get("cache-status")).toContain("hit");
   expect(b.logs.filter((l) => l.msg === "cache file damaged; removed").length).toBe(2);
+  expect(await b.metric("gatehouse_cache_disk_damaged_total")).toBe("2");
   await b.stop();
 });
 
@@ -142,6 +143,7 @@ test("disk_size bounds the tier: the least recently used objects go first, a rec
   await Bun.sleep(200);
   const total = files(dir).reduce((n, f) => n + f.size, 0);
   expect(total).toBeLessThanOrEqual(64 * 1024);
+  expect(Number(await g.metric("gatehouse_cache_disk_size_bytes"))).toBe(total);
   expect((await get(g, "/sized/0")).headers.get("cache-status")).toContain("hit");
   expect((await get(g, "/sized/1")).headers.get("cache-status")).toContain("fwd=uri-miss");
   expect((await get(g, "/sized/6")).headers.get("cache-status")).toContain("hit");

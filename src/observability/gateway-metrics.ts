@@ -67,6 +67,12 @@ export const cacheSize = registry.register(
   new Gauge("gatehouse_cache_size_bytes", "Bytes held by the response cache (bodies, headers and a fixed overhead per object)."),
 );
 export const cacheObjects = registry.register(new Gauge("gatehouse_cache_objects", "Responses held by the cache."));
+export const cacheDiskSize = registry.register(
+  new Gauge("gatehouse_cache_disk_size_bytes", "Bytes of files in the cache's disk tier ([cache] dir), shared by the node's workers."),
+);
+export const cacheDiskDamaged = registry.register(
+  new Counter("gatehouse_cache_disk_damaged_total", "Files of the disk tier found damaged (length or CRC-32 not as their head says) and removed."),
+);
 export const cacheEvictions = registry.register(new Counter("gatehouse_cache_evictions_total", "Responses evicted from the cache to stay within max_size."));
 export const certificateExpiry = registry.register(
   new Gauge("gatehouse_certificate_expiry_timestamp_seconds", "notAfter of each served certificate, as a Unix time.", ["name"]),

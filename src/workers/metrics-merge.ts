@@ -41,6 +41,8 @@ export function ruleOf(name: string): MergeRule {
   // Memory and CPU are the whole gateway's; descriptors are judged per process against its own limit: the fullest process, and the lowest limit.
   if (name === "process_resident_memory_bytes" || name === "process_cpu_seconds_total") return "all";
   if (name === "process_open_fds") return "max";
+  // One disk tier for the node, which every worker reports.
+  if (name === "gatehouse_cache_disk_size_bytes") return "max";
   if (name === "process_max_fds") return "min";
   return "sum";
 }

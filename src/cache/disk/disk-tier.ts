@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync, openS
 import { join } from "node:path";
 import type { FieldReader } from "../../lib/fields.ts";
 import { Fields } from "../../lib/fields.ts";
+import { cacheDiskDamaged, cacheDiskSize } from "../../observability/gateway-metrics.ts";
 import { log } from "../../observability/log.ts";
 import type { Entry } from "../store.ts";
 import { secondaryKey } from "../vary.ts";
@@ -42,6 +43,7 @@ export class DiskTier {
     for (let i = 0; i < 256; i++) mkdirSync(join(this.root, "objects", i.toString(16).padStart(2, "0")), { recursive: true, mode: 0o700 });
     this.index = new DiskIndex(join(this.root, "index.db"));
     this.sweepTmp();
+    cacheDiskSize.labels().value = this.index.total();
   }
 
   private pathOf(name: string): string {
@@ -107,6 +109,7 @@ export class DiskTier {
   /** damaged removes a file that failed its checks (a miss from now on) and says so, once: the file is gone afterwards. */
   private damaged(row: Row, why: string): void {
     log.warn("cache file damaged; removed", { file: this.pathOf(row.name), url: row.primary, problem: why });
+    cacheDiskDamaged.labels().value++;
     this.drop([row]);
   }
 
@@ -161,6 +164,7 @@ export class DiskTier {
     writeObject(join(this.root, "tmp"), this.pathOf(name), bytes);
     this.index.put(name, primary, secondary, bytes.byteLength, e.vary, e.tags);
     if (this.index.total() > this.maxBytes) this.evict();
+    cacheDiskSize.labels().value = this.index.total();
   }
 
   /** written resolves once the writes of primary that were asked for are on disk. */
@@ -194,6 +198,7 @@ export class DiskTier {
         unlinkSync(this.pathOf(r.name));
       } catch {}
     }
+    if (rows.length > 0) cacheDiskSize.labels().value = this.index.total();
     return rows.length;
   }
 
