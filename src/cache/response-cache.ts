@@ -6,6 +6,7 @@ import { Coalescer } from "./coalesce.ts";
 import { secondaryKey } from "./vary.ts";
 import { log } from "../observability/log.ts";
 import { DiskTier } from "./disk/disk-tier.ts";
+import { PartialStore } from "./partial.ts";
 import { Store, type Entry } from "./store.ts";
 
 /** DiskSettings are [cache] dir and disk_size; undefined: memory only. */
@@ -16,6 +17,8 @@ const HOST_MEMO_LIMIT = 10_000;
 /** ResponseCache is the registry of stored responses shared by every route that caches. */
 export class ResponseCache {
   store: Store;
+  /** partials are the pieces of responses that came as 206s (RFC 9111 §3.3), in memory, bounded by an eighth of max_size. */
+  partials: PartialStore;
   maxObjectSize: number;
   /** disk is the disk tier behind the memory one ([cache] dir), shared by the node's processes. */
   disk: DiskTier | undefined;
@@ -26,6 +29,7 @@ export class ResponseCache {
 
   constructor(maxSize: number, maxObjectSize: number) {
     this.store = new Store(maxSize);
+    this.partials = new PartialStore(Math.floor(maxSize / 8));
     this.maxObjectSize = maxObjectSize;
   }
 
@@ -34,7 +38,10 @@ export class ResponseCache {
    * disk_size opens the disk tier again (what is on disk stays there).
    */
   configure(maxSize: number, maxObjectSize: number, disk?: DiskSettings, passTagFields = false): void {
-    if (maxSize !== this.store.maxSize) this.store = new Store(maxSize);
+    if (maxSize !== this.store.maxSize) {
+      this.store = new Store(maxSize);
+      this.partials = new PartialStore(Math.floor(maxSize / 8));
+    }
     this.maxObjectSize = maxObjectSize;
     this.passTagFields = passTagFields;
     if (disk?.dir !== this.disk?.dir || disk?.size !== this.disk?.maxBytes) {
@@ -50,6 +57,8 @@ export class ResponseCache {
 
   /** put stores a response from the origin in the memory tier and (after the answer) on disk; false when neither took it. */
   put(primary: string, secondary: string, e: Entry): boolean {
+    // A complete response makes the pieces of its URL useless.
+    this.partials.delete(primary);
     const inMemory = this.store.set(primary, secondary, e);
     if (this.disk === undefined) return inMemory;
     this.disk.store(primary, secondary, e);
@@ -64,6 +73,7 @@ export class ResponseCache {
 
   /** delete removes every variant of primary from both tiers. */
   delete(primary: string): number {
+    this.partials.delete(primary);
     return this.store.delete(primary) + (this.disk?.delete(primary) ?? 0);
   }
 
@@ -105,7 +115,7 @@ export class ResponseCache {
     const both = (inMemory: number, onDisk: number | undefined) => Math.max(inMemory, onDisk ?? 0);
     if ("all" in f)
       return both(
-        this.store.purge(() => true),
+        this.store.purge(() => true) + this.partials.purge(() => true),
         this.disk?.purge(() => true),
       );
     if ("tag" in f) return both(this.store.purgeTag(f.tag, f.soft === true), this.disk?.purgeTag(f.tag, f.soft === true));
@@ -114,6 +124,8 @@ export class ResponseCache {
       const slash = rest.indexOf("/");
       const host = slash < 0 ? rest : rest.slice(0, slash);
       const key = (normalizeHostHeader(host) ?? host.toLowerCase()) + (slash < 0 ? "/" : rest.slice(slash));
+      this.partials.delete(`http://${key}`);
+      this.partials.delete(`https://${key}`);
       return both(
         this.store.delete(`http://${key}`) + this.store.delete(`https://${key}`),
         this.disk && this.disk.delete(`http://${key}`) + this.disk.delete(`https://${key}`),
@@ -122,7 +134,7 @@ export class ResponseCache {
     const host = f.host.toLowerCase();
     const prefix = f.prefix ?? "/";
     const match = (k: string) => k.startsWith(`http://${host}${prefix}`) || k.startsWith(`https://${host}${prefix}`);
-    return both(this.store.purge(match), this.disk?.purge(match));
+    return both(this.store.purge(match) + this.partials.purge(match), this.disk?.purge(match));
   }
 
   /** invalidate drops the stored responses for these absolute URLs (after an unsafe method, RFC 9111 §4.4); ignoreQuery matches how the route keys them. */

@@ -17,6 +17,7 @@ export function readCacheRules(r: Reader, base: CacheRules | undefined): CacheRu
     defaultTtl: ttl("default_ttl", base?.defaultTtl),
     ignoreQuery: c.bool("ignore_query", base?.ignoreQuery ?? false),
     bypassCookies: c.stringList("bypass_cookies") ?? base?.bypassCookies ?? [],
+    fetchWholeOnRange: c.bool("fetch_whole_on_range", base?.fetchWholeOnRange ?? false),
   };
   if (rules.ttl !== undefined && (rules.minTtl !== undefined || rules.defaultTtl !== undefined)) {
     c.problem("ttl", "cannot be combined with min_ttl or default_ttl", "ttl alone (replaces the origin's freshness), or min_ttl / default_ttl");

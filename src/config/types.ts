@@ -90,6 +90,8 @@ export type CacheRules = {
   readonly ignoreQuery: boolean;
   /** bypassCookies: a request carrying one of these cookies ("*": any) skips the cache. */
   readonly bypassCookies: readonly string[];
+  /** fetchWholeOnRange: a range request for a response not stored also fetches the whole response in the background, to store it. */
+  readonly fetchWholeOnRange: boolean;
 };
 
 /** PathRoute is one route of a site: the site's default (prefix "/") or a [[paths]] sub-route. */

@@ -4,6 +4,7 @@ import type { CacheRules } from "../config/types.ts";
 import type { Fields } from "../lib/fields.ts";
 import type { Reply } from "../lib/reply.ts";
 import { log } from "../observability/log.ts";
+import { keepPartial } from "./cache-partial.ts";
 import { clientOf, type Downstream, type RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { responsePolicy } from "../cache/cache-control.ts";
@@ -84,6 +85,14 @@ const BACKGROUND: Downstream = {
   tlsName: () => undefined,
 };
 
+/**
+ * background is a context of its own for an exchange nobody waits for, finished from the start: not a client request in logs and metrics; it has no client
+ * to leave, no body, no listener timeout to raise.
+ */
+function background(ctx: RequestContext): RequestContext {
+  return { ...ctx, downstream: BACKGROUND, peer: clientOf(ctx), finished: true, streamed: undefined, responded: false };
+}
+
 /** Filler talks to the origin for one cached route. */
 export class Filler {
   constructor(
@@ -101,7 +110,33 @@ export class Filler {
     const asked = ctx.headers.clone();
     const requestTime = Date.now();
     const res = await this.forward(ctx);
+    // A 206 for the client's range: kept as a piece of the response when it may be (RFC 9111 §3.3), passed on as it is otherwise.
+    if (res.status === 206)
+      return (
+        (await keepPartial(ctx, this.cache, (info) => lifetimeOf(info, this.rules), primary, res, requestTime)) ??
+        tag(res, "fwd=uri-miss; detail=partial", this.cache)
+      );
     return this.admit(ctx, primary, res, requestTime, Date.now(), { headers: asked, any: true }, asked, "fwd=uri-miss");
+  }
+
+  /**
+   * whole fetches the whole response of a URL whose range a client asked for ([cache] fetch_whole_on_range), in the background, to store it (when it may be,
+   * and fits max_object_size): one at a time per URL, failures only logged.
+   */
+  async whole(ctx: RequestContext, primary: string): Promise<void> {
+    const turn = this.cache.coalescer.join(`whole ${primary}`, 0);
+    if (!turn.leader) return;
+    try {
+      const headers = ctx.headers.clone();
+      for (const name of ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "cache-control"]) headers.delete(name);
+      const bg: RequestContext = { ...background(ctx), method: "GET", headers };
+      const res = await this.fetch(bg, primary);
+      res.discard();
+    } catch (err) {
+      log.warn("background fetch of a whole response failed", { url: primary, error: String((err as Error).message ?? err) });
+    } finally {
+      turn.done();
+    }
   }
 
   private async admit(
@@ -244,18 +279,7 @@ export class Filler {
     try {
       const headers = ctx.headers.clone();
       headers.delete("cache-control");
-      // A context of its own, finished from the start: the exchange is not a client request in logs and metrics; it has no client to
-      // leave, no body, no listener timeout to raise.
-      const bg: RequestContext = {
-        ...ctx,
-        method: "GET",
-        headers,
-        downstream: BACKGROUND,
-        peer: clientOf(ctx),
-        finished: true,
-        streamed: undefined,
-        responded: false,
-      };
+      const bg: RequestContext = { ...background(ctx), method: "GET", headers };
       const res = await this.revalidate(bg, primary, secondary, e, 0, 0, 0);
       // Nobody reads this response; a streamed body must still be ended so the upstream connection is released.
       res.discard();

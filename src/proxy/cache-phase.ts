@@ -5,6 +5,7 @@ import type { Reply } from "../lib/reply.ts";
 import type { RequestContext } from "./context.ts";
 import { GatewayError } from "./errors.ts";
 import { count, Filler, refresh, tag, type Forward } from "./cache-fill.ts";
+import { servePartial, wantsWhole } from "./cache-partial.ts";
 import { decide, invalidates, onlyIfCached, postReusable, type Decision } from "../cache/policy.ts";
 import type { ResponseCache } from "../cache/response-cache.ts";
 import { serveStored } from "../cache/serve.ts";
@@ -104,6 +105,14 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
         if (res !== undefined) return res;
       }
     }
+    // A range that kept pieces of the response cover (RFC 9111 §3.4).
+    if (found === undefined) {
+      const piece = servePartial(ctx, cache, primary);
+      if (piece !== undefined) {
+        count(ctx, "hit");
+        return piece;
+      }
+    }
     if (onlyIfCached(asked)) throw new GatewayError(504, "not in the cache, or not usable without the origin (only-if-cached)", "downstream");
     if (method === "HEAD" && found === undefined) {
       count(ctx, "miss");
@@ -139,7 +148,9 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
         if (d.use === "revalidate") return await fill.revalidate(ctx, primary, found.secondary, found.entry, d.staleIfError, d.age, d.ttl);
       }
       count(ctx, "miss");
-      return method === "HEAD" ? tag(await forward(ctx), "fwd=uri-miss", cache) : await fill.fetch(ctx, primary);
+      if (method === "HEAD") return tag(await forward(ctx), "fwd=uri-miss", cache);
+      if (wantsWhole(rules, ctx)) void fill.whole(ctx, primary);
+      return await fill.fetch(ctx, primary);
     } finally {
       if (turn.leader) turn.done();
       // Released once the file is written: a process that waited finds it.
