@@ -244,6 +244,7 @@ export class Filler {
       const merged = mergeRevalidated(e.headers, res.headers, responseTime);
       for (const name of NOT_STORED) merged.delete(name);
       for (const name of withheldFields(merged)) merged.delete(name);
+      if (!this.cache.passTagFields) for (const name of TAG_FIELDS) merged.delete(name); // a 304's tags are the cache's, not the client's
       const vary = varyNames(merged);
       if (vary === "*" || vary.join(",") !== e.vary.join(",")) {
         // The variants are keyed by the old Vary names: serve this client, drop them all (RFC 9111 §4.1).

@@ -1,6 +1,7 @@
 /** The cache's disk tier: responses as files under [cache] dir with a shared index, for every worker of a node and across restarts and upgrades, bounded in bytes. */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync, openSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import type { FieldReader } from "../../lib/fields.ts";
 import { Fields } from "../../lib/fields.ts";
 import { cacheDiskDamaged, cacheDiskSize } from "../../observability/gateway-metrics.ts";
@@ -14,8 +15,26 @@ import { Damaged, encodeObject, type ObjectHead, openHead, readObject, writeObje
 const LAYOUT = "v1";
 /** READ_WHOLE: objects up to this are read whole (CRC checked at once) and may go to the memory tier; larger ones stream from their file. */
 export const READ_WHOLE = 1024 * 1024;
-/** FILL_STALE_MS: a fill lock older than this belongs to a process that died; it is taken over. */
-const FILL_STALE_MS = 30_000;
+/** holderOf reads the pid in a fill lock (undefined: none, or the file is being written). */
+function holderOf(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, "utf8"));
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** alive says whether a process lives; a lock whose pid is not yet written counts as held. */
+function alive(pid: number | undefined): boolean {
+  if (pid === undefined) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
 const SEP = "\u0000";
 
 /** DiskHit is a stored response found on disk: its entry (body in memory, or `file` to stream from), its secondary key, and whether a soft purge marked it. */
@@ -33,6 +52,9 @@ export class DiskTier {
   private readonly index: DiskIndex;
   /** writing holds, per primary key, the write under way (fill locks are released once it is done). */
   private readonly writing = new Map<string, Promise<void>>();
+  /** epoch counts purges and deletions: a write asked for before one of them is not made (it would bring back what was purged). */
+  private epoch = 0;
+  private complained = 0;
 
   constructor(
     readonly dir: string,
@@ -63,6 +85,19 @@ export class DiskTier {
 
   /** lookup finds the variant of primary that matches the request's Vary fields: read whole when small, else opened to stream. undefined: not on disk. */
   lookup(primary: string, req: FieldReader): DiskHit | undefined {
+    try {
+      return this.find(primary, req);
+    } catch (e) {
+      // The index cannot be read (its file removed, a damaged database): a miss, said once a minute at most.
+      if (Date.now() - this.complained > 60_000) {
+        this.complained = Date.now();
+        log.error("cache index unreadable; disk tier lookups are misses", { dir: this.dir, error: String((e as Error).message ?? e) });
+      }
+      return undefined;
+    }
+  }
+
+  private find(primary: string, req: FieldReader): DiskHit | undefined {
     const vary = this.index.varyOf(primary);
     if (vary === undefined) return undefined;
     const secondary = vary.length === 0 ? "" : secondaryKey(vary, req);
@@ -78,7 +113,11 @@ export class DiskTier {
       else {
         const opened = openHead(path);
         head = opened.head;
-        file = { path, offset: opened.offset, length: head.bodyLength, crc: head.crc, damaged: () => this.damaged(row, "body does not match its CRC-32") };
+        const damaged = () => {
+          // Replaced since (another process wrote this object again): the new file is not the damaged one.
+          if (this.index.row(name)?.gen === row.gen) this.damaged(row, "body does not match its CRC-32");
+        };
+        file = { path, offset: opened.offset, length: head.bodyLength, crc: head.crc, damaged };
       }
       if (head.primary !== primary || head.secondary !== secondary) return undefined; // another key with the same hash
       this.index.used(name);
@@ -100,7 +139,7 @@ export class DiskTier {
       return { entry, secondary, stale: row.stale !== 0 };
     } catch (e) {
       if (e instanceof Damaged) this.damaged(row, e.message);
-      else if ((e as NodeJS.ErrnoException).code === "ENOENT") this.index.remove([row]);
+      else if ((e as NodeJS.ErrnoException).code === "ENOENT") this.drop([row]);
       else log.warn("cache file unreadable; a miss", { file: path, error: String((e as Error).message ?? e) });
       return undefined;
     }
@@ -120,15 +159,19 @@ export class DiskTier {
   store(primary: string, secondary: string, e: Entry): void {
     if ((e.file?.length ?? e.body.byteLength) > this.maxBytes) return;
     const prev = this.writing.get(primary) ?? Promise.resolve();
+    const asked = this.epoch;
     const done = prev.then(async () => {
       try {
-        // A body streamed from disk (its head refreshed by a 304) is read back to be written with the new head.
-        const body = e.file
-          ? await Bun.file(e.file.path)
-              .slice(e.file.offset, e.file.offset + e.file.length)
+        // A body streamed from disk (its head refreshed by a 304) is read back, and checked, to be written with the new head.
+        const f = e.file;
+        const body = f
+          ? await Bun.file(f.path)
+              .slice(f.offset, f.offset + f.length)
               .bytes()
           : e.body;
+        if (f && (body.byteLength !== f.length || crc32(body) !== f.crc)) return f.damaged();
         await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.epoch !== asked) return; // purged meanwhile
         this.write(primary, secondary, e, body);
       } catch (err) {
         log.warn("cache object not written to disk", { url: primary, error: String((err as Error).message ?? err) });
@@ -162,7 +205,13 @@ export class DiskTier {
     );
     const name = nameOf(primary, secondary);
     writeObject(join(this.root, "tmp"), this.pathOf(name), bytes);
-    this.index.put(name, primary, secondary, bytes.byteLength, e.vary, e.tags);
+    try {
+      this.index.put(name, primary, secondary, bytes.byteLength, e.vary, e.tags);
+    } catch (err) {
+      // A file without its row would be found by nobody and counted nowhere.
+      rmSync(this.pathOf(name), { force: true });
+      throw err;
+    }
     if (this.index.total() > this.maxBytes) this.evict();
     cacheDiskSize.labels().value = this.index.total();
   }
@@ -190,34 +239,45 @@ export class DiskTier {
     }
   }
 
-  /** drop removes objects: their rows first (no process finds them after), then their files. */
+  /**
+   * drop removes objects: their rows first (no process finds them after), then their files; a row another process wrote again meanwhile stays, with its
+   * file. An index that cannot be written (busy past its timeout, disk full) is logged, never thrown at a request. It returns how many went.
+   */
   private drop(rows: readonly Row[]): number {
-    this.index.remove(rows);
-    for (const r of rows) {
+    let gone: Row[];
+    try {
+      gone = this.index.remove(rows);
+    } catch (e) {
+      log.warn("cache index not written; objects stay for now", { error: String((e as Error).message ?? e), objects: rows.length });
+      return 0;
+    }
+    for (const r of gone) {
       try {
         unlinkSync(this.pathOf(r.name));
       } catch {}
     }
-    if (rows.length > 0) cacheDiskSize.labels().value = this.index.total();
-    return rows.length;
+    if (gone.length > 0) cacheDiskSize.labels().value = this.index.total();
+    return gone.length;
   }
 
   /** delete removes every variant of primary; how many. */
   delete(primary: string): number {
+    this.epoch++;
     return this.drop(this.index.ofPrimary(primary));
   }
 
   /** purge removes every object whose primary key matches (a scan of the index: an admin action); how many. */
   purge(match: (primary: string) => boolean): number {
+    this.epoch++;
     return this.drop(this.index.all().filter((r) => match(r.primary)));
   }
 
   /** purgeTag removes the objects that carry a tag, or with soft marks them stale; how many. */
   purgeTag(tag: string, soft: boolean): number {
+    this.epoch++;
     const rows = this.index.tagged(tag);
     if (!soft) return this.drop(rows);
-    this.index.markStale(rows);
-    return rows.length;
+    return this.index.markStale(rows);
   }
 
   /** used is the bytes the tier holds (gatehouse_cache_disk_size_bytes). */
@@ -226,31 +286,37 @@ export class DiskTier {
   }
 
   /**
-   * claim takes the fill of primary for this process, across the node's processes (a lock file): its release, or undefined while another process fills it
-   * (waitFill). A lock left by a process that died is taken over after FILL_STALE_MS.
+   * claim takes the fill of primary for this process, across the node's processes (a lock file holding its pid): its release, or undefined while another
+   * live process fills it (waitFill). A lock whose process is gone is taken over at once.
    */
   claim(primary: string): (() => void) | undefined {
     const path = join(this.root, "fill", nameOf(primary, ""));
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        closeSync(openSync(path, "wx", 0o600));
-        return () => rmSync(path, { force: true });
+        const fd = openSync(path, "wx", 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        // Only our own lock: one taken over after we were thought dead is not ours to remove.
+        return () => {
+          if (holderOf(path) === process.pid) rmSync(path, { force: true });
+        };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") return () => undefined; // no lock to be had: fill without one
-        try {
-          if (Date.now() - statSync(path).mtimeMs < FILL_STALE_MS) return undefined;
-          rmSync(path, { force: true });
-        } catch {}
+        if (alive(holderOf(path))) return undefined;
+        rmSync(path, { force: true });
       }
     }
     return undefined;
   }
 
-  /** waitFill waits until no process fills primary any more, at most ms. */
+  /** waitFill waits until no live process fills primary any more, at most ms. */
   async waitFill(primary: string, ms: number): Promise<void> {
     const path = join(this.root, "fill", nameOf(primary, ""));
     const deadline = Date.now() + ms;
-    while (existsSync(path) && Date.now() < deadline) await Bun.sleep(5);
+    for (let n = 0; existsSync(path) && Date.now() < deadline; n++) {
+      if (n % 20 === 19 && !alive(holderOf(path))) return;
+      await Bun.sleep(5);
+    }
   }
 
   /** close waits for the writes under way, then writes pending last-use times and closes the index. */

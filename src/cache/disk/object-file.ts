@@ -50,9 +50,12 @@ export function writeObject(tmpDir: string, path: string, bytes: Uint8Array): vo
   try {
     let off = 0;
     while (off < bytes.byteLength) off += writeSync(fd, bytes, off);
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    rmSync(tmp, { force: true }); // a full disk leaves no half file behind
+    throw e;
   }
+  closeSync(fd);
   try {
     renameSync(tmp, path);
   } catch (e) {
