@@ -31,7 +31,7 @@ export function rangeOf(h: FieldReader): [number, number, number] | undefined {
 /** strongEtag is the response's ETag when it is strong: only strong validators let ranges be combined (RFC 9111 §3.4, RFC 9110 §8.8.1). */
 export function strongEtag(h: FieldReader): string | undefined {
   const e = h.get("etag")?.trim();
-  return e !== undefined && e.startsWith('"') ? e : undefined;
+  return e?.startsWith('"') ? e : undefined;
 }
 
 function bytesOf(p: PartialResponse): number {

@@ -4,15 +4,16 @@ import { basename, dirname, join } from "node:path";
 
 /**
  * writeFileAtomic replaces path with data so that a reader sees the old file or the new one, never a torn one, even after a crash; mode applies to the new file
- * (0600 for keys). `durable = false` skips the fsyncs, for files that mean nothing after a crash (pid and status files): still atomic for readers, and the disk
- * flushes stay off the start-up path.
+ * (0600 for keys). `durable = false` skips the fsyncs, for files that mean nothing after a crash (pid and status files, cache objects): still atomic for
+ * readers, and the disk flushes stay off the start-up path. tmpDir (on the same file system) holds the temp file instead of path's directory.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, durable = true): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, durable = true, tmpDir?: string): void {
   const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const tmp = join(tmpDir ?? dir, `.${basename(path)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}.tmp`);
   const fd = openSync(tmp, "wx", mode);
   try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off);
     if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

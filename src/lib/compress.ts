@@ -33,7 +33,8 @@ export function negotiate(acceptEncoding: string | null): Coding | undefined {
   return c;
 }
 
-function choose(acceptEncoding: string): Coding | undefined {
+/** weights reads an Accept-Encoding value: each coding named and its q-value (1 when none is given). */
+function weights(acceptEncoding: string): Map<string, number> {
   const q = new Map<string, number>();
   for (const part of acceptEncoding.split(",")) {
     const [name, ...params] = part.trim().toLowerCase().split(";");
@@ -45,6 +46,11 @@ function choose(acceptEncoding: string): Coding | undefined {
     }
     q.set(name.trim(), weight);
   }
+  return q;
+}
+
+function choose(acceptEncoding: string): Coding | undefined {
+  const q = weights(acceptEncoding);
   const star = q.get("*");
   let best: Coding | undefined;
   let bestQ = 0;
@@ -94,17 +100,7 @@ export function acceptedCodings(acceptEncoding: string | null): readonly Coding[
   if (acceptEncoding === null || acceptEncoding === "") return NONE;
   const hit = acceptedMemo.get(acceptEncoding);
   if (hit !== undefined) return hit;
-  const q = new Map<string, number>();
-  for (const part of acceptEncoding.split(",")) {
-    const [name, ...params] = part.trim().toLowerCase().split(";");
-    if (!name) continue;
-    let weight = 1;
-    for (const p of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/.exec(p);
-      if (m) weight = Math.min(1, Number(m[1]) || 0);
-    }
-    q.set(name.trim(), weight);
-  }
+  const q = weights(acceptEncoding);
   const star = q.get("*");
   const weightOf = (c: Coding) => q.get(c) ?? star ?? 0;
   // Array.prototype.sort is stable: equal weights keep PREFERENCE's order.

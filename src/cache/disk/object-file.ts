@@ -1,6 +1,7 @@
 /** One stored response as a file of the disk tier: a magic, the length of a JSON head (status, fields, times, Vary, tags, body length and CRC-32), the head, the body. */
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { crc32 } from "node:zlib";
+import { writeFileAtomic } from "../../lib/atomic-write.ts";
 
 /** MAGIC starts every object file; a new layout gets a new magic (and a new directory, see DiskTier). */
 const MAGIC = Buffer.from("GHC1");
@@ -45,23 +46,7 @@ export function encodeObject(head: Omit<ObjectHead, "crc" | "bodyLength">, body:
  * fails its checks on read and is a miss (a cache may lose objects, never serve half of one).
  */
 export function writeObject(tmpDir: string, path: string, bytes: Uint8Array): void {
-  const tmp = `${tmpDir}/${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = openSync(tmp, "wx", 0o600);
-  try {
-    let off = 0;
-    while (off < bytes.byteLength) off += writeSync(fd, bytes, off);
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true }); // a full disk leaves no half file behind
-    throw e;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(path, bytes, 0o600, false, tmpDir);
 }
 
 function parseHead(buf: Buffer, fileSize: number): Opened {
