@@ -1,6 +1,6 @@
 /** The cache's disk tier end to end: kept across restarts, shared by workers (one fill per object), bounded with LRU-like eviction, damaged files dropped, large objects streamed, purge by tag (hard and soft) across both tiers. */
 import { afterAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startGateway, type TestGateway, tempDir } from "./harness.ts";
 
@@ -53,7 +53,7 @@ function cacheDir(): string {
 
 /** files lists the object files of a disk tier, with their sizes. */
 function files(dir: string): { path: string; size: number }[] {
-  const root = join(dir, "v1", "objects");
+  const root = join(dir, "v2", "objects");
   return readdirSync(root).flatMap((sub) => readdirSync(join(root, sub)).map((f) => ({ path: join(root, sub, f), size: statSync(join(root, sub, f)).size })));
 }
 
@@ -224,5 +224,18 @@ test("a soft purge by tag marks the objects stale, on disk too: stale-while-reva
   const deadline = Date.now() + 3000;
   while (asked.get("/soft/x") !== 2 && Date.now() < deadline) await Bun.sleep(10);
   expect(asked.get("/soft/x")).toBe(2);
+  await g.stop();
+});
+
+test("a cache dir of an earlier layout (v1/) is removed at start, not read: the tier starts empty in its own directory", async () => {
+  const dir = cacheDir();
+  mkdirSync(join(dir, "v1", "objects", "00"), { recursive: true });
+  writeFileSync(join(dir, "v1", "index.db"), "an index of another layout");
+  const g = await node(dir);
+  expect(existsSync(join(dir, "v1"))).toBe(false);
+  await g.waitForLog((l) => l.msg === "cache dir of an earlier layout removed");
+  expect((await get(g, "/layout")).headers.get("cache-status")).toContain("fwd=uri-miss");
+  await settle(dir, 1);
+  expect(files(dir).length).toBe(1);
   await g.stop();
 });

@@ -12,6 +12,9 @@ export type Row = {
   readonly gen: number;
 };
 
+/** SCHEMA_VERSION is written into the index (PRAGMA user_version) and checked at each open. */
+const SCHEMA_VERSION = 2;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS objects (name TEXT PRIMARY KEY, pkey TEXT NOT NULL, skey TEXT NOT NULL, size INTEGER NOT NULL, used INTEGER NOT NULL, stale INTEGER NOT NULL DEFAULT 0, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS objects_used ON objects (used);
@@ -56,7 +59,11 @@ export class DiskIndex {
     this.db = new Database(path, { create: true });
     // The busy timeout first: the node's workers open (and may create) the index at the same moment. Writes are short: a writer waits a second at most.
     this.db.exec("PRAGMA busy_timeout = 1000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    // The index of a layout is created with it; a version this code does not know is refused (the tier is then not used), never misread.
+    const version = (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+    if (version !== 0 && version !== SCHEMA_VERSION) throw new Error(`${path} is an index of version ${version}; this gatehouse reads ${SCHEMA_VERSION}`);
     this.db.exec(SCHEMA);
+    this.db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     const cols = 'name, pkey AS "primary", skey AS secondary, size, stale, gen';
     this.q = {
       row: this.db.query(`SELECT ${cols} FROM objects WHERE name = ?`),

@@ -11,8 +11,8 @@ import { secondaryKey } from "../vary.ts";
 import { DiskIndex, type Row } from "./disk-index.ts";
 import { Damaged, encodeObject, type ObjectHead, openHead, readObject, writeObject } from "./object-file.ts";
 
-/** LAYOUT names the directory of this file layout under [cache] dir: a later layout starts beside it, never reads it. */
-const LAYOUT = "v1";
+/** LAYOUT names the directory of this file and index layout under [cache] dir: a later layout starts beside it, empty, and removes the earlier ones. */
+const LAYOUT = "v2";
 /** READ_WHOLE: objects up to this are read whole (CRC checked at once) and may go to the memory tier; larger ones stream from their file. */
 export const READ_WHOLE = 1024 * 1024;
 /** holderOf reads the pid in a fill lock (undefined: none, or the file is being written). */
@@ -65,11 +65,22 @@ export class DiskTier {
     for (let i = 0; i < 256; i++) mkdirSync(join(this.root, "objects", i.toString(16).padStart(2, "0")), { recursive: true, mode: 0o700 });
     this.index = new DiskIndex(join(this.root, "index.db"));
     this.sweepTmp();
+    this.removeOldLayouts();
     cacheDiskSize.labels().value = this.index.total();
   }
 
   private pathOf(name: string): string {
     return join(this.root, "objects", name.slice(0, 2), name);
+  }
+
+  /** removeOldLayouts removes what earlier layouts left under dir (v1/, …): this one never reads them, and they hold disk space. */
+  private removeOldLayouts(): void {
+    for (const d of readdirSync(this.dir)) {
+      if (/^v\d+$/.test(d) && d !== LAYOUT) {
+        log.info("cache dir of an earlier layout removed", { dir: join(this.dir, d) });
+        rmSync(join(this.dir, d), { recursive: true, force: true });
+      }
+    }
   }
 
   /** sweepTmp removes temp files a crashed writer left (older than a minute: younger ones may be another process's write under way). */
