@@ -66,10 +66,17 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     const asked = ctx.headers;
     if (bypassed(rules, asked)) return uncached(ctx);
     const primary = cache.primaryKey(ctx.scheme, ctx.host, ctx.path, rules.ignoreQuery ? "" : ctx.query);
-    const found = cache.lookup(primary, asked);
+    let found = cache.lookup(primary, asked);
     if (found !== undefined) {
       const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "");
       if (res !== undefined) return res;
+    } else if (cache.disk !== undefined) {
+      // The disk tier is asked here too, without a promise on the way of a disk hit.
+      found = fromDisk(primary, asked);
+      if (found !== undefined) {
+        const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "; detail=disk");
+        if (res !== undefined) return res;
+      }
     }
     return uncached(ctx, primary, found);
   };
@@ -97,14 +104,8 @@ export function cachePhase(rules: CacheRules, cache: ResponseCache, forward: For
     }
     const primary = known!;
     let found = seen;
+    // cached() asked both tiers already.
     const disk = cache.disk;
-    if (found === undefined && disk !== undefined) {
-      found = fromDisk(primary, asked);
-      if (found !== undefined) {
-        const res = answer(ctx, primary, found.secondary, found.entry, judge(found.entry, asked, Date.now()), "; detail=disk");
-        if (res !== undefined) return res;
-      }
-    }
     // A range that kept pieces of the response cover (RFC 9111 §3.4).
     if (found === undefined) {
       const piece = servePartial(ctx, cache, primary);

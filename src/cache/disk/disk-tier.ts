@@ -109,11 +109,12 @@ export class DiskTier {
   }
 
   private find(primary: string, req: FieldReader): DiskHit | undefined {
-    const vary = this.index.varyOf(primary);
-    if (vary === undefined) return undefined;
-    const secondary = vary.length === 0 ? "" : secondaryKey(vary, req);
-    const name = nameOf(primary, secondary);
-    const row = this.index.row(name);
+    const plain = nameOf(primary, "");
+    const found = this.index.lookup(primary, plain);
+    if (found === undefined) return undefined;
+    const secondary = found.vary.length === 0 ? "" : secondaryKey(found.vary, req);
+    const name = secondary === "" ? plain : nameOf(primary, secondary);
+    const row = secondary === "" ? found.row : this.index.row(name);
     if (row === undefined) return undefined;
     const path = this.pathOf(name);
     try {
