@@ -181,3 +181,16 @@ test("5 renewals of a.test under TLS load (4 keep-alive clients, 4 with a new co
   expect(gw.logs.slice(logs).filter((l) => l.msg === "listener closed" || l.msg === "listening")).toEqual([]);
   expect(gw.logs.slice(logs).filter((l) => l.msg === "https listener now serves the new certificates" && l.from !== "next handshake")).toEqual([]);
 });
+
+test("a reload (a site added, another site changed) keeps the HTTPS listener and its TLS contexts: TLS 1.3 and 1.2 sessions issued before it resume after it", async () => {
+  const before13 = await handshake("a.test", "-tls1_3", { out: "reload13" });
+  const before12 = await handshake("a.test", "-tls1_2", { out: "reload12" });
+  expect([before13.kind, before12.kind]).toEqual(["New", "New"]);
+  gw.writeRoute("c", `hosts = ["c.test"]\nupstreams = ["http://127.0.0.1:${up.port}"]\n`);
+  gw.writeRoute("b", `hosts = ["b.test"]\ntls = "internal"\nupstreams = ["http://127.0.0.1:${up.port}"]\nhttps_redirect = false\n`);
+  const line = await gw.reload();
+  expect(line.msg).toBe("config reloaded");
+  const after13 = await handshake("a.test", "-tls1_3", { resume: "reload13" });
+  const after12 = await handshake("a.test", "-tls1_2", { resume: "reload12" });
+  expect([after13.kind, after13.answered, after12.kind, after12.answered]).toEqual(["Reused", true, "Reused", true]);
+});
