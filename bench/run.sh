@@ -312,6 +312,8 @@ yesno() { awk -v c="$1" 'BEGIN {print (c) ? "met" : "**not met**"}'; }
 sorted_start=$(printf '%s\n' "${START_MS[@]:1}" | median)
 b99=$(col "$WORK/rl-base.txt" 3) l99=$(col "$WORK/rl-load.txt" 3)
 rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
+# The rows of the first table that link to another bench's own results (…](STATIC.md)), kept across this rewrite.
+KEPT_ROWS=$(grep -E '^\| .*\]\([A-Z-]+\.md\)' bench/RESULTS.md 2>/dev/null | grep -v '^| scenario' || true)
 {
   echo "# Benchmark results: gatehouse against nginx"
   echo
@@ -344,6 +346,8 @@ rl_errs=$(awk '{b += $6; e += $7} END {print b + 0, e + 0}' "$WORK/rl-load.txt")
     [ -n "$tgt" ] && tgt="≥ ${tgt}×: $(yesno "$(awk -v r="$ratio" -v t="$tgt" 'BEGIN {print (r >= t)}')")"
     echo "| ${TITLE[$s]} | $n_rps | $g_rps | **$ratio** | $lat_n | $lat_g | ${tgt:-—} |"
   done
+  # Rows that other benches (bench/static.sh, cache-disk.sh, scale.sh) added from runs of their own stay, as they were.
+  [ -n "$KEPT_ROWS" ] && printf '%s\n' "$KEPT_ROWS"
   echo
   printf "Server CPU per request (µs, nginx worker / gatehouse process, medians):"
   for s in "${SCENARIOS[@]}"; do printf " %s %s / %s;" "${SHORT[$s]}" "$(col "$WORK/nginx-$s.txt" 4)" "$(col "$WORK/gh-$s.txt" 4)"; done | sed 's/;$/./'
