@@ -288,7 +288,7 @@ for f in 1k 64k; do
 done
 SERVER[nginx_n]="$NGX_N_MASTER $NGX_N_HTTP $NGX_N_HTTPS" SERVER[gatehouse_n]="$WN_PID $WN_PORT $WN_TLS"
 alive_n() { kill -0 "$WN_PID" 2>/dev/null || die "gatehouse (workers = $NPROC) died during $1"; kill -0 "$NGX_N_MASTER" 2>/dev/null || die "nginx ($NPROC workers) died during $1"; }
-ALL=(nostore hit1k hit64k tls_ka)
+ALL=(nostore hit1k hit64k tls_ka tls_new)   # tls_new: with several workers, a returning client resumes only on the worker that issued its ticket (docs/tls-resumption.md)
 for s in "${ALL[@]}"; do
   runner "$s" gatehouse_n "$WARM" >/dev/null; runner "$s" nginx_n "$WARM" >/dev/null   # warm-up
   : > "$WORK/nginx_n-$s.txt"; : > "$WORK/gatehouse_n-$s.txt"
