@@ -326,10 +326,13 @@ prefix = "/private/"
 [paths.access]
 allow = ["10.0.0.0/8"]
 `,
-        // A TLS site with the internal CA, so the certificate series exist.
+        // A TLS site with the internal CA, so the certificate series exist; its [export] (into the config's directory) gives the export series.
         secure: `hosts = ["secure.example"]
 tls = "internal"
 upstreams = ["http://127.0.0.1:${up.port}"]
+[export]
+cert = "secure-chain.pem"
+key = "secure-key.pem"
 `,
       },
     });

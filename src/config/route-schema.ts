@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { CertProblem, inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { ACME_CHALLENGES, readCa } from "./acme-schema.ts";
 import { readCacheRules } from "./cache-schema.ts";
+import { readExport } from "./export-schema.ts";
 import { readProxyOptions } from "./global-schema.ts";
 import { readPolicy, readSitePages } from "./policy-schema.ts";
 import { NO_POLICY } from "./policy-types.ts";
@@ -168,7 +169,7 @@ function readSiteAcme(r: Reader, g: GlobalConfig, mode: TlsMode): SiteAcme | und
  * checkAcme checks that the site's challenge (its own [acme] challenge, else config.toml's) can prove every host with the listeners config.toml has: wildcards
  * need dns-01, dns-01 needs [acme.dns], http-01 the plain HTTP listener, tls-alpn-01 the raw HTTPS front end (Bun.serve, used with http2, cannot answer it).
  */
-function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: SiteAcme | undefined): void {
+function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: SiteAcme | undefined, certOnly: boolean): void {
   const challenge = own?.challenge ?? g.acme.challenge;
   // Problems about the challenge itself go where it was chosen: this file's [acme] challenge, or its tls key when config.toml chose it.
   const at = own?.challenge === undefined ? "tls" : "acme.challenge";
@@ -196,6 +197,13 @@ function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: Si
       '"acme" with the http-01 challenge needs the plain HTTP listener (the CA connects to port 80 through it)',
       'listen.http in config.toml, or [acme] challenge = "tls-alpn-01" or "dns-01"',
     );
+  // A certificate-only site may go without the HTTPS listener, but TLS-ALPN-01 is answered on it.
+  if (challenge === "tls-alpn-01" && certOnly && g.listen.https === undefined)
+    r.problem(
+      at,
+      '"tls-alpn-01" is answered on the HTTPS listener (the CA connects to port 443)',
+      'listen.https in config.toml, or [acme] challenge = "http-01"',
+    );
   if (challenge === "tls-alpn-01" && g.listen.http2)
     r.problem(
       at,
@@ -204,8 +212,11 @@ function checkAcme(r: Reader, g: GlobalConfig, hosts: readonly string[], own: Si
     );
 }
 
-/** readSiteTls reads tls, cert, key, https_redirect, [hsts] and [acme] of a route file, and checks that the global config can serve them. */
-function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): SiteTls & { readonly acme: SiteAcme | undefined } {
+/**
+ * readSiteTls reads tls, cert, key, https_redirect, [hsts] and [acme] of a route file, and checks that the global config can serve them; a certificate-only
+ * site (certOnly) serves nothing over HTTPS, so it needs no HTTPS listener.
+ */
+function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[], certOnly: boolean): SiteTls & { readonly acme: SiteAcme | undefined } {
   const mode = r.oneOf("tls", TLS_MODES, "off");
   // A misspelt tls is one problem: the keys that depend on the mode are taken as written, not reported again against the fallback "off".
   const raw = r.value("tls");
@@ -236,8 +247,9 @@ function readSiteTls(r: Reader, g: GlobalConfig, hosts: readonly string[]): Site
     hstsR.done();
     if (mode === "off") r.problem("hsts", 'is only sent over HTTPS (tls is "off")', 'tls = "acme", "internal" or "manual"');
   }
-  if (mode !== "off" && g.listen.https === undefined) r.problem("tls", `"${mode}" needs an HTTPS listener`, 'listen.https in config.toml, or tls = "off"');
-  if (mode === "acme") checkAcme(r, g, hosts, own);
+  if (mode !== "off" && !certOnly && g.listen.https === undefined)
+    r.problem("tls", `"${mode}" needs an HTTPS listener`, 'listen.https in config.toml, or tls = "off"');
+  if (mode === "acme") checkAcme(r, g, hosts, own, certOnly);
   return { mode, manual, redirect, hsts, acme: own };
 }
 
@@ -273,7 +285,13 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
     else if (hosts.includes(host)) r.problem(`hosts[${i}]`, `${JSON.stringify(h)} is listed twice`, "each host once");
     else hosts.push(host);
   });
-  const { acme, ...tls } = readSiteTls(r, g, hosts);
+  // A site with no action anywhere is certificate-only (when it has a certificate): it obtains, renews and exports one, and serves no HTTP.
+  const certOnly = !hasAction(r) && !r.has("paths");
+  const { acme, ...tls } = readSiteTls(r, g, hosts, certOnly);
+  const exported = readExport(r, g.dir);
+  // A misspelt tls is reported once, by readSiteTls: not again as "off".
+  const off = tls.mode === "off" && (r.value("tls") ?? "off") === "off";
+  if (r.has("export") && off) r.problem("export", 'needs a certificate to export (tls is "off")', 'tls = "acme", "internal" or "manual"');
   const proxy = readProxyOptions(r, g.proxy, g.dir);
   const cache = readCacheRules(r, undefined);
   const allowTrace = r.bool("allow_trace", false);
@@ -320,7 +338,22 @@ export function readSite(r: Reader, g: GlobalConfig, name: string, file: string)
       policy: pathPolicy,
     });
   }
-  if (routes.length === 1 && !hasAction(r)) r.problem("", "the site does nothing", "one of upstreams, static, redirect, or [[paths]] entries");
+  if (certOnly && off && !r.has("export"))
+    r.problem(
+      "",
+      "the site does nothing",
+      'one of upstreams, static, redirect, or [[paths]] entries; or tls = "acme", "internal" or "manual" for a certificate only',
+    );
   r.done();
-  return { name, file, hosts, tls, routes, pages, ...(acme ? { acme } : {}) };
+  return {
+    name,
+    file,
+    hosts,
+    tls,
+    routes,
+    pages,
+    ...(acme ? { acme } : {}),
+    ...(certOnly && tls.mode !== "off" ? { certificateOnly: true as const } : {}),
+    ...(exported ? { export: exported } : {}),
+  };
 }

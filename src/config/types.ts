@@ -134,6 +134,23 @@ export type SiteAcme = {
   readonly eab?: AcmeEab;
 };
 
+/**
+ * ExportConfig is a site's [export]: the files its certificate chain and key are copied to for other daemons, their modes and group, and the command run
+ * (argv, no shell) after each change, killed after timeout ms.
+ */
+export type ExportConfig = {
+  readonly cert: string;
+  readonly key: string;
+  readonly certMode: number;
+  readonly keyMode: number;
+  /** gid is the group both files get (chgrp); undefined: the process's own. */
+  readonly gid?: number;
+  /** group is the group as written (a name or a number), for logs. */
+  readonly group?: string;
+  readonly run: readonly string[] | undefined;
+  readonly timeout: number;
+};
+
 /** SiteConfig is one routes/NAME.toml file. */
 export type SiteConfig = {
   readonly name: string;
@@ -145,6 +162,10 @@ export type SiteConfig = {
   readonly pages: SitePages;
   /** acme is the site's own [acme] table (tls = "acme" only); undefined: everything from config.toml's [acme]. */
   readonly acme?: SiteAcme;
+  /** certificateOnly: the site has hosts and a certificate but no action; it serves no HTTP, its hosts are answered as unknown ones (ACME challenges aside). */
+  readonly certificateOnly?: true;
+  /** export is the site's [export] table: where its certificate goes for other daemons; undefined: nowhere. */
+  readonly export?: ExportConfig;
 };
 
 /** TsigConfig is the key that signs RFC 2136 updates (RFC 8945). */

@@ -91,6 +91,27 @@ export const certificateRenewalPlanned = registry.register(
     ["name"],
   ),
 );
+export const certificateExports = registry.register(
+  new Counter(
+    "gatehouse_certificate_exports_total",
+    "Exports of a site's certificate to the files of its [export] table, by result (written; unchanged: the files held it already; failure: a write failed; refused: the certificate failed verification).",
+    ["name", "result"],
+  ),
+);
+export const certificateExportRuns = registry.register(
+  new Counter(
+    "gatehouse_certificate_export_runs_total",
+    "Runs of the command of a site's [export] table after its files changed, by result (success: exit status 0; failure; timeout: killed at its timeout).",
+    ["name", "result"],
+  ),
+);
+export const certificateExportCurrent = registry.register(
+  new Gauge(
+    "gatehouse_certificate_export_current",
+    "1 when a site's exported files hold the certificate it serves and their command ran; 0 while an export fails (and is retried) or is refused.",
+    ["name"],
+  ),
+);
 export const storageUp = registry.register(
   new Gauge(
     "gatehouse_storage_up",

@@ -4,7 +4,7 @@ import type { Config, PathRoute, SiteConfig } from "../config/types.ts";
 import { VERSION } from "../version.ts";
 import type { AdminState } from "./admin.ts";
 import { registry } from "./gateway-metrics.ts";
-import type { CacheRow, CertificateRow, EndpointRow, ReloadRow, RouteRow, SiteRow, StatusData, WorkerRow } from "./status-page.ts";
+import type { CacheRow, CertificateRow, EndpointRow, ExportRow, ReloadRow, RouteRow, SiteRow, StatusData, WorkerRow } from "./status-page.ts";
 
 /** routeRow says what a route does, where to, and which of cache and policies it has on. */
 function routeRow(r: PathRoute): RouteRow {
@@ -23,7 +23,15 @@ function routeRow(r: PathRoute): RouteRow {
 }
 
 function siteRow(s: SiteConfig, dir: string): SiteRow {
-  return { name: s.name, file: relative(dir, s.file), hosts: s.hosts, tls: s.tls.mode, maintenance: s.pages.maintenance, routes: s.routes.map(routeRow) };
+  return {
+    name: s.name,
+    file: relative(dir, s.file),
+    hosts: s.hosts,
+    tls: s.tls.mode,
+    maintenance: s.pages.maintenance,
+    routes: s.routes.map(routeRow),
+    ...(s.certificateOnly ? { certificateOnly: true } : {}),
+  };
 }
 
 /** Described is the JSON of GET /certificates and GET /upstreams entries, as far as the page reads it. */
@@ -43,6 +51,21 @@ function certificateRow(c: Described): CertificateRow {
     nextCheck: str(c.next_check),
     failures: Number(c.failures ?? 0),
     lastError: str(c.last_error),
+    export: exportRow(c.export),
+  };
+}
+
+/** exportRow reads the `export` object of a GET /certificates entry; null when the site has no [export]. */
+function exportRow(e: unknown): ExportRow | null {
+  if (typeof e !== "object" || e === null) return null;
+  const x = e as Described;
+  return {
+    cert: String(x.cert),
+    key: String(x.key),
+    lastResult: str(x.last_result),
+    failures: Number(x.failures ?? 0),
+    lastError: str(x.last_error),
+    nextRetry: str(x.next_retry),
   };
 }
 

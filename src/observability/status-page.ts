@@ -21,6 +21,18 @@ export type SiteRow = {
   readonly tls: string;
   readonly maintenance: boolean;
   readonly routes: readonly RouteRow[];
+  /** certificateOnly: the site only has a certificate (for its [export]) and serves no HTTP. */
+  readonly certificateOnly?: boolean;
+};
+
+/** ExportRow is the state of a site's [export]: its files, how the last attempt went (ok, refused, failure, timeout; null: not yet) and the next retry. */
+export type ExportRow = {
+  readonly cert: string;
+  readonly key: string;
+  readonly lastResult: string | null;
+  readonly failures: number;
+  readonly lastError: string | null;
+  readonly nextRetry: string | null;
 };
 
 /** CertificateRow is one TLS site's certificate (times are ISO 8601, null when unknown). */
@@ -34,6 +46,8 @@ export type CertificateRow = {
   readonly nextCheck: string | null;
   readonly failures: number;
   readonly lastError: string | null;
+  /** export is the site's [export] state; null or absent when it has none. */
+  readonly export?: ExportRow | null;
 };
 
 /** EndpointRow is one upstream endpoint (of one worker, with workers > 1). */
@@ -156,6 +170,8 @@ function siteSection(s: SiteRow): string {
     ]),
   );
   const state = s.maintenance ? ` ${badge("warn", "maintenance")}` : "";
+  if (s.certificateOnly)
+    return `<h3 id="site-${esc(s.name)}">${esc(s.name)}</h3><p class="meta">hosts ${list(s.hosts, ", ")} · tls ${esc(s.tls)} · certificate only, serves no HTTP · <code>${esc(s.file)}</code></p>`;
   return `<h3 id="site-${esc(s.name)}">${esc(s.name)}${state}</h3><p class="meta">hosts ${list(s.hosts, ", ")} · tls ${esc(s.tls)} · <code>${esc(s.file)}</code></p>${table(
     ["Route", "Prefix", "Action", "Targets", "Cache", "Policies"],
     routes,
@@ -176,7 +192,28 @@ function certificateRow(c: CertificateRow, now: number): string {
           ? badge("warn", `${left} days left${c.plannedRenewal ? ", renewal due" : ""}`)
           : badge("ok", `${left} days left`);
   const error = c.lastError ? `${badge("bad", `${c.failures} failure${c.failures === 1 ? "" : "s"}`)} ${esc(c.lastError)}` : "–";
-  return row([esc(c.name), esc(c.source), list(c.names), when(c.notAfter, now), state, when(c.plannedRenewal, now), when(c.nextCheck, now), error]);
+  return row([
+    esc(c.name),
+    esc(c.source),
+    list(c.names),
+    when(c.notAfter, now),
+    state,
+    when(c.plannedRenewal, now),
+    when(c.nextCheck, now),
+    error,
+    exportCell(c.export, now),
+  ]);
+}
+
+/** exportCell says whether a site's exported files are current, or why not and when the next try is. */
+function exportCell(e: ExportRow | null | undefined, now: number): string {
+  if (!e) return "–";
+  const files = `<code>${esc(e.cert)}</code>`;
+  if (e.lastResult === "ok") return `${badge("ok", "exported")} ${files}`;
+  if (e.lastResult === null) return `${badge("off", "pending")} ${files}`;
+  if (e.lastResult === "refused") return `${badge("bad", "refused")} ${esc(e.lastError ?? "")}`;
+  const failures = `${e.failures} failure${e.failures === 1 ? "" : "s"}`;
+  return `${badge("bad", failures)} ${esc(e.lastError ?? "")}; next try ${when(e.nextRetry, now)}`;
 }
 
 function endpointRow(e: EndpointRow, now: number, workers: boolean): string {
@@ -240,7 +277,7 @@ export function renderStatus(d: StatusData): string {
   const sites = d.sites.length ? d.sites.map(siteSection).join("") : empty("No sites: the routes directory has no route file.");
   const certs = d.certificates.length
     ? table(
-        ["Site", "Source", "Names", "Expires", "Days left", "Renewal planned", "Next check", "Last error"],
+        ["Site", "Source", "Names", "Expires", "Days left", "Renewal planned", "Next check", "Last error", "Export"],
         d.certificates.map((c) => certificateRow(c, d.now)),
       )
     : empty("No certificates: no site uses TLS.");

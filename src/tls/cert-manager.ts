@@ -1,5 +1,5 @@
 /** Certificates of every TLS site: loaded from storage, issued (internal CA, ACME) or taken from the config (manual), renewed on schedule, and handed to the HTTPS listener. State outlives reloads. */
-import type { AcmeConfig, Config } from "../config/types.ts";
+import type { AcmeConfig, Config, ExportConfig } from "../config/types.ts";
 import { inspectBundle, isIpLiteral, nameCovers, type CertBundle } from "../lib/cert-info.ts";
 import { certificateExpiry, certificateRenewal, certificateRenewalPlanned } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
@@ -11,7 +11,8 @@ import { solversFor } from "./acme/solvers.ts";
 import { AcmeIssuers, siteDirectory } from "./acme-issuers.ts";
 import { InternalIssuer } from "./internal-issuer.ts";
 import { issuersFor, type Issuer, type Issuers } from "./issuer.ts";
-import { fits, managedEntry, unpack, type Managed } from "./managed.ts";
+import { CertExporter } from "./export.ts";
+import { describeManaged, fits, managedEntry, unpack, type Managed } from "./managed.ts";
 import { RenewalScheduler } from "./renewal-scheduler.ts";
 import { SharedFollow } from "./shared-follow.ts";
 import { SiteCertStore, type Stored } from "./site-store.ts";
@@ -48,6 +49,8 @@ export type CertPlan = {
   readonly shared: boolean;
   /** retry holds failing entries whose CAs or accounts the new config changed (a fixed EAB key, another CA): tried again at once, from the first CA. */
   readonly retry: ReadonlySet<Managed>;
+  /** exports are the [export] tables of the sites, by site name. */
+  readonly exports: ReadonlyMap<string, ExportConfig>;
 };
 
 function sameIssuers(a: readonly Issuer[], b: readonly Issuer[]): boolean {
@@ -90,12 +93,15 @@ export class CertManager {
   private disposed = false;
   private readonly follower: boolean;
   private readonly scheduler: RenewalScheduler;
+  /** exporter copies certificates to other daemons' files; only the process that leads has one (followers never export). */
+  private readonly exporter: CertExporter | undefined;
 
   constructor(
     private readonly onChange: () => void,
     private readonly opts: CertManagerOptions,
   ) {
     this.follower = opts.follower ?? false;
+    this.exporter = this.follower ? undefined : new CertExporter();
     this.scheduler = new RenewalScheduler(
       {
         live: (m) => this.live(m),
@@ -104,6 +110,7 @@ export class CertManager {
         renewFraction: (m) => (m.mode === "acme" ? (this.acme?.renewFraction ?? 2 / 3) : 2 / 3),
         renewed: (m) => {
           this.expiryMetric(m);
+          this.exporter?.offer(m.site, m.hosts, m.bundle);
           this.onChange();
         },
       },
@@ -117,7 +124,8 @@ export class CertManager {
    */
   async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
-    const tlsSites = g.listen.https ? config.sites.filter((s) => s.tls.mode !== "off") : [];
+    // A certificate-only site has its certificate without an HTTPS listener too (for its [export]).
+    const tlsSites = config.sites.filter((s) => s.tls.mode !== "off" && (g.listen.https !== undefined || s.certificateOnly));
     const store = this.store && this.certsDir === storageKey(g) ? this.store : new SiteCertStore(this.opts.storage(g));
     const same = store === this.store;
     const internal = same && this.issuers ? this.issuers.internal : new InternalIssuer(store.storage);
@@ -183,7 +191,8 @@ export class CertManager {
         m.firstDelay = 0; // an order, or a look at the CA's renewal information (RFC 9773): a revoked certificate is replaced at once
       else if (m.stale || renewAt(m.bundle!, Date.now(), { fraction: 2 / 3 }) <= Date.now()) await this.issueInternal(m, store, internal);
     }
-    return { store, certsDir: storageKey(g), shared: g.storage.backend === "etcd", fallback, issuers, solvers, acme: g.acme, managed, adopt, retry };
+    const exports = new Map(tlsSites.flatMap((s) => (s.export ? [[s.name, s.export] as const] : [])));
+    return { store, certsDir: storageKey(g), shared: g.storage.backend === "etcd", fallback, issuers, solvers, acme: g.acme, managed, adopt, retry, exports };
   }
 
   /** commit makes a plan live (after the HTTPS listener took its entries): drops what left, starts the timers of what is new, serves adopted certificates. */
@@ -235,6 +244,9 @@ export class CertManager {
           log.warn("manual certificate has expired; clients will refuse it", { site: m.site, not_after: new Date(m.bundle.notAfter).toISOString() });
       } else this.scheduler.schedule(m, m.firstDelay);
     }
+    // Loaded at start, adopted, or for a site whose [export] came or changed: the files change only when they hold another certificate.
+    this.exporter?.configure(plan.exports);
+    for (const m of plan.managed.values()) this.exporter?.offer(m.site, m.hosts, m.bundle);
   }
 
   /**
@@ -256,26 +268,9 @@ export class CertManager {
     return out;
   }
 
-  /** describe lists each TLS site's certificate for the admin API: names, validity, issuer, next renewal check, failures and the last error. */
+  /** describe lists each TLS site's certificate for the admin API (describeManaged), with the state of its [export] (null: none, or a follower). */
   describe(): unknown[] {
-    return [...this.managed.values()].map((m) => ({
-      name: m.site,
-      source: m.mode,
-      hosts: m.hosts,
-      names: m.bundle?.names ?? [],
-      not_before: m.bundle ? new Date(m.bundle.notBefore).toISOString() : null,
-      not_after: m.bundle ? new Date(m.bundle.notAfter).toISOString() : null,
-      issuer: m.bundle?.issuer ?? null,
-      // ca: the ACME directory the served certificate came from; order_ca: where the next order goes (another than the site's own after failures).
-      ca: m.meta?.directory ?? null,
-      order_ca: m.mode === "acme" ? (issuersFor(m.site, m.mode, this.issuers)[m.ca]?.meta.directory ?? null) : null,
-      fingerprint_sha256: m.bundle?.fingerprint ?? null,
-      next_check: m.mode === "manual" ? null : new Date(m.nextCheck).toISOString(),
-      renewal_planned: m.mode === "manual" || m.planned === undefined ? null : new Date(m.planned).toISOString(),
-      renewal_window: m.window ? { start: new Date(m.window.start).toISOString(), end: new Date(m.window.end).toISOString() } : null,
-      failures: m.failures,
-      last_error: m.lastError ?? null,
-    }));
+    return [...this.managed.values()].map((m) => ({ ...describeManaged(m, this.issuers), export: this.exporter?.describe(m.site) ?? null }));
   }
 
   /**
@@ -297,6 +292,7 @@ export class CertManager {
       if (!this.follower) {
         Object.assign(m, { window: undefined, stale: false, failures: 0, lastError: undefined });
         log.info("certificate renewed by another node adopted", { site: m.site, not_after: new Date(b.notAfter).toISOString() });
+        this.exporter?.offer(m.site, m.hosts, b);
         this.scheduler.schedule(m);
       }
       changed = true;
@@ -350,6 +346,7 @@ export class CertManager {
   dispose(): void {
     this.disposed = true;
     this.following.stop();
+    this.exporter?.dispose();
     for (const m of this.managed.values()) clearTimeout(m.timer);
   }
 

@@ -2,7 +2,7 @@
 import type { SiteConfig } from "../config/types.ts";
 import { coversAll, type CertBundle } from "../lib/cert-info.ts";
 import type { RenewalWindow } from "./acme/ari.ts";
-import { issuedBy, type Issuer } from "./issuer.ts";
+import { issuedBy, issuersFor, type Issuer, type Issuers } from "./issuer.ts";
 import type { Stored, StoredMeta } from "./site-store.ts";
 
 /** Managed is a site's certificate as the registry serves and renews it; it lives as long as the site's mode, hosts, storage and CA stay (its id). */
@@ -76,4 +76,26 @@ export function fits(s: Stored, hosts: readonly string[], issuers: readonly Pick
 /** unpack turns an issued pair into inspectBundle's arguments. */
 export function unpack(p: { certPem: string; keyPem: string }): [string, string] {
   return [p.certPem, p.keyPem];
+}
+
+/** describeManaged is one entry of GET /certificates: names, validity, issuer, CA, next renewal check, failures and the last error. */
+export function describeManaged(m: Managed, issuers: Issuers | undefined): Record<string, unknown> {
+  return {
+    name: m.site,
+    source: m.mode,
+    hosts: m.hosts,
+    names: m.bundle?.names ?? [],
+    not_before: m.bundle ? new Date(m.bundle.notBefore).toISOString() : null,
+    not_after: m.bundle ? new Date(m.bundle.notAfter).toISOString() : null,
+    issuer: m.bundle?.issuer ?? null,
+    // ca: the ACME directory the served certificate came from; order_ca: where the next order goes (another than the site's own after failures).
+    ca: m.meta?.directory ?? null,
+    order_ca: m.mode === "acme" ? (issuersFor(m.site, m.mode, issuers)[m.ca]?.meta.directory ?? null) : null,
+    fingerprint_sha256: m.bundle?.fingerprint ?? null,
+    next_check: m.mode === "manual" ? null : new Date(m.nextCheck).toISOString(),
+    renewal_planned: m.mode === "manual" || m.planned === undefined ? null : new Date(m.planned).toISOString(),
+    renewal_window: m.window ? { start: new Date(m.window.start).toISOString(), end: new Date(m.window.end).toISOString() } : null,
+    failures: m.failures,
+    last_error: m.lastError ?? null,
+  };
 }

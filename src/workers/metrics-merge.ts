@@ -14,7 +14,7 @@ export type Exposition = Map<string, Family>;
 export type MergeRule = "sum" | "min" | "supervisor" | "all" | "max";
 
 /**
- * FROM_SUPERVISOR are the families that only the supervisor knows: certificates and ACME (it obtains them), config reloads (it validates and relays them),
+ * FROM_SUPERVISOR are the families that only the supervisor knows: certificates, their exports and ACME (it obtains them), config reloads (it validates and relays them),
  * build and start, and the workers themselves.
  */
 const FROM_SUPERVISOR = new Set([
@@ -22,6 +22,9 @@ const FROM_SUPERVISOR = new Set([
   "gatehouse_certificate_renewal_timestamp_seconds",
   "gatehouse_certificate_renewal_planned_timestamp_seconds",
   "gatehouse_acme_orders_total",
+  "gatehouse_certificate_exports_total",
+  "gatehouse_certificate_export_runs_total",
+  "gatehouse_certificate_export_current",
   "gatehouse_config_reloads_total",
   "gatehouse_config_last_reload_success",
   "gatehouse_config_last_reload_timestamp_seconds",
