@@ -218,7 +218,8 @@ function startBuild(config: Config): Build {
 }
 
 function addSite(b: Build, site: SiteConfig, deps: GenerationDeps, https: boolean): void {
-  // A certificate-only site serves no HTTP: its hosts get what unknown hosts get (421 or 404); HTTP-01 challenges are answered before any site.
+  // A certificate-only site serves no HTTP: its hosts get what unknown hosts get (421 or 404), or a wildcard site's answer where one covers them; HTTP-01
+  // challenges are answered before any site.
   if (site.certificateOnly) return;
   const compiled = compileSite(site, deps, b.pools, b.names, https);
   for (const host of site.hosts) b.router.add(host, compiled);

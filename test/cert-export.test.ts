@@ -1,7 +1,7 @@
 /** Certificate-only sites and [export]: the chain and key written for other daemons with their mode and group, the command run once per change, failures retried, hangs killed, bad keys reported by check. */
 import { afterAll, expect, test } from "bun:test";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, MAIN, freePort, startGateway, tempDir, type TestGateway } from "./harness.ts";
 import { InternalCa } from "../src/tls/internal-ca.ts";
@@ -260,3 +260,53 @@ test('with tls = "acme" a certificate-only site gets its certificate from the CA
     tb.stop();
   }
 }, 90_000);
+
+test("a reload that fixes a failing command (same files, another run) runs the command still owed, at once", async () => {
+  const out = scratch();
+  const gw = await start(join(scratch(), "certs"), mailSite(out, `run = ${JSON.stringify(["/bin/sh", "-c", "exit 3"])}\n`));
+  await gw.waitForLog((l) => l.msg === "certificate export failed; retrying", 10_000);
+  expect(runs(out)).toBe(0);
+  const from = gw.logs.length;
+  gw.writeRoute("mail", mailSite(out, `run = ${hook(out)}\n`));
+  expect((await gw.reload()).msg).toBe("config reloaded");
+  await gw.waitForLog((l) => l.msg === "export command ran", 5000, from);
+  expect(runs(out)).toBe(1);
+  const [c] = await certificates(gw);
+  expect(c!.export).toMatchObject({ last_result: "ok" });
+}, 20_000);
+
+test("when the chain cannot be written, the key stays the old one too: never a new key beside an old chain", async () => {
+  const out = scratch();
+  const chainDir = join(out, "chain");
+  mkdirSync(chainDir);
+  const route = `hosts = ["mail.test"]\ntls = "internal"\n\n[export]\ncert = "${join(chainDir, "fullchain.pem")}"\nkey = "${join(out, "key.pem")}"\n`;
+  const certs = join(scratch(), "certs");
+  const gw = await start(certs, route);
+  await gw.waitForLog((l) => l.msg === "certificate exported", 10_000);
+  const keyBefore = readFileSync(join(out, "key.pem"), "utf8");
+  const chainBefore = readFileSync(join(chainDir, "fullchain.pem"), "utf8");
+  // The chain's directory goes away (as root, a read-only mode would not stop the write): the next certificate's chain cannot be written.
+  rmSync(chainDir, { recursive: true });
+  try {
+    const from = gw.logs.length;
+    expect((await fetch(`${gw.admin}/certificates/mail/renew`, { method: "POST" })).status).toBe(202);
+    await gw.waitForLog((l) => l.msg === "certificate export failed; retrying", 10_000, from);
+    expect(readFileSync(join(out, "key.pem"), "utf8")).toBe(keyBefore);
+    expect(new X509Certificate(chainBefore).checkPrivateKey(createPrivateKey(keyBefore))).toBe(true);
+    expect(readdirSync(out).filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  } finally {
+    mkdirSync(chainDir, { recursive: true });
+  }
+}, 20_000);
+
+test("the mode asked for is the mode the files get, whatever the process's umask (077 here)", async () => {
+  const out = scratch();
+  const gw = await startGateway({
+    top: `certs_dir = "${join(scratch(), "certs")}"`,
+    routes: { mail: mailSite(out, `mode = "0640"\n`) },
+    cmd: ["/bin/sh", "-c", `umask 077 && exec "$0" "$@"`, BUN, MAIN, "run", "-c", "config.toml"],
+  });
+  gateways.push(gw);
+  await gw.waitForLog((l) => l.msg === "certificate exported", 10_000);
+  for (const f of ["fullchain.pem", "key.pem"]) expect((statSync(join(out, f)).mode & 0o777).toString(8)).toBe("640");
+});

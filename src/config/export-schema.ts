@@ -8,6 +8,8 @@ import type { ExportConfig } from "./types.ts";
 /** CHAIN_MODE and KEY_MODE are the modes of the exported files when [export] sets none: the chain is public, the key is not. */
 export const CHAIN_MODE = 0o644;
 export const KEY_MODE = 0o600;
+/** MAX_RUN_TIMEOUT_MS bounds timeout: a reload command runs for seconds, and a timer cannot wait beyond 24.8 days. */
+const MAX_RUN_TIMEOUT_MS = 3600_000;
 /** RUN_TIMEOUT_MS is how long the command may take when [export] sets no timeout; then it is killed. */
 export const RUN_TIMEOUT_MS = 30_000;
 const MODE_RE = /^0?[0-7]{3}$/;
@@ -17,7 +19,8 @@ const GROUP_EXPECTED = 'a group name this system knows (getent group NAME), or a
 /** lookupGroup finds a group's number by name through NSS (getent: LDAP and sssd groups too), else /etc/group; undefined when unknown. */
 export function lookupGroup(name: string): number | undefined {
   try {
-    const r = Bun.spawnSync(["getent", "group", name], { stdout: "pipe", stderr: "ignore" });
+    // Bounded: a stalled directory service (LDAP, sssd) must not hold a config load.
+    const r = Bun.spawnSync(["getent", "group", name], { stdout: "pipe", stderr: "ignore", timeout: 2000 });
     if (r.exitCode === 0) return gidOf(r.stdout.toString(), name);
     if (r.exitCode === 2) return undefined; // getent's "not found"
   } catch {
@@ -119,6 +122,7 @@ export function readExport(r: Reader, dir: string): ExportConfig | undefined {
   const run = readRun(t);
   const timeout = t.duration("timeout", RUN_TIMEOUT_MS);
   if (t.has("timeout") && timeout <= 0) t.problem("timeout", "must be longer than zero", 'a duration such as "30s"');
+  if (timeout > MAX_RUN_TIMEOUT_MS) t.problem("timeout", "is longer than an hour", 'a duration up to "1h"');
   if (t.has("timeout") && run === undefined && !t.has("run")) t.problem("timeout", "is the timeout of run, which is not set", "run, or no timeout");
   t.done();
   if (cert === undefined || key === undefined || cert === key || (modeText !== undefined && mode === undefined) || !group || (t.has("run") && !run))

@@ -1,7 +1,7 @@
 /** Exporting sites' certificates to other daemons ([export]): verified, written atomically only when the files hold another, the command run after, failures retried. */
 import { readFileSync, statSync } from "node:fs";
 import type { ExportConfig } from "../config/types.ts";
-import { writeFileAtomic } from "../lib/atomic-write.ts";
+import { type Prepared, prepareFileAtomic } from "../lib/atomic-write.ts";
 import { coversAll, inspectBundle, type CertBundle } from "../lib/cert-info.ts";
 import { certificateExportCurrent, certificateExportRuns, certificateExports } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
@@ -83,7 +83,14 @@ export class CertExporter {
     for (const [site, cfg] of exports) {
       const key = JSON.stringify(cfg);
       const cur = this.targets.get(site);
-      next.set(site, cur && cur.key === key ? cur : newTarget(site, cfg, key));
+      if (cur && cur.key === key) {
+        next.set(site, cur);
+        continue;
+      }
+      const t = newTarget(site, cfg, key);
+      // Other settings for the same files (a fixed run, a longer timeout): what was exported stays known, and a command still owed runs.
+      if (cur && cur.cfg.cert === cfg.cert && cur.cfg.key === cfg.key) Object.assign(t, { exported: cur.exported, runFor: cur.runFor });
+      next.set(site, t);
     }
     for (const [site, t] of this.targets) {
       if (next.get(site) === t) continue;
@@ -171,7 +178,7 @@ export class CertExporter {
       // Not retried: the next certificate the site gets is offered again.
       Object.assign(t, { lastResult: "refused", lastError: `not exported: ${(e as Error).message}`, lastTime: Date.now() });
       certificateExports.labels(site, "refused").value++;
-      certificateExportCurrent.labels(site).value = 0;
+      if (!t.disposed) certificateExportCurrent.labels(site).value = 0;
       log.error("certificate not exported: it fails verification", { site, cert: cfg.cert, problem: (e as Error).message });
       return;
     }
@@ -180,9 +187,17 @@ export class CertExporter {
       // The contents differ (or only the mode or group): the command runs only for another certificate, not for a chmod.
       const changed = readOr(cfg.cert) !== b.certPem || readOr(cfg.key) !== b.keyPem;
       try {
-        // The key first, so that a daemon reading both in between sees the old chain with the new key at worst, never a half-written file.
-        writeFileAtomic(cfg.key, b.keyPem, cfg.keyMode, true, undefined, { gid: cfg.gid });
-        writeFileAtomic(cfg.cert, b.certPem, cfg.certMode, true, undefined, { gid: cfg.gid });
+        // Both files written first, then both renamed: a failure leaves the old pair in place, never a new key beside an old chain.
+        const key = prepareFileAtomic(cfg.key, b.keyPem, cfg.keyMode, true, undefined, { gid: cfg.gid });
+        let cert: Prepared;
+        try {
+          cert = prepareFileAtomic(cfg.cert, b.certPem, cfg.certMode, true, undefined, { gid: cfg.gid });
+        } catch (e) {
+          key.discard();
+          throw e;
+        }
+        key.commit();
+        cert.commit();
       } catch (e) {
         certificateExports.labels(site, "failure").value++;
         this.failed(t, "failure", `cannot write ${(e as NodeJS.ErrnoException).path ?? cfg.cert}: ${(e as Error).message}`);
@@ -210,7 +225,7 @@ export class CertExporter {
     }
     t.runFor = undefined;
     Object.assign(t, { failures: 0, lastError: undefined, lastResult: "ok", lastTime: Date.now(), nextRetry: undefined });
-    certificateExportCurrent.labels(site).value = 1;
+    if (!t.disposed) certificateExportCurrent.labels(site).value = 1; // a site a reload removed meanwhile keeps no series
   }
 
   /** failed records a failed write or command and schedules the retry with backoff. */
@@ -218,7 +233,7 @@ export class CertExporter {
     t.failures++;
     const delay = retryDelay(t.failures, { min: EXPORT_RETRY_MIN_MS, max: EXPORT_RETRY_MAX_MS });
     Object.assign(t, { lastResult: result, lastError: error, lastTime: Date.now(), nextRetry: Date.now() + delay });
-    certificateExportCurrent.labels(t.site).value = 0;
+    if (!t.disposed) certificateExportCurrent.labels(t.site).value = 0;
     log.error("certificate export failed; retrying", { site: t.site, error, failures: t.failures, retry_in_s: Math.round(delay / 1000), ...fields });
     clearTimeout(t.timer);
     if (t.disposed) return;
