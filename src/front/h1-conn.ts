@@ -202,6 +202,7 @@ export class Conn implements ResponseSink, ClientSide {
       this.idle = false;
       this.headWait.limit = this.server.settings.headerTimeoutMs;
       this.headWait.last = performance.now();
+      watch(this.headWait); // a shorter limit: its deadline may come first
     }
     this.append(data);
     if (this.busy) {

@@ -90,6 +90,7 @@ export class Pipe {
     ws.closing = true;
     this.idle.limit = CLOSE_WAIT_MS;
     this.idle.last = performance.now();
+    watch(this.idle); // a shorter limit: its deadline may come first
     this.closeAtBoundaries();
   }
 
