@@ -8,6 +8,9 @@
 # Needs Debian's nginx, wrk, openssl and curl.
 # Usage: bench/run.sh [ROUNDS] [SECONDS]   (or ROUNDS=… SECONDS=… in the environment; defaults 3 and 5)
 set -euo pipefail
+# A probe that writes to a connection the server has just closed (an instance stopping while the next one starts on the same
+# SO_REUSEPORT port) gets EPIPE, a failed probe, instead of a SIGPIPE that would end the whole run.
+trap '' PIPE
 ENV_SECS=$(printenv SECONDS || true)   # bash's own SECONDS counter shadows the variable; an exported one is still readable here
 T0=$(date +%s)
 cd "$(dirname "$0")/.."
