@@ -12,8 +12,6 @@ export type Row = {
   readonly gen: number;
 };
 
-const NO_VARY: readonly string[] = [];
-
 /** SCHEMA_VERSION is written into the index (PRAGMA user_version) and checked at each open. */
 const SCHEMA_VERSION = 2;
 
@@ -37,10 +35,6 @@ export class DiskIndex {
   private readonly q: {
     readonly row: Statement<Row, [string]>;
     readonly vary: Statement<{ vary: string }, [string]>;
-    readonly first: Statement<
-      { vary: string; name: string | null; primary: string; secondary: string; size: number; stale: number; gen: number },
-      [string, string]
-    >;
     readonly put: Statement<unknown, [string, string, string, number, number, number]>;
     readonly old: Statement<{ size: number; gen: number }, [string]>;
     readonly putVary: Statement<unknown, [string, string]>;
@@ -74,9 +68,6 @@ export class DiskIndex {
     this.q = {
       row: this.db.query(`SELECT ${cols} FROM objects WHERE name = ?`),
       vary: this.db.query("SELECT vary FROM variants WHERE pkey = ?"),
-      first: this.db.query(
-        'SELECT v.vary, o.name, o.pkey AS "primary", o.skey AS secondary, o.size, o.stale, o.gen FROM variants v LEFT JOIN objects o ON o.name = ?2 WHERE v.pkey = ?1',
-      ),
       put: this.db.query("INSERT OR REPLACE INTO objects (name, pkey, skey, size, used, stale, gen) VALUES (?, ?, ?, ?, ?, 0, ?)"),
       old: this.db.query("SELECT size, gen FROM objects WHERE name = ?"),
       putVary: this.db.query("INSERT OR REPLACE INTO variants (pkey, vary) VALUES (?, ?)"),
@@ -98,17 +89,6 @@ export class DiskIndex {
     this.db.transaction(() => this.q.recount.run()).immediate();
     this.flusher = setInterval(() => this.flush(), 1000);
     this.flusher.unref?.();
-  }
-
-  /**
-   * lookup is a primary key's Vary names (undefined: nothing stored under it) and, in the same query, the row of `name` (the object without variants, the
-   * common case: one query per disk hit).
-   */
-  lookup(primary: string, name: string): { vary: readonly string[]; row: Row | undefined } | undefined {
-    const r = this.q.first.get(primary, name);
-    if (r === null) return undefined;
-    const vary = r.vary === "[]" ? NO_VARY : (JSON.parse(r.vary) as string[]);
-    return { vary, row: r.name === null ? undefined : (r as Row) };
   }
 
   /** varyOf is the Vary names (JSON array) stored for a primary key, or undefined when nothing is stored under it. */
