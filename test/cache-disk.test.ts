@@ -239,3 +239,22 @@ test("a cache dir of an earlier layout (v1/) is removed at start, not read: the 
   expect(files(dir).length).toBe(1);
   await g.stop();
 });
+
+test("workers = 2: a purge by tag removes the object from the disk tier and from the memory tier of each worker", async () => {
+  const dir = cacheDir();
+  const g = await node(dir, { workers: 2 });
+  // Each worker reads it (fresh connections spread over both): into each one's memory tier, from the one file.
+  const seen = new Set<string>();
+  for (let i = 0; i < 12; i++) seen.add(await (await get(g, "/tagged/p42-w", { headers: { connection: "close" } })).text());
+  expect(seen.size).toBe(1);
+  await settle(dir, 1);
+  const purge = await fetch(`${g.admin}/cache/purge?tag=product-42`, { method: "POST" });
+  expect(((await purge.json()) as { purged: number }).purged).toBeGreaterThanOrEqual(1);
+  expect(files(dir)).toEqual([]);
+  // No worker answers from memory any more: every answer is new.
+  for (let i = 0; i < 8; i++) {
+    const res = await get(g, "/tagged/p42-w", { headers: { connection: "close" } });
+    expect(seen.has(await res.text())).toBe(false);
+  }
+  await g.stop();
+});
