@@ -54,13 +54,31 @@ function cacheDir(): string {
 /** files lists the object files of a disk tier, with their sizes. */
 function files(dir: string): { path: string; size: number }[] {
   const root = join(dir, "v2", "objects");
-  return readdirSync(root).flatMap((sub) => readdirSync(join(root, sub)).map((f) => ({ path: join(root, sub, f), size: statSync(join(root, sub, f)).size })));
+  const size = (p: string) => {
+    try {
+      return statSync(p).size;
+    } catch {
+      return -1; // evicted between the listing and the look
+    }
+  };
+  return readdirSync(root)
+    .flatMap((sub) => readdirSync(join(root, sub)).map((f) => ({ path: join(root, sub, f), size: size(join(root, sub, f)) })))
+    .filter((f) => f.size >= 0);
+}
+
+/** holds says whether a file of the tier is the object of path (false when it was evicted meanwhile). */
+function holds(file: string, path: string): boolean {
+  try {
+    return readFileSync(file).includes(`"http://disk.test${path}"`);
+  } catch {
+    return false;
+  }
 }
 
 /** holding waits until the disk tier holds a file for path (writes come after the answer). */
 async function holding(dir: string, path: string): Promise<void> {
   const deadline = Date.now() + 5000;
-  while (!files(dir).some((f) => readFileSync(f.path).includes(`"http://disk.test${path}"`)) && Date.now() < deadline) await Bun.sleep(10);
+  while (!files(dir).some((f) => holds(f.path, path)) && Date.now() < deadline) await Bun.sleep(10);
 }
 
 /** settle waits until the disk tier holds n object files (writes come after the answer). */
