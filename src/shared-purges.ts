@@ -5,9 +5,9 @@ import type { PurgeFilter } from "./observability/admin.ts";
 import type { Storage } from "./tls/storage.ts";
 
 /** PURGES is where purges are published; each is one key, `purges/AT-NODE-SEQ/FILTER` (FILTER as base64url JSON), with an empty value. */
-export const PURGES = "purges/";
+const PURGES = "purges/";
 /** KEEP_MS is how long a published purge stays: long enough for a watch that broke to find it when it opens again; older ones are removed by any node. */
-export const KEEP_MS = 60_000;
+const KEEP_MS = 60_000;
 
 /** Shared is what a purge says of the other nodes: told (published), or not told and why. */
 export type Shared = { readonly shared: true } | { readonly shared: false; readonly error: string };

@@ -58,16 +58,9 @@ export function prepareFileAtomic(
 }
 
 /**
- * writeFileAtomic replaces path with data so that a reader sees the old file or the new one, never a torn one, even after a crash (prepareFileAtomic, then
- * its commit); the same options.
+ * writeFileAtomic replaces path with data so that a reader sees the old file or the new one, never a torn one, even after a crash: prepareFileAtomic with the
+ * same arguments, then its commit.
  */
-export function writeFileAtomic(
-  path: string,
-  data: string | Uint8Array,
-  mode = 0o644,
-  durable = true,
-  tmpDir?: string,
-  owner?: { readonly gid?: number },
-): void {
-  prepareFileAtomic(path, data, mode, durable, tmpDir, owner).commit();
+export function writeFileAtomic(...args: Parameters<typeof prepareFileAtomic>): void {
+  prepareFileAtomic(...args).commit();
 }

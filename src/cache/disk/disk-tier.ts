@@ -14,7 +14,7 @@ import { Damaged, encodeObject, type ObjectHead, openHead, readObject, writeObje
 /** LAYOUT names the directory of this file and index layout under [cache] dir: a later layout starts beside it, empty, and removes the earlier ones. */
 const LAYOUT = "v2";
 /** READ_WHOLE: objects up to this are read whole (CRC checked at once) and may go to the memory tier; larger ones stream from their file. */
-export const READ_WHOLE = 1024 * 1024;
+const READ_WHOLE = 1024 * 1024;
 /** holderOf reads the pid in a fill lock (undefined: none, or the file is being written). */
 function holderOf(path: string): number | undefined {
   try {
