@@ -3,6 +3,7 @@ import { afterEach, expect, test } from "bun:test";
 import { H1Pool, type H1Request } from "../src/upstream/h1-client.ts";
 import {
   bodyText,
+  closedWithin,
   cleanup,
   closeAfter,
   countedSignal,
@@ -546,4 +547,30 @@ test("16. pool.close() drops idle connections; later connections are not kept", 
     1000,
     "close",
   );
+});
+
+test("17. routes that name the same upstream address share its kept-alive connections; the pool closes when the last of them leaves", async () => {
+  const { EndpointRegistry } = await import("../src/upstream/endpoint.ts");
+  const srv = listen({ onRequest: async (p) => writeParts(p.s, [ok("x")]) });
+  const reg = new EndpointRegistry();
+  const url = `http://127.0.0.1:${srv.port}`;
+  const a = reg.get("site-a", url);
+  const b = reg.get("site-b", `${url}/`);
+  // Two routes, one address: one pool, so a connection opened for one route serves the other (nginx's upstream block; before, one pool per route and URL).
+  expect(a.h1).toBeDefined();
+  expect(b.h1).toBe(a.h1);
+  for (const e of [a, b, a, b]) expect(await bodyText(await e.h1!.request(get("/")))).toBe("x");
+  expect(srv.peers.length).toBe(1);
+  // Route a leaves: b keeps the pool and its idle connection.
+  reg.retain(new Set([b]));
+  expect(b.h1!.idleCount).toBe(1);
+  expect(await bodyText(await b.h1!.request(get("/")))).toBe("x");
+  expect(srv.peers.length).toBe(1);
+  // The last one leaves: its idle connections close, and a route that names the address later gets a new pool.
+  reg.retain(new Set());
+  expect(b.h1!.idleCount).toBe(0);
+  expect(await closedWithin(srv, 1, 1000)).toBe(true);
+  const c = reg.get("site-c", url);
+  expect(c.h1).not.toBe(a.h1);
+  reg.retain(new Set());
 });

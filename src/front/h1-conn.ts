@@ -23,8 +23,11 @@ const EMPTY = new Uint8Array(0);
 /** DRAIN_GRACE_MS: while the server drains, a keep-alive connection idle this long is closed (nginx closes at once, cutting requests already sent). */
 const DRAIN_GRACE_MS = 1000;
 
-/** Conn is one client connection and where its current request stands. */
-export class Conn implements ResponseSink, ClientSide {
+/**
+ * Conn is one client connection and where its current request stands. It is itself what the shared idle sweep watches while it waits for a head (`last`,
+ * `limit`, `expire`): an idle keep-alive connection should cost no more objects than it must (bench/SCALE.md).
+ */
+export class Conn implements ResponseSink, ClientSide, Watched {
   buf: Uint8Array = EMPTY;
   /** owned: buf lies in a buffer of this connection's own (append may write after it), not in one the socket handed over. */
   private owned = false;
@@ -32,12 +35,13 @@ export class Conn implements ResponseSink, ClientSide {
   body: BodyIn | undefined;
   closed = false;
   readPaused = false;
-  /** headWait is this connection in the shared idle sweep while it waits for a head (no timer per request); its limit is the idle or the header timeout. */
-  private readonly headWait: Watched;
+  /** last and limit place this connection in the shared idle sweep while it waits for a head (no timer per request): the idle or the header timeout. */
+  last = 0;
+  limit = 0;
   /** idle: waiting for the next request of a keep-alive connection; its first byte starts the header timeout. */
   private idle = false;
-  /** bodyWait watches the gaps in, and the pace of, a request body the handler is reading. */
-  private readonly bodyWait: BodyWatch;
+  /** bodyWait watches the gaps in, and the pace of, a request body the handler is reading; made for the first body. */
+  private bodyWait: BodyWatch | undefined;
   /** abort is made on first use of the current request's signal: most requests never ask. */
   abort: Cancel | undefined;
   readonly out = new WriteQueue();
@@ -61,8 +65,6 @@ export class Conn implements ResponseSink, ClientSide {
     /** peer overrides the socket's address (a TLS connection that a PROXY preamble already named). */
     peer?: string,
   ) {
-    this.headWait = { last: 0, limit: 0, expire: () => this.headLate() };
-    this.bodyWait = new BodyWatch(() => this.bodyLate());
     this.client = peer ?? socket.remoteAddress;
     this.preamble = peer === undefined && server.settings.proxyProtocol?.(this.client) === true;
   }
@@ -112,7 +114,7 @@ export class Conn implements ResponseSink, ClientSide {
       done(0, 0);
       return;
     }
-    this.bodyWait.stop();
+    this.bodyWait?.stop();
     this.write(head);
     const pipe = new Pipe(this, upstream, this.server.settings.idleTimeoutMs, done, websocket);
     this.piped = pipe;
@@ -129,7 +131,7 @@ export class Conn implements ResponseSink, ClientSide {
   pauseReading(): void {
     if (!this.readPaused && !this.closed) {
       this.readPaused = true;
-      this.bodyWait.paused();
+      this.bodyWait?.paused();
       this.socket.pause();
     }
   }
@@ -137,7 +139,7 @@ export class Conn implements ResponseSink, ClientSide {
   resumeReading(): void {
     if (this.readPaused && !this.closed) {
       this.readPaused = false;
-      this.bodyWait.resumed();
+      this.bodyWait?.resumed();
       this.socket.resume();
     }
   }
@@ -146,12 +148,13 @@ export class Conn implements ResponseSink, ClientSide {
   private waitForHead(idle: boolean): void {
     const s = this.server.settings;
     this.idle = idle;
-    this.headWait.limit = idle ? s.idleTimeoutMs : s.headerTimeoutMs;
-    this.headWait.last = performance.now();
-    watch(this.headWait);
+    this.limit = idle ? s.idleTimeoutMs : s.headerTimeoutMs;
+    this.last = performance.now();
+    watch(this);
   }
 
-  private headLate(): void {
+  /** expire is the idle sweep's call when no head (or no whole head) came in time. */
+  expire(): void {
     if (this.busy || this.closed) return;
     if (this.buf.byteLength > 0) this.refuse({ status: 408, reason: "the request head did not arrive in time" });
     else this.close();
@@ -160,12 +163,13 @@ export class Conn implements ResponseSink, ClientSide {
   /** bodyLate fails a body whose client paused too long; a pause of our own making (the reader is behind) does not count. */
   private bodyLate(): void {
     const body = this.body;
-    if (body === undefined || body.ended || this.closed) return;
+    const wait = this.bodyWait;
+    if (body === undefined || body.ended || this.closed || wait === undefined) return;
     if (this.readPaused) {
-      this.bodyWait.again();
+      wait.again();
       return;
     }
-    const seconds = this.bodyWait.limitMs / 1000;
+    const seconds = wait.limitMs / 1000;
     body.fail(new ClientBodyError(408, `the request body paused for more than ${seconds}s`));
     this.refuseAfter();
   }
@@ -180,16 +184,17 @@ export class Conn implements ResponseSink, ClientSide {
       return;
     }
     const body = this.body;
-    if (body !== undefined && !body.ended) {
+    const wait = this.bodyWait;
+    if (body !== undefined && !body.ended && wait !== undefined) {
       const now = performance.now();
-      this.bodyWait.piece(now);
+      wait.piece(now);
       const used = body.feed(data);
       if (typeof used !== "number") {
         this.refuseAfter();
         return;
       }
-      if (body.ended) this.bodyWait.stop();
-      else if (this.bodyWait.tooSlow(now, body.bytes)) {
+      if (body.ended) wait.stop();
+      else if (wait.tooSlow(now, body.bytes)) {
         body.fail(new ClientBodyError(408, `the request body came slower than ${MIN_BODY_RATE} bytes/s`));
         this.refuseAfter();
         return;
@@ -200,9 +205,9 @@ export class Conn implements ResponseSink, ClientSide {
     if (this.idle && !this.busy) {
       // The first byte of the next head: from now on the header timeout applies.
       this.idle = false;
-      this.headWait.limit = this.server.settings.headerTimeoutMs;
-      this.headWait.last = performance.now();
-      watch(this.headWait); // a shorter limit: its deadline may come first
+      this.limit = this.server.settings.headerTimeoutMs;
+      this.last = performance.now();
+      watch(this); // a shorter limit: its deadline may come first
     }
     this.append(data);
     if (this.busy) {
@@ -272,7 +277,7 @@ export class Conn implements ResponseSink, ClientSide {
       this.refuse(head);
       return;
     }
-    unwatch(this.headWait);
+    unwatch(this);
     this.busy = true;
     let rest = this.buf.subarray(head.headBytes);
     this.buf = EMPTY;
@@ -291,10 +296,16 @@ export class Conn implements ResponseSink, ClientSide {
         rest = rest.subarray(used);
       }
       if (!body.ended) {
+        this.bodyWait ??= new BodyWatch(() => this.bodyLate());
         this.bodyWait.start(this.server.settings.bodyTimeoutMs);
       }
     }
-    this.buf = rest;
+    // An empty rest would keep the bytes it was cut from alive while the connection idles.
+    if (rest.byteLength > 0) this.buf = rest;
+    else {
+      this.buf = EMPTY;
+      this.owned = false;
+    }
     this.abort = undefined;
     void this.answer(new Req(head, body?.stream ?? null, this), body);
   }
@@ -335,7 +346,7 @@ export class Conn implements ResponseSink, ClientSide {
       this.close();
       return;
     }
-    this.bodyWait.stop();
+    this.bodyWait?.stop();
     this.body = undefined;
     this.busy = false;
     this.resumeReading();
@@ -366,7 +377,7 @@ export class Conn implements ResponseSink, ClientSide {
    * the connection closes when that answer is done.
    */
   refuseAfter(): void {
-    this.bodyWait.stop();
+    this.bodyWait?.stop();
     this.pauseReading();
   }
 
@@ -377,9 +388,9 @@ export class Conn implements ResponseSink, ClientSide {
   lingerIdle(): void {
     if (this.closed || !this.idleNow) return;
     this.idle = true;
-    this.headWait.limit = DRAIN_GRACE_MS;
-    this.headWait.last = performance.now();
-    watch(this.headWait);
+    this.limit = DRAIN_GRACE_MS;
+    this.last = performance.now();
+    watch(this);
   }
 
   /** idleNow says whether the connection waits for a request with nothing of one received: it can be closed without losing anything. */
@@ -390,8 +401,8 @@ export class Conn implements ResponseSink, ClientSide {
   /** close ends the connection once what was written has gone out. */
   close(): void {
     if (this.closed) return;
-    unwatch(this.headWait);
-    this.bodyWait.stop();
+    unwatch(this);
+    this.bodyWait?.stop();
     const flushed = this.out.flushed();
     if (flushed === undefined) this.socket.end();
     else void flushed.then(() => this.socket.end());
@@ -400,8 +411,8 @@ export class Conn implements ResponseSink, ClientSide {
   onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    unwatch(this.headWait);
-    this.bodyWait.stop();
+    unwatch(this);
+    this.bodyWait?.stop();
     this.out.clear();
     if (this.counted !== undefined) this.countedBy?.release(this.counted);
     this.body?.fail(new Error("the client closed the connection"));

@@ -2,7 +2,8 @@
 import { forgetEndpoint, upstreamDuration, upstreamEjections, upstreamRequests } from "../observability/gateway-metrics.ts";
 import type { Cell, HistogramCell } from "../observability/metrics.ts";
 import { log } from "../observability/log.ts";
-import { H1Pool } from "./h1-client.ts";
+import type { H1Pool } from "./h1-client.ts";
+import { acquirePool, releasePool } from "./h1-pools.ts";
 import { hash32 } from "../lib/hash.ts";
 
 /**
@@ -43,14 +44,14 @@ export class Endpoint {
   /** websockets counts open WebSockets, which hold `inflight` but do not count against max_inflight. */
   websockets = 0;
 
-  /** h1 is the pool of kept-alive connections to a plain-HTTP endpoint (undefined for https://, which goes through fetch). */
+  /** h1 is the pool of kept-alive connections to a plain-HTTP endpoint's address, shared with other routes that name it (undefined for https://, which goes through fetch). */
   readonly h1: H1Pool | undefined;
 
   constructor(
     readonly route: string,
     readonly url: string,
   ) {
-    this.h1 = plainPool(url);
+    this.h1 = acquirePool(url);
     this.latency = upstreamDuration.labels(route, url);
     this.urlHash = hash32(url, 7) * 4294967296;
   }
@@ -108,14 +109,6 @@ export class Endpoint {
   }
 }
 
-/** plainPool makes the connection pool of an http:// URL (an IP literal or a name the system resolves per connection). */
-function plainPool(url: string): H1Pool | undefined {
-  if (!url.startsWith("http://")) return undefined;
-  const u = new URL(url);
-  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-  return new H1Pool(host, u.port === "" ? 80 : Number(u.port));
-}
-
 /** EndpointRegistry hands out Endpoints by route and URL, so health and load survive a reload. */
 export class EndpointRegistry {
   private readonly endpoints = new Map<string, Endpoint>();
@@ -138,7 +131,7 @@ export class EndpointRegistry {
       if (!keep.has(e)) {
         this.endpoints.delete(k);
         forgetEndpoint(e.route, e.url);
-        e.h1?.close();
+        if (e.h1 !== undefined) releasePool(e.h1);
         dropped.push(e);
       }
     }
