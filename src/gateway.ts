@@ -28,6 +28,9 @@ import { EndpointRegistry } from "./upstream/endpoint.ts";
 import { DiscoveryRegistry } from "./upstream/discovery-registry.ts";
 import { HealthChecks } from "./upstream/health-check.ts";
 import type { TlsSet } from "./front/listeners.ts";
+import { TcpRoutes } from "./tcp/routes.ts";
+import { cidrMatcher } from "./lib/cidr.ts";
+import { parseAddress } from "./config/locations.ts";
 
 /** GatewayOptions say where the config is and, for the built-in default (or a worker's snapshot from its supervisor), its text. */
 export type GatewayOptions = {
@@ -68,6 +71,8 @@ export class Gateway {
   /** compiling is set while a sliced build runs (before `building` exists). */
   private compiling = false;
   private readonly listeners: Listeners;
+  /** tcp are the [[tcp]] routes' listeners, endpoints and connections. */
+  private readonly tcp: TcpRoutes;
   private readonly certs: CertManager;
   /** purges are the cache purges shared with other nodes (a worker has none: its supervisor shares). */
   private readonly purges = new SharedPurges((filter) => this.cache.purge(filter));
@@ -98,11 +103,12 @@ export class Gateway {
       renewCertificate: (name) => this.certs.renewNow(name),
       purge: (filter) => this.cache.purge(filter),
       sharePurge: (filter) => this.purges.share(filter),
-      upstreams: () => this.endpoints.describe(performance.now()),
+      upstreams: () => [...this.endpoints.describe(performance.now()), ...this.tcp.describe(performance.now())],
       // At the first start the admin listener is bound while the generation is built: that one judges.
       allowed: (ip) => adminAllows((this.gen ?? this.building)?.config.global, ip),
       status: () => gatherStatus(this.state, this.gen?.config, this.reloads.list()),
     };
+    this.tcp = new TcpRoutes({ shared: opts.worker, takeover: opts.takeover });
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
       {
@@ -178,6 +184,7 @@ export class Gateway {
       } catch (e) {
         log.error("cannot start the HTTPS listener with the new certificates; the old one keeps serving", { error: String((e as Error).message ?? e) });
       }
+      this.tcp.certificates((site) => this.certs.siteEntry(site));
     });
     this.reloadChain = run;
     return run;
@@ -208,8 +215,17 @@ export class Gateway {
     try {
       await this.discovery.ready(gen.discoveries);
       const plan = await this.certs.prepare(config);
-      this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
+      const trusted = g.listen.proxyProtocol.length > 0 ? cidrMatcher(g.listen.proxyProtocol) : undefined;
+      const servers = g.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
+      const tcp = await this.tcp.prepare(g.tcp, (site) => this.certs.siteEntry(site, plan), trusted, servers);
+      try {
+        this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
+      } catch (e) {
+        this.tcp.abort(tcp);
+        throw e;
+      }
       this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
+      this.tcp.commit(tcp, g.shutdownGrace);
     } catch (e) {
       // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.
       gen.dispose();
@@ -299,6 +315,7 @@ export class Gateway {
       } catch (e) {
         log.error("cannot start the HTTPS listener with the new certificates; the old one keeps serving", { error: String((e as Error).message ?? e) });
       }
+      this.tcp.certificates((site) => this.certs.siteEntry(site));
     });
     this.reloadChain = run.catch(() => undefined);
     return run;
@@ -317,17 +334,27 @@ export class Gateway {
     this.purges.stop();
     this.health.stopAll();
     this.discovery.retain(new Set());
-    log.info("draining", { inflight: this.listeners.pending(), websockets: openSockets.size + openPipes.size, grace_ms: graceMs });
+    this.tcp.stopAccepting();
+    log.info("draining", {
+      inflight: this.listeners.pending(),
+      websockets: openSockets.size + openPipes.size,
+      tcp_connections: this.tcp.open(),
+      grace_ms: graceMs,
+    });
     for (const ws of openSockets) ws.close(1001, "gateway shutting down");
     for (const pipe of openPipes) pipe.shutdown();
     let timer: Timer | undefined;
     const expired = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)));
-    const timedOut = await Promise.race([this.listeners.closePublic(false).then(() => false), expired]);
+    // TCP routes' connections go on until they end or the grace period does, like requests in flight.
+    const drained = Promise.all([this.listeners.closePublic(false), this.tcp.drained()]);
+    const timedOut = await Promise.race([drained.then(() => false), expired]);
     clearTimeout(timer);
     if (timedOut) {
-      log.warn("grace period over; closing the remaining connections", { inflight: this.listeners.pending() });
+      log.warn("grace period over; closing the remaining connections", { inflight: this.listeners.pending(), tcp_connections: this.tcp.open() });
+      this.tcp.closeAll();
       await this.listeners.closePublic(true);
     }
+    this.tcp.closeAll();
     await this.listeners.closeAll();
     // After the last request: its file is written, the disk tier's index closed with the last-use times.
     await this.cache.close();

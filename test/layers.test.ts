@@ -11,6 +11,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["main.ts"],
   ["workers/", "control.ts", "storage-copy.ts"],
   ["gateway.ts", "upgrade.ts"],
+  ["tcp/"], // [[tcp]] routes: listeners of their own, built on front/'s TLS and PROXY protocol pieces
   ["generation.ts", "instance-files.ts", "shared-purges.ts", "front/"],
   ["proxy/"],
   ["welcome/"], // the built-in welcome site, a file source for static/

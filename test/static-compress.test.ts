@@ -236,10 +236,10 @@ test("gatehouse check refuses [cache] on a static site and [paths.cache] on a st
     expect(r.exitCode).toBe(1);
     const why = "does not apply to a static site: static sites keep their compressed variants themselves; [cache] applies to proxied routes";
     const expected = "(expected no [cache] table on a route with static (or enabled = false); a site's [cache] still applies to its proxied [[paths]])";
-    // A [paths.cache] problem points at its [[paths]] entry's header (line 12): the line index knows entries, not their sub-tables.
+    // A [paths.cache] problem points at the [paths.cache] header of its [[paths]] entry (line 15).
     expect(r.stderr.toString().trim().split("\n")).toEqual([
       `routes/a.toml:3: cache: ${why} ${expected}`,
-      `routes/b.toml:12: paths[2].cache: ${why} ${expected}`,
+      `routes/b.toml:15: paths[2].cache: ${why} ${expected}`,
     ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import { parseCidr, type Cidr } from "../lib/cidr.ts";
 import { readLimits, readProxyProtocol } from "./limits-schema.ts";
 import { closest } from "../lib/did-you-mean.ts";
 import { readAcme } from "./acme-schema.ts";
+import { readTcpRoutes } from "./tcp-schema.ts";
 import { parseAddress, resolvePath } from "./locations.ts";
 
 /** DEFAULT_DISK_SIZE bounds the disk tier when [cache] dir is set without disk_size. */
@@ -250,6 +251,7 @@ export function readGlobal(r: Reader, file: string, dir: string): GlobalConfig {
     acme,
     resolver: { servers },
     cache,
+    tcp: readTcpRoutes(r, listen, servers.length > 0),
   };
   r.done();
   return global;

@@ -5,6 +5,7 @@ import { readGlobal } from "./global-schema.ts";
 import { ConfigError, type Problem } from "./problems.ts";
 import { Reader } from "./reader.ts";
 import { readSite } from "./route-schema.ts";
+import { checkTcpSites } from "./tcp-schema.ts";
 import { parseToml } from "./toml-source.ts";
 import { SLICE_MS, yieldToRequests } from "../lib/slices.ts";
 import type { Config, SiteConfig } from "./types.ts";
@@ -61,6 +62,8 @@ type Loading = {
   fromDisk: boolean;
   /** cache is the next siteCache: the reusable files of this load, in effect once it succeeds. */
   readonly cache: Map<string, CachedSite>;
+  /** mainLine is the line of a key path of config.toml (for the [[tcp]] problems found once the route files are read). */
+  readonly mainLine: (path: string) => number;
 };
 
 /** begin reads and checks config.toml; a file that cannot be read or parsed throws at once. */
@@ -102,6 +105,7 @@ function begin(configPath: string, files: ConfigFiles | undefined): Loading {
     routeFiles: [],
     fromDisk: false,
     cache: new Map(),
+    mainLine: (p) => src.lineOf(p),
   };
   if (files && files.routes !== "from-disk") l.routeFiles = [...files.routes];
   else if (existsSync(global.routesDir) && statSync(global.routesDir).isDirectory()) l.fromDisk = true;
@@ -201,6 +205,7 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
 }
 
 function end(l: Loading): ConfigSnapshot {
+  l.problems.push(...checkTcpSites(l.global.tcp, l.sites, l.mainName, l.mainLine));
   if (l.problems.length > 0) throw new ConfigError(sortProblems(l.problems));
   siteCache = l.cache;
   return {

@@ -17,6 +17,20 @@ function splitKey(key: string): string[] {
   return key.split(".").map((k) => k.trim().replace(/^["']|["']$/g, ""));
 }
 
+/**
+ * within is the path of a table header's name: a parent that is an array of tables stands for its latest element (`[[tcp.sni]]` after the second `[[tcp]]`
+ * is `tcp[1].sni`, as the reader names it).
+ */
+function within(segments: readonly string[], arrayCounts: ReadonlyMap<string, number>): string {
+  let path = "";
+  segments.forEach((seg, j) => {
+    path = path ? `${path}.${seg}` : seg;
+    const n = arrayCounts.get(path);
+    if (j < segments.length - 1 && n !== undefined) path = `${path}[${n - 1}]`;
+  });
+  return path;
+}
+
 /** indexLines maps each key path to its line by a light scan: table headers, array-of-table headers and `key =` lines outside multi-line strings. */
 function indexLines(text: string): Map<string, number> {
   const lines = text.split("\n");
@@ -37,7 +51,7 @@ function indexLines(text: string): Map<string, number> {
     }
     let m = ARRAY_TABLE_RE.exec(line);
     if (m) {
-      const name = splitKey(m[1]!).join(".");
+      const name = within(splitKey(m[1]!), arrayCounts);
       const n = arrayCounts.get(name) ?? 0;
       arrayCounts.set(name, n + 1);
       table = `${name}[${n}]`;
@@ -46,7 +60,7 @@ function indexLines(text: string): Map<string, number> {
     }
     m = TABLE_RE.exec(line);
     if (m) {
-      table = splitKey(m[1]!).join(".");
+      table = within(splitKey(m[1]!), arrayCounts);
       if (!index.has(table)) index.set(table, i + 1);
       continue;
     }

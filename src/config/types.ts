@@ -217,6 +217,50 @@ export type Limits = {
   readonly maxConnectionsPerClient: number;
 };
 
+/** TcpMode is how a [[tcp]] route treats its bytes: TLS terminated with a site's certificate, TLS passed through by its SNI, or plain TCP. */
+export type TcpMode = "terminate" | "passthrough" | "plain";
+
+/**
+ * TcpUpstream is one upstream of a [[tcp]] route: "tcp://HOST:PORT" as written, its host (brackets removed) and port; or "tcp+srv://NAME" (port 0). discover:
+ * the name's addresses (A/AAAA through [resolver], or the SRV records) are the endpoints, followed as DNS changes.
+ */
+export type TcpUpstream = { readonly url: string; readonly host: string; readonly port: number; readonly discover: boolean };
+
+/** TcpSni is one [[tcp.sni]] entry of a passthrough route: server names (exact or "*.example.com") and the upstreams their connections go to. */
+export type TcpSni = { readonly hosts: readonly string[]; readonly upstreams: readonly TcpUpstream[] };
+
+/** TcpHealth is a [[tcp]] route's [tcp.health]: a TCP connect to every endpoint each interval; thresholds of results in a row flip its health. */
+export type TcpHealth = { readonly interval: number; readonly timeout: number; readonly healthyThreshold: number; readonly unhealthyThreshold: number };
+
+/**
+ * TcpRoute is one [[tcp]] entry of config.toml: a listener of its own whose connections go to upstreams as plain TCP, with TLS terminated by the certificate
+ * of `site`, or with TLS passed through to the upstreams its SNI picks. Durations are ms.
+ */
+export type TcpRoute = {
+  readonly name: string;
+  readonly listen: Address;
+  readonly mode: TcpMode;
+  /** site is the route file whose certificate terminates TLS (terminate only). */
+  readonly site: string | undefined;
+  /** upstreams are where connections go (passthrough: those whose SNI no [[tcp.sni]] entry names, as `default`). */
+  readonly upstreams: readonly TcpUpstream[];
+  /** sni are the passthrough route's [[tcp.sni]] entries, in file order. */
+  readonly sni: readonly TcpSni[];
+  /** sendProxyProtocol: 2 writes a PROXY v2 header to the upstream before any client byte; undefined: none. */
+  readonly sendProxyProtocol: 2 | undefined;
+  /** idleTimeout closes a connection with no byte either way for this long. */
+  readonly idleTimeout: number;
+  /** connectTimeout bounds one connect to an upstream endpoint; past it the next endpoint is tried. */
+  readonly connectTimeout: number;
+  /** handshakeTimeout bounds what comes before the upstream is chosen: a PROXY preamble, the ClientHello, the TLS handshake. */
+  readonly handshakeTimeout: number;
+  /** maxConnectionsPerUpstream caps the connections open to one endpoint; a full one is skipped. */
+  readonly maxConnectionsPerUpstream: number;
+  /** failCooldown is how long an endpoint whose connect failed is skipped; it doubles with each failure in a row, up to 5 minutes. */
+  readonly failCooldown: number;
+  readonly health: TcpHealth | undefined;
+};
+
 /** GlobalConfig is config.toml, with relative paths resolved against its directory. */
 export type GlobalConfig = {
   readonly file: string;
@@ -253,6 +297,8 @@ export type GlobalConfig = {
     readonly disk: { readonly dir: string; readonly size: number } | undefined;
     readonly passTagFields: boolean;
   };
+  /** tcp are the [[tcp]] routes (none by default). */
+  readonly tcp: readonly TcpRoute[];
 };
 
 /** Config is everything one load produced: the global file and every site. */

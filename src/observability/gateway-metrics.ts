@@ -140,6 +140,29 @@ export const inflightRequests = registry.register(
   new Gauge("gatehouse_inflight_requests", "Requests being answered now, over all listeners.", [], (g) => inflightCollector?.(g)),
 );
 export const websocketsOpen = registry.register(new Gauge("gatehouse_websockets_open", "Proxied WebSocket connections open now."));
+export const tcpConnections = registry.register(
+  new Counter("gatehouse_tcp_connections_total", "Connections accepted by the listener of a [[tcp]] route.", ["route"]),
+);
+export const tcpOpen = registry.register(new Gauge("gatehouse_tcp_connections_open", "Connections of a [[tcp]] route open now.", ["route"]));
+export const tcpBytes = registry.register(
+  new Counter(
+    "gatehouse_tcp_bytes_total",
+    "Bytes passed by a [[tcp]] route: in from clients to upstreams, out from upstreams to clients (decrypted, for terminate).",
+    ["route", "direction"],
+  ),
+);
+export const tcpUpstreamFailures = registry.register(
+  new Counter("gatehouse_tcp_upstream_failures_total", "Connects to an upstream endpoint of a [[tcp]] route that failed (refused, unreachable, timed out).", [
+    "route",
+  ]),
+);
+export const tcpRefused = registry.register(
+  new Counter(
+    "gatehouse_tcp_refused_total",
+    "Connections of a [[tcp]] route closed before they reached an upstream, by reason: no_upstream (every endpoint failed or is full), no_sni_match, handshake (no ClientHello, a failed TLS handshake, a bad PROXY preamble, or its timeout).",
+    ["route", "reason"],
+  ),
+);
 export const buildInfo = registry.register(new Gauge("gatehouse_build_info", "Always 1; the labels say which build runs.", ["version", "bun"]));
 const startTime = registry.register(new Gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds."));
 registry.register(

@@ -125,7 +125,9 @@ export class CertManager {
   async prepare(config: Config): Promise<CertPlan> {
     const g = config.global;
     // A certificate-only site has its certificate without an HTTPS listener too (for its [export]).
-    const tlsSites = config.sites.filter((s) => s.tls.mode !== "off" && (g.listen.https !== undefined || s.certificateOnly));
+    // A site whose certificate a [[tcp]] route terminates TLS with has it without an HTTPS listener too.
+    const tcpSites = new Set(g.tcp.filter((t) => t.mode === "terminate").map((t) => t.site));
+    const tlsSites = config.sites.filter((s) => s.tls.mode !== "off" && (g.listen.https !== undefined || s.certificateOnly || tcpSites.has(s.name)));
     const store = this.store && this.certsDir === storageKey(g) ? this.store : new SiteCertStore(this.opts.storage(g));
     const same = store === this.store;
     const internal = same && this.issuers ? this.issuers.internal : new InternalIssuer(store.storage);
@@ -266,6 +268,13 @@ export class CertManager {
       }
     }
     return out;
+  }
+
+  /** siteEntry is the certificate a site serves now (or in a plan), for a [[tcp]] route that terminates TLS with it; undefined while it has none. */
+  siteEntry(site: string, plan?: CertPlan): TlsEntry | undefined {
+    const m = (plan ? plan.managed : this.managed).get(site);
+    const b = m === undefined ? undefined : (plan?.adopt.get(m)?.bundle ?? m.bundle);
+    return b === undefined ? undefined : { cert: b.certPem, key: b.keyPem, fingerprint: b.fingerprint };
   }
 
   /** describe lists each TLS site's certificate for the admin API (describeManaged), with the state of its [export] (null: none, or a follower). */

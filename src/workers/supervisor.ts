@@ -12,6 +12,7 @@ import { gatherStatus } from "../observability/status-data.ts";
 import { log } from "../observability/log.ts";
 import { assertFree, Listeners, sameAddress } from "../front/listeners.ts";
 import { SharedPurges } from "../shared-purges.ts";
+import { assertTcpFree } from "../tcp/routes.ts";
 import { CertManager } from "../tls/cert-manager.ts";
 import { openStorage } from "../tls/storage-open.ts";
 import { Fleet } from "./fleet.ts";
@@ -170,6 +171,7 @@ export class Supervisor {
       // Taking over, the old instance holds them until this one serves.
       if (g.listen.http && !this.opts.takeover) assertFree("http", g.listen.http);
       if (g.listen.https && !this.opts.takeover) assertFree("https", g.listen.https);
+      if (!this.opts.takeover) for (const t of g.tcp) assertTcpFree(t);
       this.startingGlobal = g;
       this.listeners.apply(adminOnly(g.listen), undefined);
       this.applyLog(g);
@@ -284,6 +286,8 @@ export class Supervisor {
       const next = snap.config.global.listen;
       const cur = this.live.global.listen;
       for (const kind of ["http", "https", "admin"] as const) if (next[kind] && !sameAddress(next[kind], cur[kind])) assertFree(kind, next[kind]);
+      // The workers bind a [[tcp]] route's new address beside each other (SO_REUSEPORT): it must be free of strangers first.
+      for (const t of snap.config.global.tcp) if (!this.live.global.tcp.some((o) => sameAddress(o.listen, t.listen))) assertTcpFree(t);
       plan = await this.certs.prepare(snap.config);
     } catch (e) {
       return this.rejected(problemLines(e));
