@@ -20,11 +20,11 @@ N_IDLE=${N_IDLE:-9000} N_WS=${N_WS:-1000} IDLE=${IDLE_SECS:-10} BASE=${BASE_SECS
 WARM=$(( SECS < 2 ? SECS : 2 ))
 HOST=bench.test
 BUN=node_modules/.bin/bun
-WS_PORT=18301 NGX_PORT=18302 GH_PORT=18303 GH_ADMIN=18304 NGX1_PORT=18305 NGXK_PORT=18306 GH1_PORT=18307 GH1_ADMIN=18308 GHK_PORT=18309 GHK_ADMIN=18310
+BUN_PORT=18311 WS_PORT=18301 NGX_PORT=18302 GH_PORT=18303 GH_ADMIN=18304 NGX1_PORT=18305 NGXK_PORT=18306 GH1_PORT=18307 GH1_ADMIN=18308 GHK_PORT=18309 GHK_ADMIN=18310
 ORIGIN_BASE=18400   # the origin listens on ORIGIN_BASE … ORIGIN_BASE+99, one port per upstream pool
 [ -x /usr/sbin/nginx ] && PATH=$PATH:/usr/sbin
 for tool in nginx wrk curl ss; do command -v "$tool" > /dev/null || { echo "bench/scale.sh: $tool is missing" >&2; exit 1; }; done
-for port in $WS_PORT $NGX_PORT $GH_PORT $GH_ADMIN $NGX1_PORT $NGXK_PORT $GH1_PORT $GH1_ADMIN $GHK_PORT $GHK_ADMIN $ORIGIN_BASE $((ORIGIN_BASE + N_POOLS - 1)); do
+for port in $BUN_PORT $WS_PORT $NGX_PORT $GH_PORT $GH_ADMIN $NGX1_PORT $NGXK_PORT $GH1_PORT $GH1_ADMIN $GHK_PORT $GHK_ADMIN $ORIGIN_BASE $((ORIGIN_BASE + N_POOLS - 1)); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "bench/scale.sh: port $port on 127.0.0.1 is already in use" >&2; exit 1; fi
 done
 ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
@@ -109,6 +109,8 @@ start_srv() { # $1 ngx | gh (part 1-2 config) or a part-3 dir, $2 port: start, w
   local d=$WORK/$1
   if [[ $1 == ngx* ]]; then
     nginx -c "$d/nginx.conf" & SRV=$!
+  elif [ "$1" = bun ]; then
+    "$BUN" bench/scale-floor.ts "$2" & SRV=$!
   else
     (cd "$d" && exec ../gatehouse run -c config.toml >> gatehouse.log 2>&1) & SRV=$!
   fi
@@ -149,9 +151,10 @@ client_stop() { echo quit >&5 2> /dev/null || true; exec 5>&-; stop_pid "$CL_PID
 # One measurement of part 1 or 2 on a fresh proxy; appends a record to res/$2-$1:
 # rss_before rss_open rss_idle rss_closed (KiB), cpu ms/s with none open, cpu ms/s while idle, opened ok, failed,
 # closed by the server while idle, probe ok, probe failed, upstream connections after the idle time.
-measure() { # $1 ngx | gh, $2 http | ws
+measure() { # $1 ngx | gh | bun (Bun's floor, http only), $2 http | ws
   local port=$NGX_PORT n=$N_IDLE path=/nostore/1k r0 r1 r2 r3 c0 c1 c2 c3 open st probe up
   [ "$1" = gh ] && port=$GH_PORT
+  [ "$1" = bun ] && port=$BUN_PORT
   [ "$2" = ws ] && n=$N_WS path=/ws
   start_srv "$1" $port
   # Warm-up: $WARM_CONNS connections of one proxied GET each, then closed (the request path run, little garbage left behind).
@@ -181,6 +184,7 @@ nginx -c "$WORK/ngx/small.conf" & SRV=$!; sleep 1; NGX_SMALL_KIB=$(rss_kib "$(pg
 for r in $(seq "$ROUNDS"); do
   if (( r % 2 )); then order="ngx gh"; else order="gh ngx"; fi
   for kind in http ws; do for s in $order; do measure "$s" "$kind"; done; done
+  measure bun http
 done
 
 # Part 3: all four proxies up, each checked to route by Host (X-Port names the pool that answered).
@@ -241,7 +245,7 @@ yesno() { awk -v c="$1" 'BEGIN {print (c) ? "met" : "**not met**"}'; }
 sum() { awk -v c="$2" '{s += $c} END {print s + 0}' "$1"; }
 for k in http ws; do
   n=$N_IDLE; [ $k = ws ] && n=$N_WS
-  for s in ngx gh; do
+  for s in ngx gh $([ $k = http ] && echo bun); do
     f=$R/$k-$s
     declare "${k}_${s}_r0=$(med "$f" 1)" "${k}_${s}_r1=$(med "$f" 2)" "${k}_${s}_r2=$(med "$f" 3)" "${k}_${s}_r3=$(med "$f" 4)"
     declare "${k}_${s}_kbopen=$(kb_per "$f" 2 $n)" "${k}_${s}_kb=$(kb_per "$f" 3 $n)" "${k}_${s}_kbclosed=$(kb_per "$f" 4 $n)"
@@ -249,7 +253,7 @@ for k in http ws; do
     declare "${k}_${s}_fail=$(sum "$f" 8)" "${k}_${s}_cbs=$(sum "$f" 9)" "${k}_${s}_pok=$(sum "$f" 10)" "${k}_${s}_pfail=$(sum "$f" 11)"
   done
 done
-HTTP_RATIO=$(ratio "$http_gh_kb" "$http_ngx_kb") WS_RATIO=$(ratio "$ws_gh_kb" "$ws_ngx_kb")
+HTTP_RATIO=$(ratio "$http_gh_kb" "$http_ngx_kb") FLOOR_RATIO=$(ratio "$http_bun_kb" "$http_ngx_kb") OWN_KB=$(awk -v a="$http_gh_kb" -v b="$http_bun_kb" 'BEGIN {printf "%.2f", a - b}') WS_RATIO=$(ratio "$ws_gh_kb" "$ws_ngx_kb")
 for s in $THR; do declare "rps_$s=$(med "$R/thr-$s" 1)" "cpu_$s=$(med "$R/thr-$s" 4)" "lat_$s=$(med "$R/thr-$s" 2) / $(med "$R/thr-$s" 3)" "new_$s=$(med "$R/thr-$s" 5)" "up_$s=$(med "$R/thr-$s" 10)"; done
 K_NGX=$(ratio "$rps_ngxk" "$rps_ngx1") K_GH=$(ratio "$rps_ghk" "$rps_gh1")
 K1_NGX=$(ratio "$rps_ngxk1" "$rps_ngx1") K1_GH=$(ratio "$rps_ghk1" "$rps_gh1")
@@ -267,9 +271,9 @@ HTTP_NGX_SLOT_KB=$(awk -v k="$http_ngx_kb" -v b="$SLOT_B" 'BEGIN {printf "%.2f",
 HTTP_RATIO_SLOT=$(ratio "$http_gh_kb" "$HTTP_NGX_SLOT_KB") HTTP_RATIO_OPEN=$(ratio "$http_gh_kbopen" "$http_ngx_kbopen")
 row() { # $1 label, $2 kind
   local k=$1 s
-  for s in ngx gh; do
+  for s in ngx gh $([ "$k" = http ] && echo bun); do
     local p="${k}_${s}"; local r0=${p}_r0 r1=${p}_r1 r2=${p}_r2 r3=${p}_r3 kbo=${p}_kbopen kb=${p}_kb kbc=${p}_kbclosed b=${p}_base i=${p}_idle u=${p}_up
-    echo "| $([ $s = ngx ] && echo "nginx worker" || echo "gatehouse") | $(mib ${!r0}) | $(mib ${!r1}) | $(mib ${!r2}) | $(mib ${!r3}) | ${!kbo} | **${!kb}** | ${!kbc} | ${!b} | ${!i} | ${!u} |"
+    echo "| $(case $s in ngx) echo "nginx worker" ;; gh) echo "gatehouse" ;; bun) echo "Bun's floor (bench/scale-floor.ts)" ;; esac) | $(mib ${!r0}) | $(mib ${!r1}) | $(mib ${!r2}) | $(mib ${!r3}) | ${!kbo} | **${!kb}** | ${!kbc} | ${!b} | ${!i} | ${!u} |"
   done
 }
 {
@@ -294,6 +298,9 @@ row() { # $1 label, $2 kind
   echo "  pings off, so an idle WebSocket is silent both ways); nginx: \`proxy_http_version 1.1\`, \`Upgrade \$http_upgrade\`, \`Connection"
   echo "  upgrade\`, \`proxy_read_timeout 300s\`; gatehouse: a \`[[paths]]\` entry for \`/ws\` (WebSockets pass through a proxied route)."
   echo "  The probe sends one masked text message on every WebSocket and waits for the same text back."
+  echo "- **Bun's floor.** The idle-connection measurement once more per round against bench/scale-floor.ts: a bare \`Bun.listen\` server that"
+  echo "  answers each request with the same 1 KB and keeps nothing per connection (no parser, limits or upstream). What its connections cost,"
+  echo "  any server on this Bun pays; gatehouse's own share is the difference."
   echo "- Each of these measurements starts its proxy afresh; rounds interleave the servers (nginx first in odd rounds, gatehouse first in"
   echo "  even ones). Figures are medians over $ROUNDS rounds; per-connection figures are the median of each round's own quotient."
   echo "- **1,000 sites.** Four proxies up at once, the same origin on $N_POOLS ports: nginx with 1 \`server\` block and 1 \`upstream\` block"
@@ -313,6 +320,7 @@ row() { # $1 label, $2 kind
   row http
   echo
   echo "gatehouse ÷ nginx, memory per idle connection: **$HTTP_RATIO×** after the idle time (target ≤ 2×: $(yesno "$(awk -v r="$HTTP_RATIO" 'BEGIN {print (r <= 2)}')")),"
+  echo "Bun's floor is $http_bun_kb KB per connection ($FLOOR_RATIO× nginx): gatehouse's own share is $OWN_KB KB."
   echo "$HTTP_RATIO_OPEN× right after opening; counting nginx's preallocated slot in its figure ($http_ngx_kb + $SLOT_B bytes = $HTTP_NGX_SLOT_KB KB), $HTTP_RATIO_SLOT×."
   echo "Connections that failed to open: nginx $http_ngx_fail, gatehouse $http_gh_fail; closed by the server while idle: nginx $http_ngx_cbs, gatehouse $http_gh_cbs;"
   echo "probe after the idle time, answered 200 over all rounds: nginx $http_ngx_pok (failed $http_ngx_pfail), gatehouse $http_gh_pok (failed $http_gh_pfail)."
@@ -358,7 +366,10 @@ row() { # $1 label, $2 kind
   echo
   echo "- **Idle connections.** gatehouse keeps $http_gh_kb KB per idle keep-alive connection once it has been idle a while ($http_gh_kbopen KB right"
   echo "  after the burst that opened them, before its garbage is collected), nginx's worker $http_ngx_kb KB ($HTTP_NGX_SLOT_KB KB with the slot it"
-  echo "  preallocates for every possible connection): $HTTP_RATIO× ($HTTP_RATIO_SLOT× with the slot), against a target of ≤ 2×. gatehouse's RSS also"
+  echo "  preallocates for every possible connection): $HTTP_RATIO× ($HTTP_RATIO_SLOT× with the slot), against a target of ≤ 2×. Of gatehouse's"
+  echo "  figure, $http_bun_kb KB is Bun's own ($FLOOR_RATIO× nginx: a bare \`Bun.listen\` server that answered one request per connection and keeps"
+  echo "  nothing), $OWN_KB KB gatehouse's: its connection object and write queue, the client's address, its place in the listener's set and the"
+  echo "  idle sweep (src/front/h1-conn.ts; what a request needs beyond that is made per request and dropped after it). gatehouse's RSS also"
   echo "  moves by several MiB with its garbage collector's timing (compare \"all open\" with \"after idle\", and the rounds below). While"
   echo "  the connections sat idle nginx used $http_ngx_idle ms/s of CPU (its keep-alive timers"
   echo "  wake nothing until they expire), gatehouse $http_gh_idle ms/s against $http_gh_base ms/s with none open — the difference is what"
@@ -371,9 +382,9 @@ row() { # $1 label, $2 kind
   echo "  gatehouse ${PR_GHK1%% *} ($(near1 "$PR_GHK1")); CPU per request nginx ${PC_NGXK1%% *}, gatehouse ${PC_GHK1%% *}. With the requests spread over all"
   echo "  1,000 sites and $N_POOLS pools: req/s nginx ${PR_NGXK%% *} ($(near1 "$PR_NGXK")), gatehouse ${PR_GHK%% *} ($(near1 "$PR_GHK")); CPU per request nginx"
   echo "  ${PC_NGXK%% *}, gatehouse ${PC_GHK%% *}. Spreading the requests changes the upstream side: gatehouse keeps one connection pool per"
-  echo "  (route, upstream URL) (src/upstream/endpoint.ts, \`EndpointRegistry\`), so its $N_SITES routes over $N_POOLS addresses are $N_SITES pools, none"
-  echo "  shared between sites: after the run it held $up_ghk connections to the origin (nginx, whose $N_POOLS \`upstream\` blocks are shared by"
-  echo "  $((N_SITES / N_POOLS)) sites each, $up_ngxk), and opened $new_ghk new upstream connections per request (nginx $new_ngxk). The 2 cores are shared"
+  echo "  upstream address, shared by every route that names it (src/upstream/h1-pools.ts), as nginx's $N_POOLS \`upstream\` blocks are shared by"
+  echo "  $((N_SITES / N_POOLS)) sites each: after the run it held $up_ghk connections to the origin (nginx $up_ngxk), and opened $new_ghk new upstream"
+  echo "  connections per request (nginx $new_ngxk). The 2 cores are shared"
   echo "  with wrk, the origin and other jobs, so single runs swing by up to 2× here; the paired quotients are the figures to read."
   echo
   echo "## Raw records"
@@ -384,7 +395,7 @@ row() { # $1 label, $2 kind
 thr-ngxk1 / thr-ghk1: 1,000 sites, Host h0.test only; thr-ngxk / thr-ghk: 1,000 sites, Host at random)."
   echo
   echo '```'
-  for f in http-ngx http-gh ws-ngx ws-gh; do echo "$f"; cat "$R/$f"; done
+  for f in http-ngx http-gh http-bun ws-ngx ws-gh; do echo "$f"; cat "$R/$f"; done
   for s in $THR; do echo "thr-$s"; cat "$R/thr-$s"; done
   echo '```'
 } > "$WORK/SCALE.md"
