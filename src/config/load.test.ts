@@ -273,3 +273,19 @@ describe("route files reused across loads", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+test("two sites that export to the same file, or one site whose chain and key are one file, are refused with each file and line", () => {
+  const out = mkdtempSync(join(tmpdir(), "gatehouse-export-"));
+  dirs.push(out);
+  const site = (host: string, cert: string, key: string) =>
+    `hosts = ["${host}"]\ntls = "internal"\n\n[export]\ncert = "${join(out, cert)}"\nkey = "${join(out, key)}"\n`;
+  const problems = problemsFor('[listen]\nhttp = "127.0.0.1:8080"\n', {
+    a: site("a.example", "a.pem", "shared-key.pem"),
+    b: site("b.example", "b.pem", "shared-key.pem"),
+    c: site("c.example", "c.pem", "c.pem"),
+  });
+  expect(problems).toEqual([
+    expect.stringMatching(/^routes\/b\.toml:6: export\.key: .*shared-key\.pem.* is also written by routes\/a\.toml/),
+    expect.stringMatching(/^routes\/c\.toml:6: export\.key: is the same file as cert/),
+  ]);
+});

@@ -57,6 +57,8 @@ type Loading = {
   readonly sites: SiteConfig[];
   readonly owner: Map<string, string>;
   readonly routeOwner: Map<string, string>;
+  /** exportOwner maps each file an [export] writes to the route file that writes it: two sites writing one file would overwrite each other. */
+  readonly exportOwner: Map<string, string>;
   routeFiles: SourceFile[];
   /** fromDisk: the route files are to be read from routes_dir (a directory that exists). */
   fromDisk: boolean;
@@ -102,6 +104,7 @@ function begin(configPath: string, files: ConfigFiles | undefined): Loading {
     sites: [],
     owner: new Map(),
     routeOwner: new Map(),
+    exportOwner: new Map(),
     routeFiles: [],
     fromDisk: false,
     cache: new Map(),
@@ -201,6 +204,20 @@ function readSiteFile(l: Loading, rf: SourceFile): void {
       });
     else l.routeOwner.set(r.name, rf.file);
   });
+  for (const key of ["cert", "key"] as const) {
+    const path = site.export?.[key];
+    if (path === undefined) continue;
+    const other = l.exportOwner.get(path);
+    if (other !== undefined && other !== rf.file)
+      problems.push({
+        file: rf.file,
+        line: lineOf(`export.${key}`),
+        path: `export.${key}`,
+        message: `${JSON.stringify(path)} is also written by ${other}`,
+        expected: "a file that one site's [export] writes",
+      });
+    else l.exportOwner.set(path, rf.file);
+  }
   l.sites.push(site);
 }
 
