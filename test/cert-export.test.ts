@@ -275,6 +275,28 @@ test("a reload that fixes a failing command (same files, another run) runs the c
   expect(c!.export).toMatchObject({ last_result: "ok" });
 }, 20_000);
 
+test("a command still owed when gatehouse stops (it failed) runs after the restart, though the files are current; once it ran, a restart runs nothing", async () => {
+  const out = scratch();
+  const certs = join(scratch(), "certs");
+  const flag = join(out, "fixed");
+  // The command fails until the operator fixes what it reloads (the flag); gatehouse stops before its retry.
+  const route = mailSite(out, `run = ${hook(out, `echo ran >> "$3"; test -e "${flag}"`)}\n`);
+  const gw = await start(certs, route);
+  await gw.waitForLog((l) => l.msg === "certificate export failed; retrying", 10_000);
+  expect(runs(out)).toBe(1);
+  await gw.stop();
+  writeFileSync(flag, "");
+  const gw2 = await start(certs, route);
+  await gw2.waitForLog((l) => l.msg === "export command ran", 10_000);
+  expect(runs(out)).toBe(2);
+  expect(await gw2.metric('gatehouse_certificate_exports_total{name="mail",result="written"}')).toBeUndefined();
+  await gw2.stop();
+  const gw3 = await start(certs, route);
+  await gw3.waitForLog((l) => l.msg === "exported certificate is current", 10_000);
+  await Bun.sleep(300);
+  expect(runs(out)).toBe(2);
+}, 40_000);
+
 test("when the chain cannot be written, the key stays the old one too: never a new key beside an old chain", async () => {
   const out = scratch();
   const chainDir = join(out, "chain");

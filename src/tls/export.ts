@@ -1,7 +1,8 @@
 /** Exporting sites' certificates to other daemons ([export]): verified, written atomically only when the files hold another, the command run after, failures retried. */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { ExportConfig } from "../config/types.ts";
-import { type Prepared, prepareFileAtomic } from "../lib/atomic-write.ts";
+import { type Prepared, prepareFileAtomic, writeFileAtomic } from "../lib/atomic-write.ts";
 import { coversAll, inspectBundle, type CertBundle } from "../lib/cert-info.ts";
 import { certificateExportCurrent, certificateExportRuns, certificateExports } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
@@ -41,6 +42,23 @@ function readOr(path: string): string | undefined {
     return readFileSync(path, "utf8");
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * owedPath is the marker beside an exported chain that names the certificate whose command has not run successfully yet: a command still owed when
+ * gatehouse stops runs after the next start, though the files are current by then.
+ */
+function owedPath(cert: string): string {
+  return join(dirname(cert), `.${basename(cert)}.run-owed`);
+}
+
+/** owe records, beside the chain, that its command has still to run for fingerprint; a marker that cannot be written only loses that across a restart. */
+function owe(cert: string, fingerprint: string): void {
+  try {
+    writeFileAtomic(owedPath(cert), `${fingerprint}\n`, 0o600);
+  } catch (e) {
+    log.warn("cannot note the export command as owed; a restart before it runs will not run it", { cert, error: (e as Error).message });
   }
 }
 
@@ -206,9 +224,12 @@ export class CertExporter {
       certificateExports.labels(site, "written").value++;
       log.info("certificate exported", { site, cert: cfg.cert, key: cfg.key, names: b.names, not_after: new Date(b.notAfter).toISOString(), changed });
       if (changed) t.runFor = b.fingerprint;
+      if (changed && cfg.run) owe(cfg.cert, b.fingerprint);
     } else if (t.exported !== b.fingerprint) {
       certificateExports.labels(site, "unchanged").value++;
       log.info("exported certificate is current", { site, cert: cfg.cert });
+      // A command a previous run of gatehouse still owed for this certificate (it failed, or gatehouse stopped first).
+      if (cfg.run && readOr(owedPath(cfg.cert))?.trim() === b.fingerprint) t.runFor = b.fingerprint;
     }
     t.exported = b.fingerprint;
     if (t.runFor === b.fingerprint && cfg.run) {
@@ -222,6 +243,11 @@ export class CertExporter {
         return;
       }
       log.info("export command ran", fields);
+      try {
+        rmSync(owedPath(cfg.cert), { force: true });
+      } catch {
+        // left behind, the marker costs one more run after a restart
+      }
     }
     t.runFor = undefined;
     Object.assign(t, { failures: 0, lastError: undefined, lastResult: "ok", lastTime: Date.now(), nextRetry: undefined });
