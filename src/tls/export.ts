@@ -214,6 +214,8 @@ export class CertExporter {
           key.discard();
           throw e;
         }
+        // Noted before the files change: a stop between the two must not lose the command.
+        if (changed && cfg.run) owe(cfg.cert, b.fingerprint);
         key.commit();
         cert.commit();
       } catch (e) {
@@ -224,7 +226,6 @@ export class CertExporter {
       certificateExports.labels(site, "written").value++;
       log.info("certificate exported", { site, cert: cfg.cert, key: cfg.key, names: b.names, not_after: new Date(b.notAfter).toISOString(), changed });
       if (changed) t.runFor = b.fingerprint;
-      if (changed && cfg.run) owe(cfg.cert, b.fingerprint);
     } else if (t.exported !== b.fingerprint) {
       certificateExports.labels(site, "unchanged").value++;
       log.info("exported certificate is current", { site, cert: cfg.cert });
