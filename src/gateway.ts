@@ -108,7 +108,6 @@ export class Gateway {
       allowed: (ip) => adminAllows((this.gen ?? this.building)?.config.global, ip),
       status: () => gatherStatus(this.state, this.gen?.config, this.reloads.list()),
     };
-    this.tcp = new TcpRoutes({ shared: opts.worker, takeover: opts.takeover });
     const admin = adminApp(this.state);
     this.listeners = new Listeners(
       {
@@ -123,6 +122,8 @@ export class Gateway {
       },
       { shared: opts.worker, takeover: opts.takeover },
     );
+    // [limits] max_connections and max_connections_per_client count every public listener's connections together, [[tcp]] ones included.
+    this.tcp = new TcpRoutes({ shared: opts.worker, takeover: opts.takeover, caps: this.listeners.connectionCaps });
     setHealthCollector((g) => {
       g.retain(() => false);
       const now = performance.now();

@@ -39,7 +39,10 @@ export async function tcpOrigin(tag: string, onConn?: (s: net.Socket, index: num
 /** tlsOrigin starts a node:tls origin with the given certificate that answers every chunk with tag. */
 export async function tlsOrigin(tag: string, cert: { cert: string; key: string }): Promise<Origin> {
   const received: Buffer[] = [];
+  const sockets = new Set<tls.TLSSocket>();
   const srv = tls.createServer({ cert: cert.cert, key: cert.key }, (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
     const i = received.length;
     received.push(Buffer.alloc(0));
     s.on("error", () => {});
@@ -49,7 +52,14 @@ export async function tlsOrigin(tag: string, cert: { cert: string; key: string }
     });
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  return { port: (srv.address() as net.AddressInfo).port, received, stop: () => srv.close() };
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    received,
+    stop: () => {
+      srv.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }
 
 /** Client is a connection through the gateway: what it read so far, whether it closed, and waits bounded in time. */
@@ -165,4 +175,100 @@ mode = "plain"
 upstreams = [${upstreams.map((p) => `"tcp://127.0.0.1:${p}"`).join(", ")}]
 ${extra}
 `;
+}
+
+/** Blackhole is a port on 127.0.0.1 whose connects hang (SYNs dropped: a full accept queue that is never read), and a stop. */
+export type Blackhole = { readonly port: number; stop(): void };
+
+/** BLACKHOLE_PY listens with a backlog of 0, never accepts, and fills the queue itself: the kernel drops every later SYN until the process ends (≤ 10 min). */
+const BLACKHOLE_PY = `
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for i in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    fill.append(c)
+print(port, flush=True)
+time.sleep(600)
+`;
+
+/** blackhole starts a Blackhole (python3): an upstream that neither accepts nor refuses, for connect timeouts and connects in progress. */
+export async function blackhole(): Promise<Blackhole> {
+  const p = Bun.spawn(["python3", "-c", BLACKHOLE_PY], { stdout: "pipe", stderr: "inherit" });
+  const reader = p.stdout.getReader();
+  const first = await Promise.race([reader.read(), Bun.sleep(5000).then(() => undefined)]);
+  reader.releaseLock();
+  const port = Number(new TextDecoder().decode(first?.value ?? new Uint8Array()).trim());
+  if (!(port > 0)) {
+    p.kill();
+    throw new Error("the blackhole did not start within 5s");
+  }
+  await Bun.sleep(100); // the queue is full once the kernel has taken the filling connects
+  return { port, stop: () => p.kill() };
+}
+
+/** clientHello is the first flight of a node:tls client asking for servername: a real ClientHello, to send as slowly or as cut as a test likes. */
+export async function clientHello(servername: string): Promise<Buffer> {
+  let got = Buffer.alloc(0);
+  let resolveHello: (b: Buffer) => void = () => {};
+  const hello = new Promise<Buffer>((r) => (resolveHello = r));
+  const srv = net.createServer((s) => {
+    s.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.byteLength >= 5 && got.byteLength >= 5 + got.readUInt16BE(3)) {
+        resolveHello(got);
+        s.destroy();
+      }
+    });
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const c = tls.connect({ host: "127.0.0.1", port: (srv.address() as net.AddressInfo).port, servername, rejectUnauthorized: false });
+  c.on("error", () => {});
+  try {
+    return await Promise.race([hello, Bun.sleep(5000).then(() => Promise.reject(new Error("no ClientHello within 5s")))]);
+  } finally {
+    c.destroy();
+    srv.close();
+  }
+}
+
+/** upstreams is the admin API's TCP endpoints of a route (open connections, ejection), from admin (http://127.0.0.1:PORT). */
+export async function tcpEndpoints(admin: string, route: string): Promise<{ upstream: string; open: number }[]> {
+  const all = (await (await fetch(`${admin}/upstreams`)).json()) as { kind?: string; route: string; upstream: string; open: number }[];
+  return all.filter((e) => e.kind === "tcp" && e.route === route);
+}
+
+/** settledOn waits (bounded) until a route of g has no connection open (gatehouse_tcp_connections_open) and its endpoints none either (endpoints false: a blackholed one's count is its connects in progress). */
+export async function settledOn(
+  g: { admin: string; metric(series: string): Promise<string | undefined> },
+  route: string,
+  ms = 5000,
+  endpoints = true,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last = "";
+  while (Date.now() < deadline) {
+    const open = Number((await g.metric(`gatehouse_tcp_connections_open{route="${route}"}`)) ?? "NaN");
+    const eps = await tcpEndpoints(g.admin, route);
+    last = `open ${open}, endpoints ${JSON.stringify(eps.map((e) => e.open))}`;
+    if (open === 0 && (!endpoints || eps.every((e) => e.open === 0))) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`route ${route} did not settle within ${ms}ms: ${last}`);
+}
+
+/** closedBy connects to port (from an address), writes text, and says whether the gateway closed the connection within ms and what it read (a reset may even beat the connect's callback). */
+export async function closedBy(p: number, from = "127.0.0.1", text = "", ms = 3000): Promise<{ closed: boolean; read: string }> {
+  const s = net.connect({ host: "127.0.0.1", port: p, localAddress: from });
+  let read = "";
+  s.on("connect", () => s.write(text));
+  s.on("data", (d: Buffer) => (read += d.toString("latin1")));
+  s.on("error", () => {});
+  const closed = await Promise.race([new Promise<boolean>((r) => s.once("close", () => r(true))), Bun.sleep(ms).then(() => false)]);
+  s.destroy();
+  return { closed, read };
 }

@@ -1,5 +1,6 @@
 /** [[tcp]] routes and what names their clients and upstreams: upstream names discovered through DNS (A records, SRV), and a PROXY preamble from a trusted source passed on in the PROXY v2 header. */
 import { afterAll, describe, expect, test } from "bun:test";
+import net from "node:net";
 import { parseProxyHeader } from "../src/front/proxy-protocol.ts";
 import { addressData, srvData, TYPE } from "../src/lib/dns-wire.ts";
 import { addRecord, deleteRecord, type DnsUpdateOptions } from "../src/tls/acme/dns-update.ts";
@@ -34,6 +35,30 @@ describe("PROXY protocol in", () => {
     // The preamble itself is not passed on; what followed it is.
     expect(got.subarray(28).toString()).toBe("hello");
     c.socket.end();
+  });
+
+  test("a route listening on [::1] names its IPv6 client and address in the PROXY v2 header (TCP over IPv6)", async () => {
+    const o = await tcpOrigin("pp6", (sock) => sock.on("data", () => sock.write("ok")));
+    origins.push(o);
+    const port = freePort();
+    const gw = await startGateway({ extra: route("pp6", port, [o.port], "send_proxy_protocol = 2").replace(`"127.0.0.1:${port}"`, `"[::1]:${port}"`) });
+    gateways.push(gw);
+    const c = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: "::1", port }, () => resolve(s));
+      s.once("error", reject);
+    });
+    c.write("hello6");
+    await waitFor(() => (o.received[0]?.byteLength ?? 0) >= 52 + 6);
+    const got = o.received[0]!;
+    expect(got[13]).toBe(0x21); // AF_INET6, STREAM
+    expect(parseProxyHeader(got)).toEqual({
+      kind: "proxy",
+      source: { address: "::1", port: c.localPort! },
+      destination: { address: "::1", port },
+      bytes: 52,
+    });
+    expect(got.subarray(52).toString()).toBe("hello6");
+    c.end();
   });
 });
 

@@ -148,6 +148,9 @@ describe("reload and shutdown", () => {
       const outcome = await gw.reload();
       expect(outcome.msg).toStartWith("config rejected");
       expect(JSON.stringify(outcome.problems)).toContain(`[[tcp]] \\"taken\\" listen = 127.0.0.1:${squatter.port}: cannot bind`);
+      // Nothing of the rejected config outlives it: no series and no endpoints of the route that never went live.
+      expect(await (await fetch(`${gw.admin}/metrics`)).text()).not.toContain('route="taken"');
+      expect(JSON.stringify(await (await fetch(`${gw.admin}/upstreams`)).json())).not.toContain('"taken"');
       const c = await connect(port);
       expect(await c.says("still", "one:still")).toBe("one:still");
       c.socket.end();

@@ -1,5 +1,5 @@
 /** The front end's HTTP/1.1 server on raw sockets (Bun.listen), plain or TLS: one listening address, its connections (h1-conn.ts), its settings, and a graceful stop. */
-import type { SocketHandler, TCPSocketListener } from "bun";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { Conn } from "./h1-conn.ts";
 import type { ConnHost, FrontHandler, FrontSettings } from "./h1-types.ts";
 import { DEFAULT_LIMITS, type RequestLimits } from "./h1-request.ts";
@@ -100,16 +100,22 @@ export class FrontServer implements ConnHost, TlsHost {
     this.refused = opts.refused;
     this.contexts = opts.tls as TlsContexts;
     this.alpnChallenge = opts.alpnChallenge;
-    const plain: SocketHandler<Conn> = {
+    const plain: SocketHandler<Conn | undefined> = {
       open: (s) => {
-        const c = new Conn(s, this);
+        // A client that reset before Bun got to it leaves a socket without a peer address: nothing to serve, nothing to count.
+        if (!s.remoteAddress) {
+          s.terminate();
+          return;
+        }
+        const c = new Conn(s as Socket<Conn>, this);
         s.data = c;
         this.opened(c);
       },
-      data: (s, d) => s.data.onData(d),
-      drain: (s) => s.data.onDrain(),
-      close: (s) => s.data.onClose(),
-      error: (s) => s.data.onClose(),
+      // A socket dropped in open has no Conn.
+      data: (s, d) => s.data?.onData(d),
+      drain: (s) => s.data?.onDrain(),
+      close: (s) => s.data?.onClose(),
+      error: (s) => s.data?.onClose(),
     };
     this.listener = Bun.listen<unknown>({
       hostname: opts.hostname,

@@ -169,6 +169,11 @@ export class Listeners {
     return { address, server, tlsDigest: tls?.digest };
   }
 
+  /** connectionCaps is this process's one count of client connections, for listeners of other kinds ([[tcp]] routes) to count theirs in too. */
+  get connectionCaps(): ConnectionLimits {
+    return this.caps;
+  }
+
   /** frontSettings are the settings of the raw front end's listeners, counting connections in this process's caps. */
   private frontSettings() {
     return this.front === undefined ? { caps: this.caps } : { ...this.front, caps: this.caps };

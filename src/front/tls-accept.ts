@@ -201,13 +201,19 @@ class Accepting {
 }
 
 /** tlsAcceptHandlers are the Bun.listen socket handlers of a TLS listener until each connection's handshake; then the TLS socket's own take over. */
-export function tlsAcceptHandlers(host: TlsHost): SocketHandler<Accepting> {
+export function tlsAcceptHandlers(host: TlsHost): SocketHandler<Accepting | undefined> {
   return {
     open: (s) => {
-      s.data = new Accepting(s, host);
+      // A client that reset before Bun got to it leaves a socket without a peer address: no handshake to count, nothing to serve.
+      if (!s.remoteAddress) {
+        s.terminate();
+        return;
+      }
+      s.data = new Accepting(s as Socket<Accepting>, host);
     },
-    data: (s, d) => s.data.onData(d),
-    close: (s) => s.data.onClose(),
-    error: (s) => s.data.onClose(),
+    // A socket dropped in open has no Accepting.
+    data: (s, d) => s.data?.onData(d),
+    close: (s) => s.data?.onClose(),
+    error: (s) => s.data?.onClose(),
   };
 }

@@ -159,7 +159,7 @@ export const tcpUpstreamFailures = registry.register(
 export const tcpRefused = registry.register(
   new Counter(
     "gatehouse_tcp_refused_total",
-    "Connections of a [[tcp]] route closed before they reached an upstream, by reason: no_upstream (every endpoint failed or is full), no_sni_match, handshake (no ClientHello, a failed TLS handshake, a bad PROXY preamble, or its timeout).",
+    "Connections of a [[tcp]] route closed before they reached an upstream, by reason: no_upstream (every endpoint failed or is full), no_sni_match, handshake (no ClientHello, a failed TLS handshake, a bad PROXY preamble, or its timeout), limit ([limits] max_connections or max_connections_per_client).",
     ["route", "reason"],
   ),
 );

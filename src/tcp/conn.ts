@@ -5,6 +5,7 @@ import { type ProxyAddress, parseProxyHeader, readPreamble } from "../front/prox
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { log } from "../observability/log.ts";
 import { type Connected, connectUpstream } from "./connect.ts";
+import type { ConnectionLimits } from "../front/connection-limits.ts";
 import type { Balancer } from "./endpoints.ts";
 import { type PipeEnd, type PipeSocket, TcpPipe } from "./pipe.ts";
 import { type ClientTls, proxyV2Header } from "./proxy-v2.ts";
@@ -20,6 +21,8 @@ export interface TcpHost {
 type Phase = "preamble" | "hello" | "tls" | "connecting" | "piping" | "over";
 
 const EMPTY = new Uint8Array(0);
+/** MAX_EARLY bounds the client bytes kept while the upstream is connected: the socket is paused then, and is paused again past it (a read under way may deliver). */
+const MAX_EARLY = 64 * 1024;
 
 function join(a: Uint8Array, b: Uint8Array): Uint8Array {
   return a.byteLength === 0 ? b : Buffer.concat([a, b]);
@@ -43,9 +46,13 @@ export class TcpConn {
   private upstream: Connected | undefined;
   /** early holds client bytes and events that came while the upstream was being connected (the socket is paused then). */
   private early: Uint8Array[] = [];
+  private earlyBytes = 0;
   private earlyEnd = false;
   private readonly wait: Watched;
   private readonly started = performance.now();
+  /** counted is the caps the connection is counted in (under countedAs, the client address then), from its admission until it is gone. */
+  private counted: ConnectionLimits | undefined;
+  private countedAs = "";
 
   constructor(
     private readonly raw: Socket<TcpConn>,
@@ -65,7 +72,24 @@ export class TcpConn {
   /** start runs the connection's first step (its listener counts it first: the step may already close it). */
   start(): void {
     watch(this.wait);
-    if (this.phase !== "preamble") this.afterPreamble(EMPTY);
+    if (this.phase !== "preamble" && this.admit()) this.afterPreamble(EMPTY);
+  }
+
+  /**
+   * admit counts the connection against [limits] under its client's address (a trusted preamble's, once read), before anything is read for it or an upstream
+   * connected; over a cap it is closed at once (nothing can be said to a client whose protocol gatehouse does not speak) and counted as refused.
+   */
+  private admit(): boolean {
+    const caps = this.host.state.caps;
+    if (caps === undefined) return true;
+    const over = caps.admit(this.client.address);
+    if (over === undefined) {
+      this.counted = caps;
+      this.countedAs = this.client.address;
+      return true;
+    }
+    this.refuse("limit", over === "total" ? "too many connections to this gateway" : "too many connections from this client");
+    return false;
   }
 
   /** afterPreamble starts what the route's mode does first, with the bytes that came after any preamble. */
@@ -73,7 +97,7 @@ export class TcpConn {
     const mode = this.route.config.mode;
     if (mode === "plain") {
       // Server-first protocols (SMTP, IMAP) need the upstream before the client says anything.
-      void this.connect(this.route.upstreams, rest);
+      this.connectNow(this.route.upstreams, rest);
       return;
     }
     this.phase = mode === "passthrough" ? "hello" : "tls";
@@ -88,6 +112,8 @@ export class TcpConn {
         return;
       case "connecting":
         this.early.push(Buffer.from(d));
+        this.earlyBytes += d.byteLength;
+        if (this.earlyBytes > MAX_EARLY) this.sock.pause();
         return;
       case "preamble":
         this.onPreamble(join(this.buf, d));
@@ -114,7 +140,7 @@ export class TcpConn {
     }
     this.buf = EMPTY;
     if (p.step === "none") {
-      this.afterPreamble(Buffer.from(buf));
+      if (this.admit()) this.afterPreamble(Buffer.from(buf));
       return;
     }
     const h = parseProxyHeader(buf);
@@ -122,7 +148,7 @@ export class TcpConn {
       this.client = h.source;
       this.local = h.destination;
     }
-    this.afterPreamble(Buffer.from(buf.subarray(p.bytes)));
+    if (this.admit()) this.afterPreamble(Buffer.from(buf.subarray(p.bytes)));
   }
 
   private onHello(buf: Uint8Array): void {
@@ -146,7 +172,7 @@ export class TcpConn {
       this.refuse("no_sni_match", `no [[tcp.sni]] entry for ${JSON.stringify(hello.serverName ?? "(no server name)")}`);
       return;
     }
-    void this.connect(b, Buffer.from(buf));
+    this.connectNow(b, Buffer.from(buf));
   }
 
   /** upgrade starts TLS on the accepted socket with the route's certificate and the bytes read so far; the upstream is connected after the handshake. */
@@ -165,7 +191,7 @@ export class TcpConn {
           return;
         }
         this.sock = ts;
-        void this.connect(this.route.upstreams, EMPTY);
+        this.connectNow(this.route.upstreams, EMPTY);
       },
       data: (ts, d) => ts.data.onData(d),
       drain: (ts) => ts.data.onDrain(),
@@ -187,6 +213,23 @@ export class TcpConn {
     } catch (e) {
       this.refuse("handshake", `cannot start TLS: ${(e as Error).message}`);
     }
+  }
+
+  /** connectNow runs connect; a bug in it ends this connection (logged, counts released) instead of leaving it paused until its idle timeout. */
+  private connectNow(b: Balancer, initial: Uint8Array): void {
+    this.connect(b, initial).catch((e: unknown) => {
+      log.error("tcp connection failed", { route: this.route.config.name, client: this.client.address, error: String((e as Error)?.stack ?? e) });
+      if (this.pipe !== undefined) {
+        this.pipe.shutdown();
+        return;
+      }
+      if (this.upstream !== undefined) {
+        this.upstream.endpoint.open--;
+        this.upstream.socket.terminate();
+        this.upstream = undefined;
+      }
+      this.gone();
+    });
   }
 
   /** connect reaches an upstream of the balancer (failing over), then starts the pipe with the bytes read so far. */
@@ -309,6 +352,8 @@ export class TcpConn {
     }
     unwatch(this.wait);
     this.early = [];
+    this.counted?.release(this.countedAs);
+    this.counted = undefined;
     this.route.stats.open.value--;
     this.host.closed(this);
   }
@@ -333,14 +378,21 @@ export class TcpConn {
 export function tcpAcceptHandlers(host: TcpHost & { opened(c: TcpConn): void }): SocketHandler<TcpConn> {
   return {
     open: (s) => {
-      s.data = new TcpConn(s, host);
-      host.opened(s.data);
-      s.data.start();
+      // A client that reset its connection before Bun got to it leaves a socket without a peer address: nothing to serve, nothing to count.
+      if (!s.remoteAddress) {
+        s.terminate();
+        return;
+      }
+      const c = new TcpConn(s, host);
+      s.data = c;
+      host.opened(c);
+      c.start();
     },
-    data: (s, d) => s.data.rawData(d),
-    drain: (s) => s.data.rawDrain(),
-    end: (s) => s.data.rawEnd(),
-    close: (s) => s.data.rawClosed(),
-    error: (s) => s.data.rawClosed(),
+    // A socket dropped in open has no TcpConn.
+    data: (s, d) => s.data?.rawData(d),
+    drain: (s) => s.data?.rawDrain(),
+    end: (s) => s.data?.rawEnd(),
+    close: (s) => s.data?.rawClosed(),
+    error: (s) => s.data?.rawClosed(),
   };
 }

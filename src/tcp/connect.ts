@@ -59,26 +59,44 @@ export type ConnectOptions = {
   readonly failed: (e: TcpEndpoint, error: string) => void;
 };
 
-/** connectOnce opens one connection to host:port within timeoutMs; it rejects with what went wrong (a socket that connects late is closed). */
-export function connectOnce(host: string, port: number, timeoutMs: number, link = new UpstreamLink()): Promise<Socket<UpstreamLink>> {
+/** TimedOut is connectOnce's rejection when the connect outlasted its timeout; its attempt goes on in the kernel until it ends (settled() is called then). */
+export class TimedOut extends Error {}
+
+/**
+ * connectOnce opens one connection to host:port within timeoutMs; it rejects with what went wrong (a socket that connects late is closed). Bun.connect cannot
+ * be cancelled: after a TimedOut the attempt holds its socket until the kernel gives up (SYN retries, about two minutes on Linux) or it connects late; settled
+ * is called once when it is over (only after a TimedOut).
+ */
+export function connectOnce(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  link = new UpstreamLink(),
+  settled: () => void = () => {},
+): Promise<Socket<UpstreamLink>> {
   return new Promise((resolve, reject) => {
     let done = false;
     const timer = setTimeout(() => {
       done = true;
-      reject(new Error(`no connection within ${timeoutMs}ms`));
+      reject(new TimedOut(`no connection within ${timeoutMs}ms`));
     }, timeoutMs);
     Bun.connect<UpstreamLink>({ hostname: host, port, allowHalfOpen: true, data: link, socket: HANDLERS }).then(
       (s) => {
         clearTimeout(timer);
-        if (done) s.terminate();
-        else {
+        if (done) {
+          s.terminate();
+          settled();
+        } else {
           done = true;
           resolve(s);
         }
       },
       (e: unknown) => {
         clearTimeout(timer);
-        if (done) return;
+        if (done) {
+          settled();
+          return;
+        }
         done = true;
         reject(new Error((e as { code?: string }).code ?? String((e as Error)?.message ?? e)));
       },
@@ -88,19 +106,22 @@ export function connectOnce(host: string, port: number, timeoutMs: number, link 
 
 /**
  * connectUpstream tries the balancer's endpoints in turn until one connects: each failure ejects its endpoint and is reported; undefined when every one failed
- * (or all are at their cap). The endpoint reached counts the connection as open; the caller releases it when the connection ends.
+ * (or all are at their cap). The endpoint reached counts the connection as open; the caller releases it when the connection ends. A connect that timed out
+ * stays counted until its socket is gone (connectOnce), so that a blackholed endpoint holds at most its cap of sockets.
  */
 export async function connectUpstream(b: Balancer, o: ConnectOptions): Promise<Connected | undefined> {
   for (const e of b.order(performance.now(), o.maxPerEndpoint)) {
+    // The order was made before the connects tried ahead of this one: the endpoint may have filled up meanwhile.
+    if (e.open >= o.maxPerEndpoint) continue;
     // Counted while connecting, so concurrent connects respect the cap too.
     e.open++;
     const link = new UpstreamLink();
     try {
-      const socket = await connectOnce(e.host, e.port, o.timeoutMs, link);
+      const socket = await connectOnce(e.host, e.port, o.timeoutMs, link, () => e.open--);
       e.connected();
       return { socket, link, endpoint: e };
     } catch (err) {
-      e.open--;
+      if (!(err instanceof TimedOut)) e.open--;
       const error = (err as Error).message;
       e.failed(performance.now(), o.cooldownMs, error);
       o.failed(e, error);

@@ -10,7 +10,7 @@ const MAX_COOLDOWN_MS = 300_000;
  * only; settings (timeouts, caps) come with each connection's route.
  */
 export class TcpEndpoint {
-  /** open counts the connections to this endpoint open now (max_connections_per_upstream). */
+  /** open counts the connections to this endpoint open now and the connects in progress, a timed-out one until the kernel ends it (max_connections_per_upstream). */
   open = 0;
   /** healthy is the TCP health checks' verdict; true without checks. */
   healthy = true;

@@ -1,5 +1,6 @@
 /** A [[tcp]] route as one config compiled it: its endpoints in balancers (the route's upstreams, each [[tcp.sni]] entry's), followed through DNS where named so, its metric cells, and the choice by server name. */
 import type { TcpRoute, TcpUpstream } from "../config/types.ts";
+import type { ConnectionLimits } from "../front/connection-limits.ts";
 import type { NativeContext } from "../front/tls-contexts.ts";
 import type { DnsDiscovery } from "../upstream/dns-discovery.ts";
 import { Balancer, type TcpEndpoint, type TcpEndpointRegistry } from "./endpoints.ts";
@@ -22,11 +23,13 @@ export type LiveTcpRoute = {
   dispose(): void;
 };
 
-/** ListenerState is what a [[tcp]] listener's new connections get: the route, the TLS context of a terminate route, who may send a PROXY preamble. */
+/** ListenerState is what a [[tcp]] listener's new connections get: the route, the TLS context of a terminate route, who may send a PROXY preamble, the caps they count in. */
 export type ListenerState = {
   readonly route: LiveTcpRoute;
   readonly context: NativeContext | undefined;
   readonly trusted: ((ip: string) => boolean) | undefined;
+  /** caps are [limits] max_connections and max_connections_per_client, shared with the HTTP listeners; undefined: no caps. */
+  readonly caps: ConnectionLimits | undefined;
 };
 
 /** RouteDeps are the registries a route is compiled against, and what to call when DNS changes its endpoints. */

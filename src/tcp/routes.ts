@@ -3,6 +3,7 @@ import type { Address, TcpHealth, TcpRoute } from "../config/types.ts";
 import { DiscoveryRegistry } from "../upstream/discovery-registry.ts";
 import type { DnsDiscovery } from "../upstream/dns-discovery.ts";
 import type { ResolverServer } from "../upstream/resolver.ts";
+import type { ConnectionLimits } from "../front/connection-limits.ts";
 import { type NativeContext, nativeOf } from "../front/tls-contexts.ts";
 import { log } from "../observability/log.ts";
 import { type TcpEndpoint, TcpEndpointRegistry } from "./endpoints.ts";
@@ -14,8 +15,11 @@ import { forgetTcpRoutes } from "./stats.ts";
 /** SiteCertificate is a site's certificate as the certificate registry hands it out (undefined: the site has none yet). */
 export type SiteCertificate = { readonly cert: string; readonly key: string; readonly fingerprint: string } | undefined;
 
-/** TcpRoutesOptions: shared listeners join sibling workers' (the supervisor checked the addresses); takeover joins those of the instance this one replaces. */
-export type TcpRoutesOptions = { readonly shared?: boolean; readonly takeover?: boolean };
+/**
+ * TcpRoutesOptions: shared listeners join sibling workers' (the supervisor checked the addresses); takeover joins those of the instance this one replaces; caps
+ * counts each connection against [limits] (the HTTP listeners' count, so that the caps hold for all public listeners together; none: no caps).
+ */
+export type TcpRoutesOptions = { readonly shared?: boolean; readonly takeover?: boolean; readonly caps?: ConnectionLimits };
 
 /** TcpPlan is a set of routes prepared for a config: new listeners already bound (not yet given to anyone), the rest to be applied by commit(). */
 export type TcpPlan = {
@@ -102,12 +106,20 @@ export class TcpRoutes {
     }
   }
 
-  /** abort closes what a plan bound and stops what it started following (the config it was for is not going live). */
+  /**
+   * abort closes what a plan bound (with any connection it accepted meanwhile: a bound listener accepts at once) and forgets what it started: DNS followed,
+   * endpoints and metric series of routes that are not live (the config it was for is not going live).
+   */
   abort(plan: TcpPlan): void {
-    for (const l of plan.bound.values()) l.stopAccepting();
+    for (const l of plan.bound.values()) {
+      l.stopAccepting();
+      l.cut();
+    }
     for (const r of plan.routes) r.dispose();
     this.preparing = [];
     this.discovery.retain(this.followed());
+    this.followDns();
+    forgetTcpRoutes(new Set([...this.listeners.values(), ...this.retiring].map((l) => l.state.route.config.name)));
   }
 
   /** followed are the discoveries of the live routes. */
@@ -237,7 +249,7 @@ export class TcpRoutes {
   }
 
   private stateOf(route: LiveTcpRoute, contexts: ReadonlyMap<string, NativeContext>, trusted: ListenerState["trusted"]): ListenerState {
-    return { route, context: route.config.site === undefined ? undefined : contexts.get(route.config.site), trusted };
+    return { route, context: route.config.site === undefined ? undefined : contexts.get(route.config.site), trusted, caps: this.opts.caps };
   }
 
   /**

@@ -3,8 +3,8 @@ import type { Cell } from "../observability/metrics.ts";
 import { tcpBytes, tcpConnections, tcpOpen, tcpRefused, tcpUpstreamFailures } from "../observability/gateway-metrics.ts";
 
 /** REFUSALS are the reasons of gatehouse_tcp_refused_total: a fixed set, so the label stays bounded. */
-export type Refusal = "no_upstream" | "no_sni_match" | "handshake";
-const REFUSALS: readonly Refusal[] = ["no_upstream", "no_sni_match", "handshake"];
+export type Refusal = "no_upstream" | "no_sni_match" | "handshake" | "limit";
+const REFUSALS: readonly Refusal[] = ["no_upstream", "no_sni_match", "handshake", "limit"];
 
 /** TcpStats are one route's series; all of them appear with the route, at zero. */
 export class TcpStats {
