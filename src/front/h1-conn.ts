@@ -14,7 +14,7 @@ import { refusal } from "./h1-response.ts";
 import { type ResponseSink, sendResponse } from "./h1-send.ts";
 import { type ClientSide, Pipe } from "./tunnel.ts";
 import type { Tunnel } from "../upstream/h1-upgrade.ts";
-import { isPreamble, readPreamble, UNTRUSTED_PREAMBLE } from "./proxy-protocol.ts";
+import { firstBytes, type PreambleReader } from "./conn-preamble.ts";
 
 /** BUFFERED_LIMIT: bytes of further requests kept while one is answered (pipelining); past it the connection stops reading until its turn. */
 const BUFFERED_LIMIT = 64 * 1024;
@@ -27,7 +27,7 @@ const DRAIN_GRACE_MS = 1000;
  * Conn is one client connection and where its current request stands. It is itself what the shared idle sweep watches while it waits for a head (`last`,
  * `limit`, `expire`): an idle keep-alive connection should cost no more objects than it must (bench/SCALE.md).
  */
-export class Conn implements ResponseSink, ClientSide, Watched {
+export class Conn implements ResponseSink, ClientSide, Watched, PreambleReader {
   buf: Uint8Array = EMPTY;
   /** owned: buf lies in a buffer of this connection's own (append may write after it), not in one the socket handed over. */
   private owned = false;
@@ -50,8 +50,8 @@ export class Conn implements ResponseSink, ClientSide, Watched {
   /** counted is the address this connection is counted under, and countedBy the caps that counted it (a reload may bring new caps). */
   counted: string | undefined;
   private countedBy: ConnectionLimits | undefined;
-  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first. */
-  private fresh = true;
+  /** fresh: no byte has arrived yet; a PROXY protocol preamble may only come first (conn-preamble.ts). */
+  fresh = true;
   /** preamble: the peer may send a PROXY protocol preamble, and it has not been read yet. */
   preamble = false;
   /** piped is the byte pipe this connection became after an upgrade's 101. */
@@ -176,7 +176,7 @@ export class Conn implements ResponseSink, ClientSide, Watched {
 
   onData(data: Uint8Array): void {
     if (this.fresh || this.preamble) {
-      data = this.beforeHttp(data);
+      data = firstBytes(this, data);
       if (data.byteLength === 0) return;
     }
     if (this.piped !== undefined) {
@@ -224,33 +224,6 @@ export class Conn implements ResponseSink, ClientSide, Watched {
     const r = appendBytes(this.buf, this.owned, data);
     this.buf = r.bytes;
     this.owned = r.owned;
-  }
-
-  /**
-   * beforeHttp reads a PROXY protocol preamble at the start of a connection from a trusted source (waiting for the rest of it if need be) and returns the bytes
-   * after it; from any other source a preamble is refused. Only the first bytes of a connection come here.
-   */
-  private beforeHttp(data: Uint8Array): Uint8Array {
-    if (this.fresh) {
-      this.fresh = false;
-      if (!this.preamble) {
-        if (!isPreamble(data)) return data;
-        this.refuse({ status: 400, reason: UNTRUSTED_PREAMBLE });
-        return EMPTY;
-      }
-    }
-    const buf = this.buf.byteLength === 0 ? data : Buffer.concat([this.buf, data]);
-    const p = readPreamble(buf);
-    if (p.step === "wait") this.buf = buf;
-    else if (p.step === "refuse") this.refuse({ status: 400, reason: p.reason });
-    else {
-      this.preamble = false;
-      this.buf = EMPTY;
-      // The caps count the client the balancer speaks for, not the balancer: a connection from it is counted only now.
-      if (p.step === "read" && p.client !== undefined) this.client = p.client;
-      if (this.admit()) return p.step === "read" ? buf.subarray(p.bytes) : buf;
-    }
-    return EMPTY;
   }
 
   /** admit counts the connection against the caps; past one, it answers 503 and closes (nginx's limit_conn does the same), returning false. */
