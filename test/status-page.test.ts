@@ -1,15 +1,27 @@
 /** The admin status page (GET /status) in a real browser: headless Chromium loads it from a running gateway and the test reads the rendered DOM. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { escapeHtml, renderStatus } from "../src/observability/status-page.ts";
 import { freePort, origin, startGateway, type TestGateway } from "./harness.ts";
+import { type Client, clientHello, connect } from "./tcp-helpers.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 
 const up = origin(() => new Response("hello", { headers: { "cache-control": "public, max-age=60" } }));
 const UP = `http://127.0.0.1:${up.port}`;
+/** echo is a TCP origin that answers each chunk with "echo:" and the chunk: fewer bytes in than out. */
+const echo = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s, d) => void s.write(`echo:${d}`) } });
+/** DEAD is a loopback port nothing listens on: connects to it are refused. */
+const DEAD = `tcp://127.0.0.1:${freePort()}`;
+const SNI_UP = `tcp://127.0.0.1:${freePort()}`;
+const plainPort = freePort();
+const sniPort = freePort();
+const imapsPort = freePort();
 let gw: TestGateway;
+/** held is a connection through the plain [[tcp]] route, open while the page is read. */
+let held: Client | undefined;
 /** profile is Chromium's user data directory, thrown away at the end. */
 const profile = mkdtempSync(join(tmpdir(), "gatehouse-chromium-"));
 
@@ -35,7 +47,43 @@ users = { alice = "${hash}" }
       docs: `hosts = ["docs.test"]\nstatic = "builtin:welcome"\n`,
       secure: `hosts = ["secure.test"]\ntls = "internal"\nhttps_redirect = false\nupstreams = ["${UP}"]\n`,
     },
+    extra: `
+[[tcp]]
+name = "plain"
+listen = "127.0.0.1:${plainPort}"
+mode = "plain"
+upstreams = ["tcp://127.0.0.1:${echo.port}"]
+
+[[tcp]]
+name = "bysni"
+listen = "127.0.0.1:${sniPort}"
+mode = "passthrough"
+default = ["${DEAD}"]
+[[tcp.sni]]
+hosts = ["git.test", "*.apps.test"]
+upstreams = ["${SNI_UP}"]
+
+[[tcp]]
+name = "imaps"
+listen = "127.0.0.1:${imapsPort}"
+mode = "terminate"
+site = "secure"
+upstreams = ["tcp://127.0.0.1:${echo.port}"]
+send_proxy_protocol = 2
+`,
   });
+  // 10 bytes in, 15 out, and the connection stays open.
+  held = await connect(plainPort);
+  expect(await held.says("hello tcp\n", "echo:hello tcp\n")).toBe("echo:hello tcp\n");
+  // A name no [[tcp.sni]] entry takes goes to the default, which refuses: one upstream failure, one refusal (no_upstream).
+  const other = await connect(sniPort);
+  other.socket.write(await clientHello("other.test"));
+  await other.until((c) => c.closed);
+  other.socket.destroy();
+  for (const deadline = Date.now() + 5000; (await gw.metric('gatehouse_tcp_refused_total{route="bysni",reason="no_upstream"}')) !== "1"; ) {
+    if (Date.now() > deadline) throw new Error("the refusal was not counted within 5 s");
+    await Bun.sleep(20);
+  }
   // One miss and one hit: a hit ratio of 50 %.
   for (let i = 0; i < 2; i++) expect((await gw.request("shop.test", "/page")).status).toBe(200);
   // A reload that fails (a problem text with HTML in it), then one that succeeds.
@@ -46,8 +94,10 @@ users = { alice = "${hash}" }
 }, 30_000);
 
 afterAll(async () => {
+  held?.socket.destroy();
   await gw?.cleanup();
   up.stop(true);
+  echo.stop(true);
   rmSync(profile, { recursive: true, force: true });
 });
 
@@ -99,7 +149,7 @@ function rows(html: string): string[][] {
   return [...html.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((r) => [...r[1]!.matchAll(/<td>([\s\S]*?)<\/td>/g)].map((c) => text(c[1]!))).filter((r) => r.length);
 }
 
-test("Chromium renders /status: sites and routes, the certificate, endpoints with health, the cache, and both reloads", async () => {
+test("Chromium renders /status: sites and routes, the certificate, endpoints with health, TCP routes, the cache, and both reloads", async () => {
   const res = await fetch(`${gw.admin}/status`);
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toBe("text/html; charset=utf-8");
@@ -132,6 +182,27 @@ test("Chromium renders /status: sites and routes, the certificate, endpoints wit
   expect(shop?.slice(0, 4)).toEqual(["shop", UP, "✓ healthy", "0"]);
   expect(endpoints.find((r) => r[0] === "<b>&api")?.slice(1, 3)).toEqual([UP, "✓ healthy"]);
 
+  expect(dom).toContain('<a href="#tcp">TCP routes</a>');
+  const tcp = rows(section(dom, "tcp"));
+  expect(tcp).toEqual([
+    ["plain", `127.0.0.1:${plainPort}`, "plain", "–", `tcp://127.0.0.1:${echo.port}`, "no", "1", "1", "in 10 B out 15 B", "0", "0"],
+    [
+      "bysni",
+      `127.0.0.1:${sniPort}`,
+      "passthrough",
+      "git.test, *.apps.test other names: default",
+      `git.test, *.apps.test: ${SNI_UP} default: ${DEAD}`,
+      "no",
+      "0",
+      "1",
+      "in 0 B out 0 B",
+      "1",
+      "no_upstream 1",
+    ],
+    ["imaps", `127.0.0.1:${imapsPort}`, "terminate", "certificate of secure", `tcp://127.0.0.1:${echo.port}`, "v2", "0", "0", "in 0 B out 0 B", "0", "0"],
+  ]);
+  expect(section(dom, "tcp")).toContain('<a href="#site-secure">secure</a>');
+
   const cache = text(section(dom, "cache"));
   expect(cache).toContain("Objects1");
   expect(cache).toContain("Hit ratio50.0 %");
@@ -158,11 +229,26 @@ test("Chromium takes a screenshot of /status: a PNG of the window's size with so
   expect([bytes.readUInt32BE(16), bytes.readUInt32BE(20)]).toEqual([1280, 1600]);
   // A blank page compresses to a few KB; tables of text do not.
   expect(bytes.length).toBeGreaterThan(30_000);
+  // UPDATE_DOCS_SCREENSHOT=1 bun test test/status-page.test.ts refreshes the picture docs/operations.md shows.
+  if (process.env.UPDATE_DOCS_SCREENSHOT === "1") copyFileSync(png, join(import.meta.dir, "..", "docs", "status.png"));
 }, 60_000);
 
-test("with workers = 2 the supervisor's page lists its workers, each worker's endpoints and the cache merged over them", async () => {
-  const sup = await startGateway({ top: "workers = 2", routes: { shop: `hosts = ["shop.test"]\nupstreams = ["${UP}"]\n[cache]\n` } });
+test("with workers = 2 the supervisor's page lists its workers, each worker's endpoints, and the cache and TCP figures merged over them", async () => {
+  const tcpPort = freePort();
+  const sup = await startGateway({
+    top: "workers = 2",
+    routes: { shop: `hosts = ["shop.test"]\nupstreams = ["${UP}"]\n[cache]\n` },
+    extra: `[[tcp]]\nname = "plain"\nlisten = "127.0.0.1:${tcpPort}"\nmode = "plain"\nupstreams = ["tcp://127.0.0.1:${echo.port}"]\n`,
+  });
+  let client: Client | undefined;
   try {
+    // Two connections, wherever they land; one stays open.
+    const first = await connect(tcpPort);
+    await first.says("one\n", "echo:one\n");
+    first.socket.end();
+    await first.until((c) => c.closed);
+    client = await connect(tcpPort);
+    await client.says("two\n", "echo:two\n");
     // Each worker has its own cache: a miss, then hits, wherever the connections land.
     for (let i = 0; i < 6; i++) expect((await sup.request("shop.test", "/merged")).status).toBe(200);
     const res = await fetch(`${sup.admin}/status`);
@@ -174,7 +260,12 @@ test("with workers = 2 the supervisor's page lists its workers, each worker's en
       ["2", "✓ ready"],
     ]);
     const endpoints = rows(section(html, "endpoints"));
-    expect(endpoints.map((e) => e.slice(0, 4)).sort()).toEqual([
+    expect(
+      endpoints
+        .filter((e) => e[0] === "shop")
+        .map((e) => e.slice(0, 4))
+        .sort(),
+    ).toEqual([
       ["shop", UP, "1", "✓ healthy"],
       ["shop", UP, "2", "✓ healthy"],
     ]);
@@ -184,8 +275,48 @@ test("with workers = 2 the supervisor's page lists its workers, each worker's en
     expect(Number(lookups?.[2])).toBeGreaterThanOrEqual(1);
     expect(cache).toMatch(/Objects[12]Hit ratio/);
     expect(cache).toContain("of 512.0 MiB"); // [cache] max_size of each worker
+    // The closed connection's gauge may lag its FIN by a moment: open is 1 once the worker has seen it.
+    let tcp = rows(section(html, "tcp"));
+    for (const deadline = Date.now() + 5000; tcp[0]?.[6] !== "1" && Date.now() < deadline; await Bun.sleep(50))
+      tcp = rows(section(await (await fetch(`${sup.admin}/status`)).text(), "tcp"));
+    expect(tcp).toEqual([["plain", `127.0.0.1:${tcpPort}`, "plain", "–", `tcp://127.0.0.1:${echo.port}`, "no", "1", "2", "in 8 B out 18 B", "0", "0"]]);
     expect(rows(section(html, "reloads")).map((r) => r.slice(1, 3))).toEqual([["start", "✓ success"]]);
   } finally {
+    client?.socket.destroy();
     await sup.cleanup();
   }
 }, 60_000);
+
+test("without [[tcp]] entries the TCP section says so in one line", async () => {
+  const plain = await startGateway({ routes: { docs: `hosts = ["docs.test"]\nstatic = "builtin:welcome"\n` } });
+  try {
+    const html = await (await fetch(`${plain.admin}/status`)).text();
+    expect(section(html, "tcp")).toBe('<h2>TCP routes</h2><p class="empty">No TCP routes (no [[tcp]] entries).</p>');
+  } finally {
+    await plain.cleanup();
+  }
+}, 30_000);
+
+test("the TCP section escapes what it shows", () => {
+  const EVIL = `<b>&"x'</b><script>alert(1)</script>`;
+  const figures = { open: 0, accepted: 0, bytesIn: 0, bytesOut: 0, upstreamFailures: 0, refused: { [EVIL]: 1 } };
+  const html = renderStatus({
+    now: Date.now(),
+    version: "0",
+    ready: true,
+    configFile: undefined,
+    sites: [],
+    certificates: [],
+    endpoints: [],
+    cache: undefined,
+    workers: undefined,
+    reloads: [],
+    tcp: [
+      { name: EVIL, listen: EVIL, mode: "terminate", site: EVIL, sni: [], upstreams: [EVIL], proxyV2: false, ...figures },
+      { name: EVIL, listen: EVIL, mode: "passthrough", sni: [{ hosts: [EVIL], upstreams: [EVIL] }], upstreams: [], proxyV2: true, ...figures },
+    ],
+  });
+  expect(html).not.toContain("<script");
+  expect(html).not.toContain("<b>");
+  expect(html.split(escapeHtml(EVIL)).length - 1).toBe(12);
+});

@@ -1,10 +1,22 @@
 /** Gathering the status page's data from a running instance (a gateway or a supervisor): its live config, what its admin state reports, its reload history. */
 import { relative } from "node:path";
-import type { Config, PathRoute, SiteConfig } from "../config/types.ts";
+import type { Config, PathRoute, SiteConfig, TcpRoute, TcpUpstream } from "../config/types.ts";
 import { VERSION } from "../version.ts";
 import type { AdminState } from "./admin.ts";
 import { registry } from "./gateway-metrics.ts";
-import type { CacheRow, CertificateRow, EndpointRow, ExportRow, ReloadRow, RouteRow, SiteRow, StatusData, WorkerRow } from "./status-page.ts";
+import type {
+  CacheRow,
+  CertificateRow,
+  EndpointRow,
+  ExportRow,
+  ReloadRow,
+  RouteRow,
+  SiteRow,
+  StatusData,
+  TcpFigures,
+  TcpRow,
+  WorkerRow,
+} from "./status-page.ts";
 
 /** routeRow says what a route does, where to, and which of cache and policies it has on. */
 function routeRow(r: PathRoute): RouteRow {
@@ -109,9 +121,62 @@ export function cacheFromMetrics(text: string, maxBytes: number): CacheRow {
   return { sizeBytes, maxBytes, objects, lookups };
 }
 
+const TCP_RE = /^gatehouse_tcp_(connections_total|connections_open|bytes_total|upstream_failures_total|refused_total)\{(.*)\} (\S+)$/;
+
+const label = (labels: string, name: string): string | undefined => new RegExp(`(?:^|,)${name}="([^"]*)"`).exec(labels)?.[1];
+
 /**
- * gatherStatus collects the status page's data: sites and routes from config, certificates, endpoints and workers from state, the cache (and planned renewals)
- * from state's metrics (merged over workers under a supervisor) or this process's registry; called per GET /status, never on the request path.
+ * tcpFromMetrics reads the gatehouse_tcp_* series of a metrics exposition (this process's, or a supervisor's merged one: sums over workers) per route name;
+ * a route without series (no connection yet in this process) is absent.
+ */
+export function tcpFromMetrics(text: string): Map<string, TcpFigures> {
+  type Mutable = { -readonly [K in keyof TcpFigures]: TcpFigures[K] } & { refused: Record<string, number> };
+  const out = new Map<string, Mutable>();
+  for (const line of text.split("\n")) {
+    const m = TCP_RE.exec(line);
+    if (!m) continue;
+    const route = label(m[2]!, "route");
+    const v = Number(m[3]);
+    if (route === undefined || !Number.isFinite(v)) continue;
+    let f = out.get(route);
+    if (!f) out.set(route, (f = { open: 0, accepted: 0, bytesIn: 0, bytesOut: 0, upstreamFailures: 0, refused: {} }));
+    if (m[1] === "connections_total") f.accepted += v;
+    else if (m[1] === "connections_open") f.open += v;
+    else if (m[1] === "upstream_failures_total") f.upstreamFailures += v;
+    else if (m[1] === "bytes_total") {
+      const d = label(m[2]!, "direction");
+      if (d === "in") f.bytesIn += v;
+      else if (d === "out") f.bytesOut += v;
+    } else {
+      const reason = label(m[2]!, "reason");
+      if (reason !== undefined) f.refused[reason] = (f.refused[reason] ?? 0) + v;
+    }
+  }
+  return out;
+}
+
+const NO_FIGURES: TcpFigures = { open: 0, accepted: 0, bytesIn: 0, bytesOut: 0, upstreamFailures: 0, refused: {} };
+
+const tcpUrls = (us: readonly TcpUpstream[]): string[] => us.map((u) => (u.discover && u.url.startsWith("tcp://") ? `${u.url} (DNS)` : u.url));
+
+/** tcpRow is one [[tcp]] entry as the page shows it, with its figures (zero when it has no series yet). */
+function tcpRow(t: TcpRoute, figures: TcpFigures | undefined): TcpRow {
+  return {
+    name: t.name,
+    listen: t.listen.text,
+    mode: t.mode,
+    ...(t.mode === "terminate" && t.site !== undefined ? { site: t.site } : {}),
+    sni: t.sni.map((e) => ({ hosts: e.hosts, upstreams: tcpUrls(e.upstreams) })),
+    upstreams: tcpUrls(t.upstreams),
+    proxyV2: t.sendProxyProtocol === 2,
+    ...(figures ?? NO_FIGURES),
+  };
+}
+
+/**
+ * gatherStatus collects the status page's data: sites, routes and [[tcp]] entries from config, certificates, endpoints and workers from state, the cache
+ * and the [[tcp]] figures from state's metrics (merged over workers under a supervisor) or this process's registry; called per GET /status, never on the
+ * request path.
  */
 export async function gatherStatus(state: AdminState, config: Config | undefined, reloads: readonly ReloadRow[]): Promise<StatusData> {
   const now = Date.now();
@@ -120,6 +185,8 @@ export async function gatherStatus(state: AdminState, config: Config | undefined
   const workers = state.workers?.() as WorkerRow[] | undefined;
   const metrics = state.metrics ? await state.metrics() : registry.render();
   const cache = cacheFromMetrics(metrics, (g?.cache.maxSize ?? 0) * Math.max(1, workers?.length ?? 1));
+  const tcpFigures = tcpFromMetrics(metrics);
+  const tcp = (g?.tcp ?? []).map((t) => tcpRow(t, tcpFigures.get(t.name)));
   const caching = sites.some((s) => s.routes.some((r) => r.cache));
   return {
     now,
@@ -129,6 +196,7 @@ export async function gatherStatus(state: AdminState, config: Config | undefined
     sites,
     certificates: (state.certificates() as Described[]).map(certificateRow),
     endpoints: ((await state.upstreams()) as Described[]).map(endpointRow),
+    tcp,
     cache: caching || cache.objects > 0 ? cache : undefined,
     workers,
     reloads,

@@ -67,6 +67,30 @@ export type EndpointRow = {
 /** CacheRow is the response cache's totals: bytes and objects held, the configured bound, and lookups by result (hit, miss, stale, revalidated, bypass). */
 export type CacheRow = { readonly sizeBytes: number; readonly maxBytes: number; readonly objects: number; readonly lookups: Readonly<Record<string, number>> };
 
+/** TcpFigures are a [[tcp]] route's live numbers from its gatehouse_tcp_* series: open now, accepted, bytes each way, failed connects, refusals by reason. */
+export type TcpFigures = {
+  readonly open: number;
+  readonly accepted: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly upstreamFailures: number;
+  readonly refused: Readonly<Record<string, number>>;
+};
+
+/** TcpRow is one [[tcp]] entry: its listener, mode, what it serves (terminate: site; passthrough: [[tcp.sni]] entries), upstream URLs, and its figures. */
+export type TcpRow = TcpFigures & {
+  readonly name: string;
+  readonly listen: string;
+  readonly mode: "terminate" | "passthrough" | "plain";
+  /** site is the route file whose certificate terminates TLS (terminate only). */
+  readonly site?: string;
+  /** sni are a passthrough route's [[tcp.sni]] entries: server names and upstream URLs. */
+  readonly sni: readonly { readonly hosts: readonly string[]; readonly upstreams: readonly string[] }[];
+  /** upstreams are the upstream URLs (passthrough: its `default`, empty without one). */
+  readonly upstreams: readonly string[];
+  readonly proxyV2: boolean;
+};
+
 /** WorkerRow is one worker slot (GET /workers). */
 export type WorkerRow = {
   readonly worker: number;
@@ -89,6 +113,8 @@ export type StatusData = {
   readonly sites: readonly SiteRow[];
   readonly certificates: readonly CertificateRow[];
   readonly endpoints: readonly EndpointRow[];
+  /** tcp are the [[tcp]] routes; absent or empty: none. */
+  readonly tcp?: readonly TcpRow[];
   readonly cache: CacheRow | undefined;
   readonly workers: readonly WorkerRow[] | undefined;
   /** reloads are the last outcomes, newest first. */
@@ -234,6 +260,34 @@ function endpointRow(e: EndpointRow, now: number, workers: boolean): string {
   return row(cells);
 }
 
+function tcpRow(t: TcpRow): string {
+  const urls = (us: readonly string[], label = "") => `${label && `<small>${esc(label)}:</small> `}${us.map((u) => `<code>${esc(u)}</code>`).join("<br>")}`;
+  const serves =
+    t.mode === "terminate"
+      ? `certificate of <a href="#site-${esc(t.site ?? "")}">${esc(t.site ?? "")}</a>`
+      : t.mode === "passthrough"
+        ? [...t.sni.map((e) => list(e.hosts, ", ")), t.upstreams.length ? "other names: default" : "other names: closed"].join("<br>")
+        : "–";
+  const groups =
+    t.mode === "passthrough"
+      ? [...t.sni.map((e) => urls(e.upstreams, e.hosts.join(", "))), ...(t.upstreams.length ? [urls(t.upstreams, "default")] : [])]
+      : [urls(t.upstreams)];
+  const refused = Object.entries(t.refused).filter(([, n]) => n > 0);
+  return row([
+    esc(t.name),
+    `<code>${esc(t.listen)}</code>`,
+    esc(t.mode),
+    serves,
+    groups.filter(Boolean).join("<br>") || "–",
+    t.proxyV2 ? "v2" : "no",
+    esc(t.open),
+    esc(t.accepted),
+    `in ${bytes(t.bytesIn)}<br>out ${bytes(t.bytesOut)}`,
+    esc(t.upstreamFailures),
+    refused.length ? refused.map(([r, n]) => `${esc(r)} ${esc(n)}`).join("<br>") : "0",
+  ]);
+}
+
 /** HIT_RESULTS are the lookups answered from the cache (a revalidation's 304 included); bypasses are not lookups the cache could answer. */
 const HIT_RESULTS = ["hit", "stale", "revalidated"];
 
@@ -269,7 +323,9 @@ th{background:#f6f8fa;font-weight:600}code{font:12px ui-monospace,monospace;over
 .bad{color:#a40e26;background:#ffebe9;border-color:#ff8182}.off{color:#57606a;background:#f6f8fa;border-color:#d0d7de}
 .empty{color:#57606a;font-style:italic}.problems{margin:0;padding-left:1.1em}dl.cache{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dd{margin:0}dt{font-weight:600}
 nav a{margin-right:1em}td{overflow-wrap:break-word}
-.routes{table-layout:fixed}.routes th:nth-child(1){width:16%}.routes th:nth-child(2){width:10%}.routes th:nth-child(3){width:8%}.routes th:nth-child(4){width:28%}.routes th:nth-child(5){width:10%}`;
+.routes{table-layout:fixed}.routes th:nth-child(1){width:16%}.routes th:nth-child(2){width:10%}.routes th:nth-child(3){width:8%}.routes th:nth-child(4){width:28%}.routes th:nth-child(5){width:10%}
+.tcp{table-layout:fixed}.tcp th:nth-child(1){width:8%}.tcp th:nth-child(2){width:11%}.tcp th:nth-child(3){width:10%}.tcp th:nth-child(4){width:12%}.tcp th:nth-child(5){width:16%}
+.tcp th:nth-child(6){width:6%}.tcp th:nth-child(7){width:5%}.tcp th:nth-child(8){width:7%}.tcp th:nth-child(9){width:8%}.tcp th:nth-child(10){width:7%}.tcp th:nth-child(11){width:10%}`;
 
 /** renderStatus renders the whole page; every value from config or state is HTML-escaped, and the page reloads itself every 10 s. */
 export function renderStatus(d: StatusData): string {
@@ -289,6 +345,13 @@ export function renderStatus(d: StatusData): string {
         d.endpoints.map((e) => endpointRow(e, d.now, multi)),
       )
     : empty("No upstream endpoints.");
+  const tcp = d.tcp?.length
+    ? table(
+        ["Route", "Listen", "Mode", "Serves", "Upstreams", "Sends PROXY", "Open", "Accepted", "Bytes", "Upstream failures", "Refused"],
+        d.tcp.map(tcpRow),
+        "tcp",
+      )
+    : empty("No TCP routes (no [[tcp]] entries).");
   const workers = d.workers?.length
     ? table(
         ["Worker", "Pid", "State", "Started", "Restarts"],
@@ -306,10 +369,11 @@ export function renderStatus(d: StatusData): string {
 <meta http-equiv="refresh" content="10"><title>gatehouse status</title><style>${STYLE}</style></head>
 <body><header><h1>gatehouse status ${d.ready ? badge("ok", "ready") : badge("bad", "not ready")}</h1>
 <p class="meta">version ${esc(d.version)} · config <code>${esc(d.configFile ?? "(none)")}</code> · rendered ${esc(new Date(d.now).toISOString().replace("T", " ").slice(0, 19))} UTC · refreshes every 10 s</p>
-<nav><a href="#sites">Sites</a><a href="#certificates">Certificates</a><a href="#endpoints">Endpoints</a><a href="#cache">Cache</a><a href="#workers">Workers</a><a href="#reloads">Reloads</a></nav></header>
+<nav><a href="#sites">Sites</a><a href="#certificates">Certificates</a><a href="#endpoints">Endpoints</a><a href="#tcp">TCP routes</a><a href="#cache">Cache</a><a href="#workers">Workers</a><a href="#reloads">Reloads</a></nav></header>
 <main><section id="sites"><h2>Sites and routes</h2>${sites}</section>
 <section id="certificates"><h2>Certificates</h2>${certs}</section>
 <section id="endpoints"><h2>Upstream endpoints</h2>${endpoints}</section>
+<section id="tcp"><h2>TCP routes</h2>${tcp}</section>
 <section id="cache"><h2>Cache</h2>${cacheSection(d.cache)}</section>
 <section id="workers"><h2>Workers</h2>${workers}</section>
 <section id="reloads"><h2>Last reloads</h2>${reloads}</section></main></body></html>
