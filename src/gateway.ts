@@ -213,22 +213,21 @@ export class Gateway {
       }
     } else gen = buildGeneration(config, deps, this.nextId++);
     this.building = gen;
+    // The [[tcp]] plan while it is neither committed nor aborted.
+    let tcp: Awaited<ReturnType<TcpRoutes["prepare"]>> | undefined;
     try {
       await this.discovery.ready(gen.discoveries);
       const plan = await this.certs.prepare(config);
       const trusted = g.listen.proxyProtocol.length > 0 ? cidrMatcher(g.listen.proxyProtocol) : undefined;
       const servers = g.resolver.servers.map((t) => parseAddress(t)!).map((a) => ({ host: a.hostname, port: a.port }));
-      const tcp = await this.tcp.prepare(g.tcp, (site) => this.certs.siteEntry(site, plan), trusted, servers);
-      try {
-        this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
-      } catch (e) {
-        this.tcp.abort(tcp);
-        throw e;
-      }
+      tcp = await this.tcp.prepare(g.tcp, (site) => this.certs.siteEntry(site, plan), trusted, servers);
+      this.listeners.apply(this.listen(g), g.listen.https ? this.tlsSet(plan) : undefined, frontSettings(g));
       this.certs.commit(plan); // only now: a config whose listeners failed to bind changes no certificate state
       this.tcp.commit(tcp, g.shutdownGrace);
+      tcp = undefined;
     } catch (e) {
-      // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started.
+      // A half-built generation leaves nothing behind: no discovery subscriptions, no discoveries only it started, no [[tcp]] listeners it bound.
+      if (tcp !== undefined) this.tcp.abort(tcp);
       gen.dispose();
       this.discovery.retain(this.gen?.discoveries ?? new Set());
       if (this.gen) this.endpoints.retain(this.gen.endpoints()); // nor endpoints (and their metric series) only it made
@@ -352,7 +351,6 @@ export class Gateway {
     clearTimeout(timer);
     if (timedOut) {
       log.warn("grace period over; closing the remaining connections", { inflight: this.listeners.pending(), tcp_connections: this.tcp.open() });
-      this.tcp.closeAll();
       await this.listeners.closePublic(true);
     }
     this.tcp.closeAll();

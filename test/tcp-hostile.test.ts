@@ -162,16 +162,42 @@ describe("handshakes", () => {
     await settled("term");
   });
 
-  test("garbage, and a PROXY preamble from a source not trusted, are refused at once", async () => {
+  test("garbage, and a PROXY preamble from a source not trusted, are refused at once (well before handshake_timeout), each counted", async () => {
+    const refused = async (route: string) => Number((await gw.metric(`gatehouse_tcp_refused_total{route="${route}",reason="handshake"}`)) ?? 0);
     for (const text of ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "PROXY TCP4 10.0.0.1 10.0.0.2 1 2\r\n"]) {
-      for (const p of [port.pt, port.term]) {
+      for (const [route, p] of [
+        ["pt", port.pt],
+        ["term", port.term],
+      ] as const) {
+        const before = await refused(route);
         const c = await connect(p);
+        const t0 = performance.now();
         c.socket.write(text);
         await c.until((x) => x.closed, 1500);
+        expect(performance.now() - t0).toBeLessThan(500);
+        const end = performance.now() + 2000;
+        while ((await refused(route)) !== before + 1 && performance.now() < end) await Bun.sleep(20);
+        expect(await refused(route)).toBe(before + 1);
       }
     }
     await settled("pt");
     await settled("term");
+  });
+
+  test("on a plain route, a PROXY preamble from a source not trusted is refused, never passed to the upstream as the client's words", async () => {
+    const before = Number((await gw.metric('gatehouse_tcp_refused_total{route="plain",reason="handshake"}')) ?? 0);
+    const c = await connect(port.plain);
+    c.socket.write("PROXY TCP4 10.9.9.9 10.0.0.2 1234 25\r\nEHLO spoofed\r\n");
+    await c.until((x) => x.closed, 1500);
+    // The echo origin would have sent the line back.
+    expect(c.text).not.toContain("PROXY");
+    expect(Number(await gw.metric('gatehouse_tcp_refused_total{route="plain",reason="handshake"}'))).toBe(before + 1);
+    // A client that speaks its protocol is served as before.
+    const ok = await connect(port.plain);
+    ok.socket.write("hello\n");
+    await ok.until((x) => x.text.includes("hello"), 2000);
+    ok.socket.end();
+    await settled("plain");
   });
 
   test("2000 connections that never send a byte are all closed by handshake_timeout; the gauge comes back to 0", async () => {

@@ -283,9 +283,18 @@ test("two sites that export to the same file, or one site whose chain and key ar
     a: site("a.example", "a.pem", "shared-key.pem"),
     b: site("b.example", "b.pem", "shared-key.pem"),
     c: site("c.example", "c.pem", "c.pem"),
+    // One site's chain where another writes its key.
+    d: site("d.example", "shared-key.pem", "d-key.pem"),
   });
   expect(problems).toEqual([
     expect.stringMatching(/^routes\/b\.toml:6: export\.key: .*shared-key\.pem.* is also written by routes\/a\.toml/),
     expect.stringMatching(/^routes\/c\.toml:6: export\.key: is the same file as cert/),
+    expect.stringMatching(/^routes\/d\.toml:5: export\.cert: .*shared-key\.pem.* is also written by routes\/a\.toml/),
   ]);
+});
+
+test("a [[tcp]] entry's site problem names that entry, though an entry before it was left out for its listen address", () => {
+  const main = `[listen]\nhttp = "127.0.0.1:8080"\n\n[[tcp]]\nname = "a"\nlisten = "nowhere"\nmode = "plain"\nupstreams = ["tcp://127.0.0.1:1"]\n\n[[tcp]]\nname = "b"\nlisten = "127.0.0.1:9993"\nmode = "terminate"\nsite = "nosuch"\nupstreams = ["tcp://127.0.0.1:1"]\n`;
+  const problems = problemsFor(main, { a: OK_SITE });
+  expect(problems).toContainEqual(expect.stringMatching(/^config\.toml:14: tcp\[1\]\.site: no route file "nosuch\.toml"/));
 });

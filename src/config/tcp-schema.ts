@@ -96,7 +96,7 @@ function collide(a: Address, b: Address): boolean {
   return a.hostname === b.hostname || any(a.hostname) || any(b.hostname);
 }
 
-function readOne(r: Reader, others: readonly [string, Address][], names: Set<string>, discoverNames: boolean): TcpRoute | undefined {
+function readOne(r: Reader, entry: number, others: readonly [string, Address][], names: Set<string>, discoverNames: boolean): TcpRoute | undefined {
   const name = r.requiredString("name", "a name of lowercase letters, digits, - and _ (the metrics label)");
   if (name !== undefined) {
     if (!NAME_RE.test(name)) r.problem("name", `${JSON.stringify(name)} is not a route name`, "lowercase letters, digits, - and _ (at most 64)");
@@ -128,6 +128,7 @@ function readOne(r: Reader, others: readonly [string, Address][], names: Set<str
   if (proxy !== undefined && proxy !== 2)
     r.problem("send_proxy_protocol", `${JSON.stringify(proxy)} is not supported`, "2 (PROXY protocol version 2), or no key");
   const route: TcpRoute = {
+    entry,
     name: name ?? "",
     listen: listen ?? { text: "", hostname: "", port: 0 },
     mode,
@@ -162,7 +163,7 @@ export function readTcpRoutes(r: Reader, listeners: Record<string, Address | und
   const names = new Set<string>();
   const out: TcpRoute[] = [];
   r.tableList("tcp").forEach((t, i) => {
-    const route = readOne(t, taken, names, discoverNames);
+    const route = readOne(t, i, taken, names, discoverNames);
     if (route === undefined) return;
     out.push(route);
     taken.push([`tcp[${i}] (${route.name || "no name"})`, route.listen]);
@@ -177,9 +178,9 @@ export function readTcpRoutes(r: Reader, listeners: Record<string, Address | und
 export function checkTcpSites(routes: readonly TcpRoute[], sites: readonly SiteConfig[], file: string, lineOf: (path: string) => number): Problem[] {
   const byName = new Map(sites.map((s) => [s.name, s]));
   const problems: Problem[] = [];
-  routes.forEach((t, i) => {
-    if (t.mode !== "terminate" || t.site === undefined) return;
-    const path = `tcp[${i}].site`;
+  for (const t of routes) {
+    if (t.mode !== "terminate" || t.site === undefined) continue;
+    const path = `tcp[${t.entry}].site`;
     const site = byName.get(t.site);
     const at = (message: string, expected: string) => problems.push({ file, line: lineOf(path), path, message, expected });
     if (site === undefined)
@@ -189,6 +190,6 @@ export function checkTcpSites(routes: readonly TcpRoute[], sites: readonly SiteC
       );
     else if (site.tls.mode === "off")
       at(`site ${JSON.stringify(t.site)} has tls = "off", so no certificate`, 'a site with tls = "acme", "internal" or "manual"');
-  });
+  }
   return problems;
 }

@@ -237,6 +237,8 @@ export type TcpHealth = { readonly interval: number; readonly timeout: number; r
  * of `site`, or with TLS passed through to the upstreams its SNI picks. Durations are ms.
  */
 export type TcpRoute = {
+  /** entry is the route's place among the [[tcp]] entries of config.toml: problems found later name it tcp[entry]. */
+  readonly entry: number;
   readonly name: string;
   readonly listen: Address;
   readonly mode: TcpMode;

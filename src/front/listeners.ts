@@ -61,12 +61,15 @@ function warnUnlessMigrating(): void {
  * listener that would share the port with a stranger is refused.
  */
 export function assertFree(kind: string, address: Address): void {
+  assertBindable(`listen.${kind} ${address.text}`, address);
+}
+
+/** assertBindable is assertFree for any listener, its errors starting with what: the config key that names the address (a [[tcp]] route's, say). */
+export function assertBindable(what: string, address: Address): void {
   try {
     Bun.listen({ hostname: address.hostname, port: address.port, socket: { data() {} } }).stop(true);
   } catch (e) {
-    throw new Error(
-      `listen.${kind} ${address.text}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`,
-    );
+    throw new Error(`${what}: cannot bind, the address is in use or not available (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
 }
 

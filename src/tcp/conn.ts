@@ -1,7 +1,7 @@
 /** One connection of a [[tcp]] route: PROXY preamble (trusted sources), ClientHello (passthrough) or TLS handshake (terminate), the upstream connect with failover, then a pipe. */
 import type { Socket, SocketHandler } from "bun";
 import { MAX_HELLO, NOT_TLS, readHello } from "../front/client-hello.ts";
-import { type ProxyAddress, parseProxyHeader, readPreamble } from "../front/proxy-protocol.ts";
+import { isPreamble, type ProxyAddress, parseProxyHeader, readPreamble, UNTRUSTED_PREAMBLE } from "../front/proxy-protocol.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { log } from "../observability/log.ts";
 import { type Connected, connectUpstream } from "./connect.ts";
@@ -21,8 +21,6 @@ export interface TcpHost {
 type Phase = "preamble" | "hello" | "tls" | "connecting" | "piping" | "over";
 
 const EMPTY = new Uint8Array(0);
-/** MAX_EARLY bounds the client bytes kept while the upstream is connected: the socket is paused then, and is paused again past it (a read under way may deliver). */
-const MAX_EARLY = 64 * 1024;
 
 function join(a: Uint8Array, b: Uint8Array): Uint8Array {
   return a.byteLength === 0 ? b : Buffer.concat([a, b]);
@@ -46,7 +44,8 @@ export class TcpConn {
   private upstream: Connected | undefined;
   /** early holds client bytes and events that came while the upstream was being connected (the socket is paused then). */
   private early: Uint8Array[] = [];
-  private earlyBytes = 0;
+  /** checkFirst: a plain route's client that may not send a PROXY preamble; its first bytes are checked for one. */
+  private checkFirst: boolean;
   private earlyEnd = false;
   private readonly wait: Watched;
   private readonly started = performance.now();
@@ -67,6 +66,7 @@ export class TcpConn {
     route.stats.open.value++;
     this.wait = { last: performance.now(), limit: route.config.handshakeTimeout, expire: () => this.refuse("handshake", "no handshake in time") };
     if (trusted?.(this.client.address) === true) this.phase = "preamble";
+    this.checkFirst = route.config.mode === "plain" && this.phase !== "preamble";
   }
 
   /** start runs the connection's first step (its listener counts it first: the step may already close it). */
@@ -106,14 +106,24 @@ export class TcpConn {
 
   /** onData takes bytes from the client's socket (the accepted one, or the TLS one after an upgrade). */
   onData(d: Uint8Array): void {
+    if (this.checkFirst) {
+      this.checkFirst = false;
+      // It would reach the upstream as the client's own words (TLS modes refuse it as not TLS); the HTTP listeners refuse it too.
+      if (isPreamble(d)) {
+        if (this.phase === "piping") {
+          this.route.stats.refused("handshake");
+          this.pipe!.shutdown();
+        } else this.refuse("handshake", UNTRUSTED_PREAMBLE);
+        return;
+      }
+    }
     switch (this.phase) {
       case "piping":
         this.pipe!.fromClient(d);
         return;
       case "connecting":
+        // The socket is paused while connecting: this is at most what a read under way delivers.
         this.early.push(Buffer.from(d));
-        this.earlyBytes += d.byteLength;
-        if (this.earlyBytes > MAX_EARLY) this.sock.pause();
         return;
       case "preamble":
         this.onPreamble(join(this.buf, d));

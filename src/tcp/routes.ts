@@ -4,6 +4,7 @@ import { DiscoveryRegistry } from "../upstream/discovery-registry.ts";
 import type { DnsDiscovery } from "../upstream/dns-discovery.ts";
 import type { ResolverServer } from "../upstream/resolver.ts";
 import type { ConnectionLimits } from "../front/connection-limits.ts";
+import { assertBindable } from "../front/listeners.ts";
 import { type NativeContext, nativeOf } from "../front/tls-contexts.ts";
 import { log } from "../observability/log.ts";
 import { type TcpEndpoint, TcpEndpointRegistry } from "./endpoints.ts";
@@ -33,17 +34,9 @@ export type TcpPlan = {
   readonly byFingerprint: ReadonlyMap<string, NativeContext>;
 };
 
-/**
- * assertTcpFree throws a clear error when a [[tcp]] route's address cannot be bound now (in use by another process, or not local); like the other listeners'
- * check it binds without SO_REUSEPORT for a moment, so a listener that would share the port with a stranger is refused.
- */
+/** assertTcpFree throws a clear error, naming the route, when its address cannot be bound now (the other listeners' check, assertBindable). */
 export function assertTcpFree(route: TcpRoute): void {
-  try {
-    Bun.listen({ hostname: route.listen.hostname, port: route.listen.port, socket: { data() {} } }).stop(true);
-  } catch (e) {
-    const why = (e as { code?: string }).code ?? (e as Error).message;
-    throw new Error(`[[tcp]] "${route.name}" listen = ${route.listen.text}: cannot bind, the address is in use or not available (${why})`);
-  }
+  assertBindable(`[[tcp]] "${route.name}" listen = ${route.listen.text}`, route.listen);
 }
 
 /** addressKey names a listen address for matching across configs. */

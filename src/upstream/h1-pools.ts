@@ -5,7 +5,6 @@ import { H1Pool } from "./h1-client.ts";
 type Shared = { readonly pool: H1Pool; holders: number };
 
 const byAddress = new Map<string, Shared>();
-const byPool = new Map<H1Pool, Shared>();
 
 /**
  * acquirePool returns the connection pool of an http:// URL's address (an IP literal or a name the system resolves per connection), shared with every other
@@ -22,7 +21,6 @@ export function acquirePool(url: string): H1Pool | undefined {
   if (s === undefined) {
     s = { pool: new H1Pool(host, port), holders: 0 };
     byAddress.set(key, s);
-    byPool.set(s.pool, s);
   }
   s.holders++;
   return s.pool;
@@ -30,9 +28,9 @@ export function acquirePool(url: string): H1Pool | undefined {
 
 /** releasePool gives back one hold; the last one closes the pool's idle connections (exchanges in flight finish) and forgets the address. */
 export function releasePool(pool: H1Pool): void {
-  const s = byPool.get(pool);
-  if (s === undefined || --s.holders > 0) return;
-  byPool.delete(pool);
-  byAddress.delete(`${pool.hostname} ${pool.port}`);
+  const key = `${pool.hostname} ${pool.port}`;
+  const s = byAddress.get(key);
+  if (s?.pool !== pool || --s.holders > 0) return;
+  byAddress.delete(key);
   pool.close();
 }
