@@ -176,6 +176,20 @@ test("a command that hangs is killed at its timeout, with what it started", asyn
   expect(ps).not.toContain(`sleep ${marker}`);
 }, 30_000);
 
+test("a command still running when gatehouse stops is ended with it, with what it started (nothing is left running after the gateway)", async () => {
+  const out = scratch();
+  const marker = `${10_000 + Math.floor(Math.random() * 80_000)}.75`;
+  const gw = await start(join(scratch(), "certs"), mailSite(out, `run = ${hook(out, `echo ran >> "$3"; sleep ${marker} & wait`)}\ntimeout = "60s"\n`));
+  const end = performance.now() + 10_000;
+  while (runs(out) === 0 && performance.now() < end) await Bun.sleep(20);
+  expect(runs(out)).toBe(1);
+  expect(await gw.stop()).toBe(0);
+  const left = () => Bun.spawnSync(["ps", "-eo", "args"]).stdout.toString().includes(`sleep ${marker}`);
+  const gone = performance.now() + 3000;
+  while (left() && performance.now() < gone) await Bun.sleep(50);
+  expect(left()).toBe(false);
+}, 30_000);
+
 test("an expired certificate is never exported: refused, logged and counted; the files and the command stay untouched", async () => {
   const out = scratch();
   const src = scratch();

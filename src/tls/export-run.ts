@@ -46,6 +46,14 @@ async function drain(stream: ReadableStream<Uint8Array>, into: TailBuffer): Prom
   }
 }
 
+/** running are the process groups of the commands running now, for endCommands. */
+const running = new Set<number>();
+
+/** endCommands ends every command still running (SIGTERM to its group): gatehouse is stopping, and nothing it started may outlive it. */
+export function endCommands(): void {
+  for (const pid of running) killGroup(pid, "SIGTERM");
+}
+
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -67,6 +75,7 @@ export async function runCommand(argv: readonly string[], timeoutMs: number): Pr
   } catch (e) {
     return { exit: null, signal: null, timedOut: false, error: String((e as Error).message ?? e), output: "", ms: Math.round(performance.now() - t0) };
   }
+  running.add(proc.pid);
   const streams = Promise.all([drain(proc.stdout, out), drain(proc.stderr, out)]);
   let timedOut = false;
   let hard: Timer | undefined;
@@ -77,6 +86,7 @@ export async function runCommand(argv: readonly string[], timeoutMs: number): Pr
     hard = setTimeout(() => killGroup(proc.pid, "SIGKILL"), KILL_GRACE_MS);
   }, timeoutMs);
   await proc.exited;
+  running.delete(proc.pid);
   clearTimeout(soft);
   clearTimeout(hard);
   // A child it left behind may hold the pipes open: the output is waited for a moment, not for ever.

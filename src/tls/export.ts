@@ -7,7 +7,7 @@ import { coversAll, inspectBundle, type CertBundle } from "../lib/cert-info.ts";
 import { certificateExportCurrent, certificateExportRuns, certificateExports } from "../observability/gateway-metrics.ts";
 import { log } from "../observability/log.ts";
 import { retryDelay } from "./acme/renewal-time.ts";
-import { runCommand, type RunResult } from "./export-run.ts";
+import { endCommands, runCommand, type RunResult } from "./export-run.ts";
 
 /** EXPORT_RETRY_MIN_MS and EXPORT_RETRY_MAX_MS bound the backoff of a failed export (a write or the command): 5 s doubling to 1 h, ± 20 %. */
 export const EXPORT_RETRY_MIN_MS = 5000;
@@ -148,10 +148,11 @@ export class CertExporter {
     };
   }
 
-  /** dispose stops every retry; an attempt in flight finishes. */
+  /** dispose stops every retry (gatehouse is stopping); a command still running is ended with its group, the marker beside its chain keeps it owed. */
   dispose(): void {
     for (const t of this.targets.values()) this.stop(t);
     this.targets = new Map();
+    endCommands();
   }
 
   private stop(t: ExportTarget): void {
@@ -257,13 +258,14 @@ export class CertExporter {
 
   /** failed records a failed write or command and schedules the retry with backoff. */
   private failed(t: ExportTarget, result: string, error: string, fields: Record<string, unknown> = {}): void {
+    // Stopping (or the site left the config): a command ended with gatehouse is owed, not failed; the marker beside the chain runs it after the next start.
+    if (t.disposed) return;
     t.failures++;
     const delay = retryDelay(t.failures, { min: EXPORT_RETRY_MIN_MS, max: EXPORT_RETRY_MAX_MS });
     Object.assign(t, { lastResult: result, lastError: error, lastTime: Date.now(), nextRetry: Date.now() + delay });
-    if (!t.disposed) certificateExportCurrent.labels(t.site).value = 0;
+    certificateExportCurrent.labels(t.site).value = 0;
     log.error("certificate export failed; retrying", { site: t.site, error, failures: t.failures, retry_in_s: Math.round(delay / 1000), ...fields });
     clearTimeout(t.timer);
-    if (t.disposed) return;
     t.timer = setTimeout(() => this.kick(t), delay);
     t.timer.unref?.();
   }
