@@ -1,6 +1,7 @@
 /** Upstream endpoints of [[tcp]] routes: state that outlives a reload (open connections, passive ejection, the health checks' verdict) and the round robin over them. */
 import type { TcpUpstream } from "../config/types.ts";
 import { log } from "../observability/log.ts";
+import { Ejectable } from "../upstream/ejection.ts";
 
 /** MAX_COOLDOWN_MS caps an ejection, which doubles with each failed connect in a row. */
 const MAX_COOLDOWN_MS = 300_000;
@@ -9,46 +10,30 @@ const MAX_COOLDOWN_MS = 300_000;
  * TcpEndpoint is one upstream address of one [[tcp]] route. The same object serves every generation that keeps the route's name and the URL, so it holds state
  * only; settings (timeouts, caps) come with each connection's route.
  */
-export class TcpEndpoint {
+export class TcpEndpoint extends Ejectable {
   /** open counts the connections to this endpoint open now and the connects in progress, a timed-out one until the kernel ends it (max_connections_per_upstream). */
   open = 0;
-  /** healthy is the TCP health checks' verdict; true without checks. */
-  healthy = true;
-  /** downUntil is when (ms, performance.now) the passive ejection after a failed connect ends. */
-  downUntil = 0;
-  /** ejections counts ejections in a row; each doubles the cool-down, a connect that works resets it. */
-  ejections = 0;
-  lastError: string | undefined;
-  /** lastCheck is the time (ms, epoch) and outcome of the last health check. */
-  lastCheck: { time: number; ok: boolean; detail: string } | undefined;
 
   constructor(
     readonly route: string,
     readonly url: string,
     readonly host: string,
     readonly port: number,
-  ) {}
-
-  /** available says whether the endpoint may be tried at now: healthy and not ejected. */
-  available(now: number): boolean {
-    return this.healthy && now >= this.downUntil;
+  ) {
+    super();
   }
 
   /** failed ejects the endpoint after a failed connect, for a cool-down that doubles with each ejection in a row (an ejected one tried anyway stays as it was). */
   failed(now: number, cooldown: number, error: string): void {
     this.lastError = error;
-    if (now < this.downUntil) return;
-    this.downUntil = now + Math.min(MAX_COOLDOWN_MS, cooldown * 2 ** Math.min(this.ejections, 20));
-    this.ejections++;
+    if (!this.startEjection(now, cooldown, MAX_COOLDOWN_MS)) return;
     log.warn("tcp upstream endpoint ejected", { route: this.route, upstream: this.url, cooldown_ms: Math.round(this.downUntil - now), error });
   }
 
   /** connected clears the ejection after a connect that worked. */
   connected(): void {
     if (this.ejections === 0) return;
-    log.info("tcp upstream endpoint back", { route: this.route, upstream: this.url, ejections_in_a_row: this.ejections });
-    this.ejections = 0;
-    this.downUntil = 0;
+    log.info("tcp upstream endpoint back", { route: this.route, upstream: this.url, ejections_in_a_row: this.endEjection() });
   }
 }
 

@@ -4,28 +4,20 @@ import type { Cell, HistogramCell } from "../observability/metrics.ts";
 import { log } from "../observability/log.ts";
 import type { H1Pool } from "./h1-client.ts";
 import { acquirePool, releasePool } from "./h1-pools.ts";
+import { Ejectable } from "./ejection.ts";
 import { hash32 } from "../lib/hash.ts";
 
 /**
  * Endpoint is one upstream address of one route; the same object is handed to every generation that keeps that route and URL, so it holds state only: a
  * generation's settings for it (TLS, Host, weight) are in its Target.
  */
-export class Endpoint {
+export class Endpoint extends Ejectable {
   inflight = 0;
-  /** downUntil is the time (ms, performance.now) before which the endpoint is skipped. */
-  downUntil = 0;
   consecutiveFailures = 0;
-  /** ejections counts passive ejections in a row; each doubles the cool-down, a success resets it. */
-  ejections = 0;
   /**
    * upSince is when (ms, performance.now) the endpoint last started taking requests: created, back from ejection, healthy again (slow start counts from it).
    */
   upSince = performance.now();
-  /** healthy is the active health checks' verdict; true until checks say otherwise (and without checks). */
-  healthy = true;
-  lastError: string | undefined;
-  /** lastCheck is the time (ms, epoch) and outcome of the last active check. */
-  lastCheck: { time: number; ok: boolean; detail: string } | undefined;
 
   /** latency is this endpoint's cell of gatehouse_upstream_response_seconds, looked up once. */
   readonly latency: HistogramCell;
@@ -51,19 +43,10 @@ export class Endpoint {
     readonly route: string,
     readonly url: string,
   ) {
+    super();
     this.h1 = acquirePool(url);
     this.latency = upstreamDuration.labels(route, url);
     this.urlHash = hash32(url, 7) * 4294967296;
-  }
-
-  /** available says whether the endpoint may be picked at time now: healthy by the active checks and not ejected. */
-  available(now: number): boolean {
-    return this.healthy && now >= this.downUntil;
-  }
-
-  /** cooled says whether the passive cool-down is over, whatever the active checks say (for the all-unhealthy fallback). */
-  cooled(now: number): boolean {
-    return now >= this.downUntil;
   }
 
   /** markDown ejects the endpoint at once (a refused connection: nothing reached it), for a cool-down that doubles with each ejection in a row, up to max. */
@@ -79,15 +62,10 @@ export class Endpoint {
   }
 
   private eject(now: number, cooldown: number, max: number, error: string): void {
-    // Already ejected (tried anyway by the pool's fallback): the cool-down neither grows nor restarts, and the ejection is logged once.
-    if (now < this.downUntil) {
-      this.lastError = error;
-      return;
-    }
-    this.downUntil = now + Math.min(max, cooldown * 2 ** Math.min(this.ejections, 20));
-    this.upSince = this.downUntil; // slow start counts from the end of the cool-down
-    this.ejections++;
     this.lastError = error;
+    // Already ejected (tried anyway by the pool's fallback): the ejection is logged once.
+    if (!this.startEjection(now, cooldown, max)) return;
+    this.upSince = this.downUntil; // slow start counts from the end of the cool-down
     upstreamEjections.labels(this.route, this.url).value++;
     log.warn("upstream endpoint ejected", {
       route: this.route,
@@ -100,12 +78,10 @@ export class Endpoint {
 
   /** markUp clears the failure counts after a response. */
   markUp(): void {
-    if (this.consecutiveFailures !== 0 || this.ejections !== 0) {
-      if (this.ejections !== 0) log.info("upstream endpoint back", { route: this.route, upstream: this.url, ejections_in_a_row: this.ejections });
-      this.consecutiveFailures = 0;
-      this.ejections = 0;
-      this.downUntil = 0;
-    }
+    if (this.consecutiveFailures === 0 && this.ejections === 0) return;
+    this.consecutiveFailures = 0;
+    const ended = this.endEjection();
+    if (ended !== 0) log.info("upstream endpoint back", { route: this.route, upstream: this.url, ejections_in_a_row: ended });
   }
 }
 
