@@ -152,8 +152,8 @@ export type PreambleStep =
   | { readonly step: "refuse"; readonly reason: string }
   /** none: no preamble, the protocol starts at once (a balancer's health check, say). */
   | { readonly step: "none" }
-  /** read: a preamble of `bytes` bytes, naming `client` (undefined for LOCAL/UNKNOWN: the peer stays the client). */
-  | { readonly step: "read"; readonly client: string | undefined; readonly bytes: number };
+  /** read: a preamble of `bytes` bytes, naming `client` (undefined for LOCAL/UNKNOWN: the peer stays the client); header is all it said. */
+  | { readonly step: "read"; readonly client: string | undefined; readonly bytes: number; readonly header: ProxyHeader };
 
 const WAIT: PreambleStep = { step: "wait" };
 const NONE: PreambleStep = { step: "none" };
@@ -165,5 +165,5 @@ export function readPreamble(buf: Uint8Array): PreambleStep {
   const p = parseProxyHeader(buf);
   if (p === undefined) return buf.byteLength > MAX_PREAMBLE ? { step: "refuse", reason: `a PROXY protocol preamble over ${MAX_PREAMBLE} bytes` } : WAIT;
   if (isProxyError(p)) return { step: "refuse", reason: p.error };
-  return { step: "read", client: p.kind === "proxy" ? p.source.address : undefined, bytes: p.bytes };
+  return { step: "read", client: p.kind === "proxy" ? p.source.address : undefined, bytes: p.bytes, header: p };
 }

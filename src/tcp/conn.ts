@@ -1,7 +1,7 @@
 /** One connection of a [[tcp]] route: PROXY preamble (trusted sources), ClientHello (passthrough) or TLS handshake (terminate), the upstream connect with failover, then a pipe. */
 import type { Socket, SocketHandler } from "bun";
 import { MAX_HELLO, NOT_TLS, readHello } from "../front/client-hello.ts";
-import { isPreamble, type ProxyAddress, parseProxyHeader, readPreamble, UNTRUSTED_PREAMBLE } from "../front/proxy-protocol.ts";
+import { isPreamble, type ProxyAddress, readPreamble, UNTRUSTED_PREAMBLE } from "../front/proxy-protocol.ts";
 import { unwatch, type Watched, watch } from "../lib/idle-watch.ts";
 import { log } from "../observability/log.ts";
 import { type Connected, connectUpstream } from "./connect.ts";
@@ -153,10 +153,9 @@ export class TcpConn {
       if (this.admit()) this.afterPreamble(Buffer.from(buf));
       return;
     }
-    const h = parseProxyHeader(buf);
-    if (h !== undefined && !("error" in h) && h.kind === "proxy") {
-      this.client = h.source;
-      this.local = h.destination;
+    if (p.header.kind === "proxy") {
+      this.client = p.header.source;
+      this.local = p.header.destination;
     }
     if (this.admit()) this.afterPreamble(Buffer.from(buf.subarray(p.bytes)));
   }
@@ -382,27 +381,4 @@ export class TcpConn {
       });
     this.gone();
   }
-}
-
-/** tcpAcceptHandlers are the Bun.listen handlers of a [[tcp]] listener: each accepted socket becomes a TcpConn of host. */
-export function tcpAcceptHandlers(host: TcpHost & { opened(c: TcpConn): void }): SocketHandler<TcpConn> {
-  return {
-    open: (s) => {
-      // A client that reset its connection before Bun got to it leaves a socket without a peer address: nothing to serve, nothing to count.
-      if (!s.remoteAddress) {
-        s.terminate();
-        return;
-      }
-      const c = new TcpConn(s, host);
-      s.data = c;
-      host.opened(c);
-      c.start();
-    },
-    // A socket dropped in open has no TcpConn.
-    data: (s, d) => s.data?.rawData(d),
-    drain: (s) => s.data?.rawDrain(),
-    end: (s) => s.data?.rawEnd(),
-    close: (s) => s.data?.rawClosed(),
-    error: (s) => s.data?.rawClosed(),
-  };
 }

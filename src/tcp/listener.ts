@@ -1,7 +1,7 @@
 /** The listening socket of one [[tcp]] route address (Bun.listen, SO_REUSEPORT like the other public listeners), its open connections, and a drain bounded by a deadline. */
-import type { TCPSocketListener } from "bun";
+import type { SocketHandler, TCPSocketListener } from "bun";
 import type { Address } from "../config/types.ts";
-import { type TcpConn, tcpAcceptHandlers } from "./conn.ts";
+import { TcpConn, type TcpHost } from "./conn.ts";
 import type { ListenerState } from "./route.ts";
 
 /** TcpListener accepts the connections of one address; state (route, certificate, trusted sources) may change at any time and applies to the next connection. */
@@ -63,4 +63,27 @@ export class TcpListener {
   cut(): void {
     for (const c of [...this.conns]) c.shutdown();
   }
+}
+
+/** tcpAcceptHandlers are the Bun.listen handlers of a [[tcp]] listener: each accepted socket becomes a TcpConn of host. */
+function tcpAcceptHandlers(host: TcpHost & { opened(c: TcpConn): void }): SocketHandler<TcpConn> {
+  return {
+    open: (s) => {
+      // A client that reset its connection before Bun got to it leaves a socket without a peer address: nothing to serve, nothing to count.
+      if (!s.remoteAddress) {
+        s.terminate();
+        return;
+      }
+      const c = new TcpConn(s, host);
+      s.data = c;
+      host.opened(c);
+      c.start();
+    },
+    // A socket dropped in open has no TcpConn.
+    data: (s, d) => s.data?.rawData(d),
+    drain: (s) => s.data?.rawDrain(),
+    end: (s) => s.data?.rawEnd(),
+    close: (s) => s.data?.rawClosed(),
+    error: (s) => s.data?.rawClosed(),
+  };
 }
