@@ -8,6 +8,19 @@ import { join } from "node:path";
 /** Origin is a TCP origin on 127.0.0.1: its port, what each connection sent it, and a stop. */
 export type Origin = { readonly port: number; readonly received: Buffer[]; stop(): void };
 
+/** listening starts srv on a free loopback port: an Origin whose stop closes it and every connection it holds. */
+async function listening(srv: net.Server, sockets: Set<net.Socket>, received: Buffer[]): Promise<Origin> {
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    received,
+    stop: () => {
+      srv.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
 /** tcpOrigin starts a node:net origin; each connection is handed to onConn (default: echo everything back, prefixed by tag). */
 export async function tcpOrigin(tag: string, onConn?: (s: net.Socket, index: number) => void): Promise<Origin> {
   const received: Buffer[] = [];
@@ -25,15 +38,7 @@ export async function tcpOrigin(tag: string, onConn?: (s: net.Socket, index: num
       s.on("end", () => s.end());
     }
   });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  return {
-    port: (srv.address() as net.AddressInfo).port,
-    received,
-    stop: () => {
-      srv.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
+  return listening(srv, sockets, received);
 }
 
 /** tlsOrigin starts a node:tls origin with the given certificate that answers every chunk with tag. */
@@ -51,15 +56,7 @@ export async function tlsOrigin(tag: string, cert: { cert: string; key: string }
       s.write(`${tag}:${d.toString()}`);
     });
   });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  return {
-    port: (srv.address() as net.AddressInfo).port,
-    received,
-    stop: () => {
-      srv.close();
-      for (const s of sockets) s.destroy();
-    },
-  };
+  return listening(srv, sockets, received);
 }
 
 /** Client is a connection through the gateway: what it read so far, whether it closed, and waits bounded in time. */
